@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine with Python 3.11:
+#   make demo   - create .venv, install torch (CPU, pinned) then the package, run the demo job
+#   make test   - same set-up, then the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: an unpinned torch requirement would pull several GB of CUDA wheels
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/giblet-store demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/encode.py
+	$(PY) bench/storage.py
+
+clean:
+	rm -rf $(VENV) demo_store .pytest_cache .hypothesis

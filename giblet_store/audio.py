@@ -1,0 +1,149 @@
+"""Audio in: load, mix, resample exactly, and hash the source.
+
+Files are read block by block with soundfile and resampled with a streaming soxr resampler, so
+reading never holds more than the decoded output plus one block. The output is trimmed (or
+zero-padded by at most a sample) to exactly ``round(n * target_sr / sr)`` samples: an extra sample
+would add an EnCodec frame, and frames are what the TR grid counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError
+
+__all__ = ["AudioInfo", "load_audio", "sha256_file", "audio_info"]
+
+_BLOCK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the source file holds (before resampling)."""
+
+    path: str
+    sample_rate_hz: int
+    channels: int
+    n_samples: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.sample_rate_hz
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Open ``path`` with soundfile and describe it, or raise :class:`AudioError`.
+
+    Raises
+    ------
+    AudioError
+        The file is missing, is not a readable audio file, or holds no samples.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"audio file {str(p)!r} does not exist; check the path")
+    if p.is_dir():
+        raise AudioError(f"{str(p)!r} is a directory; expected an audio file (wav, flac, ogg)")
+    try:
+        info = sf.info(str(p))
+    except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+        raise AudioError(
+            f"{str(p)!r} is not an audio file soundfile can read ({exc}); "
+            "give a wav, flac or ogg file, or convert it first (e.g. ffmpeg -i in.mp4 out.flac)"
+        ) from None
+    if info.frames <= 0:
+        raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode")
+    return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def load_audio(
+    path: str | os.PathLike, sample_rate_hz: int, channels: int = 1
+) -> tuple[np.ndarray, AudioInfo]:
+    """Load ``path`` as float32 at ``sample_rate_hz`` with ``channels`` channels.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A wav, flac or ogg file.
+    sample_rate_hz : int
+        Target rate (24000 for ``facebook/encodec_24khz``).
+    channels : {1, 2}
+        1 mixes every channel to mono (mean); 2 keeps stereo (a mono file is duplicated).
+
+    Returns
+    -------
+    audio : (channel, sample) float32
+        Exactly ``round(info.n_samples * sample_rate_hz / info.sample_rate_hz)`` samples.
+    info : AudioInfo
+        The source as read.
+
+    Raises
+    ------
+    AudioError
+        Missing, unreadable, empty, or non-finite (NaN/inf) audio.
+    """
+    import soundfile as sf
+    import soxr
+
+    if channels not in (1, 2):
+        raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
+    info = audio_info(path)
+    n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
+    out = np.zeros((n_out, channels), dtype=np.float32)
+    stream = None
+    if info.sample_rate_hz != sample_rate_hz:
+        stream = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, channels, dtype="float32")
+    pos = 0
+
+    def _put(block: np.ndarray) -> None:
+        nonlocal pos
+        take = min(len(block), n_out - pos)
+        if take > 0:
+            out[pos : pos + take] = block[:take]
+        pos += max(take, 0)
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for start in range(0, info.n_samples, _BLOCK_FRAMES):
+                block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not np.isfinite(block).all():
+                    bad = int(start + np.argwhere(~np.isfinite(block))[0, 0])
+                    raise AudioError(
+                        f"{str(path)!r} has NaN or infinite samples (first at sample {bad}, "
+                        f"{bad / info.sample_rate_hz:.3f} s); repair or re-export the audio"
+                    )
+                if channels == 1:
+                    block = block.mean(axis=1, keepdims=True)
+                elif block.shape[1] == 1:
+                    block = np.repeat(block, 2, axis=1)
+                elif block.shape[1] > 2:
+                    raise AudioError(
+                        f"{str(path)!r} has {block.shape[1]} channels; a stereo model takes 1 or 2"
+                    )
+                if stream is None:
+                    _put(block)
+                else:
+                    _put(stream.resample_chunk(np.ascontiguousarray(block)))
+            if stream is not None:
+                _put(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True))
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
+    return np.ascontiguousarray(out.T), info

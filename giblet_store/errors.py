@@ -1,0 +1,64 @@
+"""Errors a user can act on.
+
+Every error raised on purpose by giblet_store derives from :class:`GibletStoreError`.
+A message says what was expected, what came, and what to do. The CLI prints the message
+(no traceback) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GibletStoreError",
+    "ParameterError",
+    "AudioError",
+    "ModelError",
+    "StoreError",
+    "NotAStoreError",
+    "FormatVersionError",
+    "SchemaError",
+    "EntryNotFoundError",
+    "AmbiguousKeyError",
+]
+
+
+class GibletStoreError(Exception):
+    """Root of every error giblet_store raises on purpose."""
+
+
+class ParameterError(GibletStoreError, ValueError):
+    """A parameter value is invalid (bandwidth, TR, HRF, mel options, ...)."""
+
+
+class AudioError(GibletStoreError, ValueError):
+    """An audio input cannot be used (missing, not audio, empty, too short, NaN/inf)."""
+
+
+class ModelError(GibletStoreError):
+    """A codec model cannot be loaded or does not fit the request."""
+
+
+class StoreError(GibletStoreError):
+    """A store cannot be opened or written."""
+
+
+class NotAStoreError(StoreError):
+    """The path exists but is not a giblet store."""
+
+
+class FormatVersionError(StoreError):
+    """The store or entry was written by a newer giblet_store than this one."""
+
+
+class SchemaError(StoreError):
+    """An entry does not match the JSON Schema of its kind."""
+
+
+class EntryNotFoundError(StoreError, KeyError):
+    """No complete entry has the requested key or attributes."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousKeyError(StoreError):
+    """A key prefix matches more than one entry."""

@@ -1,0 +1,49 @@
+"""Shared fixtures: a saved random-weight EnCodec, synthetic stimuli, the shared real recordings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A random-weight 24 kHz-architecture EnCodec, codebooks filled, saved with save_pretrained."""
+    from giblet_store.testing import save_test_model
+
+    return save_test_model(tmp_path_factory.mktemp("encodec") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def codec(model_dir):
+    from giblet_store.codec import load_codec
+
+    return load_codec(str(model_dir))
+
+
+@pytest.fixture(scope="session")
+def tone_wav(tmp_path_factory) -> Path:
+    """10 s synthetic stimulus, 24 kHz mono PCM16."""
+    from giblet_store.testing import synth_audio, write_wav
+
+    return write_wav(tmp_path_factory.mktemp("audio") / "tone.wav", synth_audio(10.0, 24000, seed=3), 24000)
+
+
+@pytest.fixture
+def store(tmp_path):
+    from giblet_store import open_store
+
+    return open_store(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the checkout; tests using it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
