@@ -12,5 +12,15 @@ from .errors import __all__ as _errors_all  # noqa: E402
 from .grid import TrGrid  # noqa: E402
 from .params import content_key  # noqa: E402
 from .store import Entry, Store, open_store  # noqa: E402
+from .codec import CodecParams  # noqa: E402
+from .extract import decode_entry, extract_codes  # noqa: E402
 
-__all__ = ["__version__", "open_store", "Store", "Entry", "TrGrid", "content_key", *_errors_all]
+__all__ = [
+    "__version__",
+    # store
+    "open_store", "Store", "Entry", "content_key",
+    # codes (foundation)
+    "TrGrid", "CodecParams", "extract_codes", "decode_entry",
+    # errors
+    *_errors_all,
+]

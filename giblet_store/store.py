@@ -329,6 +329,18 @@ class Store:
         ds, attrs, encoding = build()
         return self.write(ds, {**attrs, "kind": kind, "key": key}, encoding)
 
+    def derive(self, entry: "Entry | str", transform, **kwargs) -> Entry:
+        """Write (or return cached) the entry ``transform`` derives from ``entry``; see :mod:`giblet_store.derive`."""
+        from .derive import derive
+
+        return derive(self, entry, transform, **kwargs)
+
+    def lineage(self, entry: "Entry | str") -> list[Entry]:
+        """``entry`` and its parents up to the source entry; see :mod:`giblet_store.derive`."""
+        from .derive import lineage
+
+        return lineage(self, entry)
+
     def delete(self, entry: "Entry | str") -> None:
         """Remove an entry (derived entries that name it as parent stay, and say so when used)."""
         self._check_writable()
