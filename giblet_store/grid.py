@@ -129,14 +129,14 @@ class TrGrid(Params):
         after = int(n - starts[-1]) if n_trs > 0 else n - before
         if warn and before:
             warnings.warn(
-                f"{before} frame(s) ({before / fr:.3f} s) precede TR 0 (onset_s={self.onset_s}); "
+                f"{before} frame(s) ({float(before / fr):.3f} s) precede TR 0 (onset_s={self.onset_s}); "
                 "they are not stored (counted in attribute frames_before_grid)",
                 UserWarning,
                 stacklevel=3,
             )
         if warn and after > 0:
             warnings.warn(
-                f"n_trs={n_trs} crops {after} frame(s) ({after / fr:.3f} s) after the last TR; "
+                f"n_trs={n_trs} crops {after} frame(s) ({float(after / fr):.3f} s) after the last TR; "
                 "counted in attribute frames_after_grid",
                 UserWarning,
                 stacklevel=3,
