@@ -50,7 +50,8 @@ def _summary(attrs: dict) -> str:
     return " ".join(parts)
 
 
-def _print_table(entries, file=sys.stdout) -> None:
+def _print_table(entries, file=None) -> None:
+    file = file or sys.stdout
     rows = [(e.key[:16], e.kind, str(e.attrs.get("source_name", "-")), _summary(e.attrs), e.path) for e in entries]
     header = ("KEY", "KIND", "SOURCE", "PARAMETERS", "PATH")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
