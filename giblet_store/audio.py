@@ -73,7 +73,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
 
 
 def load_audio(
-    path: str | os.PathLike, sample_rate_hz: int, channels: int = 1
+    path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, out: str | os.PathLike | None = None
 ) -> tuple[np.ndarray, AudioInfo]:
     """Load ``path`` as float32 at ``sample_rate_hz`` with ``channels`` channels.
 
@@ -85,6 +85,9 @@ def load_audio(
         Target rate (24000 for ``facebook/encodec_24khz``).
     channels : {1, 2}
         1 mixes every channel to mono (mean); 2 keeps stereo (a mono file is duplicated).
+    out : path, optional
+        Write the samples to this ``.npy`` file and return a read-only memory map of it, so that
+        resident memory does not grow with the length of the file (the pages are file-backed).
 
     Returns
     -------
@@ -105,7 +108,10 @@ def load_audio(
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     info = audio_info(path)
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
-    out = np.zeros((n_out, channels), dtype=np.float32)
+    if out is None:
+        buf = np.zeros((n_out, channels), dtype=np.float32)
+    else:
+        buf = np.lib.format.open_memmap(os.fspath(out), mode="w+", dtype=np.float32, shape=(n_out, channels))
     stream = None
     if info.sample_rate_hz != sample_rate_hz:
         stream = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, channels, dtype="float32")
@@ -115,7 +121,7 @@ def load_audio(
         nonlocal pos
         take = min(len(block), n_out - pos)
         if take > 0:
-            out[pos : pos + take] = block[:take]
+            buf[pos : pos + take] = block[:take]
         pos += max(take, 0)
 
     try:
@@ -146,4 +152,8 @@ def load_audio(
         raise
     except Exception as exc:
         raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
-    return np.ascontiguousarray(out.T), info
+    if out is not None:
+        buf.flush()
+        del buf
+        return np.load(os.fspath(out), mmap_mode="r").T, info
+    return np.ascontiguousarray(buf.T), info

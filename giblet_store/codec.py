@@ -304,7 +304,7 @@ def _encode_chunk(spec: tuple, audio: np.ndarray, context_frames: int, bandwidth
     codec = load_codec(*spec)
     model = codec.model
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(codec.device)
+        x = torch.from_numpy(np.array(audio, dtype=np.float32, order="C"))[None].to(codec.device)  # own copy
         emb = model.encoder(x)
         codes = model.quantizer.encode(emb, bandwidth_kbps)  # (codebook, batch, frame)
     return codes[:, 0, context_frames:].cpu().numpy().astype(np.int16)

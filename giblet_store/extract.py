@@ -8,6 +8,7 @@ chunk), lay the stream on the TR grid and write the entry through the store's st
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from .grid import TrGrid, from_tr, to_tr
 from .params import ALGORITHM_VERSION, content_key
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
+
+#: inputs longer than this are resampled into a temporary memory-mapped file instead of RAM
+MEMMAP_ABOVE_S = 60.0
 
 __all__ = ["ExtractResult", "codes_key_inputs", "extract_codes", "decode_entry", "entry_stream"]
 
@@ -90,7 +94,18 @@ def extract_codes(
 
     model = load_codec(codec.model, codec.revision, device)
     n_q = model.n_codebooks(codec.bandwidth_kbps)  # unsupported bandwidth: error before reading audio
-    audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels)
+    with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
+        # long inputs are resampled into a file-backed memory map: RSS does not grow with length
+        out = os.path.join(tmp, "audio.npy") if info.duration_s > MEMMAP_ABOVE_S else None
+        audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels, out=out)
+        result = _encode_and_write(store, audio, info, audio_path, model, codec, grid, identity, inputs,
+                                   key, device, scheduler, n_q)
+        del audio
+    return result
+
+
+def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identity, inputs, key, device,
+                      scheduler, n_q) -> ExtractResult:
     if audio.shape[-1] < model.hop:
         raise AudioError(
             f"{str(audio_path)!r} is {info.duration_s * 1000:.2f} ms long, shorter than one EnCodec hop "
@@ -104,7 +119,6 @@ def extract_codes(
 
 def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, scheduler, n_q):
     import dask
-    import xarray as xr
 
     from .codec import encode_stream
 
@@ -113,10 +127,22 @@ def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, sc
         stream = np.asarray(stream.compute())
     layout = grid.layout(stream.shape[-1], model.frame_rate)
     codes = to_tr(stream, layout, fill=-1)
+    return _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q)
+
+
+def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q):
+    """The codes Dataset and attributes for ``codes`` laid out by ``layout``.
+
+    ``codes`` is the (tr, codebook, frame) int16 array, or a Dask placeholder of that shape for a
+    chunk-by-chunk write (:mod:`giblet_store.distributed`); everything else is computed here, so a
+    single-process extract and a batch write the same attributes and coordinates.
+    """
+    import xarray as xr
+
     n_trs = layout.n_trs
     ds = xr.Dataset(
         {
-            "codes": (("tr", "codebook", "frame"), codes.astype(np.int16)),
+            "codes": (("tr", "codebook", "frame"), codes.astype(np.int16, copy=False)),
             "n_frames": (("tr",), layout.n_frames.astype(np.int16)),
         },
         coords={

@@ -79,3 +79,10 @@ def test_non_finite_samples(tmp_path, bad):
     sf.write(str(tmp_path / "bad.wav"), x.T, 24000, subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN or infinite samples .first at sample 1234"):
         load_audio(tmp_path / "bad.wav", 24000)
+
+
+def test_memory_mapped_output_equals_in_memory(tmp_path, shared_data):
+    mem, _ = load_audio(shared_data / "arctic_a0007.wav", 24000)
+    mm, _ = load_audio(shared_data / "arctic_a0007.wav", 24000, out=tmp_path / "a.npy")
+    assert isinstance(mm.base, np.memmap)  # file-backed: resident memory does not grow with length
+    np.testing.assert_array_equal(np.asarray(mm), mem)

@@ -268,3 +268,13 @@ def test_decode_with_other_weights_is_refused(store, tone_wav, params, tmp_path)
     other = save_test_model(tmp_path / "other", seed=1)
     with pytest.raises(ParameterError, match="not the one that made entry"):
         decode_entry(store, e, tmp_path / "o.wav", model=str(other))
+
+
+def test_long_input_path_through_a_memory_map_gives_the_same_entry(tmp_path, tone_wav, params, monkeypatch):
+    import giblet_store.extract as ex
+
+    a = extract_codes(open_store(tmp_path / "a"), tone_wav, params, TrGrid(1.5)).entry
+    monkeypatch.setattr(ex, "MEMMAP_ABOVE_S", 0.0)
+    b = extract_codes(open_store(tmp_path / "b"), tone_wav, params, TrGrid(1.5)).entry
+    assert a.key == b.key
+    np.testing.assert_array_equal(a.open().codes.values, b.open().codes.values)
