@@ -213,9 +213,283 @@ def _cmd_demo(args) -> int:
     return run_demo(args.store, args.model)
 
 
+# ------------------------------------------------------------------------------------ fmri / predictions
+def _tr_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    a, sep, b = text.partition(":")
+    try:
+        return int(a), int(b)
+    except ValueError:
+        raise ParameterError(f"a TR range is START:STOP with integers (stop exclusive, e.g. 0:800), got {text!r}") from None
+
+
+def _add_ingest_fmri(sub) -> None:
+    p = sub.add_parser("ingest-fmri", help="ingest 4D NIfTI series (one per subject) as an fmri entry")
+    p.add_argument("store", help="store directory or fsspec URL (created if absent)")
+    p.add_argument("nifti", nargs="+", help="4D NIfTI files (.nii / .nii.gz), one per subject")
+    p.add_argument("--subject", nargs="+", action="extend", required=True, metavar="ID",
+                   help="subject IDs, one per file, in the same order")
+    p.add_argument("--mask", default=None, help="3D NIfTI mask (default: computed, std > 10th pct in >= half)")
+    p.add_argument("--tr", type=float, default=None, help="TR in seconds (default: from the headers)")
+    p.add_argument("--stimulus", default=None, metavar="KEY", help="stimulus entry whose TR grid the fMRI is on")
+    p.add_argument("--n-trs", type=int, default=None, help="keep the first N volumes of every subject")
+    p.add_argument("--zscore-trs", default=None, metavar="START:STOP",
+                   help="z-score each voxel with the mean/std of these (training) TRs only")
+    p.add_argument("--nan-policy", choices=["error", "mask"], default="error",
+                   help="mask voxels that are NaN/inf at some TR: error, or drop them from the mask")
+    p.add_argument("--mask-percentile", type=float, default=10.0, help="computed mask: std percentile per subject")
+    p.add_argument("--mask-fraction", type=float, default=0.5, help="computed mask: fraction of subjects to vote")
+    p.add_argument("--chunk-trs", type=int, default=None, help="TRs per stored chunk (default ~4 MiB chunks)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_ingest_fmri)
+
+
+def _cmd_ingest_fmri(args) -> int:
+    from .fmri import FmriParams, MaskParams, ingest_fmri
+    from .store import open_store
+
+    params = FmriParams(tr_s=args.tr, n_trs=args.n_trs, zscore_trs=_tr_range(args.zscore_trs),
+                        nan_policy=args.nan_policy)
+    mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
+    store = open_store(args.store)
+    r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
+                    stimulus=args.stimulus, chunk_trs=args.chunk_trs)
+    if args.json:
+        _dump({**r.entry.to_json(), "created": r.created})
+    else:
+        a = r.entry.attrs
+        print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  "
+              f"subjects={a['n_subjects']} trs={a['n_trs']} voxels={a['n_voxels']} tr={a['tr_s']:g}s")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="per-voxel Pearson r of a predictions entry against its fmri")
+    p.add_argument("store")
+    p.add_argument("key", metavar="PREDICTIONS_KEY")
+    p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (default: every predicted TR)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args) -> int:
+    from .predictions import evaluate
+    from .store import open_store
+
+    entry, created = evaluate(open_store(args.store), args.key, trs=_tr_range(args.trs))
+    if args.json:
+        _dump({**entry.to_json(), "created": created})
+    else:
+        a = entry.attrs
+        print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  trs={a['trs'][0]}:{a['trs'][1]} "
+              f"mean r={a['r_mean_all'] if a['r_mean_all'] is None else round(a['r_mean_all'], 4)}")
+    return 0
+
+
+def _add_to_nifti(sub) -> None:
+    p = sub.add_parser("to-nifti", help="export an fmri, predictions or evaluation entry to NIfTI")
+    p.add_argument("store")
+    p.add_argument("key", metavar="KEY_OR_PREFIX")
+    p.add_argument("-o", "--output", required=True, help="output .nii or .nii.gz")
+    p.add_argument("--subject", default=None, help="subject ID (evaluation: default is the mean over subjects)")
+    p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean)")
+    p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range of a 4D export")
+    p.set_defaults(func=_cmd_to_nifti)
+
+
+def _cmd_to_nifti(args) -> int:
+    from .predictions import entry_to_nifti
+    from .store import open_store
+
+    out = entry_to_nifti(open_store(args.store, mode="r"), args.key, args.output, subject=args.subject,
+                         variable=args.var, trs=_tr_range(args.trs))
+    print(f"wrote {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ mel / derive
+def _add_mel(sub) -> None:
+    p = sub.add_parser("mel", help="mel spectrograms of audio files on a TR grid (the legacy feature path)")
+    p.add_argument("audio", nargs="+", help="wav/flac/ogg files")
+    p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
+    p.add_argument("--tr", type=float, default=1.5, help="TR in seconds")
+    p.add_argument("--onset", type=float, default=0.0, help="stimulus time (s) at which TR 0 starts")
+    p.add_argument("--n-trs", type=int, default=None, help="pad with empty TRs or crop (with a warning)")
+    p.add_argument("--sample-rate", type=int, default=22050, help="Hz the audio is resampled to")
+    p.add_argument("--n-fft", type=int, default=2048, help="STFT size (samples)")
+    p.add_argument("--hop", type=int, default=512, help="STFT hop (samples)")
+    p.add_argument("--n-mels", type=int, default=128, help="mel bands (<= n_fft/2 + 1)")
+    p.add_argument("--fmin", type=float, default=0.0, help="lowest band edge (Hz)")
+    p.add_argument("--fmax", type=float, default=None, help="highest band edge (Hz; default sample rate / 2)")
+    p.add_argument("--power", type=float, default=2.0, choices=(1.0, 2.0), help="1 magnitude, 2 power")
+    p.add_argument("--no-db", action="store_true", help="store power/magnitude, not dB")
+    p.add_argument("--ref", type=float, default=1.0, help="fixed dB reference (0 dB), never the file's max")
+    p.add_argument("--chunk-seconds", type=float, default=60.0, help="audio per Dask task")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=_cmd_mel)
+
+
+def _cmd_mel(args) -> int:
+    from .grid import TrGrid
+    from .mel import MelParams, extract_mel
+    from .store import open_store
+
+    params = MelParams(sample_rate_hz=args.sample_rate, n_fft=args.n_fft, hop=args.hop, n_mels=args.n_mels,
+                       fmin_hz=args.fmin, fmax_hz=args.fmax, power=args.power, db=not args.no_db,
+                       ref=args.ref, chunk_s=args.chunk_seconds)
+    grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
+    store = open_store(args.store)
+    results, failed = [], 0
+    for path in args.audio:
+        try:
+            r = extract_mel(store, path, params, grid)
+        except GibletStoreError as exc:
+            failed += 1
+            print(f"giblet-store: error: {path}: {exc}", file=sys.stderr)
+            continue
+        results.append(r)
+        if not args.json:
+            print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {path}")
+    if args.json:
+        _dump([{**r.entry.to_json(), "created": r.created, "source": r.source} for r in results])
+    return EXIT_ERROR if failed else 0
+
+
+def _decode_mel(store, entry, args):
+    from .mel import decode_mel
+
+    return decode_mel(store, entry, args.output, trs=args.trs)
+
+
+_DECODERS["mel"] = _decode_mel
+
+
+def _parse_hrf(text: str):
+    from .hrf import Fir, Hrf
+
+    name, _, rest = text.partition(":")
+    if name.strip().lower() == "fir":
+        try:
+            delays = tuple(int(d) for d in rest.split(",") if d.strip())
+        except ValueError:
+            raise ParameterError(f"--hrf fir takes whole-TR delays, e.g. fir:1,2,3,4; got {text!r}") from None
+        return Fir(delays)
+    if rest:
+        raise ParameterError(f"--hrf {name} takes no ':' options (use --hrf-length, --oversampling); got {text!r}")
+    return Hrf(model=name.strip())
+
+
+def _add_derive(sub) -> None:
+    p = sub.add_parser("derive", help="derive an entry: embeddings, HRF/FIR, or another TR grid (cached)")
+    p.add_argument("store")
+    p.add_argument("key", metavar="KEY_OR_PREFIX")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--hrf", metavar="spm|glover|fir:1,2,3,4", help="causal HRF convolution or FIR delays")
+    what.add_argument("--resample-tr", type=float, metavar="S", help="resample to this TR (s) by stimulus time")
+    what.add_argument("--stretch", type=int, metavar="N", help="the reference's stretch to N TRs (linspace)")
+    what.add_argument("--embeddings", action="store_true", help="dequantise a codes entry (RVQ decode)")
+    p.add_argument("--hrf-length", type=float, default=32.0, help="HRF kernel length (s)")
+    p.add_argument("--oversampling", type=int, default=1, help="HRF sub-samples averaged per TR (1: at TR multiples)")
+    p.add_argument("--onset", type=float, default=0.0, help="--resample-tr: onset (s) of the target grid")
+    p.add_argument("--n-trs", type=int, default=None, help="--resample-tr: target TR count")
+    p.add_argument("--method", default="auto", choices=("auto", "linear", "previous"),
+                   help="--resample-tr: linear (floats) / previous (codes)")
+    p.add_argument("--no-antialias", action="store_true", help="--resample-tr: no low-pass when going coarser")
+    p.add_argument("--variables", default=None, help="comma-separated data variables (default: per-TR floats)")
+    p.add_argument("--axis", default=None, help="time dimension (required for fmri entries: --axis tr)")
+    p.add_argument("--reference-codes", action="store_true",
+                   help="--hrf on codes: the reference project's convolve-round-clip (warns)")
+    p.add_argument("--model", default=None, help="--embeddings: model directory or hub name (default: the entry's)")
+    p.add_argument("--device", default="cpu", help="--embeddings: torch device")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_derive)
+
+
+def _cmd_derive(args) -> int:
+    import warnings
+
+    from .derive import Embeddings, _derive
+    from .resample import Resample
+    from .store import open_store
+
+    if args.embeddings:
+        transform = Embeddings()
+    elif args.hrf is not None:
+        transform = _parse_hrf(args.hrf)
+        from .hrf import Hrf
+
+        if isinstance(transform, Hrf):
+            transform = Hrf(model=transform.model, length_s=args.hrf_length, oversampling=args.oversampling)
+    elif args.stretch is not None:
+        transform = Resample(method="stretch", n_trs=args.stretch, onset_s=args.onset)
+    else:
+        transform = Resample(tr_s=args.resample_tr, onset_s=args.onset, n_trs=args.n_trs,
+                             method=args.method, antialias=not args.no_antialias)
+    kw: dict[str, Any] = {}
+    if args.variables:
+        kw["variables"] = [v.strip() for v in args.variables.split(",") if v.strip()]
+    if args.axis:
+        kw["axis"] = args.axis
+    if args.reference_codes:
+        kw["reference_codes"] = True
+    if args.embeddings:
+        kw.update(model=args.model, device=args.device)
+    store = open_store(args.store, mode="r")
+    parent = store.get(args.key)
+    store = open_store(args.store)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        entry, created = _derive(store, parent, transform, **kw)
+    for w in caught:
+        print(f"giblet-store: warning: {w.message}", file=sys.stderr)
+    if args.json:
+        _dump({**entry.to_json(), "created": created})
+    else:
+        print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  <- {parent.key[:16]} ({parent.kind})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ batch
+def _add_batch(sub) -> None:
+    p = sub.add_parser("batch", help="extract every entry of a manifest on a Dask cluster (resumable)")
+    p.add_argument("manifest", help="CSV, YAML or JSON manifest: stimuli x kinds x bandwidths x TRs")
+    p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
+    p.add_argument("--scheduler", default="local",
+                   help="'local' (a LocalCluster, the default) or a scheduler address (tcp://host:8786)")
+    p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: one per core)")
+    p.add_argument("--tr-chunk", type=int, default=None,
+                   help="TRs per Zarr chunk and write task (default: the store's, as extract writes)")
+    p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds to wait for a scheduler address")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args) -> int:
+    from .distributed import run_batch
+
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers must be >= 1, got {args.workers}")
+    report = run_batch(args.manifest, args.store, scheduler=args.scheduler, workers=args.workers,
+                       progress=not args.no_progress, connect_timeout=args.connect_timeout,
+                       tr_chunk=args.tr_chunk)
+    if args.json:
+        _dump(report.to_json())
+    else:
+        print(report.table())
+    for item in report.failed:
+        print(f"giblet-store: error: {item.source} ({item.kind} {item.params}): {item.reason}", file=sys.stderr)
+    return 0 if report.ok else EXIT_ERROR
+
+
 # ------------------------------------------------------------------------------------ main
 #: subcommand registrars, in help order; later work appends its own.
 _COMMANDS: list[Callable] = [_add_extract, _add_ls, _add_show, _add_decode, _add_demo]
+
+_COMMANDS += [_add_ingest_fmri, _add_evaluate, _add_to_nifti]
+_COMMANDS += [_add_mel, _add_derive]
+_COMMANDS += [_add_batch]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ def random_model_dir() -> Path:
     from .testing import save_test_model
 
     root = Path(os.environ.get("GIBLET_STORE_CACHE", Path.home() / ".cache" / "giblet_store"))
-    d = root / "random-encodec-24khz-seed0"
+    d = root / "random-encodec-24khz-seed0-v2"
     if not (d / "config.json").exists():
         tmp = Path(tempfile.mkdtemp(dir=root.mkdir(parents=True, exist_ok=True) or root))
         save_test_model(tmp, seed=0)

@@ -74,8 +74,10 @@ def make_test_model(seed: int = 0, fill_seconds: float = 30.0, **config):
         residual = emb[0].T.clone()  # (frame, dim)
         for layer in model.quantizer.layers:
             k = layer.codebook.codebook_size
-            idx = torch.randint(0, residual.shape[0], (k,), generator=gen)
-            jitter = 1e-3 * residual.std() * torch.randn(k, residual.shape[1], generator=gen)
+            # distinct frames (no near-duplicate entries: ties would make codes flip on rounding)
+            n = residual.shape[0]
+            idx = torch.randperm(n, generator=gen)[:k] if n >= k else torch.randint(0, n, (k,), generator=gen)
+            jitter = 0.05 * residual.std() * torch.randn(k, residual.shape[1], generator=gen)
             embed = residual[idx] + jitter
             layer.codebook.embed.copy_(embed)
             layer.codebook.embed_avg.copy_(embed)
@@ -87,6 +89,9 @@ def make_test_model(seed: int = 0, fill_seconds: float = 30.0, **config):
 
 def save_test_model(directory: str | os.PathLike, seed: int = 0, **config) -> Path:
     """Make a test model and ``save_pretrained`` it to ``directory``; returns the directory."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     model = make_test_model(seed=seed, **config)
     model.save_pretrained(str(directory))
     return Path(directory)

@@ -1,0 +1,495 @@
+"""Derived entries: a transform applied lazily to an entry, written as a new entry that names its parent.
+
+``derive(store, entry, transform)`` validates the request against the parent (before anything is
+written), builds the derived entry's key from the parent's key, the transform's parameters and the
+options that change the bytes, returns the existing entry when that key is already complete (a cache
+hit computes nothing), and otherwise builds a lazy (Dask) Dataset from the lazily opened parent and
+writes it through the store's staging. Transforms:
+
+=================  =============  ===========================================================
+transform          derived kind   what it does
+=================  =============  ===========================================================
+``Embeddings()``   embeddings     codes -> sum of each codebook's vector (RVQ dequantisation)
+``Hrf(...)``       features       causal double-gamma convolution along ``tr``
+``Fir(delays)``    features       FIR delays along a new ``delay`` dimension
+``Resample(...)``  features       another TR grid, by stimulus time (or the reference's stretch)
+=================  =============  ===========================================================
+
+Which arrays a transform touches: per-TR float variables, i.e. those with the time axis and no
+``frame`` axis (``embedding_mean``, ``mel_mean``, any ``features`` array), unless ``variables=``
+names others. Codes are categories: HRF on them is refused (derive embeddings first) unless
+``reference_codes=True`` asks for the reference project's convolve-round-clip (with a warning);
+resampling codes takes whole rows from the nearest earlier TR.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from .errors import EntryNotFoundError, ParameterError
+from .hrf import INTEGER_CODES_MESSAGE, Fir, Hrf, convolve_causal, delay, hrf_kernel
+from .params import ALGORITHM_VERSION, Params, content_key
+from .resample import Resample, resample_array, resample_plan
+from .schema import FORMAT_VERSION
+from .store import Entry, Store, default_encoding
+
+__all__ = ["Embeddings", "derive", "derive_key", "lineage", "parents_of"]
+
+#: Parent attributes that describe the parent itself, not the data the child inherits.
+_NOT_INHERITED = {
+    "kind", "key", "status", "format_version", "inputs", "parent", "parent_kind", "transform",
+    "transform_params", "variables", "axis", "algorithm_version", "hrf_kernel",
+}
+#: Attributes of a frame grid that no longer hold after resampling to another TR.
+_GRID_ONLY = {"frames_per_tr", "frames_before_grid", "frames_after_grid"}
+
+
+@dataclass(frozen=True)
+class Embeddings(Params):
+    """Dequantise a codes entry: ``embeddings`` (tr, frame, dim) float32 and ``embedding_mean`` (tr, dim).
+
+    Each real frame's vector is the sum over codebooks of that code's codebook vector, exactly the
+    quantizer output EnCodec's decoder consumes (``model.quantizer.decode``). The model is given to
+    :func:`derive` (``model=``, default the entry's hub model); its weights must be the entry's, so
+    the key needs no model field (the parent's key already covers the weights).
+    """
+
+    name: ClassVar[str] = "embeddings"
+
+
+@dataclass
+class _Plan:
+    kind: str
+    options: dict
+    build: Callable[[], tuple[Any, dict]]
+
+
+# ------------------------------------------------------------------------------------- parents
+def parents_of(entry: Entry) -> list[str]:
+    """The parent key(s) named in ``entry``'s attributes (none for a source entry)."""
+    p = entry.attrs.get("parent")
+    if p is None:
+        return []
+    if isinstance(p, str):
+        return [p]
+    if isinstance(p, dict):
+        return list(p.values())
+    return list(p)
+
+
+def _existing(store: Store, entry: "Entry | str") -> Entry:
+    """The complete entry, re-read from the store; a deleted one is an error that says so."""
+    if isinstance(entry, Entry):
+        found = store.lookup(entry.key, entry.kind)
+        if found is None:
+            raise EntryNotFoundError(
+                f"entry {entry.key[:16]} ({entry.kind}) is no longer in {store.url!r} (deleted?); "
+                "nothing to derive from. Re-create it (giblet-store extract/mel/derive) or pick "
+                f"another with `giblet-store ls {store.url}`"
+            )
+        return found
+    return store.get(entry)
+
+
+def lineage(store: Store, entry: "Entry | str") -> list[Entry]:
+    """``entry`` followed by its parents, grandparents, ... up to the source entry.
+
+    Raises
+    ------
+    EntryNotFoundError
+        ``entry`` does not exist, or an ancestor was deleted (the message names which).
+    """
+    first = _existing(store, entry)
+    out, seen, queue = [first], {first.key}, [(first, k) for k in parents_of(first)]
+    while queue:
+        child, key = queue.pop(0)
+        if key in seen:
+            continue
+        found = store.lookup(key)
+        if found is None:
+            raise EntryNotFoundError(
+                f"entry {child.key[:16]} ({child.kind}) names parent {key[:16]}, which is no longer in "
+                f"{store.url!r} (deleted); the lineage is broken there. The derived entry's data is "
+                "complete, but its provenance can only be read from its attributes (inputs)"
+            )
+        seen.add(key)
+        out.append(found)
+        queue.extend((found, k) for k in parents_of(found))
+    return out
+
+
+# ------------------------------------------------------------------------------------- derive
+def derive(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> Entry:
+    """Write (or return the cached) entry that ``transform`` derives from ``entry``.
+
+    Parameters
+    ----------
+    store : Store
+    entry : Entry or key (prefix)
+    transform : Embeddings, Hrf, Fir or Resample
+    variables : list of str, optional
+        Data variables to transform (default: the per-TR float variables; codes for a codes entry).
+    axis : str, optional
+        The time dimension (default ``"tr"``); required for ``fmri`` entries (subject, tr, voxel).
+    reference_codes : bool
+        Hrf on a codes entry: the reference project's convolve-round-clip (warns). Default False:
+        an error pointing to embeddings.
+    model, device : str
+        Embeddings only: the EnCodec model (hub name or local directory; default the entry's hub
+        model) and torch device.
+    scheduler : Dask scheduler used while writing ("threads", "sync", or a distributed Client).
+
+    Returns
+    -------
+    Entry
+        ``kind`` embeddings or features; ``attrs["parent"]`` is ``entry``'s key, ``attrs["inputs"]``
+        what was hashed into its key. Chain calls: ``store.derive(store.derive(e, Hrf()), Resample(2.0))``.
+
+    Raises
+    ------
+    EntryNotFoundError
+        No such entry, or it was deleted.
+    ParameterError
+        The transform does not apply to this entry (HRF on codes, unknown variable, kernel longer
+        than the series, fmri without ``axis``, ...). Nothing is written.
+    """
+    return _derive(store, entry, transform, **kwargs)[0]
+
+
+def derive_key(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> str:
+    """The key :func:`derive` would give, without computing or writing anything."""
+    parent = _existing(store, entry)
+    plan = _plan(store, parent, transform, **_plan_kwargs(kwargs))
+    return content_key(_inputs(parent, transform, plan))
+
+
+def _plan_kwargs(kwargs: dict) -> dict:
+    allowed = {"variables", "axis", "reference_codes", "model", "device"}
+    unknown = sorted(set(kwargs) - allowed - {"scheduler"})
+    if unknown:
+        raise ParameterError(f"derive got unknown option(s) {unknown}; expected some of {sorted(allowed | {'scheduler'})}")
+    return {k: v for k, v in kwargs.items() if k in allowed}
+
+
+def _inputs(parent: Entry, transform: Params, plan: _Plan) -> dict[str, Any]:
+    return {
+        "kind": plan.kind,
+        "parent": parent.key,
+        "transform_name": transform.name,
+        "transform": transform.to_dict(),
+        "options": plan.options,
+        "algorithm_version": ALGORITHM_VERSION,
+        "format_version": FORMAT_VERSION,
+    }
+
+
+def _derive(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> tuple[Entry, bool]:
+    """:func:`derive`, also saying whether the entry was made now (False: cache hit)."""
+    import dask
+
+    from .extract import _client_ctx
+
+    scheduler = kwargs.get("scheduler", "threads")
+    parent = _existing(store, entry)
+    plan = _plan(store, parent, transform, **_plan_kwargs(kwargs))
+    inputs = _inputs(parent, transform, plan)
+    key = content_key(inputs)
+    if (hit := store.lookup(key, plan.kind)) is not None:
+        return hit, False
+    ds, extra = plan.build()
+    attrs = {k: v for k, v in parent.attrs.items() if k not in _NOT_INHERITED}
+    attrs.update(extra)
+    attrs.update({
+        "kind": plan.kind,
+        "key": key,
+        "parent": parent.key,
+        "parent_kind": parent.kind,
+        "transform": transform.name,
+        "transform_params": transform.to_dict(),
+        "algorithm_version": ALGORITHM_VERSION,
+        "inputs": inputs,
+    })
+    ds, encoding = _prepare(ds)
+    with dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else _client_ctx(scheduler):
+        return store.write(ds, attrs, encoding)
+
+
+def _prepare(ds):
+    """Drop encodings inherited from the parent's Zarr arrays; align Dask chunks with the Zarr chunks."""
+    ds = ds.copy()
+    for name in list(ds.coords):
+        if name not in ds.dims:
+            ds.coords[name] = ds.coords[name].load()
+    for var in ds.variables.values():
+        var.encoding = {}
+    encoding = default_encoding(ds)
+    for name, enc in encoding.items():
+        if "chunks" in enc and ds[name].chunks is not None:
+            ds[name] = ds[name].chunk(dict(zip(ds[name].dims, enc["chunks"])))
+    return ds, encoding
+
+
+# ------------------------------------------------------------------------------------- planning
+def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_codes=False, model=None, device="cpu") -> _Plan:
+    if isinstance(transform, Embeddings):
+        if variables is not None or axis is not None or reference_codes:
+            raise ParameterError("Embeddings takes no variables, axis or reference_codes; it dequantises the codes")
+        return _plan_embeddings(store, parent, model, device)
+    if model is not None:
+        raise ParameterError(f"model= applies to Embeddings only, not to {type(transform).__name__}")
+    if isinstance(transform, (Hrf, Fir)):
+        return _plan_hrf(store, parent, transform, variables, axis, bool(reference_codes))
+    if isinstance(transform, Resample):
+        if reference_codes:
+            raise ParameterError("reference_codes applies to Hrf on codes only")
+        return _plan_resample(store, parent, transform, variables, axis)
+    raise ParameterError(
+        f"cannot derive with {transform!r}; give Embeddings(), Hrf(...), Fir(delays) or Resample(...)"
+    )
+
+
+def _time_axis(parent: Entry, ds, axis: str | None) -> str:
+    if axis is None:
+        if parent.kind == "fmri":
+            raise ParameterError(
+                f"entry {parent.key[:16]} is an fmri entry, dims {list(ds.dims)}: its time axis is not "
+                "the first; give the axis explicitly (axis='tr', CLI --axis tr). Note fMRI is already "
+                "haemodynamic: HRF-convolving it is rarely what you want"
+            )
+        axis = "tr"
+    if not isinstance(axis, str) or axis not in ds.dims:
+        raise ParameterError(f"axis {axis!r} is not a dimension of entry {parent.key[:16]}; its dims are {list(ds.dims)}")
+    return axis
+
+
+def _grid(parent: Entry) -> tuple[float, float]:
+    a = parent.attrs
+    if not isinstance(a.get("tr_s"), (int, float)):
+        raise ParameterError(f"entry {parent.key[:16]} has no tr_s attribute; it is not on a TR grid")
+    return float(a["tr_s"]), float(a.get("onset_s", 0.0))
+
+
+def _select(parent: Entry, ds, axis: str, variables, floats_only: bool) -> list[str]:
+    if variables is not None:
+        if isinstance(variables, str):
+            variables = [variables]
+        names = list(variables)
+        for n in names:
+            if n not in ds.data_vars:
+                raise ParameterError(f"entry {parent.key[:16]} has no data variable {n!r}; it has {sorted(ds.data_vars)}")
+            if axis not in ds[n].dims:
+                raise ParameterError(f"variable {n!r} {tuple(ds[n].dims)} has no {axis!r} axis to transform along")
+        if not names:
+            raise ParameterError("variables is empty; name at least one data variable")
+        return names
+    names = [n for n, v in ds.data_vars.items()
+             if axis in v.dims and "frame" not in v.dims and (v.dtype.kind == "f" or not floats_only)]
+    if not names:
+        raise ParameterError(
+            f"entry {parent.key[:16]} ({parent.kind}) has no per-TR float variable along {axis!r} "
+            f"(variables: {sorted(ds.data_vars)}); frame-level arrays hold NaN tails, so transform a "
+            "per-TR mean (embedding_mean, mel_mean) or name variables= explicitly"
+        )
+    return names
+
+
+def _tr_coords(ds, axis: str, parent: Entry):
+    if "tr_start_s" in ds.coords and ds["tr_start_s"].dims == (axis,):
+        return ds
+    tr, onset = _grid(parent)
+    return ds.assign_coords(tr_start_s=((axis,), onset + tr * np.arange(ds.sizes[axis], dtype=np.float64)))
+
+
+def _carry(ds, names: list[str], axis: str):
+    """The variables to transform, plus the ones without the time axis (masks, ...) unchanged."""
+    keep = [n for n, v in ds.data_vars.items() if n in names or axis not in v.dims]
+    return ds[keep]
+
+
+def _plan_hrf(store, parent: Entry, transform, variables, axis, reference_codes: bool) -> _Plan:
+    ds = store.open(parent)
+    axis = _time_axis(parent, ds, axis)
+    if parent.attrs.get("hrf", "none") != "none":
+        raise ParameterError(
+            f"entry {parent.key[:16]} is already HRF-convolved (hrf={parent.attrs['hrf']!r}); derive from "
+            f"its parent {str(parent.attrs.get('parent', '?'))[:16]} instead of convolving twice"
+        )
+    tr_s, _ = _grid(parent)
+    n = ds.sizes[axis]
+    if parent.kind == "codes" and variables is None:
+        names = ["codes"]
+    else:
+        names = _select(parent, ds, axis, variables, floats_only=variables is None)
+    codes = any(ds[n].dtype.kind in "iub" for n in names)
+    if codes:
+        if isinstance(transform, Fir):
+            raise ParameterError("FIR delays of integer codes are not offered; derive embeddings first and delay those")
+        if not reference_codes:
+            raise ParameterError(INTEGER_CODES_MESSAGE)
+    elif reference_codes:
+        raise ParameterError(f"reference_codes applies to integer codes; entry {parent.key[:16]} is {parent.kind!r}")
+    if isinstance(transform, Hrf):
+        taps = transform.n_taps(tr_s)
+        if taps > n:
+            raise ParameterError(
+                f"the {transform.model} HRF kernel is {taps} TRs ({transform.length_s:g} s at TR {tr_s:g} s) "
+                f"but entry {parent.key[:16]} has {n} TRs; give a kernel length (Hrf(length_s=...), CLI --hrf-length) "
+                f"<= {n * tr_s:g} s, or a longer series"
+            )
+        kernel = hrf_kernel(transform, tr_s)
+        extra = {"hrf": transform.model, "hrf_params": transform.to_dict(), "hrf_kernel": kernel.tolist()}
+    else:
+        if transform.max_delay >= n:
+            raise ParameterError(
+                f"FIR delay {transform.max_delay} TRs is not shorter than entry {parent.key[:16]} ({n} TRs); "
+                "use shorter delays or a longer series"
+            )
+        kernel = None
+        extra = {"hrf": "fir", "hrf_params": transform.to_dict()}
+    codebook_size = int(parent.attrs.get("codebook_size", 0)) if codes else None
+    if codes:
+        if not codebook_size or codebook_size < 2:
+            raise ParameterError(f"entry {parent.key[:16]} has no codebook_size attribute to clip codes to")
+        warnings.warn(
+            "convolving integer codes the reference project's way (convolve, round, clip to "
+            f"[0, {codebook_size - 1}]): the result is not a code sequence any model produced; use it "
+            "only to compare with the reference. Embeddings are the meaningful input",
+            UserWarning,
+            stacklevel=6,  # the caller of Store.derive
+        )
+    options = {"axis": axis, "variables": sorted(names), "integer": "reference" if codes else "error"}
+
+    def build():
+        out = _tr_coords(_carry(ds, names + (["n_frames"] if codes and "n_frames" in ds else []), axis), axis, parent)
+        for name in names:
+            x = out[name]
+            if codes:
+                y = convolve_causal(x.astype(np.float64), kernel, axis)
+                y = y.round().clip(0, codebook_size - 1).astype(x.dtype)
+                if "n_frames" in out and "frame" in x.dims:
+                    y = y.where(out["frame"] < out["n_frames"], -1)
+                out[name] = y.astype(x.dtype)
+            elif kernel is not None:
+                out[name] = convolve_causal(x, kernel, axis)
+            else:
+                out[name] = delay(x, transform, axis)
+        desc = (f"{transform.model} HRF, causal" if kernel is not None else f"FIR delays {list(transform.delays)} TRs")
+        for name in names:
+            out[name].attrs["transform"] = desc
+        return out, {**extra, "variables": names, "axis": axis}
+
+    return _Plan("features", options, build)
+
+
+def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -> _Plan:
+    ds = store.open(parent)
+    axis = _time_axis(parent, ds, axis)
+    tr_s, onset_s = _grid(parent)
+    n = ds.sizes[axis]
+    if parent.kind == "codes" and variables is None:
+        names = ["codes", "n_frames"]
+    else:
+        names = _select(parent, ds, axis, variables, variables is None)
+    plans = {}
+    for name in names:
+        integer = ds[name].dtype.kind in "iub"
+        plans[name] = resample_plan(n, tr_s, onset_s, transform, integer)  # raises for linear on codes
+    first = next(iter(plans.values()))
+    options = {"axis": axis, "variables": sorted(names)}
+
+    def build():
+        base = _carry(ds, names, axis)
+        base = base.drop_vars([c for c in base.coords if axis in base[c].dims])
+        out = {}
+        for name in names:
+            x = base[name]
+            ax = x.dims.index(axis)
+            y = resample_array(x.data, plans[name], ax, fill=0 if name == "n_frames" else None)
+            out[name] = (x.dims, y, dict(x.attrs))
+        res = base.drop_vars(names).assign(out)
+        res = res.assign_coords({
+            axis: np.arange(first.n_trs, dtype=np.int64),
+            "tr_start_s": ((axis,), first.onset_s + first.tr_s * np.arange(first.n_trs, dtype=np.float64)),
+        })
+        methods = {name: p.method for name, p in plans.items()}
+        desc = first.describe()
+        desc["methods"] = methods
+        if any(p.taps.size for p in plans.values()):
+            desc["antialias_filter"] = next(p for p in plans.values() if p.taps.size).describe()["antialias_filter"]
+        extra = {
+            "tr_s": first.tr_s, "onset_s": first.onset_s, "n_trs": first.n_trs,
+            "resample": desc,
+            "source_grid": {"tr_s": tr_s, "onset_s": onset_s, "n_trs": n},
+            "variables": names, "axis": axis,
+        }
+        return res, extra
+
+    return _Plan("features", options, build)
+
+
+def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> _Plan:
+    if parent.kind != "codes":
+        raise ParameterError(
+            f"Embeddings dequantise codes; entry {parent.key[:16]} is a {parent.kind!r} entry. "
+            "Give the key of a codes entry (`giblet-store ls STORE --kind codes`)"
+        )
+    a = parent.attrs
+    name = model or a.get("model_id")
+    if name is None:
+        raise ParameterError(
+            f"entry {parent.key[:16]} was made with a local model ({a.get('model')}, sha256 "
+            f"{str(a.get('model_sha256', ''))[:12]}); give that directory (model=..., CLI --model)"
+        )
+
+    def build():
+        import xarray as xr
+
+        from .codec import load_codec
+
+        codec = load_codec(name, a.get("model_revision") if model is None else None, device)
+        mine = {k: a[k] for k in ("model_sha256", "model_id") if k in a}
+        if mine and not all(codec.identity.get(k) == v for k, v in mine.items()):
+            raise ParameterError(
+                f"model {name!r} is not the one that made entry {parent.key[:16]} (entry: {mine}, given: "
+                f"{codec.identity}); dequantise with the same weights"
+            )
+        ds = store.open(parent)
+        dim = int(codec.model.quantizer.layers[0].codebook.embed.shape[1])
+        spec = (codec.name, None if "model_sha256" in codec.identity else codec.identity.get("model_revision"), codec.device)
+        codes = ds["codes"].data
+        codes = codes.rechunk({1: -1, 2: -1})
+        emb = codes.map_blocks(_dequantise_block, spec, dim, dtype=np.float32, drop_axis=1, new_axis=2,
+                               chunks=(codes.chunks[0], codes.chunks[2], (dim,)))
+        n = ds["n_frames"]
+        e = xr.DataArray(emb, dims=("tr", "frame", "dim"))
+        total = e.sum("frame", skipna=True)
+        mean = (total / n.clip(min=1)).where(n > 0).astype(np.float32)
+        out = xr.Dataset(
+            {"embeddings": e, "embedding_mean": mean, "n_frames": n},
+            coords={"tr": ds["tr"], "tr_start_s": ds["tr_start_s"], "frame": ds["frame"],
+                    "dim": np.arange(dim, dtype=np.int64)},
+        )
+        out["embeddings"].attrs.update(description="sum over codebooks of each code's codebook vector "
+                                       "(RVQ dequantisation); NaN where frame >= n_frames[tr]")
+        out["embedding_mean"].attrs.update(description="mean of embeddings over the TR's real frames (NaN if none)")
+        extra = {"dequantiser": "rvq-sum (EncodecModel.quantizer.decode)", "embedding_dim": dim, "hrf": "none"}
+        return out, extra
+
+    return _Plan("embeddings", {}, build)
+
+
+def _dequantise_block(block: np.ndarray, spec: tuple, dim: int) -> np.ndarray:
+    """(tr, codebook, frame) int16 codes (-1 tails) -> (tr, frame, dim) float32 (NaN tails)."""
+    from .codec import dequantise, load_codec
+
+    codes = np.asarray(block)
+    t, q, f = codes.shape
+    valid = (codes >= 0).all(axis=1)  # (tr, frame)
+    flat = np.where(codes >= 0, codes, 0).transpose(1, 0, 2).reshape(q, t * f)
+    emb = dequantise(load_codec(*spec), flat).reshape(t, f, dim)
+    emb[~valid] = np.nan
+    return emb
