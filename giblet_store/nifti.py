@@ -1,0 +1,477 @@
+"""NIfTI in and out, one block of volumes at a time (nibabel, never ``get_fdata()`` on a whole series).
+
+Reading: :func:`open_series` checks a 4D series and reads its TR from the header (``pixdim[4]`` in the
+header's time units); :func:`iter_blocks` streams it as ``(voxel_flat, k)`` float64 blocks of at most
+``max_bytes``. The streamed passes of an fMRI ingest are built on it: :func:`scan_series` (non-finite
+values, the mask vote, moments), :func:`voxel_moments` and :func:`read_masked` (one output chunk).
+Writing: :func:`write_nifti` streams a ``(voxel,)`` or ``(tr, voxel)`` array back into a volume with a
+mask and an affine, volume by volume, so a long series never has to fit in memory as a 4D array;
+:func:`to_nifti` does it with an fmri entry's stored mask and affine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import GibletStoreError, ParameterError
+from .grid import MAX_TR_S
+
+if TYPE_CHECKING:
+    from .store import Entry, Store
+
+__all__ = [
+    "FmriError", "NiftiSeries", "open_series", "header_tr", "iter_blocks", "flat_index", "load_mask", "Moments",
+    "scan_series", "voxel_moments", "read_masked", "write_nifti", "to_nifti", "fmri_entry_of",
+]
+
+#: default bound on one streamed block of full volumes (float64)
+BLOCK_BYTES = 32 << 20
+
+
+class FmriError(GibletStoreError, ValueError):
+    """An fMRI input cannot be used (not 4D, shapes/affines differ, NaN volumes, bad mask, TR mismatch)."""
+
+
+@dataclass(frozen=True)
+class NiftiSeries:
+    """One subject's 4D series, opened lazily (nothing but the header is read).
+
+    Attributes
+    ----------
+    path : Path
+    img : nibabel image whose ``dataobj`` is an unread proxy
+    shape : (x, y, z) int, the volume shape
+    n_volumes : int
+    affine : (4, 4) float64, voxel -> mm
+    xform_code : int, the header's sform code (qform code when sform is unset)
+    header_tr_s : float or None, TR read from the header in seconds (None: the header has none)
+    header_tr_note : str or None, why ``header_tr_s`` is a guess (see :func:`header_tr`)
+    """
+
+    path: Path
+    img: object
+    shape: tuple[int, int, int]
+    n_volumes: int
+    affine: np.ndarray
+    xform_code: int
+    header_tr_s: float | None
+    header_tr_note: str | None
+    zooms_mm: tuple[float, float, float]
+
+
+def header_tr(header, where: str = "header") -> tuple[float | None, str | None]:
+    """The TR in seconds from ``pixdim[4]`` and the header's time units, and a note when it is a guess.
+
+    ``msec``/``usec`` are converted. A header that says ``sec`` but holds a value above 60 (e.g.
+    2000: a millisecond TR written with the wrong unit, common in real files) is read as
+    milliseconds, with a note. Unset units are read as seconds (milliseconds above 60), with a note.
+    A zero, negative or non-finite ``pixdim[4]`` gives ``(None, note)``: the header has no TR.
+
+    Returns
+    -------
+    tr_s : float or None
+    note : str or None
+        Why the value is a guess; callers that use the guess warn with it.
+    """
+    try:
+        value = float(header.get_zooms()[3])
+    except (IndexError, TypeError, ValueError):
+        return None, f"{where}: the header has no pixdim[4] (TR); pass tr_s"
+    if not math.isfinite(value) or value <= 0:
+        return None, f"{where}: the header's pixdim[4] (TR) is {value:g}; pass tr_s"
+    try:
+        unit = header.get_xyzt_units()[1]
+    except (AttributeError, KeyError, ValueError):  # Analyze headers have no units field
+        unit = "unknown"
+    if unit == "msec":
+        return value / 1000.0, None
+    if unit == "usec":
+        return value / 1e6, None
+    if unit == "sec" and value <= MAX_TR_S:
+        return value, None
+    seconds = value / 1000.0 if value > MAX_TR_S else value
+    if unit == "sec":
+        note = (f"{where}: pixdim[4]={value:g} with time unit 'sec' is not a TR in seconds; reading it as "
+                f"{value:g} ms = {seconds:g} s (the header's unit field is wrong). Pass tr_s to state the TR")
+    else:
+        note = (f"{where}: the time unit of pixdim[4]={value:g} is {unit!r}; reading it as {seconds:g} s. "
+                "Pass tr_s to state the TR")
+    return seconds, note
+
+
+def open_series(path: str | os.PathLike) -> NiftiSeries:
+    """Open a 4D NIfTI series lazily and describe it.
+
+    Raises
+    ------
+    FmriError
+        The file is missing, is not a NIfTI/Analyze image, or is not 4D (x, y, z, tr).
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    if not p.is_file():
+        raise FmriError(f"fMRI file {str(p)!r} does not exist; give a 4D NIfTI (.nii or .nii.gz)")
+    try:
+        # keep_file_open: blocks are read in order, so a .nii.gz is decompressed once, not per block
+        img = nib.load(str(p), keep_file_open=True)
+    except Exception as exc:  # nibabel raises many types for unreadable files
+        raise FmriError(f"{str(p)!r} is not a readable NIfTI image ({type(exc).__name__}: {exc})") from None
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) != 4:
+        what = "3D (x, y, z): one volume" if len(shape) == 3 else f"{len(shape)}D {shape}"
+        raise FmriError(
+            f"{p.name} is {what}; an fMRI series must be 4D (x, y, z, tr). Give the 4D file, or merge the "
+            "volumes first (e.g. nibabel.funcs.concat_images)"
+        )
+    hdr = img.header
+    code = 0
+    for field in ("sform_code", "qform_code"):
+        try:
+            code = int(hdr[field])
+        except (KeyError, ValueError):
+            code = 0
+        if code:
+            break
+    zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
+    tr_s, note = header_tr(hdr, where=p.name)
+    return NiftiSeries(
+        path=p,
+        img=img,
+        shape=shape[:3],
+        n_volumes=shape[3],
+        affine=np.asarray(img.affine, dtype=np.float64),
+        xform_code=code,
+        header_tr_s=tr_s,
+        header_tr_note=note,
+        zooms_mm=zooms,
+    )
+
+
+def block_volumes(shape: tuple[int, int, int], max_bytes: int = BLOCK_BYTES) -> int:
+    """How many float64 volumes of ``shape`` fit in ``max_bytes`` (at least 1)."""
+    return max(1, int(max_bytes // (8 * int(np.prod(shape)))))
+
+
+def iter_blocks(series: NiftiSeries, start: int = 0, stop: int | None = None, max_bytes: int = BLOCK_BYTES):
+    """Stream volumes ``start:stop`` of a series in order.
+
+    Yields
+    ------
+    t0 : int
+        Index of the first volume of the block.
+    block : (k, voxel_flat) float64, C-contiguous
+        Scaled values, one volume per row, flattened in Fortran order (i fastest: the file's order
+        and that of :func:`flat_index`), so gathering mask voxels reads each volume contiguously.
+    """
+    stop = series.n_volumes if stop is None else stop
+    k = block_volumes(series.shape, max_bytes)
+    n_flat = int(np.prod(series.shape))
+    for t0 in range(start, stop, k):
+        t1 = min(stop, t0 + k)
+        raw = np.asarray(series.img.dataobj[..., t0:t1], dtype=np.float64)
+        yield t0, np.ascontiguousarray(raw.reshape(n_flat, t1 - t0, order="F").T)
+
+
+def may_be_nonfinite(series: NiftiSeries) -> bool:
+    """False when the stored dtype is an integer with finite scaling (no value can be NaN/inf)."""
+    if np.dtype(series.img.get_data_dtype()).kind not in "iub":
+        return True
+    proxy = series.img.dataobj
+    scale = [getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)]
+    return not all(v is None or np.isfinite(v) for v in scale)
+
+
+def flat_index(voxel_ijk: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(voxel,) int64 positions of ``voxel_ijk`` (voxel, 3) in a Fortran-flattened volume."""
+    return np.ravel_multi_index(tuple(np.asarray(voxel_ijk, dtype=np.int64).T), shape, order="F").astype(np.int64)
+
+
+def load_mask(path: str | os.PathLike, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """A mask image as (x, y, z) bool (nonzero and finite = in), checked against the series.
+
+    Raises
+    ------
+    FmriError
+        Missing/unreadable file, a shape other than ``shape`` (a trailing axis of 1 is allowed), an
+        affine other than the series', or no voxel in the mask.
+    """
+    import nibabel as nib
+
+    p = Path(path)
+    if not p.is_file():
+        raise FmriError(f"mask file {str(p)!r} does not exist; give a 3D NIfTI mask in the space of the fMRI")
+    try:
+        img = nib.load(str(p))
+    except Exception as exc:
+        raise FmriError(f"mask {str(p)!r} is not a readable NIfTI image ({type(exc).__name__}: {exc})") from None
+    mshape = tuple(int(s) for s in img.shape)
+    if len(mshape) == 4 and mshape[3] == 1:
+        mshape = mshape[:3]
+    if mshape != tuple(shape):
+        raise FmriError(
+            f"mask {p.name} has shape {mshape}; the fMRI volumes are {tuple(shape)}. Give a mask in the "
+            "same voxel grid (resample it, e.g. nilearn.image.resample_to_img(mask, fmri, 'nearest'))"
+        )
+    if not np.allclose(img.affine, affine, atol=1e-4):
+        raise FmriError(
+            f"mask {p.name} has affine\n{np.round(img.affine, 4)}\nbut the fMRI has\n{np.round(affine, 4)}; "
+            "the mask must be in the same space: resample it to the fMRI grid"
+        )
+    data = np.asarray(img.dataobj).reshape(mshape)
+    mask = np.isfinite(data) & (data != 0)
+    if not mask.any():
+        raise FmriError(f"mask {p.name} selects no voxel (all zero); give a mask with at least one nonzero voxel")
+    return mask
+
+
+def write_nifti(
+    path: str | os.PathLike,
+    data,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    tr_s: float | None = None,
+    fill: float = 0.0,
+    xform_code: int = 2,
+    block_trs: int = 64,
+) -> Path:
+    """Write masked values back to a NIfTI volume (3D) or series (4D), volume by volume.
+
+    Parameters
+    ----------
+    path : .nii or .nii.gz
+    data : (voxel,) or (tr, voxel) array (numpy, dask or xarray), any real dtype; written float32
+    mask : (x, y, z) bool with ``data.shape[-1]`` True voxels, in ``np.argwhere`` order
+    affine : (4, 4) voxel -> mm
+    tr_s : TR in seconds for 4D output (pixdim[4], unit sec)
+    fill : value outside the mask
+    xform_code : sform/qform code (1 scanner, 2 aligned, 3 Talairach, 4 MNI)
+    block_trs : TRs pulled from ``data`` at a time (bounds memory for lazy arrays)
+
+    Returns
+    -------
+    Path
+        Written atomically (temporary file, then rename).
+    """
+    import nibabel as nib
+
+    mask = np.asarray(mask, dtype=bool)
+    shape3 = tuple(int(s) for s in mask.shape)
+    n_vox = int(mask.sum())
+    if data.ndim not in (1, 2) or int(data.shape[-1]) != n_vox:
+        raise FmriError(
+            f"an array of shape {tuple(data.shape)} cannot be written with this mask; expected (voxel,) or "
+            f"(tr, voxel) with voxel = {n_vox} (the mask's voxel count)"
+        )
+    n_t = None if data.ndim == 1 else int(data.shape[0])
+    flat = flat_index(np.argwhere(mask), shape3)
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape3 if n_t is None else shape3 + (n_t,))
+    hdr.set_data_dtype(np.float32)
+    hdr.set_qform(affine, code=int(xform_code) or 2)
+    hdr.set_sform(affine, code=int(xform_code) or 2)
+    hdr.set_xyzt_units("mm", "sec")
+    if n_t is not None:
+        hdr.set_zooms(tuple(hdr.get_zooms()[:3]) + (float(tr_s or 0.0),))
+    hdr["vox_offset"] = 352
+    hdr["scl_slope"] = 1.0
+    hdr["scl_inter"] = 0.0
+    out = Path(path)
+    tmp = out.with_name(out.name + ".tmp")
+    opener = gzip.open if out.name.endswith(".gz") else open
+    vol = np.full(int(np.prod(shape3)), fill, dtype="<f4")
+    try:
+        with opener(tmp, "wb") as f:
+            f.write(hdr.binaryblock)
+            f.write(b"\x00" * 4)  # no extensions
+            if n_t is None:
+                vol[flat] = np.asarray(data, dtype=np.float32)
+                f.write(vol.tobytes())
+            else:
+                for t0 in range(0, n_t, block_trs):
+                    block = np.asarray(data[t0 : t0 + block_trs], dtype=np.float32)
+                    for row in block:
+                        vol[flat] = row
+                        f.write(vol.tobytes())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+# ------------------------------------------------------------------------------------ streamed passes
+class Moments:
+    """Per-voxel mean/std accumulated over streamed rows, shifted by the first row for precision."""
+
+    def __init__(self, n: int):
+        self.shift = None
+        self.s1 = np.zeros(n)
+        self.s2 = np.zeros(n)
+        self.n = 0
+
+    def add(self, rows: np.ndarray) -> None:  # rows: (k, voxel) float64
+        if rows.shape[0] == 0:
+            return
+        if self.shift is None:
+            self.shift = rows[0].copy()
+        d = rows - self.shift
+        self.s1 += d.sum(0)
+        self.s2 += np.einsum("ij,ij->j", d, d)
+        self.n += rows.shape[0]
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        m = self.s1 / self.n
+        return self.shift + m, np.sqrt(np.maximum(self.s2 / self.n - m * m, 0.0))
+
+
+def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs, zscore_trs, max_bytes):
+    """Pass 1, streamed: non-finite values, the computed mask's votes, and (given mask) moments.
+
+    A subject stored as integers with finite scaling cannot hold NaN/inf, so only the TRs the vote
+    needs are read (none with a given mask); other subjects are read entirely.
+
+    Parameters
+    ----------
+    series : list of NiftiSeries (one grid); subjects : their IDs (for messages)
+    n_trs : volumes used from each
+    given_flat : (voxel,) Fortran-flat indices of a given mask, or None to vote for a computed one
+    std_percentile, sample_trs : the vote: temporal std over the first ``sample_trs`` TRs (None: all)
+        above this percentile of the subject's non-zero stds, at voxels finite at every TR
+    zscore_trs : (start, stop) or None; with a given mask, moments of these TRs are accumulated
+        when this pass reads them
+
+    Returns
+    -------
+    votes : (voxel_flat,) int32, or None with a given mask
+    nonfinite : per subject, ``np.packbits`` of (voxel_flat,) "non-finite at some TR"
+    moments : per subject, a Moments of the given mask's voxels over ``zscore_trs``, or None when
+        this pass did not read them (use :func:`voxel_moments`)
+    thresholds : per subject, the std threshold of the vote
+
+    Raises
+    ------
+    FmriError
+        A volume holds no finite value.
+    """
+    n_flat = int(np.prod(series[0].shape))
+    votes = np.zeros(n_flat, np.int32) if given_flat is None else None
+    nonfinite, moments, thresholds = [], [], []
+    n_sample = n_trs if sample_trs is None else min(sample_trs, n_trs)
+    for s, subj in zip(series, subjects):
+        check = may_be_nonfinite(s)
+        stop = n_trs if check else (n_sample if votes is not None else 0)
+        n_finite = np.zeros(n_flat, np.int32) if check else None
+        std_m = Moments(n_flat) if votes is not None else None
+        z_m = (Moments(len(given_flat)) if (given_flat is not None and zscore_trs and stop >= zscore_trs[1])
+               else None)
+        for t0, x in iter_blocks(s, 0, stop, max_bytes):
+            k = x.shape[0]
+            fin = None
+            if check:
+                fin = np.isfinite(x)
+                n_finite += fin.sum(0, dtype=np.int32)
+                dead = ~fin.any(1)
+                if dead.any():
+                    vols = (t0 + np.flatnonzero(dead)).tolist()
+                    raise FmriError(
+                        f"{s.path.name} (subject {subj!r}): volume(s) {vols[:10]} hold no finite value (all "
+                        "NaN/inf); a TR cannot be dropped without shifting the TR grid. Repair or interpolate "
+                        "those volumes"
+                    )
+            if std_m is not None and t0 < n_sample:
+                part = x[: n_sample - t0]
+                std_m.add(part if fin is None else np.where(fin[: n_sample - t0], part, 0.0))
+            if z_m is not None:
+                a, b = max(zscore_trs[0], t0), min(zscore_trs[1], t0 + k)
+                if a < b:
+                    z_m.add(x[a - t0 : b - t0, given_flat])
+        bad = n_finite < n_trs if check else np.zeros(n_flat, bool)
+        nonfinite.append(np.packbits(bad))
+        if std_m is not None:
+            _, std = std_m.mean_std()
+            ok = ~bad
+            nz = std[ok & (std > 0)]
+            thr = float(np.percentile(nz, std_percentile)) if nz.size else math.inf
+            thresholds.append(thr)
+            votes += (ok & (std > thr)).astype(np.int32)
+        moments.append(z_m)
+    return votes, nonfinite, moments, thresholds
+
+
+def voxel_moments(series, flat, trs, max_bytes) -> list["Moments"]:
+    """Per subject, the moments of the voxels ``flat`` over TRs ``trs`` (start, stop), streamed."""
+    out = []
+    for s in series:
+        m = Moments(len(flat))
+        for _, x in iter_blocks(s, trs[0], trs[1], max_bytes):
+            m.add(x[:, flat])
+        out.append(m)
+    return out
+
+
+def read_masked(series: NiftiSeries, a: int, b: int, flat, mean, std, max_bytes, _after=None) -> np.ndarray:
+    """(1, b - a, voxel) float32: volumes ``a:b`` at voxels ``flat``, ``(x - mean) / std`` when given.
+
+    ``_after`` is ignored: passing the previous task's result orders the reads of one file.
+    """
+    out = np.empty((1, b - a, len(flat)), np.float32)
+    for t0, x in iter_blocks(series, a, b, max_bytes):
+        rows = x[:, flat]  # (k, voxel) float64
+        if mean is not None:
+            rows = (rows - mean) / std
+        out[0, t0 - a : t0 - a + rows.shape[0]] = rows
+    return out
+
+
+def done(_x) -> int:
+    """A token that a read finished (orders the next read without holding its data)."""
+    return 0
+
+
+# ------------------------------------------------------------------------------------ back out
+def fmri_entry_of(store: Store, entry: Entry | str) -> Entry:
+    """The fmri entry behind ``entry``: itself, or the one named by its ``fmri_key`` attribute."""
+    entry = store.get(entry)
+    if entry.kind == "fmri":
+        return entry
+    key = entry.attrs.get("fmri_key")
+    if not key:
+        raise ParameterError(
+            f"entry {entry.key[:16]} is a {entry.kind!r} entry with no fmri_key; NIfTI export needs an fmri entry "
+            "or one derived from it (predictions, evaluation)"
+        )
+    found = store.lookup(key, "fmri")
+    if found is None:
+        raise ParameterError(f"entry {entry.key[:16]} names fmri entry {key[:16]}, which is not in the store")
+    return found
+
+
+def to_nifti(store: Store, fmri: Entry | str, data, path, fill: float = 0.0):
+    """Write a (voxel,) or (tr, voxel) array to NIfTI with the fmri entry's stored mask and affine.
+
+    Parameters
+    ----------
+    store : Store
+    fmri : the fmri entry (or an entry derived from it: predictions, evaluation)
+    data : (voxel,) or (tr, voxel) array, numpy/dask/xarray; voxel = the entry's voxel count
+    path : output .nii or .nii.gz (3D for (voxel,), 4D with the entry's TR for (tr, voxel))
+    fill : value outside the mask
+
+    Returns
+    -------
+    Path
+    """
+    entry = fmri_entry_of(store, fmri)
+    mask = store.open(entry)["mask"].values
+    if hasattr(data, "dims") and hasattr(data, "variable"):  # xarray.DataArray -> its dask/numpy array
+        data = data.data
+    return write_nifti(path, data, mask, np.asarray(entry.attrs["affine"]), tr_s=entry.attrs["tr_s"], fill=fill,
+                       xform_code=int(entry.attrs.get("xform_code") or 2))
