@@ -18,6 +18,9 @@ __all__ = [
     "SchemaError",
     "EntryNotFoundError",
     "AmbiguousKeyError",
+    "FmriError",
+    "PredictionsError",
+    "DatasetRequestError",
 ]
 
 
@@ -62,3 +65,15 @@ class EntryNotFoundError(StoreError, KeyError):
 
 class AmbiguousKeyError(StoreError):
     """A key prefix matches more than one entry."""
+
+
+class FmriError(GibletStoreError, ValueError):
+    """An fMRI input cannot be used (not 4D, shapes/affines differ, NaN volumes, bad mask, TR mismatch)."""
+
+
+class PredictionsError(GibletStoreError, ValueError):
+    """Predictions that do not fit their target (dims, voxels, subjects, TRs) or lack provenance."""
+
+
+class DatasetRequestError(ParameterError):
+    """A Dataset request that the store cannot serve (subjects, features or TR ranges that do not overlap)."""

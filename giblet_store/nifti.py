@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import GibletStoreError, ParameterError
+from .errors import FmriError, GibletStoreError, ParameterError  # noqa: F401 (FmriError re-exported)
 from .grid import MAX_TR_S
 
 if TYPE_CHECKING:
@@ -34,9 +34,6 @@ __all__ = [
 #: default bound on one streamed block of full volumes (float64)
 BLOCK_BYTES = 32 << 20
 
-
-class FmriError(GibletStoreError, ValueError):
-    """An fMRI input cannot be used (not 4D, shapes/affines differ, NaN volumes, bad mask, TR mismatch)."""
 
 
 @dataclass(frozen=True)

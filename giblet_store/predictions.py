@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import GibletStoreError
+from .errors import GibletStoreError, PredictionsError  # noqa: F401
 from .fmri import auto_chunk_trs, fmri_encoding, fmri_entry_of, to_nifti
 from .params import ALGORITHM_VERSION, canonical_json, content_key
 from .schema import FORMAT_VERSION
@@ -28,9 +28,6 @@ __all__ = ["PredictionsError", "write_predictions", "evaluate", "entry_to_nifti"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
-
-class PredictionsError(GibletStoreError, ValueError):
-    """Predictions that do not fit their target (dims, voxels, subjects, TRs) or lack provenance."""
 
 
 def _target(store: Store, fmri) -> tuple[Entry, Any]:

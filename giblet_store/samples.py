@@ -18,7 +18,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import DatasetRequestError, ParameterError  # noqa: F401
 from .store import Entry, Store, open_store
 
 __all__ = ["DatasetRequestError", "split_trs", "Feature", "SamplePlan", "plan_samples", "out_dtype", "TrReader"]
@@ -26,9 +26,6 @@ __all__ = ["DatasetRequestError", "split_trs", "Feature", "SamplePlan", "plan_sa
 #: names every sample has; features cannot take them
 RESERVED = ("fmri", "subject", "tr")
 
-
-class DatasetRequestError(ParameterError):
-    """A Dataset request that the store cannot serve (subjects, features or TR ranges that do not overlap)."""
 
 
 def split_trs(
