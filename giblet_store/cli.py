@@ -83,8 +83,8 @@ def _add_extract(sub) -> None:
     p.add_argument("--tr", type=float, default=1.5, help="TR in seconds")
     p.add_argument("--onset", type=float, default=0.0, help="stimulus time (s) at which TR 0 starts")
     p.add_argument("--n-trs", type=int, default=None, help="pad with empty TRs or crop (with a warning)")
-    p.add_argument("--chunk-seconds", type=float, default=20.0, help="audio per encode call")
-    p.add_argument("--context-seconds", type=float, default=5.0, help="left context per chunk")
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per encode call (bounds memory)")
+    p.add_argument("--context-seconds", type=float, default=2.0, help="left context per chunk")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=_cmd_extract)
@@ -94,16 +94,25 @@ def _cmd_extract(args) -> int:
     from .codec import CodecParams
     from .extract import extract_codes
     from .grid import TrGrid
-    from .store import open_store
 
     codec = CodecParams(model=args.model, bandwidth_kbps=args.bandwidth, chunk_s=args.chunk_seconds,
                         context_s=args.context_seconds, revision=args.revision)
     grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
+    return _extract_each(args, lambda store, path: extract_codes(store, path, codec, grid, device=args.device))
+
+
+def _extract_each(args, extract_one: Callable) -> int:
+    """Run ``extract_one(store, path)`` for each of ``args.audio``: one line (or JSON object) per input.
+
+    A bad input is reported on stderr and the others go on; the exit status says whether any failed.
+    """
+    from .store import open_store
+
     store = open_store(args.store)
     results, failed = [], 0
     for path in args.audio:
         try:
-            r = extract_codes(store, path, codec, grid, device=args.device)
+            r = extract_one(store, path)
         except GibletStoreError as exc:
             failed += 1
             print(f"giblet-store: error: {path}: {exc}", file=sys.stderr)
@@ -333,27 +342,12 @@ def _add_mel(sub) -> None:
 def _cmd_mel(args) -> int:
     from .grid import TrGrid
     from .mel import MelParams, extract_mel
-    from .store import open_store
 
     params = MelParams(sample_rate_hz=args.sample_rate, n_fft=args.n_fft, hop=args.hop, n_mels=args.n_mels,
                        fmin_hz=args.fmin, fmax_hz=args.fmax, power=args.power, db=not args.no_db,
                        ref=args.ref, chunk_s=args.chunk_seconds)
     grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
-    store = open_store(args.store)
-    results, failed = [], 0
-    for path in args.audio:
-        try:
-            r = extract_mel(store, path, params, grid)
-        except GibletStoreError as exc:
-            failed += 1
-            print(f"giblet-store: error: {path}: {exc}", file=sys.stderr)
-            continue
-        results.append(r)
-        if not args.json:
-            print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {path}")
-    if args.json:
-        _dump([{**r.entry.to_json(), "created": r.created, "source": r.source} for r in results])
-    return EXIT_ERROR if failed else 0
+    return _extract_each(args, lambda store, path: extract_mel(store, path, params, grid))
 
 
 def _decode_mel(store, entry, args):

@@ -33,6 +33,8 @@ __all__ = [
     "CodecParams",
     "Codec",
     "load_codec",
+    "codec_for_entry",
+    "entry_model_name",
     "model_identity",
     "encode_stream",
     "decode_stream",
@@ -55,9 +57,12 @@ class CodecParams(Params):
     bandwidth_kbps : float
         One of the model's ``target_bandwidths`` (24 kHz: 1.5, 3, 6, 12, 24).
     chunk_s : float
-        Audio per encode call, rounded to whole hops. Bounds peak memory.
+        Audio per encode call, rounded to whole hops. Bounds peak memory (about 15 MiB per second
+        of chunk + context on CPU, per concurrent chunk).
     context_s : float
         Left context given to each chunk (rounded to whole hops); its frames are discarded.
+        Defaults (10 s, 2 s) measured on 180 s: 99.95% of codes equal a whole-file encode, 1.17 GiB
+        peak RSS with two threads, and faster than one whole-file call.
     revision : str or None
         Hub revision (branch, tag or commit); ignored for local directories.
     """
@@ -65,8 +70,8 @@ class CodecParams(Params):
     name: ClassVar[str] = "codec"
     model: str = DEFAULT_MODEL
     bandwidth_kbps: float = 6.0
-    chunk_s: float = 20.0
-    context_s: float = 5.0
+    chunk_s: float = 10.0
+    context_s: float = 2.0
     revision: str | None = None
 
     def __post_init__(self):
@@ -193,6 +198,13 @@ class Codec:
         return self.model.config
 
     @property
+    def spec(self) -> tuple:
+        """``(name, revision, device)``: what a task in another thread or process passes to
+        :func:`load_codec` to get this model (loaded once per process)."""
+        revision = None if "model_sha256" in self.identity else self.identity.get("model_revision")
+        return (self.name, revision, self.device)
+
+    @property
     def sample_rate_hz(self) -> int:
         return int(self.config.sampling_rate)
 
@@ -276,6 +288,42 @@ def _load_cached(name: str, revision: str | None, device: str, stamp: tuple) -> 
     return Codec(model=model, name=name, identity=identity, device=device)
 
 
+def entry_model_name(attrs: dict, model: str | None = None) -> str:
+    """The model to load for a codes entry: ``model`` if given, else the entry's hub name.
+
+    Raises
+    ------
+    ParameterError
+        The entry was made from a local directory and no ``model`` was given.
+    """
+    name = model or attrs.get("model_id")
+    if name is None:
+        raise ParameterError(
+            f"entry {str(attrs.get('key', ''))[:16]} was made with a local model ({attrs.get('model')}, sha256 "
+            f"{str(attrs.get('model_sha256', ''))[:12]}); give that directory (model=..., CLI --model)"
+        )
+    return name
+
+
+def codec_for_entry(attrs: dict, model: str | None = None, device: str = "cpu", purpose: str = "decode") -> "Codec":
+    """Load the model that made a codes entry, refusing other weights.
+
+    Raises
+    ------
+    ParameterError
+        No model can be named (see :func:`entry_model_name`), or the given one has other weights.
+    """
+    name = entry_model_name(attrs, model)
+    codec = load_codec(name, attrs.get("model_revision") if model is None else None, device)
+    mine = {k: attrs[k] for k in ("model_sha256", "model_id") if k in attrs}
+    if mine and not all(codec.identity.get(k) == v for k, v in mine.items()):
+        raise ParameterError(
+            f"model {name!r} is not the one that made entry {str(attrs.get('key', ''))[:16]} "
+            f"(entry: {mine}, given: {codec.identity}); {purpose} with the same weights"
+        )
+    return codec
+
+
 def load_codec(name: str = DEFAULT_MODEL, revision: str | None = None, device: str = "cpu") -> Codec:
     """Load (once per process) a frozen EnCodec model from the hub or a local directory.
 
@@ -336,7 +384,7 @@ def encode_stream(codec: Codec, audio: np.ndarray, params: CodecParams):
 
     n_q = codec.n_codebooks(params.bandwidth_kbps)
     hop = codec.hop
-    spec = (codec.name, None if "model_sha256" in codec.identity else codec.identity.get("model_revision"), codec.device)
+    spec = codec.spec
     parts = []
     for lo, start, stop in chunk_bounds(audio.shape[-1], hop, params.chunk_s, params.context_s, codec.sample_rate_hz):
         n_frames = -(-(stop - start) // hop)

@@ -437,29 +437,19 @@ def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> _P
             f"Embeddings dequantise codes; entry {parent.key[:16]} is a {parent.kind!r} entry. "
             "Give the key of a codes entry (`giblet-store ls STORE --kind codes`)"
         )
-    a = parent.attrs
-    name = model or a.get("model_id")
-    if name is None:
-        raise ParameterError(
-            f"entry {parent.key[:16]} was made with a local model ({a.get('model')}, sha256 "
-            f"{str(a.get('model_sha256', ''))[:12]}); give that directory (model=..., CLI --model)"
-        )
+    from .codec import entry_model_name
+
+    entry_model_name(parent.attrs, model)  # a local-model entry needs model=: say so before anything runs
 
     def build():
         import xarray as xr
 
-        from .codec import load_codec
+        from .codec import codec_for_entry
 
-        codec = load_codec(name, a.get("model_revision") if model is None else None, device)
-        mine = {k: a[k] for k in ("model_sha256", "model_id") if k in a}
-        if mine and not all(codec.identity.get(k) == v for k, v in mine.items()):
-            raise ParameterError(
-                f"model {name!r} is not the one that made entry {parent.key[:16]} (entry: {mine}, given: "
-                f"{codec.identity}); dequantise with the same weights"
-            )
+        codec = codec_for_entry(parent.attrs, model, device, purpose="dequantise")
         ds = store.open(parent)
         dim = int(codec.model.quantizer.layers[0].codebook.embed.shape[1])
-        spec = (codec.name, None if "model_sha256" in codec.identity else codec.identity.get("model_revision"), codec.device)
+        spec = codec.spec
         codes = ds["codes"].data
         codes = codes.rechunk({1: -1, 2: -1})
         emb = codes.map_blocks(_dequantise_block, spec, dim, dtype=np.float32, drop_axis=1, new_axis=2,

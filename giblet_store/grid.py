@@ -25,7 +25,7 @@ import numpy as np
 from .errors import ParameterError
 from .params import Params
 
-__all__ = ["TrGrid", "FrameLayout", "exact", "to_tr", "from_tr", "MAX_TR_S"]
+__all__ = ["TrGrid", "FrameLayout", "exact", "grid_attrs", "to_tr", "from_tr", "MAX_TR_S"]
 
 MAX_TR_S = 60.0
 
@@ -180,6 +180,22 @@ class FrameLayout:
     def n_frames(self) -> np.ndarray:
         """(tr,) int64 real frames per TR."""
         return np.diff(self.starts)
+
+
+def grid_attrs(grid: TrGrid, layout: FrameLayout, frame_rate_hz: float | Fraction) -> dict:
+    """The attributes every frame-gridded entry carries about its grid and frame stream."""
+    fr = exact(frame_rate_hz)
+    return {
+        "frame_rate_hz": float(fr),
+        "frame_rate": str(fr),
+        "tr_s": grid.tr_s,
+        "onset_s": grid.onset_s,
+        "n_trs": layout.n_trs,
+        "frames_per_tr": str(grid.frames_per_tr(fr)),
+        "n_stream_frames": layout.n_stream_frames,
+        "frames_before_grid": layout.frames_before_grid,
+        "frames_after_grid": layout.frames_after_grid,
+    }
 
 
 def to_tr(stream: np.ndarray, layout: FrameLayout, fill=-1) -> np.ndarray:

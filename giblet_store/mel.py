@@ -27,7 +27,7 @@ import numpy as np
 from .audio import audio_info, load_audio, sha256_file
 from .errors import AudioError, ParameterError
 from .extract import ExtractResult, _client_ctx, _parse_trs
-from .grid import TrGrid, from_tr, to_tr
+from .grid import TrGrid, from_tr, grid_attrs, to_tr
 from .params import ALGORITHM_VERSION, Params, content_key
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
@@ -312,15 +312,7 @@ def _mel_dataset(stream: np.ndarray, params: MelParams, grid: TrGrid, info, inpu
         "n_mels": params.n_mels,
         "db": params.db,
         "units": unit,
-        "frame_rate_hz": float(params.frame_rate),
-        "frame_rate": str(params.frame_rate),
-        "tr_s": grid.tr_s,
-        "onset_s": grid.onset_s,
-        "n_trs": n_trs,
-        "frames_per_tr": str(grid.frames_per_tr(params.frame_rate)),
-        "n_stream_frames": layout.n_stream_frames,
-        "frames_before_grid": layout.frames_before_grid,
-        "frames_after_grid": layout.frames_after_grid,
+        **grid_attrs(grid, layout, params.frame_rate),
         "hrf": "none",
         "algorithm_version": ALGORITHM_VERSION,
         "inputs": inputs,
