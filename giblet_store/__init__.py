@@ -40,7 +40,7 @@ __all__ = [
     "FmriParams", "MaskParams", "ingest_fmri", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
     "split_trs", "plan_samples", "StoreDataset",
     # batch
-    "run_batch", "load_manifest",
+    "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors
     *_errors_all,
 ]
@@ -48,7 +48,9 @@ __all__ = [
 _LAZY = {
     "StoreDataset": ("giblet_store.torch", "StoreDataset"),  # imports torch
     "run_batch": ("giblet_store.distributed", "run_batch"),
+    "BatchReport": ("giblet_store.distributed", "BatchReport"),
     "load_manifest": ("giblet_store.manifest", "load_manifest"),
+    "Manifest": ("giblet_store.manifest", "Manifest"),
 }
 
 

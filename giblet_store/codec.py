@@ -12,11 +12,13 @@ bandwidth``), never a table: 24 kHz gives 1.5/3/6/12/24 kbps -> 2/4/8/16/32.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import os
 import socket
+import threading
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +42,7 @@ __all__ = [
     "decode_stream",
     "prepare_codes",
     "dequantise",
+    "reproducible_torch",
 ]
 
 DEFAULT_MODEL = "facebook/encodec_24khz"
@@ -341,6 +344,38 @@ def load_codec(name: str = DEFAULT_MODEL, revision: str | None = None, device: s
 
 
 # -------------------------------------------------------------------------------------- encoding
+_TORCH_LOCK = threading.Lock()
+_torch_users = 0
+_torch_saved: bool | None = None
+
+
+@contextlib.contextmanager
+def reproducible_torch():
+    """CPU numerics that do not depend on the thread count, while inside (process-wide, re-entrant).
+
+    oneDNN (mkldnn) convolutions round differently with one thread than with several (measured on the
+    24 kHz encoder: 315 of 24k codes flip between 1 and 2 threads), so a single-process extract and a
+    batch worker (one thread) would store different codes under one key. ATen's own kernels give
+    the same bits for 1..8 threads at the same speed, so oneDNN is switched off while encoding.
+    Reference-counted: concurrent encodes in threads of one process keep it off until the last ends.
+    """
+    global _torch_users, _torch_saved
+    import torch
+
+    with _TORCH_LOCK:
+        if _torch_users == 0:
+            _torch_saved = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _torch_users += 1
+    try:
+        yield
+    finally:
+        with _TORCH_LOCK:
+            _torch_users -= 1
+            if _torch_users == 0:
+                torch.backends.mkldnn.enabled = _torch_saved
+
+
 def _encode_chunk(spec: tuple, audio: np.ndarray, context_frames: int, bandwidth_kbps: float) -> np.ndarray:
     """Encode one chunk; drop the frames of its left context.
 
@@ -351,7 +386,7 @@ def _encode_chunk(spec: tuple, audio: np.ndarray, context_frames: int, bandwidth
 
     codec = load_codec(*spec)
     model = codec.model
-    with torch.inference_mode():
+    with reproducible_torch(), torch.inference_mode():  # same bits whatever the thread count
         x = torch.from_numpy(np.array(audio, dtype=np.float32, order="C"))[None].to(codec.device)  # own copy
         emb = model.encoder(x)
         codes = model.quantizer.encode(emb, bandwidth_kbps)  # (codebook, batch, frame)

@@ -21,6 +21,8 @@ __all__ = [
     "FmriError",
     "PredictionsError",
     "DatasetRequestError",
+    "ManifestError",
+    "ClusterError",
 ]
 
 
@@ -77,3 +79,20 @@ class PredictionsError(GibletStoreError, ValueError):
 
 class DatasetRequestError(ParameterError):
     """A Dataset request that the store cannot serve (subjects, features or TR ranges that do not overlap)."""
+
+
+class ManifestError(ParameterError):
+    """A manifest cannot be run; ``problems`` lists every reason, each naming its row or stimulus."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"manifest {source} has {len(self.problems)} problem(s); nothing was run:\n{lines}")
+
+    def __reduce__(self):  # picklable (Exception would re-call __init__ with the message alone)
+        return (type(self), (self.source, self.problems))
+
+
+class ClusterError(GibletStoreError):
+    """The Dask cluster cannot be reached or started."""

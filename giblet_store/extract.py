@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from .audio import audio_info, load_audio, sha256_file
-from .codec import CodecParams, decode_stream, load_codec, model_identity
+from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity
 from .errors import AudioError, ParameterError
-from .grid import TrGrid, from_tr, to_tr
+from .grid import TrGrid, from_tr, grid_attrs, to_tr
 from .params import ALGORITHM_VERSION, content_key
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
@@ -67,7 +67,7 @@ def extract_codes(
     ----------
     store : Store
     audio_path : path to wav/flac/ogg
-    codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, 20 s chunks, 5 s context)
+    codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, 10 s chunks, 2 s context)
     grid : TrGrid (default: 1.5 s TR, onset 0, as many TRs as the audio fills)
     device : torch device for the encoder (recorded in attributes, not in the key)
     scheduler : Dask scheduler for the chunk tasks ("threads", "sync", or a distributed Client)
@@ -155,7 +155,6 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
     ds["codes"].attrs.update(description="EnCodec code indices; -1 where frame >= n_frames[tr]", fill=-1)
     ds["n_frames"].attrs.update(description="real frames in each TR")
     ds["tr_start_s"].attrs.update(units="s", description="stimulus time at which the TR starts")
-    fpt = grid.frames_per_tr(model.frame_rate)
     attrs = {
         "source_sha256": inputs["source_sha256"],
         "duration_s": info.duration_s,
@@ -166,8 +165,6 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
         **identity,
         "bandwidth_kbps": codec.bandwidth_kbps,
         "sample_rate_hz": model.sample_rate_hz,
-        "frame_rate_hz": float(model.frame_rate),
-        "frame_rate": str(model.frame_rate),
         "hop_samples": model.hop,
         "codebook_size": model.codebook_size,
         "n_codebooks": n_q,
@@ -175,13 +172,7 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
         "chunk_s": codec.chunk_s,
         "context_s": codec.context_s,
         "device": device,
-        "tr_s": grid.tr_s,
-        "onset_s": grid.onset_s,
-        "n_trs": n_trs,
-        "frames_per_tr": str(fpt),
-        "n_stream_frames": layout.n_stream_frames,
-        "frames_before_grid": layout.frames_before_grid,
-        "frames_after_grid": layout.frames_after_grid,
+        **grid_attrs(grid, layout, model.frame_rate),
         "hrf": "none",
         "algorithm_version": ALGORITHM_VERSION,
         "inputs": inputs,
@@ -250,20 +241,7 @@ def decode_entry(
     import soundfile as sf
 
     stream, entry = entry_stream(store, entry, trs)
-    a = entry.attrs
-    name = model or (a.get("model_id") if "model_id" in a else None)
-    if name is None:
-        raise ParameterError(
-            f"entry {entry.key[:16]} was made with a local model ({a.get('model')}, sha256 "
-            f"{a.get('model_sha256', '')[:12]}); give that directory with --model"
-        )
-    codec = load_codec(name, a.get("model_revision") if model is None else None, device)
-    mine = {k: a[k] for k in ("model_sha256", "model_id") if k in a}
-    if mine and not all(codec.identity.get(k) == v for k, v in mine.items()):
-        raise ParameterError(
-            f"model {name!r} is not the one that made entry {entry.key[:16]} "
-            f"(entry: {mine}, given: {codec.identity}); decode with the same weights"
-        )
+    codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     audio = decode_stream(codec, stream)
     out = Path(out_path)
     tmp = out.with_name(out.name + ".tmp")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import FmriError, GibletStoreError, ParameterError  # noqa: F401 (FmriError re-exported)
+from .errors import FmriError, ParameterError  # noqa: F401 (FmriError re-exported)
 from .grid import MAX_TR_S
 
 if TYPE_CHECKING:

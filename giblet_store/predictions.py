@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import GibletStoreError, PredictionsError  # noqa: F401
+from .errors import PredictionsError  # noqa: F401 (re-exported)
 from .fmri import auto_chunk_trs, fmri_encoding, fmri_entry_of, to_nifti
 from .params import ALGORITHM_VERSION, canonical_json, content_key
 from .schema import FORMAT_VERSION

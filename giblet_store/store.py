@@ -16,7 +16,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -28,12 +28,11 @@ from .errors import (
     StoreError,
 )
 from .schema import FORMAT_VERSION, entry_document, validate_entry
+from .staging import STAGING, _KEY_PATH_LEN, StagedWrites, Staging  # noqa: F401 (Staging re-exported)
 
-__all__ = ["Store", "Entry", "open_store", "default_encoding", "STAGING"]
+__all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
 
 ROOT_ATTR = "giblet_store"
-STAGING = "_staging"
-_KEY_PATH_LEN = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +115,7 @@ def _lookup_attr(attrs: Mapping, name: str) -> Any:
 _MISSING = object()
 
 
-class Store:
+class Store(StagedWrites):
     """A giblet store. Use :func:`open_store` to get one.
 
     Examples
@@ -274,7 +273,10 @@ class Store:
         import zarr
 
         if self._read_group_attrs(path) is None:
-            zarr.open_group(self.zstore, path=path, mode="a", zarr_format=3)
+            try:
+                zarr.open_group(self.zstore, path=path, mode="a", zarr_format=3)
+            except zarr.errors.ContainsGroupError:  # another writer made it between our look and our create
+                pass
 
     def write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> tuple[Entry, bool]:
         """Write ``ds`` as a new entry with ``attrs`` (must hold ``kind`` and ``key``).
@@ -369,6 +371,9 @@ class Store:
         return len(items)
 
 
+    # ------------------------------------------------------------------------------ staged chunk writes
+
+
 def _is_url(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
@@ -397,6 +402,7 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
     if mode not in ("a", "r"):
         raise StoreError(f"mode must be 'a' (read/write, create if absent) or 'r' (read-only), got {mode!r}")
     url = os.fspath(url)
+    storage_options: dict = {}
     if url.startswith("file://"):
         url = url[len("file://"):]
     local = not _is_url(url)
@@ -415,17 +421,27 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
                 f"cannot open {url!r}: no filesystem for protocol {protocol!r} is installed ({exc}); "
                 f"install its fsspec package (e.g. s3fs for s3://, gcsfs for gs://)"
             ) from None
+        from fsspec.implementations.local import LocalFileSystem
+
+        if isinstance(fs, LocalFileSystem):
+            # local://path: a local directory with object-store semantics (no rename; status last)
+            fs = fsspec.filesystem("file", auto_mkdir=True)
+            storage_options = {"auto_mkdir": True}
     exists = fs.exists(root)
     marker = None
     if exists:
         if fs.isfile(root):
             raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
+        meta = None
         try:
             meta = json.loads(fs.cat_file(f"{root.rstrip('/')}/zarr.json"))
             marker = (meta.get("attributes") or {}).get(ROOT_ATTR)
         except (FileNotFoundError, ValueError, OSError):
             marker = None
-        if marker is None and fs.ls(root, detail=False):
+        # another process is creating the store right now: a bare root group, its marker not yet written
+        creating = isinstance(meta, dict) and meta.get("node_type") == "group" and not meta.get("attributes") \
+            and [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)] == ["zarr.json"]
+        if marker is None and not creating and fs.ls(root, detail=False):
             raise NotAStoreError(
                 f"{url!r} is a non-empty directory that is not a giblet store (no zarr.json with "
                 f"'{ROOT_ATTR}' attributes); give a new or empty directory, or the store's own directory"
@@ -442,11 +458,14 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
     if local:
         zstore = zarr.storage.LocalStore(root, read_only=(mode == "r"))
     else:
-        zstore = zarr.storage.FsspecStore.from_url(url, read_only=(mode == "r"))
+        zstore = zarr.storage.FsspecStore.from_url(url, read_only=(mode == "r"), storage_options=storage_options)
     if marker is None:
         from . import __version__
 
-        g = zarr.open_group(zstore, mode="a", zarr_format=3)
+        try:
+            g = zarr.open_group(zstore, mode="a", zarr_format=3)
+        except zarr.errors.ContainsGroupError:  # another process created the store at the same moment
+            g = zarr.open_group(zstore, mode="r+", zarr_format=3)
         g.attrs.put({ROOT_ATTR: {"format_version": FORMAT_VERSION, "created_by": f"giblet_store {__version__}"}})
     return Store(url, fs, root, zstore, local, read_only=(mode == "r"))
 

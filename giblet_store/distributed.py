@@ -1,0 +1,587 @@
+"""Batch extraction on ``dask.distributed``: many stimuli and long files, resumable and crash-safe.
+
+:func:`run_batch` reads a manifest (:mod:`giblet_store.manifest`), works out on the client which
+entries are missing (content keys, as :func:`~giblet_store.extract.extract_codes` computes them),
+and sends the rest to a ``LocalCluster`` or any scheduler address as one task graph:
+
+``encode`` tasks
+    One per encode chunk of a stimulus (``chunk_s`` of audio plus ``context_s`` of left context, the
+    same bounds as a single-process extract, so the codes are bit-identical). A worker reads its
+    chunk's samples from the shared filesystem itself when the file is already at the model's rate;
+    otherwise one ``load`` task resamples the whole file (resampling is only exact over the whole
+    stream) and ``slice`` tasks hand each encode task its piece. Every worker loads the model once
+    (:func:`~giblet_store.codec.load_codec` is cached per process) and reuses it.
+``write`` tasks
+    One per Zarr chunk along ``tr`` of the entry: it gathers the (small) code pieces covering its
+    TRs, lays them on the grid and writes that whole chunk (:meth:`Store.write_chunk`), then a
+    marker. No two tasks write the same chunk.
+``commit`` task
+    Publishes the entry once every chunk is written (:meth:`Store.commit`): an atomic rename on
+    local disk, the entry's ``zarr.json`` with ``status: complete`` written last on object stores.
+
+A killed client or worker leaves a staged entry whose finished chunks carry markers; the rerun
+writes only the missing chunks and publishes bytes identical to an uninterrupted run. Two batches
+on one store write identical bytes to the same places and publish once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import AudioInfo, audio_info, load_audio, sha256_file
+from .errors import AudioError, ClusterError, GibletStoreError, ParameterError  # noqa: F401
+from .manifest import Job, Manifest, ManifestError, load_manifest
+from .params import content_key
+from .store import Entry, Staging, Store, default_encoding, open_store
+
+__all__ = ["run_batch", "BatchReport", "BatchItem", "ClusterError"]
+
+
+# ------------------------------------------------------------------------------------ report
+@dataclass(frozen=True)
+class BatchItem:
+    """What happened to one job: ``status`` is ``created``, ``cached`` or ``failed`` (with ``reason``)."""
+
+    source: str
+    kind: str
+    params: str
+    status: str
+    key: str | None = None
+    path: str | None = None
+    reason: str = ""
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BatchReport:
+    """Every job of a batch and its outcome, in manifest order."""
+
+    items: list = field(default_factory=list)
+    store: str = ""
+    wall_s: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"created": 0, "cached": 0, "failed": 0}
+        for it in self.items:
+            out[it.status] += 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """True when no job failed."""
+        return self.counts["failed"] == 0
+
+    @property
+    def failed(self) -> list:
+        return [it for it in self.items if it.status == "failed"]
+
+    def summary(self) -> str:
+        c = self.counts
+        return f"{c['created']} created, {c['cached']} cached, {c['failed']} failed ({self.wall_s:.1f} s)"
+
+    def table(self) -> str:
+        """A plain-text table (status, kind, source, parameters, key, reason) and a summary line."""
+        rows = [(it.status, it.kind, Path(it.source).name, it.params, (it.key or "-")[:16],
+                 _first_line(it.reason or it.note)) for it in self.items]
+        header = ("STATUS", "KIND", "SOURCE", "PARAMETERS", "KEY", "REASON / NOTE")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+        lines = ["  ".join([*(c.ljust(w) for c, w in zip(r[:5], widths)), r[5]]).rstrip() for r in [header, *rows]]
+        return "\n".join([*lines, self.summary()])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"store": self.store, "wall_s": self.wall_s, "counts": self.counts,
+                "items": [it.to_json() for it in self.items]}
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------------ planning
+@dataclass(frozen=True)
+class _Source:
+    """A stimulus as a worker reads it: checked against the size and mtime the client hashed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sample_rate_hz: int  # the model's
+    channels: int  # the model's
+    exact: bool  # already at the model's rate: any range can be read on its own
+
+    def check(self) -> None:
+        st = os.stat(self.path)
+        if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
+            raise AudioError(f"{self.path!r} changed while the batch ran (size/mtime differ from when it was "
+                             "hashed); rerun the batch so the key matches the file's content")
+
+
+@dataclass
+class _CodesPlan:
+    job: Job
+    item: BatchItem  # params/source filled; status decided later
+    key: str
+    ds: Any  # xarray.Dataset template (codes is a Dask placeholder)
+    attrs: dict
+    encoding: dict
+    source: _Source
+    starts: np.ndarray  # (tr + 1,) int64 stream-frame bounds of each TR
+    slots: int
+    n_q: int
+    tr_chunk: int
+    chunk_frames: int
+    bounds: list  # (lo, start, stop) samples of each encode chunk
+    hop: int
+    spec: tuple  # (model name, revision, device) for load_codec on workers
+    encode_token: str  # shared by jobs that differ only in their TR grid
+
+
+def _hash_all(paths) -> dict[Path, str]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(paths, pool.map(sha256_file, paths)))
+
+
+def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
+    """Split jobs into finished items (cached / failed) and plans for the missing codes entries.
+
+    Raises ManifestError for problems that concern the manifest as a whole (model, bandwidth,
+    duplicate content): those are reported before any work starts.
+    """
+    from .codec import load_codec, model_identity
+    from .extract import codes_key_inputs
+
+    problems: list[str] = []
+    models: dict[tuple, Any] = {}
+    for job in manifest.jobs:
+        if job.kind != "codes":
+            continue
+        mk = (job.codec.model, job.codec.revision)
+        if mk not in models:
+            try:
+                models[mk] = (load_codec(*mk, "cpu"), model_identity(*mk))
+            except GibletStoreError as exc:
+                models[mk] = None
+                problems.append(f"model {job.codec.model!r}: {exc}")
+        if models[mk] is not None:
+            try:
+                models[mk][0].n_codebooks(job.codec.bandwidth_kbps)
+            except ParameterError as exc:
+                problems.append(f"{job.where} ({job.path.name}): {exc}")
+    shas = _hash_all(list(manifest.stimuli))
+    first: dict[str, Path] = {}
+    for p, sha in shas.items():
+        if sha in first:
+            problems.append(f"{p.name} has the same content (sha256 {sha[:12]}) as {first[sha].name}; "
+                            "list each stimulus once")
+        first.setdefault(sha, p)
+    if problems:
+        raise ManifestError(manifest.source, sorted(set(problems), key=problems.index))
+
+    done, plans, mel_jobs = [], [], []
+    infos: dict[Path, AudioInfo | AudioError] = {}
+    for idx, job in enumerate(manifest.jobs):
+        item = BatchItem(str(job.path), job.kind, job.describe(), "failed")
+        if job.path not in infos:
+            try:
+                infos[job.path] = audio_info(job.path)
+            except AudioError as exc:
+                infos[job.path] = exc
+        info = infos[job.path]
+        if isinstance(info, AudioError):  # a corrupt file fails its own jobs only
+            done.append((idx, _replace(item, reason=_reason(info))))
+            continue
+        if job.kind == "mel":
+            hit = _mel_lookup(store, job, shas[job.path])
+            if hit is not None:
+                done.append((idx, _replace(item, status="cached", key=hit.key, path=hit.path)))
+            else:
+                mel_jobs.append((idx, job, item))
+            continue
+        model, identity = models[(job.codec.model, job.codec.revision)]
+        inputs = codes_key_inputs(shas[job.path], job.codec, job.grid, identity)
+        key = content_key(inputs)
+        item = _replace(item, key=key)
+        if (hit := store.lookup(key, "codes")) is not None:
+            done.append((idx, _replace(item, status="cached", path=hit.path)))
+            continue
+        n_samples = int(round(info.n_samples * model.sample_rate_hz / info.sample_rate_hz))
+        if n_samples < model.hop:
+            done.append((idx, _replace(item, reason=f"AudioError: {job.path.name} is {info.duration_s * 1000:.2f} ms "
+                                       f"long, shorter than one EnCodec hop; nothing to encode")))
+            continue
+        plans.append((idx, _plan_codes(job, item, key, inputs, info, model, identity, n_samples, manifest.device,
+                                       tr_chunk, shas[job.path])))
+    return done, plans, mel_jobs
+
+
+def _mel_lookup(store: Store, job: Job, sha: str) -> Entry | None:
+    """The cached mel entry of a job, when giblet_store.mel can say its key without computing."""
+    mel = importlib.import_module("giblet_store.mel")
+    if not hasattr(mel, "mel_key_inputs"):
+        return None
+    params = mel.MelParams.from_dict(job.mel) if job.mel else mel.MelParams()
+    return store.lookup(content_key(mel.mel_key_inputs(sha, params, job.grid)), "mel")
+
+
+def _replace(item: BatchItem, **kw) -> BatchItem:
+    return BatchItem(**{**item.__dict__, **kw})
+
+
+def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device, tr_chunk, sha) -> _CodesPlan:
+    import dask.array as da
+
+    from .codec import chunk_bounds
+    from .extract import _codes_template
+
+    codec = job.codec
+    n_q = model.n_codebooks(codec.bandwidth_kbps)
+    n_stream = -(-n_samples // model.hop)  # every chunk but the last is whole hops
+    layout = job.grid.layout(n_stream, model.frame_rate)
+    placeholder = da.zeros((layout.n_trs, n_q, layout.slots), dtype=np.int16)
+    ds, attrs = _codes_template(model, placeholder, layout, info, codec, job.grid, identity, inputs, device, n_q)
+    attrs["source_name"] = job.path.name
+    attrs = {**attrs, "kind": "codes", "key": key}  # the order extract_codes writes them in
+    encoding = default_encoding(ds)
+    chunks = encoding["codes"].get("chunks") or (max(layout.n_trs, 1), n_q, layout.slots)
+    if tr_chunk is not None:
+        chunks = (int(tr_chunk), *chunks[1:])
+    encoding["codes"]["chunks"] = tuple(chunks)
+    st = os.stat(job.path)
+    source = _Source(str(job.path), st.st_size, st.st_mtime_ns, model.sample_rate_hz, model.channels,
+                     exact=info.sample_rate_hz == model.sample_rate_hz and _seeks_exactly(job.path))
+    bounds = chunk_bounds(n_samples, model.hop, codec.chunk_s, codec.context_s, model.sample_rate_hz)
+    revision = None if "model_sha256" in identity else identity.get("model_revision")
+    token = content_key({"source": sha, "model": identity, "bandwidth_kbps": codec.bandwidth_kbps,
+                         "chunk_s": codec.chunk_s, "context_s": codec.context_s, "device": device})[:16]
+    chunk_frames = max(1, round(codec.chunk_s * model.sample_rate_hz / model.hop))  # as chunk_bounds rounds it
+    return _CodesPlan(job, item, key, ds, attrs, encoding, source, layout.starts, layout.slots, n_q,
+                      int(chunks[0]), chunk_frames, bounds, model.hop, (model.name, revision, device), token)
+
+
+def _seeks_exactly(path: Path) -> bool:
+    """True when a seek lands on the very samples a linear decode gives (PCM containers, FLAC).
+
+    Lossy formats (Ogg, MP3) are decoded whole by one task instead of being read by range.
+    """
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    pcm = info.subtype.startswith("PCM_") or info.subtype in ("FLOAT", "DOUBLE", "ULAW", "ALAW")
+    return info.format == "FLAC" or (pcm and info.format in ("WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "CAF"))
+
+
+# ------------------------------------------------------------------------------------ worker tasks
+@functools.lru_cache(maxsize=16)
+def _worker_store(url: str) -> Store:
+    return open_store(url)
+
+
+def _read_range(source: _Source, lo: int, stop: int) -> np.ndarray:
+    """Samples ``lo:stop`` of a file at the model's rate: (channel, sample) float32, as load_audio gives them."""
+    import soundfile as sf
+
+    source.check()
+    with sf.SoundFile(source.path) as f:
+        f.seek(lo)
+        block = f.read(stop - lo, dtype="float32", always_2d=True)
+    if block.shape[0] != stop - lo:
+        raise AudioError(f"{source.path!r} ended after {lo + block.shape[0]} samples; its header promises more. "
+                         "The file is truncated; re-export it")
+    if not np.isfinite(block).all():
+        bad = lo + int(np.argwhere(~np.isfinite(block))[0, 0])
+        raise AudioError(f"{source.path!r} has NaN or infinite samples (first at sample {bad}, "
+                         f"{bad / source.sample_rate_hz:.3f} s); repair or re-export the audio")
+    if source.channels == 1:
+        block = block.mean(axis=1, keepdims=True)
+    elif block.shape[1] == 1:
+        block = np.repeat(block, 2, axis=1)
+    elif block.shape[1] > 2:
+        raise AudioError(f"{source.path!r} has {block.shape[1]} channels; a stereo model takes 1 or 2")
+    return np.ascontiguousarray(block.T)
+
+
+def _load_task(source: _Source) -> np.ndarray:
+    source.check()
+    audio, _ = load_audio(source.path, source.sample_rate_hz, source.channels)
+    return audio
+
+
+def _slice_task(audio: np.ndarray, lo: int, stop: int) -> np.ndarray:
+    return np.ascontiguousarray(audio[:, lo:stop])
+
+
+def _encode_task(spec: tuple, audio, lo: int, start: int, stop: int, hop: int, bandwidth_kbps: float) -> np.ndarray:
+    """(codebook, frame) int16 codes of samples ``start:stop``, encoded with context from ``lo``."""
+    from .codec import _encode_chunk
+
+    if isinstance(audio, _Source):
+        audio = _read_range(audio, lo, stop)
+    return _encode_chunk(spec, audio, (start - lo) // hop, bandwidth_kbps)  # thread-count independent
+
+
+def _write_task(url: str, staging: Staging, i: int, starts: np.ndarray, slots: int, n_q: int, offset: int,
+                *pieces: np.ndarray) -> bool:
+    """Lay the frames ``starts[0]:starts[-1]`` on their TRs and write chunk ``i`` of ``codes``.
+
+    ``pieces`` are consecutive encode chunks, the first starting at stream frame ``offset``.
+    """
+    from .grid import FrameLayout, to_tr
+
+    stream = np.concatenate(pieces, axis=1) if pieces else np.zeros((n_q, 0), np.int16)
+    lo = int(starts[0]) - offset
+    seg = stream[:, lo: lo + int(starts[-1] - starts[0])]
+    layout = FrameLayout(slots=slots, starts=np.asarray(starts) - starts[0], n_stream_frames=seg.shape[-1],
+                         frames_before_grid=0, frames_after_grid=0)
+    codes = to_tr(seg, layout, fill=-1).astype(np.int16)
+    return _worker_store(url).write_chunk(staging, "codes", i, codes)
+
+
+def _commit_task(url: str, staging: Staging, *writes: bool) -> tuple[str, str, bool]:
+    entry, created = _worker_store(url).commit(staging)
+    return entry.key, entry.path, created
+
+
+def _mel_task(url: str, path: str, mel_params: dict, grid: dict) -> tuple[str, str, bool]:
+    from .grid import TrGrid
+
+    mel = importlib.import_module("giblet_store.mel")
+    params = mel.MelParams.from_dict(mel_params) if mel_params else None
+    r = mel.extract_mel(_worker_store(url), path, params=params, grid=TrGrid.from_dict(grid), scheduler="sync")
+    return r.entry.key, r.entry.path, r.created
+
+
+# ------------------------------------------------------------------------------------ cluster
+def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, stack):
+    """A distributed Client: a new LocalCluster (``"local"``), a scheduler address, or a given Client."""
+    import distributed
+
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ParameterError(f"workers must be a whole number >= 1, got {workers!r}")
+    if isinstance(scheduler, distributed.Client):
+        if workers is not None:
+            raise ParameterError("workers sets the size of a local cluster; the given Client has its own workers")
+        return scheduler, False
+    if scheduler in (None, "local"):
+        n = workers or os.cpu_count() or 1
+        try:
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=not in_process, dashboard_address=":0",
+                silence_logs=logging.CRITICAL))
+            return stack.enter_context(distributed.Client(cluster)), True
+        except Exception as exc:
+            raise ClusterError(f"could not start a LocalCluster with {n} worker(s): {_reason(exc)}") from None
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ClusterError(f"scheduler must be 'local' or an address like tcp://host:8786, got {scheduler!r}")
+    if workers is not None:
+        raise ParameterError(f"--workers sets the size of a local cluster; the cluster at {scheduler} has its own "
+                             "workers. Drop --workers, or use --scheduler local")
+    if in_process:
+        raise ClusterError(f"the store lives in this process's memory (memory://), which workers of the cluster at "
+                           f"{scheduler} cannot reach; give a shared directory or an object-store URL")
+    try:
+        client = distributed.Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s ({exc}); check the address "
+            "(`dask scheduler` prints it), or run with --scheduler local"
+        ) from None
+    stack.callback(client.close)
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"the Dask scheduler at {scheduler!r} has no workers after {timeout:g} s ({exc}); start "
+                           "some (`dask worker ADDRESS`) and rerun") from None
+    return client, False
+
+
+def _progress_mode(progress, own_cluster: bool) -> str | None:
+    if progress is False:
+        return None
+    if progress in ("tqdm", "distributed"):
+        return progress
+    if progress is None and not sys.stderr.isatty():
+        return None
+    return "tqdm" if own_cluster else "distributed"
+
+
+# ------------------------------------------------------------------------------------ running
+def run_batch(
+    manifest: "Manifest | str | os.PathLike | dict",
+    store: "Store | str | os.PathLike",
+    scheduler: Any = "local",
+    workers: int | None = None,
+    *,
+    progress: Any = None,
+    connect_timeout: float = 5.0,
+    tr_chunk: int | None = None,
+) -> BatchReport:
+    """Extract every entry a manifest asks for that the store does not hold yet.
+
+    Parameters
+    ----------
+    manifest : Manifest, path to a CSV/YAML/JSON manifest, or a mapping (see :mod:`giblet_store.manifest`)
+    store : Store or URL (local directory, ``file://``, ``memory://``, ``s3://``, ...)
+    scheduler : ``"local"`` (a new ``LocalCluster``), a scheduler address (``tcp://host:8786``), or a
+        ``distributed.Client``
+    workers : int, optional
+        Workers of the local cluster (default: one per core, one thread each).
+    progress : None (a bar when stderr is a terminal), True, False, ``"tqdm"`` or ``"distributed"``
+        A tqdm bar for a local cluster, ``distributed.progress`` for a scheduler address.
+    connect_timeout : float
+        Seconds to wait for a scheduler address before failing.
+    tr_chunk : int, optional
+        TRs per Zarr chunk (and per write task) of codes entries; overrides the manifest's.
+        Default: the store's chunking, which makes entries byte-identical to ``extract_codes``'s.
+
+    Returns
+    -------
+    BatchReport
+        Created / cached / failed per job; ``report.ok`` is False when anything failed. One bad
+        stimulus fails only its own entries.
+
+    Raises
+    ------
+    ManifestError
+        The manifest is invalid (every problem listed); nothing was run.
+    StoreError
+        The store cannot be opened (e.g. its filesystem is not installed).
+    ClusterError
+        The scheduler cannot be reached (within ``connect_timeout``) or the cluster cannot start.
+    """
+    import contextlib
+
+    t0 = time.perf_counter()
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    if not isinstance(store, Store):
+        store = open_store(store)
+    if tr_chunk is None:
+        tr_chunk = manifest.tr_chunk
+    elif isinstance(tr_chunk, bool) or not isinstance(tr_chunk, int) or tr_chunk < 1:
+        raise ParameterError(f"tr_chunk must be a whole number of TRs >= 1, got {tr_chunk!r}")
+    done, plans, mel_jobs = _plan(manifest, store, tr_chunk)
+    results = dict(done)
+    if plans or mel_jobs:
+        in_process = store.url.startswith("memory://")
+        with contextlib.ExitStack() as stack:
+            client, own = _connect(scheduler, workers, in_process, connect_timeout, stack)
+            results.update(_execute(client, store, plans, mel_jobs, _progress_mode(progress, own)))
+    items = [results[i] for i in sorted(results)]
+    return BatchReport(items, store.url, time.perf_counter() - t0)
+
+
+def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | None) -> dict[int, BatchItem]:
+    """Stage every planned entry, submit its graph, wait, and turn futures into report items."""
+    import distributed
+
+    run = uuid.uuid4().hex[:8]
+    out: dict[int, BatchItem] = {}
+    pending: list = []  # (idx, item, final future, note)
+    tasks: list = []  # every future, for progress
+    shared: dict[str, Any] = {}  # key -> future, so jobs share loads and encodes
+
+    def submit(fn, *args, key):
+        if key not in shared:
+            shared[key] = client.submit(fn, *args, key=key, pure=False)
+            tasks.append(shared[key])
+        return shared[key]
+
+    for idx, plan in plans:
+        try:
+            staging = store.begin_write(plan.ds, plan.attrs, plan.encoding)
+        except Exception as exc:  # this entry only: the others go on
+            out[idx] = _replace(plan.item, reason=_reason(exc))
+            continue
+        if isinstance(staging, Entry):  # another writer finished it since planning
+            out[idx] = _replace(plan.item, status="cached", path=staging.path, note="completed by another writer")
+            continue
+        already = store.done_chunks(staging)
+        _, n_chunks = staging.chunk_len("codes")
+        note = f"resumed: {len(already)} of {n_chunks} chunks were already written" if already else ""
+        writes = []
+        for i in range(n_chunks):
+            if f"codes.{i}" in already:
+                continue
+            a, b = i * plan.tr_chunk, min((i + 1) * plan.tr_chunk, len(plan.starts) - 1)
+            f_lo, f_hi = int(plan.starts[a]), int(plan.starts[b])
+            js = range(f_lo // plan.chunk_frames, (f_hi - 1) // plan.chunk_frames + 1) if f_hi > f_lo else range(0)
+            pieces = [_encode_future(submit, plan, j, run) for j in js]
+            offset = js[0] * plan.chunk_frames if len(js) else f_lo
+            writes.append(submit(_write_task, store.url, staging, i, plan.starts[a: b + 1], plan.slots, plan.n_q,
+                                 offset, *pieces, key=f"gs-write-{run}-{plan.key[:16]}-{i}"))
+        final = submit(_commit_task, store.url, staging, *writes, key=f"gs-commit-{run}-{plan.key[:16]}")
+        pending.append((idx, plan.item, final, note))
+    for idx, job, item in mel_jobs:
+        fut = submit(_mel_task, store.url, str(job.path), job.mel, job.grid.to_dict(),
+                     key=f"gs-mel-{run}-{idx}")
+        pending.append((idx, item, fut, ""))
+    shared.clear()
+    _wait(client, tasks, progress)
+    del tasks
+    for idx, item, fut, note in pending:
+        if fut.status == "finished":
+            key, path, created = fut.result()
+            out[idx] = _replace(item, status="created" if created else "cached", key=key, path=path,
+                                note=note if created else (note or "completed by another writer"))
+        else:
+            try:
+                exc = fut.exception()
+            except distributed.client.FutureCancelledError as e:  # pragma: no cover - cluster went away
+                exc = e
+            out[idx] = _replace(item, reason=_reason(exc))
+    return out
+
+
+def _encode_future(submit, plan: _CodesPlan, j: int, run: str):
+    lo, start, stop = plan.bounds[j]
+    audio: Any = plan.source
+    if not plan.source.exact:
+        sid = content_key({"p": plan.source.path, "sr": plan.source.sample_rate_hz, "ch": plan.source.channels})[:12]
+        whole = submit(_load_task, plan.source, key=f"gs-load-{run}-{sid}")
+        audio = submit(_slice_task, whole, lo, stop, key=f"gs-slice-{run}-{sid}-{lo}-{stop}")
+    return submit(_encode_task, plan.spec, audio, lo, start, stop, plan.hop, plan.job.codec.bandwidth_kbps,
+                  key=f"gs-encode-{run}-{plan.encode_token}-{j}")
+
+
+def _wait(client, tasks: list, progress: str | None) -> None:
+    """Wait for every task; ``tasks`` is emptied so that results are released as they are used."""
+    import distributed
+
+    if progress == "distributed":
+        distributed.progress(tasks, notebook=False, multi=False)
+        distributed.wait(tasks)
+        tasks.clear()
+        return
+    total = len(tasks)
+    finished = distributed.as_completed(tasks)
+    tasks.clear()  # as_completed drops each future once it is yielded
+    if progress == "tqdm":
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, unit="task", desc="batch", file=sys.stderr) as bar:
+            for _ in finished:
+                bar.update(1)
+    else:
+        for _ in finished:
+            pass

@@ -1,0 +1,392 @@
+"""Batch manifests: which stimuli to extract, and the grid of parameters to extract them with.
+
+A manifest is CSV (one row per stimulus) or YAML/JSON (defaults at the top, a list of stimuli).
+Each stimulus expands to one job per element of ``kinds x bandwidths x trs`` (bandwidths apply to
+codes only). Everything is checked before any work starts, and every problem is reported at once:
+unknown columns or keys, missing files, duplicate stimuli, invalid parameter values.
+
+YAML / JSON::
+
+    model: models/encodec_24khz     # hub name or save_pretrained directory (relative: to the manifest)
+    kinds: [codes, mel]             # default [codes]
+    bandwidths: [1.5, 6]            # kbps
+    trs: [1.5]                      # TR in seconds
+    chunk_s: 10                     # audio per encode task; context_s: its left context
+    mel: {n_mels: 64}               # MelParams fields (kind mel)
+
+Fields left out take the defaults of ``CodecParams()`` and ``TrGrid()`` (so a manifest and
+``extract_codes`` with defaults make the same entries).
+    stimuli:
+      - sherlock_part1.wav          # paths are relative to the manifest's folder
+      - {path: sherlock_part2.wav, onset_s: -2.0, n_trs: 946, bandwidths: [6]}
+
+CSV (a header row; ``path`` is required; list cells separate values with ``;`` or spaces; an empty
+cell takes the default)::
+
+    path,bandwidths,trs,onset_s
+    sherlock_part1.wav,1.5;6,1.5,
+    sherlock_part2.wav,6,1.5 2.0,-2.0
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import importlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .codec import CodecParams
+from .errors import ManifestError, ParameterError  # noqa: F401 (ManifestError re-exported)
+from .grid import TrGrid
+
+__all__ = ["Manifest", "Job", "ManifestError", "load_manifest", "KINDS", "STIMULUS_FIELDS", "TOP_FIELDS"]
+
+#: Entry kinds a batch makes.
+KINDS = ("codes", "mel")
+
+#: Fields a stimulus (CSV column, or YAML stimulus key) may set; the top level may set them as defaults.
+STIMULUS_FIELDS = ("path", "kinds", "bandwidths", "trs", "onset_s", "n_trs", "model", "revision", "chunk_s",
+                   "context_s")
+#: Fields only the top level of a YAML/JSON manifest may set.
+TOP_FIELDS = ("stimuli", "device", "tr_chunk", "mel")
+
+_LISTS = ("kinds", "bandwidths", "trs")
+
+
+def _defaults() -> dict[str, Any]:
+    """Values of fields a manifest leaves out: those of ``CodecParams()`` and ``TrGrid()``."""
+    c, g = CodecParams(), TrGrid()
+    return {"kinds": ["codes"], "bandwidths": [c.bandwidth_kbps], "trs": [g.tr_s], "onset_s": g.onset_s,
+            "n_trs": g.n_trs, "model": c.model, "revision": c.revision, "chunk_s": c.chunk_s,
+            "context_s": c.context_s, "device": "cpu", "tr_chunk": None, "mel": {}}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One entry to make: a stimulus, a kind, and its parameters.
+
+    Attributes
+    ----------
+    path : Path
+        Absolute path of the stimulus.
+    kind : {"codes", "mel"}
+    grid : TrGrid
+    codec : CodecParams or None
+        Codes jobs only.
+    mel : dict
+        ``MelParams`` fields (mel jobs only; empty: the defaults).
+    where : str
+        Where the manifest asked for it (``row 3``, ``stimuli[2]``), for messages.
+    """
+
+    path: Path
+    kind: str
+    grid: TrGrid
+    codec: CodecParams | None = None
+    mel: dict = field(default_factory=dict)
+    where: str = ""
+
+    def describe(self) -> str:
+        """Short parameter summary for tables (``kbps=6 tr=1.5``)."""
+        parts = [f"kbps={self.codec.bandwidth_kbps:g}"] if self.codec else []
+        parts.append(f"tr={self.grid.tr_s:g}")
+        if self.grid.onset_s:
+            parts.append(f"onset={self.grid.onset_s:g}")
+        if self.grid.n_trs is not None:
+            parts.append(f"n_trs={self.grid.n_trs}")
+        parts += [f"{k}={v}" for k, v in sorted(self.mel.items())]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: the jobs to run and batch-wide options.
+
+    Attributes
+    ----------
+    source : str
+        The manifest file (or ``<mapping>``).
+    jobs : tuple of Job
+        One per stimulus x kind x bandwidth x TR, in manifest order.
+    stimuli : tuple of Path
+        The distinct stimuli, in manifest order.
+    device : str
+        Torch device the workers encode on.
+    tr_chunk : int or None
+        TRs per Zarr chunk (and per write task) of codes entries; None: the store's default
+        chunking, which makes batch entries byte-identical to ``extract_codes`` ones.
+    """
+
+    source: str
+    jobs: tuple
+    stimuli: tuple
+    device: str = "cpu"
+    tr_chunk: int | None = None
+
+
+def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.PathLike | None" = None) -> Manifest:
+    """Read and validate a manifest.
+
+    Parameters
+    ----------
+    source : path to a ``.csv``, ``.yaml``/``.yml`` or ``.json`` file, or a mapping (the YAML layout)
+    base_dir : folder relative paths are read from (default: the manifest's folder, or the cwd)
+
+    Raises
+    ------
+    ManifestError
+        With every problem found (unknown fields, missing files, duplicates, invalid values).
+    """
+    if isinstance(source, Mapping):
+        name, base = "<mapping>", Path(base_dir or os.getcwd())
+        top, rows = _from_mapping(source, name)
+    else:
+        p = Path(source).expanduser()
+        name, base = str(p), Path(base_dir) if base_dir else p.resolve().parent
+        if not p.is_file():
+            raise ManifestError(name, [f"the manifest file {str(p)!r} does not exist (or is not a file)"])
+        suffix = p.suffix.lower()
+        if suffix == ".csv":
+            top, rows = {}, _read_csv(p)
+        elif suffix in (".yaml", ".yml", ".json"):
+            top, rows = _from_mapping(_read_mapping(p, suffix), name)
+        else:
+            raise ManifestError(name, [f"unknown manifest format {suffix or '(no suffix)'!r}; give a .csv, .yaml, "
+                                       ".yml or .json file"])
+    return _build(name, base, top, rows)
+
+
+# ------------------------------------------------------------------------------------ reading
+def _read_mapping(p: Path, suffix: str) -> Any:
+    text = p.read_text()
+    try:
+        if suffix == ".json":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError carry the line
+        raise ManifestError(str(p), [f"cannot parse {p.name}: {exc}"]) from None
+
+
+def _from_mapping(doc: Any, name: str) -> tuple[dict, list[tuple[str, dict]]]:
+    if not isinstance(doc, Mapping):
+        raise ManifestError(name, [f"the manifest must be a mapping with a 'stimuli' list, got "
+                                   f"{type(doc).__name__}"])
+    problems = _unknown(doc, set(STIMULUS_FIELDS) - {"path"} | set(TOP_FIELDS), "top-level key")
+    stimuli = doc.get("stimuli")
+    if not isinstance(stimuli, list) or not stimuli:
+        problems.append("'stimuli' must be a non-empty list of paths or {path: ..., ...} mappings")
+        stimuli = []
+    rows = []
+    for i, s in enumerate(stimuli):
+        where = f"stimuli[{i}]"
+        if isinstance(s, str):
+            s = {"path": s}
+        if not isinstance(s, Mapping):
+            problems.append(f"{where}: expected a path or a mapping, got {s!r}")
+            continue
+        problems += [f"{where}: {m}" for m in _unknown(s, set(STIMULUS_FIELDS), "key")]
+        rows.append((where, dict(s)))
+    if problems:
+        raise ManifestError(name, problems)
+    return {k: v for k, v in doc.items() if k != "stimuli"}, rows
+
+
+def _read_csv(p: Path) -> list[tuple[str, dict]]:
+    with open(p, newline="") as f:
+        numbered = [(n, ln) for n, ln in enumerate(f, start=1) if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [ln for _, ln in numbered]
+    line_no = [n for n, _ in numbered]
+    reader = csv.DictReader(lines, skipinitialspace=True)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    problems = []
+    if not header:
+        raise ManifestError(str(p), ["the CSV file is empty; expected a header row with a 'path' column"])
+    if "path" not in header:
+        problems.append(f"the CSV header {header} has no 'path' column")
+    problems += _unknown(dict.fromkeys(header), set(STIMULUS_FIELDS), "column")
+    if len(set(header)) != len(header):
+        problems.append(f"the CSV header repeats a column: {header}")
+    rows = []
+    for raw in reader:
+        n = line_no[min(reader.line_num, len(line_no)) - 1]  # the file's own line number
+        if None in raw:
+            problems.append(f"line {n}: more cells than header columns ({raw[None]})")
+        cells = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        rows.append((f"line {n}", {k: v for k, v in cells.items() if v != ""}))
+    if not rows:
+        problems.append("the CSV file has a header but no stimulus rows")
+    if problems:
+        raise ManifestError(str(p), problems)
+    return rows
+
+
+def _unknown(d: Mapping, allowed: set, what: str) -> list[str]:
+    out = []
+    for k in d:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            out.append(f"unknown {what} {k!r}{hint}; expected some of {sorted(allowed)}")
+    return out
+
+
+# ------------------------------------------------------------------------------------ values
+def _split(value: Any) -> list:
+    if isinstance(value, str):
+        return [v for v in value.replace(";", " ").replace(",", " ").split() if v]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ParameterError(f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    return x
+
+
+def _n_trs(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        return None
+    x = _number(value, "n_trs")
+    if x != int(x) or x < 0:
+        raise ParameterError(f"n_trs must be a non-negative whole number of TRs, got {value!r}")
+    return int(x)
+
+
+def _model(value: Any, base: Path) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ParameterError(f"model must be a hub name or a directory, got {value!r}")
+    value = value.strip()
+    candidate = (base / value).expanduser()
+    if value.startswith(("/", "~", ".")) or candidate.is_dir():
+        return str(candidate.resolve())
+    return value
+
+
+def _mel_params(d: Any) -> tuple[dict, str | None]:
+    """(params, problem): validate MelParams fields with giblet_store.mel when it is importable."""
+    if not isinstance(d, Mapping):
+        return {}, f"'mel' must be a mapping of MelParams fields, got {d!r}"
+    try:
+        mel = importlib.import_module("giblet_store.mel")
+    except ImportError as exc:
+        return dict(d), (f"kind 'mel' needs giblet_store.mel, which cannot be imported ({exc}); "
+                         "install giblet_store[mel] or drop 'mel' from kinds")
+    try:
+        mel.MelParams.from_dict(dict(d))
+    except (ParameterError, TypeError, ValueError) as exc:
+        return dict(d), f"mel: {exc}"
+    return dict(d), None
+
+
+# ------------------------------------------------------------------------------------ building
+def _build(name: str, base: Path, top: dict, rows: list[tuple[str, dict]]) -> Manifest:
+    problems: list[str] = []
+    defaults = {**_defaults(), **top}
+    device = defaults["device"]
+    if not isinstance(device, str) or not device:
+        problems.append(f"device must be a torch device name (cpu, cuda, cuda:1, mps), got {device!r}")
+    tr_chunk = defaults["tr_chunk"]
+    if tr_chunk is not None and (isinstance(tr_chunk, bool) or not isinstance(tr_chunk, int) or tr_chunk < 1):
+        problems.append(f"tr_chunk must be a whole number of TRs >= 1 (or absent), got {tr_chunk!r}")
+        tr_chunk = None
+    mel_params, mel_problem, mel_checked = {}, None, False
+
+    jobs, stimuli, seen = [], [], {}
+    for where, row in rows:
+        cfg = {**defaults, **row}
+        label = f"{where} ({row.get('path', '?')})"
+        path = cfg.get("path")
+        if not isinstance(path, str) or not path.strip():
+            problems.append(f"{where}: no path given")
+            continue
+        p = (base / path.strip()).expanduser().resolve()
+        if not p.exists():
+            problems.append(f"{label}: file {str(p)!r} does not exist; check the path (relative paths are "
+                            f"read from {str(base)!r})")
+        elif p.is_dir():
+            problems.append(f"{label}: {str(p)!r} is a directory; expected an audio file")
+        if p in seen:
+            problems.append(f"{label}: repeats {seen[p]}; list each stimulus once and give several values in "
+                            "its bandwidths/trs/kinds instead")
+            continue
+        seen[p] = where
+        stimuli.append(p)
+
+        values: dict[str, Any] = {}
+        for list_name in _LISTS:
+            items = _split(cfg[list_name])
+            if not items:
+                problems.append(f"{label}: {list_name} is empty")
+            values[list_name] = items
+        kinds = []
+        for k in values["kinds"]:
+            if k not in KINDS:
+                problems.append(f"{label}: unknown kind {k!r}; expected some of {list(KINDS)}")
+            elif k in kinds:
+                problems.append(f"{label}: kind {k!r} is listed twice")
+            else:
+                kinds.append(k)
+        numbers = {}
+        for list_name, unit in (("bandwidths", "bandwidth_kbps"), ("trs", "tr_s")):
+            numbers[list_name] = []
+            for v in values[list_name]:
+                try:
+                    x = _number(v, unit)
+                except ParameterError as exc:
+                    problems.append(f"{label}: {exc}")
+                    continue
+                if x in numbers[list_name]:
+                    problems.append(f"{label}: {list_name} lists {x:g} twice")
+                else:
+                    numbers[list_name].append(x)
+        try:
+            onset = _number(cfg["onset_s"], "onset_s")
+            n_trs = _n_trs(cfg["n_trs"])
+            grids = [TrGrid(tr_s=tr, onset_s=onset, n_trs=n_trs) for tr in numbers["trs"]]
+        except ParameterError as exc:
+            problems.append(f"{label}: {exc}")
+            grids = []
+        codecs = []
+        if "codes" in kinds:
+            try:
+                model = _model(cfg["model"], base)
+                chunk_s = _number(cfg["chunk_s"], "chunk_s")
+                context_s = _number(cfg["context_s"], "context_s")
+                revision = cfg["revision"]
+                if revision is not None and not isinstance(revision, str):
+                    revision = str(revision)
+                codecs = [CodecParams(model=model, bandwidth_kbps=bw, chunk_s=chunk_s, context_s=context_s,
+                                      revision=revision) for bw in numbers["bandwidths"]]
+            except ParameterError as exc:
+                problems.append(f"{label}: {exc}")
+        if "mel" in kinds and not mel_checked:
+            mel_params, mel_problem = _mel_params(defaults["mel"])
+            mel_checked = True
+            if mel_problem:
+                problems.append(mel_problem)
+        for kind in kinds:
+            for grid in grids:
+                if kind == "codes":
+                    jobs += [Job(p, "codes", grid, codec=c, where=where) for c in codecs]
+                else:
+                    jobs.append(Job(p, "mel", grid, mel=dict(mel_params), where=where))
+    if not rows:
+        problems.append("no stimuli listed")
+    if problems:
+        raise ManifestError(name, problems)
+    return Manifest(name, tuple(jobs), tuple(stimuli), device=device, tr_chunk=tr_chunk)

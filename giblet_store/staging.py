@@ -1,0 +1,334 @@
+"""Staged writes: an entry written chunk by chunk, by any number of processes, published once.
+
+Used by batch extraction (:mod:`giblet_store.distributed`) for entries too big or too slow for one
+process. Each chunk is written whole and a marker (outside the entry) records it, so a rerun after a
+crash writes only the missing chunks. Local disk: the arrays live in ``_staging/<key16>-<tag>`` (a
+template made whole-or-absent by a rename) and :meth:`StagedWrites.commit` renames it into place.
+Object stores (no atomic rename): the arrays are written in place and the entry's own ``zarr.json``,
+holding ``status: complete``, is withheld until ``commit`` writes it last; readers skip a group
+without it. Chunk bytes are deterministic, so concurrent writers of one key write identical objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from .errors import StoreError
+from .schema import FORMAT_VERSION, entry_document, validate_entry
+
+if TYPE_CHECKING:
+    from .store import Entry
+
+__all__ = ["Staging", "StagedWrites", "STAGING"]
+
+STAGING = "_staging"
+_KEY_PATH_LEN = 16
+
+
+def _store():
+    """giblet_store.store, imported when first needed (it imports this module)."""
+    from . import store
+
+    return store
+
+
+@dataclass(frozen=True)
+class Staging:
+    """An entry being written chunk by chunk (:meth:`Store.begin_write`), possibly by several processes.
+
+    Picklable (plain values): a worker reopens the store from ``url``.
+
+    Attributes
+    ----------
+    regions : tuple of (name, chunk_len, n_chunks)
+        The variables filled by :meth:`Store.write_chunk`, chunked along their first dim only.
+    tag : str
+        Hash of the chunk layout: a rerun with another layout does not reuse these chunks.
+    """
+
+    url: str
+    kind: str
+    key: str
+    tag: str
+    regions: tuple
+    local: bool
+
+    @property
+    def final(self) -> str:
+        """Path of the published entry."""
+        return f"{self.kind}/{self.key[:_KEY_PATH_LEN]}"
+
+    @property
+    def data(self) -> str:
+        """Where the arrays are written: a staging group on local disk, the entry itself on object stores."""
+        return f"{STAGING}/{self.key[:_KEY_PATH_LEN]}-{self.tag}" if self.local else self.final
+
+    @property
+    def markers(self) -> str:
+        """Folder of one marker per finished chunk (outside the entry, so it never becomes part of it)."""
+        return f"{STAGING}/{self.key[:_KEY_PATH_LEN]}-{self.tag}.done"
+
+    def chunk_names(self) -> list[str]:
+        """``"<name>.<i>"`` of every chunk :meth:`Store.commit` waits for."""
+        return [f"{name}.{i}" for name, _, n in self.regions for i in range(n)]
+
+    def chunk_len(self, name: str) -> tuple[int, int]:
+        """(chunk length along the first dim, number of chunks) of variable ``name``."""
+        for n, length, count in self.regions:
+            if n == name:
+                return length, count
+        raise StoreError(f"{name!r} is not a chunk-written variable of this entry; expected one of "
+                         f"{[r[0] for r in self.regions]}")
+
+
+class StagedWrites:
+    """The chunk-by-chunk write methods of :class:`giblet_store.store.Store` (a mixin)."""
+
+    # (see the module docstring) An entry too big or too slow for one process is written chunk by chunk, by any number of
+    # processes, and published once every chunk is there. Each chunk is written whole, and a marker
+    # (outside the entry) records it. Local disk: the arrays live in ``_staging/<key16>-<tag>`` (a
+    # template made whole-or-absent by a rename) and ``commit`` renames it into place. Object stores
+    # (no atomic rename): the arrays are written in place and the entry's own ``zarr.json``, holding
+    # ``status: complete``, is withheld until ``commit`` writes it last; readers skip a group without it.
+    # Chunk bytes are deterministic, so concurrent writers of one key write identical objects.
+
+    def begin_write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> "Staging | Entry":
+        """Start, join or resume writing ``ds`` chunk by chunk.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            Variables backed by Dask arrays are placeholders (never computed): their metadata is
+            written now and :meth:`write_chunk` fills them one chunk (along their first dim) at a
+            time. Every other variable and coordinate is written now.
+        attrs : mapping
+            The entry's attributes, holding ``kind`` and ``key`` (validated now, published by
+            :meth:`commit`).
+        encoding : dict, optional
+            Zarr encoding (default :func:`default_encoding`); its ``chunks`` set the chunk layout.
+
+        Returns
+        -------
+        Staging, or the complete Entry when one with this key exists.
+        """
+        import zarr
+
+        self._check_writable()
+        attrs = dict(attrs)
+        kind, key = attrs["kind"], attrs["key"]
+        if (existing := self.lookup(key, kind)) is not None:
+            return existing
+        attrs.setdefault("format_version", FORMAT_VERSION)
+        attrs["status"] = "complete"
+        ds = ds.copy()
+        ds.attrs = {}
+        doc = entry_document(ds)
+        doc["attrs"] = json.loads(json.dumps(attrs))
+        validate_entry(doc, where=f"new {kind} entry")
+        enc = _store().default_encoding(ds) if encoding is None else encoding
+        regions, layout = [], {}
+        for name, var in ds.data_vars.items():
+            if not hasattr(var.data, "dask"):
+                continue
+            chunks = tuple(max(1, int(c)) for c in (enc.get(name, {}).get("chunks") or var.shape))
+            regions.append((str(name), chunks[0], -(-var.shape[0] // chunks[0])))
+            ds[name] = var.chunk(dict(zip(var.dims, chunks)))
+            layout[str(name)] = [list(var.shape), list(chunks)]
+        from .params import content_key
+
+        tag = content_key(layout)[:8]
+        staging = Staging(self.url, kind, key, tag, tuple(regions), self.local)
+        if self.local:
+            if self._staging_id(staging) is not None:  # resume or join: the template is whole
+                return staging
+            self._remove(staging.data)  # chunks a late writer left after the entry was published
+            tmp = f"{staging.data}.tmp-{uuid.uuid4().hex[:8]}"
+            try:
+                ds.to_zarr(self.zstore, group=tmp, mode="w", compute=False, consolidated=False,
+                           zarr_format=3, encoding=enc)
+                staged = {**attrs, "status": "writing", "staging_id": uuid.uuid4().hex}
+                zarr.open_group(self.zstore, path=tmp, mode="r+", zarr_format=3).attrs.put(staged)
+                try:
+                    os.rename(self._p(tmp), self._p(staging.data))
+                except OSError:  # another writer's template (same bytes) got there first
+                    if self._staging_id(staging) is None:
+                        raise
+            finally:
+                self._remove(tmp)
+        elif self._marker(f"{staging.markers}/{_GROUP_DOC}") is None:  # else the template is whole: join it
+            mem = zarr.storage.MemoryStore()
+            ds.to_zarr(mem, mode="w", compute=False, consolidated=False, zarr_format=3, encoding=enc)
+            zarr.open_group(mem, mode="r+", zarr_format=3).attrs.put(attrs)
+            files = _store_items(mem)
+            for name, data in files.items():
+                if name != "zarr.json":
+                    self._put(f"{staging.data}/{name}", data)
+            self._put(f"{staging.markers}/{_GROUP_DOC}", files["zarr.json"])
+        return staging
+
+    def _staging_id(self, staging: "Staging") -> str | None:
+        """The id of the staged template chunks are counted against (object stores: always "")."""
+        if not staging.local:
+            return ""
+        attrs = self._read_group_attrs(staging.data)
+        if not attrs or attrs.get("key") != staging.key:
+            return None
+        return attrs.get("staging_id")
+
+    def done_chunks(self, staging: "Staging") -> set[str]:
+        """Names (``"<name>.<i>"``) of the chunks already written into this staging."""
+        sid = self._staging_id(staging)
+        if sid is None:
+            return set()
+        try:
+            names = self.fs.ls(self._p(staging.markers), detail=False)
+        except FileNotFoundError:
+            return set()
+        wanted = set(staging.chunk_names())
+        done = set()
+        for path in names:
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if name in wanted and self._marker(f"{staging.markers}/{name}") == sid:
+                done.add(name)
+        return done
+
+    def _marker(self, path: str) -> str | None:
+        try:
+            return self.fs.cat_file(self._p(path)).decode()
+        except (FileNotFoundError, OSError, UnicodeDecodeError):
+            return None
+
+    def write_chunk(self, staging: "Staging", name: str, i: int, data: np.ndarray) -> bool:
+        """Write chunk ``i`` of variable ``name`` whole, then its marker.
+
+        Parameters
+        ----------
+        data : array
+            The chunk: ``chunk_len`` rows along the first dim (fewer for the last chunk), the other
+            dims whole.
+
+        Returns
+        -------
+        bool
+            False when nothing was written: the chunk was already there, or the entry is complete
+            (another writer published it).
+        """
+        import zarr
+
+        self._check_writable()
+        chunk_len, n = staging.chunk_len(name)
+        if not 0 <= i < n:
+            raise StoreError(f"chunk {i} of {name!r} does not exist; the variable has chunks 0..{n - 1}")
+        marker = f"{staging.markers}/{name}.{i}"
+        sid = self._staging_id(staging)
+        if self.lookup(staging.key, staging.kind) is not None:
+            return False
+        if sid is None:
+            raise StoreError(f"no staged template for {staging.kind} entry {staging.key[:16]} in "
+                             f"{self.url!r}; call begin_write first (or rerun the batch)")
+        if self._marker(marker) == sid:
+            return False
+        try:
+            arr = zarr.open_array(self.zstore, path=f"{staging.data}/{name}", mode="r+", zarr_format=3)
+            start, stop = i * chunk_len, min((i + 1) * chunk_len, arr.shape[0])
+            data = np.asarray(data)
+            if data.shape != (stop - start, *arr.shape[1:]):
+                raise StoreError(f"chunk {i} of {name!r} must have shape {(stop - start, *arr.shape[1:])}, "
+                                 f"got {data.shape}")
+            arr[start:stop] = data
+        except StoreError:
+            raise
+        except Exception:
+            # another writer published the entry while we wrote (its rename moved our path)
+            if self.lookup(staging.key, staging.kind) is not None or self._marker(marker) == sid:
+                return False
+            raise
+        self._put(marker, sid.encode())
+        return True
+
+    def commit(self, staging: "Staging") -> tuple[Entry, bool]:
+        """Publish a staging whose every chunk is written.
+
+        Returns ``(entry, created)``; ``created`` is False when another writer published it first.
+
+        Raises
+        ------
+        StoreError
+            Chunks are missing (rerun to write them); nothing becomes visible.
+        """
+        import zarr
+
+        self._check_writable()
+        if (existing := self.lookup(staging.key, staging.kind)) is not None:
+            self._discard(staging)
+            return existing, False
+        missing = [c for c in staging.chunk_names() if c not in self.done_chunks(staging)]
+        if missing:
+            raise StoreError(
+                f"cannot publish {staging.kind} entry {staging.key[:16]}: {len(missing)} chunk(s) are not "
+                f"written ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); rerun to write them"
+            )
+        try:
+            self._ensure_group(staging.kind)
+            if self.local:
+                group = zarr.open_group(self.zstore, path=staging.data, mode="r+", zarr_format=3)
+                attrs = group.attrs.asdict()
+                attrs.pop("staging_id", None)
+                attrs["status"] = "complete"
+                group.attrs.put(attrs)
+                self._sweep_partials(staging.data)  # temp files of writers killed mid-chunk
+                os.rename(self._p(staging.data), self._p(staging.final))
+                self._sweep_partials(staging.final)  # a concurrent writer's temp file moved along
+            else:
+                doc = self.fs.cat_file(self._p(f"{staging.markers}/{_GROUP_DOC}"))
+                attrs = json.loads(doc)["attributes"]
+                self._put(f"{staging.final}/zarr.json", doc)  # the last write: now it is visible
+        except Exception:
+            if (existing := self.lookup(staging.key, staging.kind)) is not None:
+                self._discard(staging)
+                return existing, False
+            raise
+        self._discard(staging)
+        return _store().Entry(self, staging.final, attrs), True
+
+    def _discard(self, staging: "Staging") -> None:
+        self._remove(staging.markers)
+        if staging.local:
+            self._remove(staging.data)
+
+    def _sweep_partials(self, path: str) -> None:
+        for folder, _, files in os.walk(self._p(path)):
+            for f in files:
+                if f.endswith(".partial"):
+                    try:
+                        os.unlink(os.path.join(folder, f))
+                    except OSError:
+                        pass
+
+    def _put(self, path: str, data: bytes) -> None:
+        """Write one object (atomically on local disk, as one PUT on object stores)."""
+        from zarr.core.buffer import cpu
+        from zarr.core.sync import sync
+
+        sync(self.zstore.set(path, cpu.Buffer.from_bytes(data)))
+
+
+_GROUP_DOC = "_group.json"
+
+
+def _store_items(zstore) -> dict[str, bytes]:
+    """Every key of a (small, in-memory) zarr store and its bytes."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    async def items():
+        proto = default_buffer_prototype()
+        return {k: (await zstore.get(k, proto)).to_bytes() async for k in zstore.list()}
+
+    return sync(items())
