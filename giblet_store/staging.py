@@ -90,6 +90,25 @@ class Staging:
 class StagedWrites:
     """The chunk-by-chunk write methods of :class:`giblet_store.store.Store` (a mixin)."""
 
+    def _prepare(self, ds, attrs: Mapping[str, Any]):
+        """Before any byte is written: ``(ds without attrs, complete attrs, existing entry or None)``.
+
+        Raises SchemaError (nothing written) when the entry would not match its kind's schema.
+        """
+        self._check_writable()
+        attrs = dict(attrs)
+        kind, key = attrs["kind"], attrs["key"]
+        if (existing := self.lookup(key, kind)) is not None:
+            return ds, attrs, existing
+        attrs.setdefault("format_version", FORMAT_VERSION)
+        attrs["status"] = "complete"
+        ds = ds.copy()
+        ds.attrs = {}
+        doc = entry_document(ds)
+        doc["attrs"] = json.loads(json.dumps(attrs))
+        validate_entry(doc, where=f"new {kind} entry")
+        return ds, attrs, None
+
     # (see the module docstring) An entry too big or too slow for one process is written chunk by chunk, by any number of
     # processes, and published once every chunk is there. Each chunk is written whole, and a marker
     # (outside the entry) records it. Local disk: the arrays live in ``_staging/<key16>-<tag>`` (a
@@ -119,18 +138,10 @@ class StagedWrites:
         """
         import zarr
 
-        self._check_writable()
-        attrs = dict(attrs)
-        kind, key = attrs["kind"], attrs["key"]
-        if (existing := self.lookup(key, kind)) is not None:
+        ds, attrs, existing = self._prepare(ds, attrs)
+        if existing is not None:
             return existing
-        attrs.setdefault("format_version", FORMAT_VERSION)
-        attrs["status"] = "complete"
-        ds = ds.copy()
-        ds.attrs = {}
-        doc = entry_document(ds)
-        doc["attrs"] = json.loads(json.dumps(attrs))
-        validate_entry(doc, where=f"new {kind} entry")
+        kind, key = attrs["kind"], attrs["key"]
         enc = _store().default_encoding(ds) if encoding is None else encoding
         regions, layout = [], {}
         for name, var in ds.data_vars.items():

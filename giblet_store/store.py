@@ -288,18 +288,10 @@ class Store(StagedWrites):
         """
         import zarr
 
-        self._check_writable()
-        attrs = dict(attrs)
-        kind, key = attrs["kind"], attrs["key"]
-        if (existing := self.lookup(key, kind)) is not None:
+        ds, attrs, existing = self._prepare(ds, attrs)
+        if existing is not None:
             return existing, False
-        attrs.setdefault("format_version", FORMAT_VERSION)
-        attrs["status"] = "complete"
-        ds = ds.copy()
-        ds.attrs = {}
-        doc = entry_document(ds)
-        doc["attrs"] = json.loads(json.dumps(attrs))
-        validate_entry(doc, where=f"new {kind} entry")
+        kind, key = attrs["kind"], attrs["key"]
         final = f"{kind}/{key[:_KEY_PATH_LEN]}"
         target = f"{STAGING}/{key[:_KEY_PATH_LEN]}-{uuid.uuid4().hex[:8]}" if self.local else final
         enc = default_encoding(ds) if encoding is None else encoding
