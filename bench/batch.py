@@ -39,7 +39,7 @@ def _peak_rss() -> int:
 def run_loop(manifest: dict, store: str) -> dict:
     from giblet_store import open_store
     from giblet_store.codec import CodecParams
-    from giblet_store.extract import extract_codes
+    from giblet_store.codes import extract_codes
 
     s = open_store(store)
     params = CodecParams(manifest["model"], bandwidth_kbps=manifest["bandwidths"][0], chunk_s=manifest["chunk_s"],
@@ -53,7 +53,7 @@ def run_loop(manifest: dict, store: str) -> dict:
 def run_cluster(manifest: dict, store: str, workers: int) -> dict:
     from distributed import Client, LocalCluster
 
-    from giblet_store.distributed import run_batch
+    from giblet_store.batch import run_batch
 
     t0 = time.perf_counter()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",

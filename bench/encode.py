@@ -34,7 +34,7 @@ def worker(mode: str, model: str, seconds: float, bandwidth: float, wav: str, ou
 
     from giblet_store import open_store
     from giblet_store.codec import CodecParams, load_codec
-    from giblet_store.extract import extract_codes
+    from giblet_store.codes import extract_codes
     from giblet_store.audio import load_audio
     from giblet_store.grid import from_tr
 

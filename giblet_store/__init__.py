@@ -4,12 +4,7 @@ Heavy dependencies (torch, transformers, librosa, nibabel, distributed) are impo
 functions that use them, so ``import giblet_store`` and opening a store stay light.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
-
-try:
-    __version__ = _version("giblet_store")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+from .version import __version__
 
 from .errors import *  # noqa: E402,F401,F403
 from .errors import __all__ as _errors_all  # noqa: E402
@@ -17,7 +12,7 @@ from .params import content_key  # noqa: E402
 from .store import Entry, Store, open_store  # noqa: E402
 from .grid import TrGrid  # noqa: E402
 from .codec import CodecParams  # noqa: E402
-from .extract import decode_entry, extract_codes  # noqa: E402
+from .codes import decode_entry, extract_codes  # noqa: E402
 from .mel import MelParams, decode_mel, extract_mel  # noqa: E402
 from .hrf import Fir, Hrf, convolve_causal, delay, hrf_kernel  # noqa: E402
 from .resample import Resample  # noqa: E402
@@ -47,10 +42,10 @@ __all__ = [
 
 _LAZY = {
     "StoreDataset": ("giblet_store.torch", "StoreDataset"),  # imports torch
-    "run_batch": ("giblet_store.distributed", "run_batch"),
-    "BatchReport": ("giblet_store.distributed", "BatchReport"),
-    "load_manifest": ("giblet_store.manifest", "load_manifest"),
-    "Manifest": ("giblet_store.manifest", "Manifest"),
+    "run_batch": ("giblet_store.batch", "run_batch"),
+    "BatchReport": ("giblet_store.batch", "BatchReport"),
+    "load_manifest": ("giblet_store.batch_manifest", "load_manifest"),
+    "Manifest": ("giblet_store.batch_manifest", "Manifest"),
 }
 
 

@@ -8,7 +8,6 @@ would add an EnCodec frame, and frames are what the TR grid counts.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 
 from .errors import AudioError
 
-__all__ = ["AudioInfo", "load_audio", "sha256_file", "audio_info"]
+__all__ = ["AudioInfo", "load_audio", "audio_info", "write_wav"]
 
 _BLOCK_FRAMES = 1 << 16
 
@@ -34,15 +33,6 @@ class AudioInfo:
     @property
     def duration_s(self) -> float:
         return self.n_samples / self.sample_rate_hz
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def audio_info(path: str | os.PathLike) -> AudioInfo:
@@ -157,3 +147,20 @@ def load_audio(
         del buf
         return np.load(os.fspath(out), mmap_mode="r").T, info
     return np.ascontiguousarray(buf.T), info
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -> Path:
+    """Write ``audio`` (channel, sample) or (sample,) float to a float32 WAV, atomically.
+
+    The samples go to ``PATH.tmp`` first and are renamed over ``path``, so a reader (or a crash)
+    never sees half a file.
+    """
+    import soundfile as sf
+
+    out = Path(path)
+    data = np.asarray(audio, dtype=np.float32)
+    data = data.T if data.ndim == 2 else data
+    tmp = out.with_name(out.name + ".tmp")
+    sf.write(str(tmp), data, int(sample_rate_hz), subtype="FLOAT", format="WAV")
+    os.replace(tmp, out)
+    return out

@@ -1,6 +1,6 @@
 """What batch workers run: read a stimulus range, encode a chunk, write a chunk, publish an entry.
 
-Kept apart from the planning and scheduling in :mod:`giblet_store.distributed` so that the code a
+Kept apart from the planning and scheduling in :mod:`giblet_store.batch` so that the code a
 worker process executes is small and plain: every function takes picklable values and reopens the
 store by URL (once per process).
 """

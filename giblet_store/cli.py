@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any, Callable
 
+from .display import print_table as _print_table
 from .errors import GibletStoreError, ParameterError
 
 __all__ = ["main", "build_parser"]
@@ -36,26 +37,6 @@ def _where(items: list[str]) -> dict[str, Any]:
             raise ParameterError(f"--where takes NAME=VALUE (e.g. bandwidth_kbps=6), got {it!r}")
         out[name.strip()] = _parse_value(value.strip())
     return out
-
-
-def _summary(attrs: dict) -> str:
-    keys = [
-        ("bandwidth_kbps", "kbps"), ("n_codebooks", "cb"), ("tr_s", "tr"), ("n_trs", "trs"),
-        ("hrf", "hrf"), ("n_mels", "mels"), ("method", "method"), ("n_subjects", "subjects"),
-    ]
-    parts = [f"{label}={attrs[k]}" for k, label in keys if k in attrs and attrs[k] not in (None, "none")]
-    return " ".join(parts)
-
-
-def _print_table(entries, file=None) -> None:
-    file = file or sys.stdout
-    rows = [(e.key[:16], e.kind, str(e.attrs.get("source_name", "-")), _summary(e.attrs), e.path) for e in entries]
-    header = ("KEY", "KIND", "SOURCE", "PARAMETERS", "PATH")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-    for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=file)
-    if not rows:
-        print("(no entries)", file=file)
 
 
 def _json_default(o):
@@ -89,7 +70,7 @@ def _add_extract(sub) -> None:
 
 def _cmd_extract(args) -> int:
     from .codec import CodecParams
-    from .extract import extract_codes
+    from .codes import extract_codes
     from .grid import TrGrid
 
     codec = CodecParams(model=args.model, bandwidth_kbps=args.bandwidth, chunk_s=args.chunk_seconds,
@@ -196,7 +177,7 @@ def _cmd_decode(args) -> int:
 
 
 def _decode_codes(store, entry, args):
-    from .extract import decode_entry
+    from .codes import decode_entry
 
     return decode_entry(store, entry, args.output, trs=args.trs, model=args.model, device=args.device)
 
@@ -458,7 +439,7 @@ def _add_batch(sub) -> None:
 
 
 def _cmd_batch(args) -> int:
-    from .distributed import run_batch
+    from .batch import run_batch
 
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {args.workers}")
@@ -484,7 +465,7 @@ _COMMANDS += [_add_batch]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(
         prog="giblet-store",

@@ -24,8 +24,7 @@ import numpy as np
 from .errors import ParameterError
 from .params import Params
 from .models import (  # noqa: F401 (re-exported: loading and identity live in models.py)
-    DEFAULT_MODEL, Codec, _hub_reachable, _is_local, _load_cached, codec_for_entry, entry_model_name, load_codec,
-    model_identity,
+    DEFAULT_MODEL, Codec, codec_for_entry, entry_model_name, load_codec, model_identity,
 )
 
 __all__ = [

@@ -37,11 +37,11 @@ def _banner(text: str) -> None:
 
 def run_demo(store_path: str = "demo_store", model: str = "facebook/encodec_24khz") -> int:
     from .codec import CodecParams, load_codec
-    from .extract import decode_entry, extract_codes
+    from .codes import decode_entry, extract_codes
     from .grid import TrGrid
     from .store import open_store
     from .testing import synth_audio, write_wav
-    from .cli import _print_table
+    from .display import print_table
 
     try:
         load_codec(model)
@@ -69,5 +69,5 @@ def run_demo(store_path: str = "demo_store", model: str = "facebook/encodec_24kh
           f"(1.5 s x 75 Hz = 112.5: TRs alternate 113/112, none dropped)")
     out = decode_entry(store, entry, stim_dir / "decoded_tr0-4.wav", trs="0:4", model=model)
     print(f"decoded TRs 0:4 -> {out}\n\ngiblet-store ls {store.url}\n")
-    _print_table(store.entries())
+    print_table(store.entries())
     return 0

@@ -30,12 +30,14 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from .errors import EntryNotFoundError, ParameterError
+from .errors import ParameterError
 from .hrf import INTEGER_CODES_MESSAGE, Fir, Hrf, convolve_causal, delay, hrf_kernel
 from .params import ALGORITHM_VERSION, Params, content_key
 from .resample import Resample, resample_array, resample_plan
 from .schema import FORMAT_VERSION
-from .store import Entry, Store, default_encoding
+from .entry import Entry, lineage, parents_of, refresh  # noqa: F401 (lineage, parents_of re-exported)
+from .scheduling import use_scheduler
+from .store import Store, default_encoding
 
 __all__ = ["Embeddings", "derive", "derive_key", "lineage", "parents_of"]
 
@@ -66,60 +68,8 @@ class _Plan:
     kind: str
     options: dict
     build: Callable[[], tuple[Any, dict]]
-
-
-# ------------------------------------------------------------------------------------- parents
-def parents_of(entry: Entry) -> list[str]:
-    """The parent key(s) named in ``entry``'s attributes (none for a source entry)."""
-    p = entry.attrs.get("parent")
-    if p is None:
-        return []
-    if isinstance(p, str):
-        return [p]
-    if isinstance(p, dict):
-        return list(p.values())
-    return list(p)
-
-
-def _existing(store: Store, entry: "Entry | str") -> Entry:
-    """The complete entry, re-read from the store; a deleted one is an error that says so."""
-    if isinstance(entry, Entry):
-        found = store.lookup(entry.key, entry.kind)
-        if found is None:
-            raise EntryNotFoundError(
-                f"entry {entry.key[:16]} ({entry.kind}) is no longer in {store.url!r} (deleted?); "
-                "nothing to derive from. Re-create it (giblet-store extract/mel/derive) or pick "
-                f"another with `giblet-store ls {store.url}`"
-            )
-        return found
-    return store.get(entry)
-
-
-def lineage(store: Store, entry: "Entry | str") -> list[Entry]:
-    """``entry`` followed by its parents, grandparents, ... up to the source entry.
-
-    Raises
-    ------
-    EntryNotFoundError
-        ``entry`` does not exist, or an ancestor was deleted (the message names which).
-    """
-    first = _existing(store, entry)
-    out, seen, queue = [first], {first.key}, [(first, k) for k in parents_of(first)]
-    while queue:
-        child, key = queue.pop(0)
-        if key in seen:
-            continue
-        found = store.lookup(key)
-        if found is None:
-            raise EntryNotFoundError(
-                f"entry {child.key[:16]} ({child.kind}) names parent {key[:16]}, which is no longer in "
-                f"{store.url!r} (deleted); the lineage is broken there. The derived entry's data is "
-                "complete, but its provenance can only be read from its attributes (inputs)"
-            )
-        seen.add(key)
-        out.append(found)
-        queue.extend((found, k) for k in parents_of(found))
-    return out
+    #: parent attributes that do not hold for the child (e.g. the frame grid after resampling)
+    dropped: frozenset = frozenset()
 
 
 # ------------------------------------------------------------------------------------- derive
@@ -162,7 +112,7 @@ def derive(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> E
 
 def derive_key(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> str:
     """The key :func:`derive` would give, without computing or writing anything."""
-    parent = _existing(store, entry)
+    parent = refresh(store, entry)
     plan = _plan(store, parent, transform, **_plan_kwargs(kwargs))
     return content_key(_inputs(parent, transform, plan))
 
@@ -189,19 +139,15 @@ def _inputs(parent: Entry, transform: Params, plan: _Plan) -> dict[str, Any]:
 
 def _derive(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> tuple[Entry, bool]:
     """:func:`derive`, also saying whether the entry was made now (False: cache hit)."""
-    import dask
-
-    from .extract import _client_ctx
-
     scheduler = kwargs.get("scheduler", "threads")
-    parent = _existing(store, entry)
+    parent = refresh(store, entry)
     plan = _plan(store, parent, transform, **_plan_kwargs(kwargs))
     inputs = _inputs(parent, transform, plan)
     key = content_key(inputs)
     if (hit := store.lookup(key, plan.kind)) is not None:
         return hit, False
     ds, extra = plan.build()
-    attrs = {k: v for k, v in parent.attrs.items() if k not in _NOT_INHERITED}
+    attrs = {k: v for k, v in parent.attrs.items() if k not in _NOT_INHERITED | plan.dropped}
     attrs.update(extra)
     attrs.update({
         "kind": plan.kind,
@@ -214,7 +160,7 @@ def _derive(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> 
         "inputs": inputs,
     })
     ds, encoding = _prepare(ds)
-    with dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else _client_ctx(scheduler):
+    with use_scheduler(scheduler):
         return store.write(ds, attrs, encoding)
 
 
@@ -428,7 +374,7 @@ def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -
         }
         return res, extra
 
-    return _Plan("features", options, build)
+    return _Plan("features", options, build, dropped=frozenset(_GRID_ONLY))
 
 
 def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> _Plan:
@@ -483,3 +429,6 @@ def _dequantise_block(block: np.ndarray, spec: tuple, dim: int) -> np.ndarray:
     emb = dequantise(load_codec(*spec), flat).reshape(t, f, dim)
     emb[~valid] = np.nan
     return emb
+
+
+Store._deriver = derive  # Store.derive calls this (the store never imports the transforms)

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from .validate import int_in_range, tr_seconds
 from .errors import ParameterError
 from .nifti import (
     BLOCK_BYTES, FmriError, NiftiSeries, done, flat_index, fmri_entry_of, load_mask, open_series, read_masked,
@@ -121,18 +122,9 @@ class FmriParams(Params):
     nan_policy: str = "error"
 
     def __post_init__(self):
-        tr = self.tr_s
-        if tr is not None:
-            if isinstance(tr, bool) or not isinstance(tr, (int, float)) or not math.isfinite(tr) or tr <= 0:
-                raise ParameterError(f"tr_s must be a positive number of seconds or None, got {tr!r}")
-            if tr > 60:
-                raise ParameterError(f"tr_s={tr} s is longer than 60 s; did you give milliseconds? Give seconds")
-            object.__setattr__(self, "tr_s", float(tr))
-        n = self.n_trs
-        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-            raise ParameterError(f"n_trs must be a positive integer or None, got {n!r}")
-        if n is not None:
-            object.__setattr__(self, "n_trs", int(n))
+        if self.tr_s is not None:
+            object.__setattr__(self, "tr_s", tr_seconds(self.tr_s))
+        object.__setattr__(self, "n_trs", int_in_range("n_trs", self.n_trs, 1, optional=True))
         z = _int_pair(self.zscore_trs, "zscore_trs")
         if z is not None and z[1] - z[0] < 2:
             raise ParameterError(f"zscore_trs={z} holds {z[1] - z[0]} TR; a std needs at least 2")
@@ -387,7 +379,7 @@ def ingest_fmri(
     import dask
     import xarray as xr
 
-    from .audio import sha256_file
+    from .hashing import sha256_file
 
     params = params or FmriParams()
     mask_params = mask_params or MaskParams()

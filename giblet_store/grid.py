@@ -14,7 +14,6 @@ TR (``n_trs`` smaller than the stimulus) are not silently lost: they are counted
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,12 +21,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from .validate import MAX_TR_S, finite, int_in_range, tr_seconds  # noqa: F401 (MAX_TR_S re-exported)
 from .errors import ParameterError
 from .params import Params
 
 __all__ = ["TrGrid", "FrameLayout", "exact", "grid_attrs", "to_tr", "from_tr", "MAX_TR_S"]
 
-MAX_TR_S = 60.0
 
 
 def exact(x: float | int | Fraction | str) -> Fraction:
@@ -73,24 +72,9 @@ class TrGrid(Params):
     n_trs: int | None = None
 
     def __post_init__(self):
-        tr = self.tr_s
-        if isinstance(tr, bool) or not isinstance(tr, (int, float)) or not math.isfinite(tr) or tr <= 0:
-            raise ParameterError(f"tr_s must be a positive number of seconds, got {tr!r}")
-        if tr > MAX_TR_S:
-            raise ParameterError(
-                f"tr_s={tr} s is longer than {MAX_TR_S:g} s; fMRI TRs are 0.5-3 s. "
-                "Did you give milliseconds? Give the TR in seconds"
-            )
-        on = self.onset_s
-        if isinstance(on, bool) or not isinstance(on, (int, float)) or not math.isfinite(on):
-            raise ParameterError(f"onset_s must be a finite number of seconds, got {on!r}")
-        n = self.n_trs
-        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0):
-            raise ParameterError(f"n_trs must be a non-negative integer or None, got {n!r}")
-        object.__setattr__(self, "tr_s", float(tr))
-        object.__setattr__(self, "onset_s", float(on))
-        if n is not None:
-            object.__setattr__(self, "n_trs", int(n))
+        object.__setattr__(self, "tr_s", tr_seconds(self.tr_s))
+        object.__setattr__(self, "onset_s", finite("onset_s (seconds)", self.onset_s))
+        object.__setattr__(self, "n_trs", int_in_range("n_trs", self.n_trs, 0, optional=True))
 
     def frames_per_tr(self, frame_rate_hz: float | Fraction) -> Fraction:
         """Exact frames per TR (75 Hz x 1.5 s = 225/2)."""
@@ -244,3 +228,38 @@ def from_tr(gridded: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
     mask = slot[None, :] < n_frames[:, None]  # (tr, slot)
     moved = np.moveaxis(gridded, 0, -2)  # (..., tr, slot)
     return moved[..., mask]
+
+
+def parse_tr_range(trs, n_trs: int) -> slice:
+    """A TR range of an entry with ``n_trs`` TRs as a slice, checked against the entry.
+
+    Parameters
+    ----------
+    trs : None (all), ``"START:STOP"`` (either side may be empty), ``(start, stop)`` or ``slice``
+
+    Raises
+    ------
+    ParameterError
+        Not a range, empty, or outside ``0:n_trs``.
+    """
+    if trs is None:
+        return slice(0, n_trs)
+    if isinstance(trs, slice):
+        if trs.step not in (None, 1):
+            raise ParameterError(f"TR range {trs!r} has a step; give a contiguous range START:STOP")
+        trs = (0 if trs.start is None else trs.start, n_trs if trs.stop is None else trs.stop)
+    if isinstance(trs, str):
+        try:
+            a, _, b = trs.partition(":")
+            trs = (int(a) if a.strip() else 0, int(b) if b.strip() else n_trs)
+        except ValueError:
+            raise ParameterError(f"TR range {trs!r} is not START:STOP with integers (e.g. 10:20)") from None
+    try:
+        start, stop = (int_in_range("TR range start", trs[0]), int_in_range("TR range stop", trs[1]))
+    except (TypeError, IndexError, KeyError):
+        raise ParameterError(f"TR range {trs!r} is not START:STOP, (start, stop) or a slice") from None
+    if start < 0 or stop > n_trs or start >= stop:
+        raise ParameterError(
+            f"TR range {start}:{stop} is outside the entry's TRs 0:{n_trs} (or empty); give 0 <= START < STOP <= {n_trs}"
+        )
+    return slice(start, stop)

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .validate import finite
 from .errors import ParameterError
 from .params import Params
 
@@ -62,14 +63,7 @@ _MAX_DELAY = 10_000
 
 
 def _number(name: str, v: Any, *, positive: bool = False, non_negative: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-        raise ParameterError(f"{name} must be a finite number, got {v!r}")
-    v = float(v)
-    if positive and v <= 0:
-        raise ParameterError(f"{name} must be > 0, got {v:g}")
-    if non_negative and v < 0:
-        raise ParameterError(f"{name} must be >= 0, got {v:g}")
-    return v
+    return finite(name, v, positive=positive, minimum=0.0 if non_negative else None)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ long, unused slots are NaN, and ``n_frames[tr]`` counts the real ones.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,10 +23,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .audio import audio_info, load_audio, sha256_file
+from .audio import audio_info, load_audio, write_wav
+from .hashing import sha256_file
+from .validate import finite, int_in_range
 from .errors import AudioError, ParameterError
-from .extract import ExtractResult, _client_ctx, _parse_trs
-from .grid import TrGrid, from_tr, grid_attrs, to_tr
+from .entry import ExtractResult
+from .scheduling import use_scheduler
+from .grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
 from .params import ALGORITHM_VERSION, Params, content_key
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
@@ -37,18 +39,8 @@ __all__ = ["MelParams", "mel_key_inputs", "extract_mel", "mel_stream", "decode_m
 _WINDOWS = ("hann", "hamming", "blackman", "blackmanharris", "bartlett", "boxcar")
 
 
-def _int(name: str, v: Any, lo: int, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise ParameterError(f"{name} must be an integer, got {v!r}")
-    if v < lo or (hi is not None and v > hi):
-        raise ParameterError(f"{name} must be in [{lo}, {hi if hi is not None else 'inf'}], got {v}")
-    return int(v)
-
-
-def _float(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-        raise ParameterError(f"{name} must be a finite number, got {v!r}")
-    return float(v)
+_int = int_in_range
+_float = finite
 
 
 @dataclass(frozen=True)
@@ -241,7 +233,6 @@ def extract_mel(
     AudioError, ParameterError, StoreError
         Before anything is written.
     """
-    import dask
 
     params = params or MelParams()
     grid = grid or TrGrid()
@@ -260,7 +251,7 @@ def extract_mel(
             f"({params.hop} samples at {params.sample_rate_hz} Hz); nothing to analyse"
         )
     stream = mel_stream(audio, params)
-    with dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else _client_ctx(scheduler):
+    with use_scheduler(scheduler):
         stream = np.asarray(stream.compute())
     ds, attrs = _mel_dataset(stream, params, grid, info, inputs)
     attrs["source_name"] = Path(audio_path).name
@@ -336,16 +327,12 @@ def decode_mel(
         Not a mel entry; bad TR range; ``n_iter < 1``.
     """
     import librosa
-    import soundfile as sf
 
-    entry = store.get(entry)
-    if entry.kind != "mel":
-        raise ParameterError(f"entry {entry.key[:16]} is a {entry.kind!r} entry; Griffin-Lim decoding needs a mel entry")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-        raise ParameterError(f"n_iter must be a positive integer, got {n_iter!r}")
+    entry = store.get(entry, kind="mel", purpose="Griffin-Lim decoding")
+    int_in_range("n_iter", n_iter, 1)
     params = MelParams.from_dict(entry.attrs["mel_params"])
     ds = store.open(entry)
-    part = ds.isel(tr=_parse_trs(trs, ds.sizes["tr"]))
+    part = ds.isel(tr=parse_tr_range(trs, ds.sizes["tr"]))
     M = from_tr(part["mel"].values, part["n_frames"].values).astype(np.float64)  # (mel_band, frame)
     if params.db:
         M = params.ref * np.power(10.0, M / (10.0 if params.power == 2.0 else 20.0))
@@ -354,8 +341,5 @@ def decode_mel(
     audio = librosa.feature.inverse.mel_to_audio(M, n_iter=n_iter, center=True, pad_mode="constant", **kw)
     n_out = M.shape[-1] * params.hop  # frames * hop: TR ranges line up in time
     audio = np.pad(audio[:n_out], (0, max(0, n_out - audio.shape[-1])))
-    out = Path(out_path)
-    tmp = out.with_name(out.name + ".tmp")
-    sf.write(str(tmp), np.asarray(audio, dtype=np.float32), params.sample_rate_hz, subtype="FLOAT", format="WAV")
-    os.replace(tmp, out)
+    out = write_wav(out_path, audio, params.sample_rate_hz)
     return out

@@ -135,7 +135,7 @@ def write_predictions(
     if model_name is None or not str(model_name).strip():
         raise PredictionsError("model_name is required (e.g. the model class and size)")
     if checkpoint is not None:
-        from .audio import sha256_file
+        from .hashing import sha256_file
 
         if not os.path.isfile(checkpoint):
             raise PredictionsError(f"checkpoint {str(checkpoint)!r} does not exist; give the saved model file")

@@ -1,6 +1,6 @@
 """Staged writes: an entry written chunk by chunk, by any number of processes, published once.
 
-Used by batch extraction (:mod:`giblet_store.distributed`) for entries too big or too slow for one
+Used by batch extraction (:mod:`giblet_store.batch`) for entries too big or too slow for one
 process. Each chunk is written whole and a marker (outside the entry) records it, so a rerun after a
 crash writes only the missing chunks. Local disk: the arrays live in ``_staging/<key16>-<tag>`` (a
 template made whole-or-absent by a rename) and :meth:`StagedWrites.commit` renames it into place.
@@ -15,27 +15,15 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
+from .entry import KEY_PATH_LEN, STAGING, Entry, default_encoding, entry_path
 from .errors import StoreError
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 
-if TYPE_CHECKING:
-    from .store import Entry
-
 __all__ = ["Staging", "StagedWrites", "STAGING"]
-
-STAGING = "_staging"
-_KEY_PATH_LEN = 16
-
-
-def _store():
-    """giblet_store.store, imported when first needed (it imports this module)."""
-    from . import store
-
-    return store
 
 
 @dataclass(frozen=True)
@@ -62,17 +50,17 @@ class Staging:
     @property
     def final(self) -> str:
         """Path of the published entry."""
-        return f"{self.kind}/{self.key[:_KEY_PATH_LEN]}"
+        return entry_path(self.kind, self.key)
 
     @property
     def data(self) -> str:
         """Where the arrays are written: a staging group on local disk, the entry itself on object stores."""
-        return f"{STAGING}/{self.key[:_KEY_PATH_LEN]}-{self.tag}" if self.local else self.final
+        return f"{STAGING}/{self.key[:KEY_PATH_LEN]}-{self.tag}" if self.local else self.final
 
     @property
     def markers(self) -> str:
         """Folder of one marker per finished chunk (outside the entry, so it never becomes part of it)."""
-        return f"{STAGING}/{self.key[:_KEY_PATH_LEN]}-{self.tag}.done"
+        return f"{STAGING}/{self.key[:KEY_PATH_LEN]}-{self.tag}.done"
 
     def chunk_names(self) -> list[str]:
         """``"<name>.<i>"`` of every chunk :meth:`Store.commit` waits for."""
@@ -142,7 +130,7 @@ class StagedWrites:
         if existing is not None:
             return existing
         kind, key = attrs["kind"], attrs["key"]
-        enc = _store().default_encoding(ds) if encoding is None else encoding
+        enc = default_encoding(ds) if encoding is None else encoding
         regions, layout = [], {}
         for name, var in ds.data_vars.items():
             if not hasattr(var.data, "dask"):
@@ -306,7 +294,7 @@ class StagedWrites:
                 return existing, False
             raise
         self._discard(staging)
-        return _store().Entry(self, staging.final, attrs), True
+        return Entry(self, staging.final, attrs), True
 
     def _discard(self, staging: "Staging") -> None:
         self._remove(staging.markers)

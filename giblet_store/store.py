@@ -15,10 +15,7 @@ import math
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
-
-import numpy as np
 
 from .errors import (
     AmbiguousKeyError,
@@ -27,68 +24,14 @@ from .errors import (
     NotAStoreError,
     StoreError,
 )
+from .entry import KEY_PATH_LEN, STAGING, Entry, check_kind, default_encoding, entry_path, lineage
 from .schema import FORMAT_VERSION, entry_document, validate_entry
-from .staging import STAGING, _KEY_PATH_LEN, StagedWrites, Staging  # noqa: F401 (Staging re-exported)
+from .staging import StagedWrites, Staging
+from .version import __version__
 
 __all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
 
 ROOT_ATTR = "giblet_store"
-
-
-@dataclass(frozen=True, eq=False)
-class Entry:
-    """A complete entry: where it is and what its attributes say.
-
-    Entries compare equal when their keys are equal.
-    """
-
-    store: "Store" = field(repr=False)
-    path: str
-    attrs: dict
-
-    @property
-    def key(self) -> str:
-        return self.attrs["key"]
-
-    @property
-    def kind(self) -> str:
-        return self.attrs["kind"]
-
-    def open(self, **kwargs):
-        """The entry as a lazy (Dask-backed) :class:`xarray.Dataset`."""
-        return self.store.open(self, **kwargs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "path": self.path, "attrs": self.attrs}
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Entry) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-
-def default_encoding(ds, chunk_dim: str = "tr", target_bytes: int = 1 << 20) -> dict:
-    """Zarr encoding: chunk along ``chunk_dim`` only (~``target_bytes`` a chunk), Blosc zstd.
-
-    Integers use bit-shuffle (codes: measured ~1.00x their entropy bound), floats byte-shuffle.
-    """
-    from zarr.codecs import BloscCodec, BloscShuffle
-
-    enc = {}
-    for name, var in ds.data_vars.items():
-        chunks = []
-        per_row = int(np.prod([ds.sizes[d] for d in var.dims if d != chunk_dim] or [1])) * var.dtype.itemsize
-        for d in var.dims:
-            if d == chunk_dim:
-                chunks.append(int(max(1, min(ds.sizes[d], target_bytes // max(per_row, 1)))))
-            else:
-                chunks.append(int(ds.sizes[d]))
-        shuffle = BloscShuffle.bitshuffle if var.dtype.kind in "iub" else BloscShuffle.shuffle
-        enc[name] = {"compressors": (BloscCodec(cname="zstd", clevel=5, shuffle=shuffle),)}
-        if var.ndim and all(c > 0 for c in chunks):
-            enc[name]["chunks"] = tuple(chunks)
-    return enc
 
 
 def _match(value: Any, wanted: Any) -> bool:
@@ -205,19 +148,28 @@ class Store(StagedWrites):
     def lookup(self, key: str, kind: str | None = None) -> Entry | None:
         """The complete entry with exactly this key, or None. Cheap: reads one zarr.json per kind."""
         for k in [kind] if kind else self._kind_dirs():
-            path = f"{k}/{key[:_KEY_PATH_LEN]}"
+            path = entry_path(k, key)
             attrs = self._read_group_attrs(path)
             if attrs and attrs.get("key") == key and attrs.get("status") == "complete":
                 return Entry(self, path, attrs)
         return None
 
-    def get(self, key_or_prefix: "str | Entry") -> Entry:
-        """The one complete entry whose key starts with ``key_or_prefix``.
+    def get(self, key_or_prefix: "str | Entry", kind: "str | tuple[str, ...] | None" = None,
+            purpose: str = "this") -> Entry:
+        """The one complete entry whose key starts with ``key_or_prefix`` (of ``kind``, if given).
+
+        ``purpose`` words the error for another kind: "{purpose} needs a codes entry".
 
         Raises
         ------
         EntryNotFoundError, AmbiguousKeyError
+        ParameterError
+            The entry is not of ``kind``.
         """
+        entry = self._get(key_or_prefix)
+        return entry if kind is None else check_kind(entry, kind, purpose)
+
+    def _get(self, key_or_prefix: "str | Entry") -> Entry:
         if isinstance(key_or_prefix, Entry):
             return key_or_prefix
         prefix = str(key_or_prefix).strip().lower()
@@ -292,8 +244,8 @@ class Store(StagedWrites):
         if existing is not None:
             return existing, False
         kind, key = attrs["kind"], attrs["key"]
-        final = f"{kind}/{key[:_KEY_PATH_LEN]}"
-        target = f"{STAGING}/{key[:_KEY_PATH_LEN]}-{uuid.uuid4().hex[:8]}" if self.local else final
+        final = entry_path(kind, key)
+        target = f"{STAGING}/{key[:KEY_PATH_LEN]}-{uuid.uuid4().hex[:8]}" if self.local else final
         enc = default_encoding(ds) if encoding is None else encoding
         try:
             ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc)
@@ -314,25 +266,19 @@ class Store(StagedWrites):
             raise
         return Entry(self, final, attrs), True
 
-    def get_or_create(
-        self, key: str, kind: str, build: Callable[[], tuple[Any, Mapping[str, Any], dict | None]]
-    ) -> tuple[Entry, bool]:
-        """Cache: the entry with ``key`` if complete, else ``build()`` -> (ds, attrs, encoding) written."""
-        if (existing := self.lookup(key, kind)) is not None:
-            return existing, False
-        ds, attrs, encoding = build()
-        return self.write(ds, {**attrs, "kind": kind, "key": key}, encoding)
+    #: The function behind :meth:`derive`, registered by :mod:`giblet_store.derive` when it is
+    #: imported (``import giblet_store`` does): the store sits below the transforms and never
+    #: imports them.
+    _deriver: Callable | None = None
 
     def derive(self, entry: "Entry | str", transform, **kwargs) -> Entry:
         """Write (or return cached) the entry ``transform`` derives from ``entry``; see :mod:`giblet_store.derive`."""
-        from .derive import derive
-
-        return derive(self, entry, transform, **kwargs)
+        if Store._deriver is None:
+            raise StoreError("giblet_store.derive is not imported; `import giblet_store` loads it")
+        return Store._deriver(self, entry, transform, **kwargs)
 
     def lineage(self, entry: "Entry | str") -> list[Entry]:
-        """``entry`` and its parents up to the source entry; see :mod:`giblet_store.derive`."""
-        from .derive import lineage
-
+        """``entry`` and its parents up to the source entry; see :func:`giblet_store.entry.lineage`."""
         return lineage(self, entry)
 
     def delete(self, entry: "Entry | str") -> None:
@@ -342,14 +288,13 @@ class Store(StagedWrites):
         self._remove(entry.path)
 
     def _remove(self, path: str) -> None:
+        """Remove the group at ``path`` (absent is fine); a failure to remove propagates."""
         p = self._p(path)
-        try:
-            if self.local:
-                shutil.rmtree(p, ignore_errors=True)
-            elif self.fs.exists(p):
-                self.fs.rm(p, recursive=True)
-        except OSError:
-            pass
+        if self.local:
+            if os.path.lexists(p):
+                shutil.rmtree(p)
+        elif self.fs.exists(p):
+            self.fs.rm(p, recursive=True)
 
     def clean_staging(self) -> int:
         """Remove leftovers of crashed writes; returns how many were removed."""
@@ -452,8 +397,6 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
     else:
         zstore = zarr.storage.FsspecStore.from_url(url, read_only=(mode == "r"), storage_options=storage_options)
     if marker is None:
-        from . import __version__
-
         try:
             g = zarr.open_group(zstore, mode="a", zarr_format=3)
         except zarr.errors.ContainsGroupError:  # another process created the store at the same moment

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from giblet_store.audio import audio_info, load_audio, sha256_file
+from giblet_store.audio import audio_info, load_audio
+from giblet_store.hashing import sha256_file
 from giblet_store.errors import AudioError
 from giblet_store.testing import synth_audio, write_wav
 

@@ -102,7 +102,7 @@ def test_missing_directory(tmp_path):
 
 
 def test_hub_name_without_hub_says_how_to_get_weights():
-    from giblet_store.codec import _hub_reachable
+    from giblet_store.models import _hub_reachable
 
     if _hub_reachable(1.0):
         pytest.skip("the model hub is reachable here; the offline error path cannot be exercised")

@@ -16,7 +16,7 @@ import cloudpickle
 import pytest
 
 from giblet_store import open_store
-from giblet_store.distributed import run_batch
+from giblet_store.batch import run_batch
 from giblet_store.testing import synth_audio, write_wav
 
 from test_distributed import client  # noqa: F401  (the session's warm two-worker cluster)
@@ -207,7 +207,7 @@ def test_client_killed_mid_batch_resumes(client, job, reference, tmp_path):
     blocked, release = tmp_path / "blocked", tmp_path / "release"
     client.run(_block_chunk, 2, str(blocked), str(release))
     root = tmp_path / "s"
-    code = ("import sys\nfrom giblet_store.distributed import run_batch\n"
+    code = ("import sys\nfrom giblet_store.batch import run_batch\n"
             f"r = run_batch({str(job / 'm.json')!r}, {str(root)!r}, scheduler={client.scheduler.address!r}, "
             "progress=False)\nsys.exit(0 if r.ok else 3)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)

@@ -269,3 +269,17 @@ def test_cli_derive(copy_of_base, model_dir, capsys):
     assert _keys(store) == before
     assert main(["derive", url, codes.key[:12], "--hrf", "spm", "--hrf-length", "8", "--reference-codes"]) == 0
     assert "warning" in capsys.readouterr().err
+
+
+def test_resampling_drops_the_parents_frame_grid_and_records_the_source_grid(base):
+    """The frame grid of 1 s TRs (frames_per_tr 75, frames before/after it) does not describe 2 s TRs."""
+    store, codes, emb = base
+    assert "frames_per_tr" in codes.attrs
+    conv = store.derive(emb, HRF)
+    assert "frames_per_tr" in conv.attrs  # same grid after HRF: still true of the child
+    res = store.derive(conv, Resample(2.0))
+    for name in ("frames_per_tr", "frames_before_grid", "frames_after_grid"):
+        assert name not in res.attrs, name
+    assert res.attrs["source_grid"] == {"tr_s": 1.0, "onset_s": 0.0, "n_trs": 10}
+    per_prev = store.derive(codes, Resample(2.0, method="previous"))
+    assert "frames_per_tr" not in per_prev.attrs and per_prev.attrs["tr_s"] == 2.0

@@ -11,7 +11,7 @@ from giblet_store import open_store
 from giblet_store.codec import CodecParams, encode_stream, load_codec
 from giblet_store.errors import (AmbiguousKeyError, EntryNotFoundError, FormatVersionError, NotAStoreError,
                                  ParameterError, SchemaError, StoreError)
-from giblet_store.extract import decode_entry, entry_stream, extract_codes
+from giblet_store.codes import decode_entry, entry_stream, extract_codes
 from giblet_store.grid import TrGrid, from_tr
 from giblet_store.testing import synth_audio, write_wav
 
@@ -275,7 +275,7 @@ def test_decode_with_other_weights_is_refused(store, tone_wav, params, tmp_path)
 
 
 def test_long_input_path_through_a_memory_map_gives_the_same_entry(tmp_path, tone_wav, params, monkeypatch):
-    import giblet_store.extract as ex
+    import giblet_store.codes as ex
 
     a = extract_codes(open_store(tmp_path / "a"), tone_wav, params, TrGrid(1.5)).entry
     monkeypatch.setattr(ex, "MEMMAP_ABOVE_S", 0.0)

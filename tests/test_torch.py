@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from giblet_store import TrGrid, content_key, open_store
 from giblet_store.codec import CodecParams
 from giblet_store.errors import ParameterError
-from giblet_store.extract import extract_codes
+from giblet_store.codes import extract_codes
 from giblet_store.fmri import FmriParams, ingest_fmri
 from giblet_store.torch import DatasetRequestError, StoreDataset, split_trs
 

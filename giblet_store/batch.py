@@ -1,7 +1,7 @@
 """Batch extraction on ``dask.distributed``: many stimuli and long files, resumable and crash-safe.
 
-:func:`run_batch` reads a manifest (:mod:`giblet_store.manifest`), works out on the client which
-entries are missing (content keys, as :func:`~giblet_store.extract.extract_codes` computes them),
+:func:`run_batch` reads a manifest (:mod:`giblet_store.batch_manifest`), works out on the client which
+entries are missing (content keys, as :func:`~giblet_store.codes.extract_codes` computes them),
 and sends the rest to a ``LocalCluster`` or any scheduler address as one task graph:
 
 ``encode`` tasks
@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioInfo, audio_info, sha256_file
+from .audio import AudioInfo, audio_info
+from .hashing import sha256_file
 from .errors import AudioError, ClusterError, GibletStoreError, ParameterError  # noqa: F401
-from .manifest import Job, Manifest, ManifestError, load_manifest
+from .batch_manifest import Job, Manifest, ManifestError, load_manifest
 from .params import content_key
 from .store import Entry, Store, default_encoding, open_store
 from .batch_tasks import (  # the functions workers run
@@ -153,7 +154,7 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
     duplicate content): those are reported before any work starts.
     """
     from .codec import load_codec, model_identity
-    from .extract import codes_key_inputs
+    from .codes import codes_key_inputs
 
     problems: list[str] = []
     models: dict[tuple, Any] = {}
@@ -236,7 +237,7 @@ def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device
     import dask.array as da
 
     from .codec import chunk_bounds
-    from .extract import _codes_template
+    from .codes import _codes_template
 
     codec = job.codec
     n_q = model.n_codebooks(codec.bandwidth_kbps)
@@ -331,7 +332,7 @@ def run_batch(
 
     Parameters
     ----------
-    manifest : Manifest, path to a CSV/YAML/JSON manifest, or a mapping (see :mod:`giblet_store.manifest`)
+    manifest : Manifest, path to a CSV/YAML/JSON manifest, or a mapping (see :mod:`giblet_store.batch_manifest`)
     store : Store or URL (local directory, ``file://``, ``memory://``, ``s3://``, ...)
     scheduler : ``"local"`` (a new ``LocalCluster``), a scheduler address (``tcp://host:8786``), or a
         ``distributed.Client``

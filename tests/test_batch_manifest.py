@@ -10,7 +10,7 @@ import pytest
 
 from giblet_store.codec import CodecParams
 from giblet_store.errors import ParameterError
-from giblet_store.manifest import Job, ManifestError, load_manifest
+from giblet_store.batch_manifest import Job, ManifestError, load_manifest
 from giblet_store.testing import synth_audio, write_wav
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -17,9 +17,9 @@ import pytest
 
 from giblet_store import CodecParams, TrGrid, extract_codes, open_store
 from giblet_store.cli import main
-from giblet_store.distributed import ClusterError, run_batch
+from giblet_store.batch import ClusterError, run_batch
 from giblet_store.errors import ParameterError, StoreError
-from giblet_store.manifest import ManifestError, load_manifest
+from giblet_store.batch_manifest import ManifestError, load_manifest
 from giblet_store.testing import synth_audio, write_wav
 
 HAS_MEL = importlib.util.find_spec("giblet_store.mel") is not None
@@ -80,7 +80,7 @@ def test_batch_equals_single_process_extract_byte_for_byte(client, model_dir, st
     assert tree(tmp_path / "batch" / "codes") == tree(ref / "codes")
     assert [p.name for p in (tmp_path / "batch" / "_staging").iterdir()] == ["zarr.json"]  # nothing left behind
     # every worker loads the model at most once and reuses it for all its chunk tasks
-    loads = client.run(lambda: __import__("giblet_store.codec").codec._load_cached.cache_info())
+    loads = client.run(lambda: __import__("giblet_store.models").models._load_cached.cache_info())
     assert len(loads) == 2 and all(info.misses <= 1 for info in loads.values())
     assert sum(info.hits for info in loads.values()) >= 6
     # idempotent: a second run finds everything and never contacts a cluster

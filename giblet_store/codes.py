@@ -9,33 +9,26 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .audio import audio_info, load_audio, sha256_file
+from .audio import audio_info, load_audio, write_wav
+from .hashing import sha256_file
 from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity
-from .errors import AudioError, ParameterError
-from .grid import TrGrid, from_tr, grid_attrs, to_tr
+from .errors import AudioError
+from .entry import ExtractResult
+from .grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
 from .params import ALGORITHM_VERSION, content_key
 from .schema import FORMAT_VERSION
+from .scheduling import use_scheduler
 from .store import Entry, Store, default_encoding
 
 #: inputs longer than this are resampled into a temporary memory-mapped file instead of RAM
 MEMMAP_ABOVE_S = 60.0
 
 __all__ = ["ExtractResult", "codes_key_inputs", "extract_codes", "decode_entry", "entry_stream"]
-
-
-@dataclass(frozen=True)
-class ExtractResult:
-    """One extracted input: the entry and whether it was made now (False: cache hit)."""
-
-    entry: Entry
-    created: bool
-    source: str
 
 
 def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, identity: dict) -> dict[str, Any]:
@@ -118,12 +111,10 @@ def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identi
 
 
 def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, scheduler, n_q):
-    import dask
-
     from .codec import encode_stream
 
     stream = encode_stream(model, audio, codec)
-    with dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else _client_ctx(scheduler):
+    with use_scheduler(scheduler):
         stream = np.asarray(stream.compute())
     layout = grid.layout(stream.shape[-1], model.frame_rate)
     codes = to_tr(stream, layout, fill=-1)
@@ -134,7 +125,7 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
     """The codes Dataset and attributes for ``codes`` laid out by ``layout``.
 
     ``codes`` is the (tr, codebook, frame) int16 array, or a Dask placeholder of that shape for a
-    chunk-by-chunk write (:mod:`giblet_store.distributed`); everything else is computed here, so a
+    chunk-by-chunk write (:mod:`giblet_store.batch`); everything else is computed here, so a
     single-process extract and a batch write the same attributes and coordinates.
     """
     import xarray as xr
@@ -180,39 +171,6 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
     return ds, attrs
 
 
-class _client_ctx:
-    """Run ``compute`` on a distributed Client given as scheduler."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def __enter__(self):
-        import dask
-
-        self._cm = dask.config.set(scheduler=self.client.get if hasattr(self.client, "get") else self.client)
-        return self._cm.__enter__()
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
-
-
-def _parse_trs(trs, n_trs: int) -> slice:
-    if trs is None:
-        return slice(0, n_trs)
-    if isinstance(trs, str):
-        try:
-            a, _, b = trs.partition(":")
-            trs = (int(a) if a.strip() else 0, int(b) if b.strip() else n_trs)
-        except ValueError:
-            raise ParameterError(f"TR range {trs!r} is not START:STOP with integers (e.g. 10:20)") from None
-    start, stop = trs
-    if start < 0 or stop > n_trs or start >= stop:
-        raise ParameterError(
-            f"TR range {start}:{stop} is outside the entry's TRs 0:{n_trs} (or empty); give 0 <= START < STOP <= {n_trs}"
-        )
-    return slice(start, stop)
-
-
 def entry_stream(store: Store, entry: Entry | str, trs=None) -> tuple[np.ndarray, Entry]:
     """The real frames of a codes entry (or a TR range of it) as one stream.
 
@@ -221,11 +179,9 @@ def entry_stream(store: Store, entry: Entry | str, trs=None) -> tuple[np.ndarray
     stream : (codebook, frame) int16
     entry : Entry
     """
-    entry = store.get(entry)
-    if entry.kind != "codes":
-        raise ParameterError(f"entry {entry.key[:16]} is a {entry.kind!r} entry; decoding to audio needs a codes entry")
+    entry = store.get(entry, kind="codes", purpose="decoding to audio")
     ds = store.open(entry)
-    sel = _parse_trs(trs, ds.sizes["tr"])
+    sel = parse_tr_range(trs, ds.sizes["tr"])
     part = ds.isel(tr=sel)
     return from_tr(part["codes"].values, part["n_frames"].values), entry
 
@@ -238,13 +194,8 @@ def decode_entry(
     ``model`` defaults to the entry's own model (hub name); for entries made from a local directory
     give that directory. A different model's weights give a :class:`ParameterError`.
     """
-    import soundfile as sf
 
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     audio = decode_stream(codec, stream)
-    out = Path(out_path)
-    tmp = out.with_name(out.name + ".tmp")
-    sf.write(str(tmp), audio.T, codec.sample_rate_hz, subtype="FLOAT", format="WAV")
-    os.replace(tmp, out)
-    return out
+    return write_wav(out_path, audio, codec.sample_rate_hz)

@@ -34,13 +34,13 @@ import csv
 import difflib
 import importlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from .codec import CodecParams
+from .validate import number_like
 from .errors import ManifestError, ParameterError  # noqa: F401 (ManifestError re-exported)
 from .grid import TrGrid
 
@@ -247,15 +247,7 @@ def _split(value: Any) -> list:
 
 
 def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise ParameterError(f"{name} must be a number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ParameterError(f"{name} must be a finite number, got {value!r}")
-    return x
+    return number_like(name, value)
 
 
 def _n_trs(value: Any) -> int | None:
