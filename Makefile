@@ -23,6 +23,8 @@ demo: $(STAMP)
 	$(VENV)/bin/giblet-store demo
 
 test: $(STAMP)
+	# the architecture's layers (pyproject [tool.importlinter]): no import circle, nothing imports upward
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
