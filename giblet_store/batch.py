@@ -26,7 +26,6 @@ on one store write identical bytes to the same places and publish once.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -221,12 +220,11 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
 
 
 def _mel_lookup(store: Store, job: Job, sha: str) -> Entry | None:
-    """The cached mel entry of a job, when giblet_store.mel can say its key without computing."""
-    mel = importlib.import_module("giblet_store.mel")
-    if not hasattr(mel, "mel_key_inputs"):
-        return None
-    params = mel.MelParams.from_dict(job.mel) if job.mel else mel.MelParams()
-    return store.lookup(content_key(mel.mel_key_inputs(sha, params, job.grid)), "mel")
+    """The cached mel entry of a job (its key is computed without computing the mel)."""
+    from .mel import MelParams, mel_key_inputs
+
+    params = MelParams.from_dict(job.mel) if job.mel else MelParams()
+    return store.lookup(content_key(mel_key_inputs(sha, params, job.grid)), "mel")
 
 
 def _replace(item: BatchItem, **kw) -> BatchItem:
@@ -430,7 +428,7 @@ def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | 
         pending.append((idx, item, fut, ""))
     shared.clear()
     _wait(client, tasks, progress)
-    del tasks
+    tasks.clear()  # release the futures
     for idx, item, fut, note in pending:
         if fut.status == "finished":
             key, path, created = fut.result()

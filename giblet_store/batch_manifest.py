@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -270,16 +269,13 @@ def _model(value: Any, base: Path) -> str:
 
 
 def _mel_params(d: Any) -> tuple[dict, str | None]:
-    """(params, problem): validate MelParams fields with giblet_store.mel when it is importable."""
+    """(params, problem): validate MelParams fields (librosa is not needed for that)."""
+    from .mel import MelParams
+
     if not isinstance(d, Mapping):
         return {}, f"'mel' must be a mapping of MelParams fields, got {d!r}"
     try:
-        mel = importlib.import_module("giblet_store.mel")
-    except ImportError as exc:
-        return dict(d), (f"kind 'mel' needs giblet_store.mel, which cannot be imported ({exc}); "
-                         "install giblet_store[mel] or drop 'mel' from kinds")
-    try:
-        mel.MelParams.from_dict(dict(d))
+        MelParams.from_dict(dict(d))
     except (ParameterError, TypeError, ValueError) as exc:
         return dict(d), f"mel: {exc}"
     return dict(d), None

@@ -111,7 +111,7 @@ def _cached_hub_commit(name: str, revision: str | None) -> str | None:
         from huggingface_hub import try_to_load_from_cache
 
         path = try_to_load_from_cache(name, "config.json", revision=revision)
-    except Exception:
+    except (OSError, ValueError):  # no readable cache, or not a valid repo id: ask the hub instead
         return None
     if isinstance(path, str):
         parts = Path(path).parts
