@@ -75,9 +75,11 @@ def int_in_range(name: str, value: Any, lo: int | None = None, hi: int | None = 
     if isinstance(value, bool) or not isinstance(value, _INTEGER):
         raise ParameterError(f"{name} must be an integer, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s = "-inf" if lo is None else lo
-        hi_s = "inf" if hi is None else hi
-        raise ParameterError(f"{name} must be an integer in [{lo_s}, {hi_s}], got {value}")
+        if hi is None and lo in (0, 1):
+            wanted = "a non-negative integer" if lo == 0 else "a positive integer"
+        else:
+            wanted = f"an integer in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+        raise ParameterError(f"{name} must be {wanted}, got {value}")
     return int(value)
 
 

@@ -49,7 +49,7 @@ def _whole_file_librosa(wav, params: MelParams) -> np.ndarray:
         (dict(ref=0.0), "ref and amin must be > 0"),
         (dict(window="kaiser"), "window 'kaiser' is not offered"),
         (dict(hop=1.5), "hop must be an integer"),
-        (dict(win_length=4096), "win_length must be in"),
+        (dict(win_length=4096), "win_length must be an integer in"),
     ],
 )
 def test_bad_mel_parameters(kwargs, match):

@@ -64,6 +64,10 @@ def test_positive_seconds_and_int_in_range():
     with pytest.raises(ParameterError, match=r"chunk_s=7 s is longer than 5 s"):
         positive_seconds("chunk_s", 7, maximum=5)
     assert int_in_range("n", np.int32(4), 1, 8) == 4 and int_in_range("n", None, 1, optional=True) is None
+    with pytest.raises(ParameterError, match=r"n_trs must be a non-negative integer, got -3"):
+        int_in_range("n_trs", -3, 0)
+    with pytest.raises(ParameterError, match=r"workers must be a positive integer, got 0"):
+        int_in_range("workers", 0, 1)
     for bad, match in ((0, r"n must be an integer in \[1, 8\], got 0"), (2.0, "n must be an integer, got 2.0"),
                        (True, "n must be an integer"), (None, "n must be an integer")):
         with pytest.raises(ParameterError, match=match):
