@@ -19,7 +19,7 @@ from giblet_store import open_store
 from giblet_store.batch import run_batch
 from giblet_store.testing import synth_audio, write_wav
 
-from test_distributed import client  # noqa: F401  (the session's warm two-worker cluster)
+from test_batch import client  # noqa: F401  (the session's warm two-worker cluster)
 
 # the functions below run inside worker processes: ship them by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
