@@ -482,6 +482,10 @@ _COMMANDS += [_add_ingest_fmri, _add_evaluate, _add_to_nifti]
 _COMMANDS += [_add_mel, _add_derive]
 _COMMANDS += [_add_batch]
 
+from .quality_cli import add_quality  # noqa: E402  (audio quality metrics)
+
+_COMMANDS += [add_quality]
+
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
