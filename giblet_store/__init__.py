@@ -43,7 +43,7 @@ __all__ = [
     "split_trs", "plan_samples", "StoreDataset",
     # audio quality
     "QualityParams", "QualityResult", "score_audio", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",
-    "stoi_scores", "pesq_scores",
+    "stoi_scores", "pesq_scores", "compare_codecs", "CompareReport",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors
@@ -56,6 +56,8 @@ _LAZY = {
     "BatchReport": ("giblet_store.distributed", "BatchReport"),
     "load_manifest": ("giblet_store.manifest", "load_manifest"),
     "Manifest": ("giblet_store.manifest", "Manifest"),
+    "compare_codecs": ("giblet_store.compare", "compare_codecs"),
+    "CompareReport": ("giblet_store.compare", "CompareReport"),
 }
 
 

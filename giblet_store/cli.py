@@ -482,9 +482,9 @@ _COMMANDS += [_add_ingest_fmri, _add_evaluate, _add_to_nifti]
 _COMMANDS += [_add_mel, _add_derive]
 _COMMANDS += [_add_batch]
 
-from .quality_cli import add_quality  # noqa: E402  (audio quality metrics)
+from .quality_cli import add_compare, add_quality  # noqa: E402  (audio quality metrics, codec comparison)
 
-_COMMANDS += [add_quality]
+_COMMANDS += [add_quality, add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:

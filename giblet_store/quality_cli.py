@@ -66,3 +66,44 @@ def _print_scores(r, metrics: dict, file=None) -> None:
         print(f"{name:<16} {whole:>10} {mean:>10} {low:>10} {int(col.size - ok.size):>8}", file=file)
     if r.entry is not None:
         print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}", file=file)
+
+
+def _floats(text: str, what: str) -> list[float]:
+    from .errors import ParameterError
+
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ParameterError(f"{what} takes comma-separated numbers (e.g. 1.5,6), got {text!r}") from None
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="codec comparison report: EnCodec bandwidths vs mel + Griffin-Lim "
+                                       "(CSV, Markdown, PNG)")
+    p.add_argument("audio", metavar="AUDIO", help="wav/flac/ogg file")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report directory (created)")
+    p.add_argument("--model", default="facebook/encodec_24khz", help="hub name or save_pretrained directory")
+    p.add_argument("--bandwidths", default=None, help="kbps, comma-separated (default: every one the model offers)")
+    p.add_argument("--n-mels", default="64,128,512", help="mel sizes for Griffin-Lim, comma-separated")
+    p.add_argument("--store", default=None, help="store for the entries (default: REPORT_DIR/store)")
+    p.add_argument("--metrics", default="snr,si_sdr,lsd,mel_distance,stoi,pesq")
+    p.add_argument("--tr", type=float, default=1.5, help="TR of the entries and per-TR scores")
+    p.add_argument("--griffin-lim-iter", type=int, default=32)
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    from .compare import compare_codecs
+    from .quality import QualityParams
+    from .store import open_store
+
+    bws = _floats(args.bandwidths, "--bandwidths") if args.bandwidths else None
+    n_mels = [int(x) for x in _floats(args.n_mels, "--n-mels")]
+    rep = compare_codecs(args.audio, args.output, model=args.model, bandwidths=bws, n_mels=n_mels,
+                         store=open_store(args.store) if args.store else None,
+                         params=QualityParams(metrics=tuple(args.metrics.split(","))), tr_s=args.tr,
+                         n_iter=args.griffin_lim_iter)
+    print(rep.first_line)
+    print(rep.markdown.read_text().split("\n", 2)[2])
+    print(f"wrote {rep.csv}, {rep.markdown}, {rep.png}")
+    return 0
