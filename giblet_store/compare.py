@@ -1,9 +1,10 @@
 """Codec comparison report: EnCodec at each bandwidth against mel + Griffin-Lim at each mel size.
 
 For one audio file, every method goes through the store exactly as a user's data would: codes
-entries (:func:`extract_codes`) decoded with the entry's model, mel entries (:func:`extract_mel`)
-inverted with Griffin-Lim (:func:`decode_mel`). Each decoded signal is scored against the original
-(:func:`score_audio`, kept as ``quality`` entries). The report directory gets
+entries (:func:`extract_codes`) and mel entries (:func:`extract_mel`). Each entry is scored against
+the original with :func:`score_audio` (codes decoded with the entry's model, mel inverted with
+Griffin-Lim from a seeded phase), on the entry's own TR grid, kept as ``quality`` entries whose
+``degraded`` source is the entry's key, so a rerun is all cache hits. The report directory gets
 
 - ``compare.csv`` and ``compare.md``: method, setting, bitrate (kbps: EnCodec's nominal bandwidth;
   mel: float32 values x bands x frames/s, uncompressed), bytes the entry takes in the store per
@@ -61,35 +62,54 @@ def _row(method, setting, kbps, nbytes, duration_s, result, variables) -> dict:
     return row
 
 
+def _plot_trs(entry, seconds: float) -> str:
+    """The first TRs covering ``seconds`` (the spectrogram panel), as "0:k"."""
+    return f"0:{max(1, min(int(entry.attrs['n_trs']), int(np.ceil(seconds / float(entry.attrs['tr_s'])))))}"
+
+
 def _encodec_rows(store, audio, model, bandwidths, grid, params, info, work, scheduler):
-    from .codec import CodecParams
+    from .codec import CodecParams, reproducible_torch
+    from .compare_plot import SHOW_S
     from .extract import decode_entry, extract_codes
     from .quality_run import score_audio
 
     rows, decoded = [], []
     for bw in bandwidths:
         entry = extract_codes(store, audio, CodecParams(model=model, bandwidth_kbps=bw), grid).entry
-        wav = decode_entry(store, entry, Path(work) / f"encodec_{bw:g}kbps.wav", model=model)
-        r = score_audio(audio, wav, store=store, params=params, grid=grid, align=True, scheduler=scheduler)
+        # the codes entry itself is the degraded source: decoded on its own grid, cached by its key
+        r = score_audio(audio, entry, store=store, params=params, align=True, model=model, scheduler=scheduler)
         rows.append(_row("encodec", f"{bw:g} kbps", bw, _entry_bytes(store, entry), info.duration_s, r,
                          params.variables))
+        with reproducible_torch():
+            wav = decode_entry(store, entry, Path(work) / f"encodec_{bw:g}kbps.wav", trs=_plot_trs(entry, SHOW_S),
+                               model=model)
         decoded.append((f"EnCodec {bw:g} kbps", wav))
     return rows, decoded
 
 
-def _mel_rows(store, audio, n_mels_list, grid, params, info, work, scheduler, n_iter):
-    from .mel import MelParams, decode_mel, extract_mel
+def _mel_rows(store, audio, n_mels_list, grid, params, info, work, scheduler):
+    import soundfile as sf
+
+    from .compare_plot import SHOW_S
+    from .extract import _parse_trs
+    from .grid import from_tr
+    from .mel import MelParams, extract_mel
     from .quality_run import score_audio
+    from .quality_sources import GRIFFIN_LIM, griffin_lim
 
     rows, decoded = [], []
     for n in n_mels_list:
         mp = MelParams(n_mels=n)  # n_mels > 1025 (n_fft 2048): ParameterError before any work
         entry = extract_mel(store, audio, mp, grid).entry
-        wav = decode_mel(store, entry, Path(work) / f"mel{n}_griffinlim.wav", n_iter=n_iter)
-        r = score_audio(audio, wav, store=store, params=params, grid=grid, align=True, scheduler=scheduler)
+        r = score_audio(audio, entry, store=store, params=params, align=True, scheduler=scheduler)
         kbps = n * float(mp.frame_rate) * 32 / 1000  # float32 values
         rows.append(_row("mel+griffin-lim", f"{n} mels", kbps, _entry_bytes(store, entry), info.duration_s, r,
                          params.variables))
+        part = store.open(entry).isel(tr=_parse_trs(_plot_trs(entry, SHOW_S), int(entry.attrs["n_trs"])))
+        y = griffin_lim(entry.attrs, from_tr(part["mel"].values, part["n_frames"].values), GRIFFIN_LIM["n_iter"],
+                        GRIFFIN_LIM["seed"])
+        wav = Path(work) / f"mel{n}_griffinlim.wav"
+        sf.write(str(wav), y, mp.sample_rate_hz, subtype="FLOAT", format="WAV")
         decoded.append((f"Griffin-Lim {n} mels", wav))
     return rows, decoded
 
@@ -111,8 +131,7 @@ def _verdict(rows: list[dict], model: str) -> tuple[bool, str]:
 
 def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: str = "facebook/encodec_24khz",
                    bandwidths: Sequence[float] | None = None, n_mels: Sequence[int] = (64, 128, 512),
-                   store=None, params=None, tr_s: float = 1.5, n_iter: int = 32,
-                   scheduler: Any = "threads") -> CompareReport:
+                   store=None, params=None, tr_s: float = 1.5, scheduler: Any = "threads") -> CompareReport:
     """Compare EnCodec bandwidths with mel + Griffin-Lim on ``audio``; write CSV, Markdown and PNG.
 
     Parameters
@@ -125,7 +144,7 @@ def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: 
     store : Store for the entries (default: ``out_dir/store``, so a rerun is all cache hits)
     params : QualityParams (default: every metric)
     tr_s : TR of the entries (per-TR scores are kept in the quality entries)
-    n_iter : Griffin-Lim iterations
+    scheduler : Dask scheduler of the per-TR scoring tasks
 
     Returns
     -------
@@ -149,7 +168,7 @@ def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: 
     grid = TrGrid(tr_s)
     with tempfile.TemporaryDirectory(prefix="giblet_compare_") as work:
         rows, dec = _encodec_rows(store, audio, model, bws, grid, params, info, work, scheduler)
-        mrows, mdec = _mel_rows(store, audio, [int(n) for n in n_mels], grid, params, info, work, scheduler, n_iter)
+        mrows, mdec = _mel_rows(store, audio, [int(n) for n in n_mels], grid, params, info, work, scheduler)
         rows += mrows
         untrained, first = _verdict(rows, str(model))
         rep = CompareReport(rows=rows, untrained=untrained, first_line=first)

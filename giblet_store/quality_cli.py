@@ -88,7 +88,6 @@ def add_compare(sub) -> None:
     p.add_argument("--store", default=None, help="store for the entries (default: REPORT_DIR/store)")
     p.add_argument("--metrics", default="snr,si_sdr,lsd,mel_distance,stoi,pesq")
     p.add_argument("--tr", type=float, default=1.5, help="TR of the entries and per-TR scores")
-    p.add_argument("--griffin-lim-iter", type=int, default=32)
     p.set_defaults(func=_cmd_compare)
 
 
@@ -101,8 +100,7 @@ def _cmd_compare(args) -> int:
     n_mels = [int(x) for x in _floats(args.n_mels, "--n-mels")]
     rep = compare_codecs(args.audio, args.output, model=args.model, bandwidths=bws, n_mels=n_mels,
                          store=open_store(args.store) if args.store else None,
-                         params=QualityParams(metrics=tuple(args.metrics.split(","))), tr_s=args.tr,
-                         n_iter=args.griffin_lim_iter)
+                         params=QualityParams(metrics=tuple(args.metrics.split(","))), tr_s=args.tr)
     print(rep.first_line)
     print(rep.markdown.read_text().split("\n", 2)[2])
     print(f"wrote {rep.csv}, {rep.markdown}, {rep.png}")

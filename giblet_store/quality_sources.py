@@ -1,12 +1,13 @@
 """What a quality run compares: audio files or codes entries, brought onto one sample grid.
 
-A source is an audio file (loaded mono with soundfile, resampled with soxr) or a codes entry (its
-real frames for a TR range, decoded with the entry's own model). A pair is brought to one sample
+A source is an audio file (loaded mono with soundfile, resampled with soxr), a codes entry (its
+real frames for a TR range, decoded with the entry's own model) or a mel entry (inverted with
+Griffin-Lim, 32 iterations from a seeded phase, so the same entry always gives the same audio). A pair is brought to one sample
 rate (the entry's, else the reference file's), to equal lengths (a difference of at most one frame
 is trimmed; more is an error naming both lengths, unless ``align`` trims to the shorter), and given
 the TR boundaries of every scored TR as sample indices:
 
-- with a codes entry, TR ``k`` is exactly the samples of its frames, ``n_frames[k] * hop`` of them;
+- with an entry, TR ``k`` is exactly the samples of its frames, ``n_frames[k] * hop`` of them;
 - with two files, TR ``k`` is the samples ``n`` with ``floor((n / sr - onset) / tr) == k`` (exact
   fractions, :meth:`TrGrid.layout` at the sample rate).
 """
@@ -27,6 +28,10 @@ __all__ = ["AudioPair", "resolve_pair", "source_descriptor", "analysis_rate"]
 
 #: tolerated length difference between two files: one EnCodec 24 kHz frame (1/75 s)
 FILE_FRAME_S = 1 / 75
+#: entry kinds a quality run decodes to audio
+DECODABLE = ("codes", "mel")
+#: Griffin-Lim settings for mel entries (part of the source's identity)
+GRIFFIN_LIM = {"decoder": "griffin-lim", "n_iter": 32, "seed": 0}
 
 
 @dataclass(frozen=True)
@@ -82,25 +87,26 @@ def source_descriptor(store, x) -> dict[str, Any]:
     e = _as_entry(store, x)
     if e is not None:
         _check_kind(e)
-        return {"entry_key": e.key, "kind": e.kind}
+        return {"entry_key": e.key, "kind": e.kind, **(GRIFFIN_LIM if e.kind == "mel" else {})}
     audio_info(x)  # missing / unreadable / empty: AudioError before hashing
     return {"file_sha256": sha256_file(x), "name": Path(x).name}
 
 
 def _check_kind(e) -> None:
-    if e.kind != "codes":
+    if e.kind not in DECODABLE:
         raise QualityError(
-            f"entry {e.key[:16]} is a {e.kind!r} entry; quality decodes codes entries to audio (give a codes "
-            f"entry key or an audio file; decode other kinds to a wav first, e.g. `giblet-store decode`)")
+            f"entry {e.key[:16]} is a {e.kind!r} entry; quality decodes codes or mel entries to audio (give one "
+            f"of those keys or an audio file)")
 
 
 def analysis_rate(store, ref, deg) -> int:
-    """The sample rate metrics run at: the (first) codes entry's, else the reference file's."""
+    """The sample rate metrics run at: the (first) entry's, else the reference file's."""
     from .audio import audio_info
 
     for x in (deg, ref):
         if (e := _as_entry(store, x)) is not None:
-            return int(e.attrs["sample_rate_hz"])
+            _check_kind(e)
+            return int(e.attrs["mel_params"]["sample_rate_hz"] if e.kind == "mel" else e.attrs["sample_rate_hz"])
     return audio_info(ref).sample_rate_hz
 
 
@@ -111,20 +117,58 @@ def _load_file(path, sr: int) -> np.ndarray:
     return np.asarray(audio[0], dtype=np.float32)
 
 
-def _decode(store, entry, trs, model, device) -> tuple[np.ndarray, dict]:
-    """Decoded audio of TRs ``trs`` of a codes entry, with its TR bounds (samples) and grid."""
-    from .codec import codec_for_entry, decode_stream
-    from .extract import _parse_trs
+def griffin_lim(entry_attrs: dict, mel: np.ndarray, n_iter: int = 32, seed: int = 0) -> np.ndarray:
+    """Invert a mel stream like :func:`giblet_store.mel.decode_mel`, from a seeded initial phase.
+
+    Parameters
+    ----------
+    mel : (mel_band, frame) float, the entry's values (dB if the entry is in dB)
+
+    Returns
+    -------
+    (sample,) float32 at the entry's ``sample_rate_hz``, exactly ``frame * hop`` samples
+    """
+    import librosa
+
+    from .mel import MelParams
+
+    p = MelParams.from_dict(entry_attrs["mel_params"])
+    M = np.asarray(mel, dtype=np.float64)
+    if p.db:
+        M = p.ref * np.power(10.0, M / (10.0 if p.power == 2.0 else 20.0))
+    S = librosa.feature.inverse.mel_to_stft(M, sr=p.sample_rate_hz, n_fft=p.n_fft, power=p.power, fmin=p.fmin_hz,
+                                            fmax=p.fmax_hz, htk=p.htk, norm=p.norm)
+    y = librosa.griffinlim(S, n_iter=n_iter, hop_length=p.hop, win_length=p.win_length, n_fft=p.n_fft,
+                           window=p.window, center=True, pad_mode="constant", random_state=seed)
+    n_out = M.shape[-1] * p.hop
+    return np.pad(y[:n_out], (0, max(0, n_out - y.shape[-1]))).astype(np.float32)
+
+
+def _decode_audio(entry, part, model, device) -> tuple[np.ndarray, int, int]:
+    """(audio (sample,) float32, sample rate, hop) of the real frames of ``part`` (TRs of an entry)."""
+    from .codec import codec_for_entry, decode_stream, reproducible_torch
     from .grid import from_tr
+
+    if entry.kind == "mel":
+        mel = from_tr(part["mel"].values, part["n_frames"].values)
+        p = entry.attrs["mel_params"]
+        return griffin_lim(entry.attrs, mel, GRIFFIN_LIM["n_iter"], GRIFFIN_LIM["seed"]), int(p["sample_rate_hz"]), int(p["hop"])
+    stream = from_tr(part["codes"].values, part["n_frames"].values)
+    codec = codec_for_entry(entry.attrs, model, device, purpose="score")
+    with reproducible_torch():  # the same bits whatever the thread count
+        audio = decode_stream(codec, stream).mean(axis=0).astype(np.float32)
+    return audio, codec.sample_rate_hz, codec.hop
+
+
+def _decode(store, entry, trs, model, device) -> tuple[np.ndarray, dict]:
+    """Decoded audio of TRs ``trs`` of a codes or mel entry, with its TR bounds (samples) and grid."""
+    from .extract import _parse_trs
 
     ds = store.open(entry)
     sel = _parse_trs(trs, ds.sizes["tr"])
     n_frames = ds["n_frames"].values.astype(np.int64)
     part = ds.isel(tr=sel)
-    stream = from_tr(part["codes"].values, part["n_frames"].values)
-    codec = codec_for_entry(entry.attrs, model, device, purpose="score")
-    audio = decode_stream(codec, stream).mean(axis=0).astype(np.float32)
-    hop = codec.hop
+    audio, sr, hop = _decode_audio(entry, part, model, device)
     first = int(entry.attrs.get("frames_before_grid", 0)) + int(n_frames[: sel.start].sum())
     info = {
         "bounds": np.concatenate([[0], np.cumsum(n_frames[sel])]).astype(np.int64) * hop,
@@ -134,7 +178,7 @@ def _decode(store, entry, trs, model, device) -> tuple[np.ndarray, dict]:
         "hop": hop,
         "grid": {"tr_s": float(entry.attrs["tr_s"]), "onset_s": float(entry.attrs.get("onset_s", 0.0)),
                  "source": f"entry {entry.key}"},
-        "n_frames": n_frames, "sample_rate_hz": codec.sample_rate_hz,
+        "n_frames": n_frames, "sample_rate_hz": sr,
     }
     return audio, info
 

@@ -44,7 +44,9 @@ def test_compare_codecs_example(tmp_path, model_dir):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     store = open_store(rep / "store", mode="r")
     q = store.get(rows[3]["quality_key"])
-    assert q.kind == "quality" and q.attrs["degraded"]["name"] == "mel128_griffinlim.wav"
+    mel128 = store.find(kind="mel", **{"mel_params.n_mels": 128})[0]
+    assert q.kind == "quality" and q.attrs["degraded"]["entry_key"] == mel128.key
+    assert q.attrs["degraded"]["decoder"] == "griffin-lim" and q.attrs["parent"] == [mel128.key]
     assert q.attrs["whole_values"]["stoi"] == pytest.approx(float(rows[3]["stoi"]), abs=1e-4)
     assert len(store.entries("codes")) == 2 and len(store.entries("mel")) == 2
 
