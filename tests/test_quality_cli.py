@@ -157,3 +157,8 @@ def test_codes_entry_is_decoded_on_its_own_grid(run, tmp_path, model_dir):
         mel_distance_db(ref[first : first + n1], dec[:n1], 24000), rel=1e-9)
     code, _, err = run("quality", wav, codes.key, "--store", store.url, "--model", model_dir, "--trs", "0:99")
     assert code == 2 and "outside" in err
+
+
+def test_entry_key_without_store_says_give_the_store(run, wavs):
+    code, _, err = run("quality", wavs["ref"], "0123abcdef")
+    assert code == 2 and "--store" in err and "0123abcdef" in err
