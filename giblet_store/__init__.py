@@ -21,6 +21,8 @@ from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
+from .quality import QualityParams, lsd_db, mel_distance_db, pesq_scores, si_sdr_db, snr_db, stoi_scores  # noqa: E402
+from .quality_run import QualityResult, score_audio  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -34,6 +36,9 @@ __all__ = [
     # fMRI, predictions, training
     "FmriParams", "MaskParams", "ingest_fmri", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
     "split_trs", "plan_samples", "StoreDataset",
+    # audio quality
+    "QualityParams", "QualityResult", "score_audio", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",
+    "stoi_scores", "pesq_scores", "compare_codecs", "CompareReport",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors
@@ -46,6 +51,8 @@ _LAZY = {
     "BatchReport": ("giblet_store.batch", "BatchReport"),
     "load_manifest": ("giblet_store.batch_manifest", "load_manifest"),
     "Manifest": ("giblet_store.batch_manifest", "Manifest"),
+    "compare_codecs": ("giblet_store.compare", "compare_codecs"),
+    "CompareReport": ("giblet_store.compare", "CompareReport"),
 }
 
 

@@ -8,7 +8,6 @@ its parser and a ``_cmd_<name>`` function that runs it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable
 
@@ -20,34 +19,7 @@ __all__ = ["main", "build_parser"]
 EXIT_ERROR = 2
 
 
-# ------------------------------------------------------------------------------------ helpers
-def _parse_value(text: str) -> Any:
-    """``--where`` values: JSON when it parses (6, 1.5, true, "x"), else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _where(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for it in items or []:
-        name, sep, value = it.partition("=")
-        if not sep or not name:
-            raise ParameterError(f"--where takes NAME=VALUE (e.g. bandwidth_kbps=6), got {it!r}")
-        out[name.strip()] = _parse_value(value.strip())
-    return out
-
-
-def _json_default(o):
-    try:
-        return o.item()
-    except AttributeError:
-        return str(o)
-
-
-def _dump(obj) -> None:
-    print(json.dumps(obj, indent=2, default=_json_default))
+from .cli_util import dump as _dump, tr_range as _tr_range, where as _where  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ extract
@@ -201,16 +173,6 @@ def _cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------------------------ fmri / predictions
-def _tr_range(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    a, sep, b = text.partition(":")
-    try:
-        return int(a), int(b)
-    except ValueError:
-        raise ParameterError(f"a TR range is START:STOP with integers (stop exclusive, e.g. 0:800), got {text!r}") from None
-
-
 def _add_ingest_fmri(sub) -> None:
     p = sub.add_parser("ingest-fmri", help="ingest 4D NIfTI series (one per subject) as an fmri entry")
     p.add_argument("store", help="store directory or fsspec URL (created if absent)")
@@ -462,6 +424,10 @@ _COMMANDS: list[Callable] = [_add_extract, _add_ls, _add_show, _add_decode, _add
 _COMMANDS += [_add_ingest_fmri, _add_evaluate, _add_to_nifti]
 _COMMANDS += [_add_mel, _add_derive]
 _COMMANDS += [_add_batch]
+
+from .quality_cli import add_compare, add_quality  # noqa: E402  (audio quality metrics, codec comparison)
+
+_COMMANDS += [add_quality, add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,8 @@ __all__ = [
     "DatasetRequestError",
     "ManifestError",
     "ClusterError",
+    "QualityError",
+    "MetricUndefinedError",
 ]
 
 
@@ -96,3 +98,11 @@ class ManifestError(ParameterError):
 
 class ClusterError(GibletStoreError):
     """The Dask cluster cannot be reached or started."""
+
+
+class QualityError(GibletStoreError, ValueError):
+    """Audio quality cannot be scored (silent reference, lengths that differ, missing metric package)."""
+
+
+class MetricUndefinedError(QualityError):
+    """A metric is undefined for this segment (silent, too short); per-TR scoring turns it into NaN + reason."""

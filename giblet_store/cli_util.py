@@ -1,0 +1,56 @@
+"""What every ``giblet-store`` subcommand module shares: option parsing and JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import ParameterError
+
+__all__ = ["EXIT_ERROR", "parse_value", "where", "json_default", "dump", "tr_range"]
+
+#: Exit status of every error a user can act on.
+EXIT_ERROR = 2
+
+
+def parse_value(text: str) -> Any:
+    """``--where`` values: JSON when it parses (6, 1.5, true, "x"), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def where(items: list[str]) -> dict[str, Any]:
+    """``--where NAME=VALUE`` options as a dict of parsed values."""
+    out = {}
+    for it in items or []:
+        name, sep, value = it.partition("=")
+        if not sep or not name:
+            raise ParameterError(f"--where takes NAME=VALUE (e.g. bandwidth_kbps=6), got {it!r}")
+        out[name.strip()] = parse_value(value.strip())
+    return out
+
+
+def json_default(o):
+    """numpy scalars as Python numbers; anything else JSON cannot hold as its string."""
+    try:
+        return o.item()
+    except AttributeError:
+        return str(o)
+
+
+def dump(obj) -> None:
+    """Print ``obj`` as indented JSON to stdout (``--json``)."""
+    print(json.dumps(obj, indent=2, default=json_default))
+
+
+def tr_range(text: str | None) -> tuple[int, int] | None:
+    """``--trs START:STOP`` as (start, stop), None when not given."""
+    if text is None:
+        return None
+    a, sep, b = text.partition(":")
+    try:
+        return int(a), int(b)
+    except ValueError:
+        raise ParameterError(f"a TR range is START:STOP with integers (stop exclusive, e.g. 0:800), got {text!r}") from None
