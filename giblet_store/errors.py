@@ -23,6 +23,7 @@ __all__ = [
     "DatasetRequestError",
     "ManifestError",
     "ClusterError",
+    "ReconstructionError",
 ]
 
 
@@ -96,3 +97,7 @@ class ManifestError(ParameterError):
 
 class ClusterError(GibletStoreError):
     """The Dask cluster cannot be reached or started."""
+
+
+class ReconstructionError(GibletStoreError, ValueError):
+    """Predicted stimulus features that do not fit their target entry (grid, codebooks, dim) or lack provenance."""
