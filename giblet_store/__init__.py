@@ -26,6 +26,7 @@ from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .reconstruction import write_reconstruction  # noqa: E402
+from .quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
     "FmriParams", "MaskParams", "ingest_fmri", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
     "split_trs", "plan_samples", "StoreDataset",
     # reconstruction (brain -> stimulus)
-    "write_reconstruction",
+    "write_reconstruction", "Quantise", "codebooks", "quantise", "dequantise",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors

@@ -235,6 +235,12 @@ def _prepare(ds):
 
 # ------------------------------------------------------------------------------------- planning
 def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_codes=False, model=None, device="cpu") -> _Plan:
+    from .quantise import Quantise, plan_quantise  # lazy: quantise.py builds on _Plan
+
+    if isinstance(transform, Quantise):
+        if variables is not None or axis is not None or reference_codes:
+            raise ParameterError("Quantise takes no variables, axis or reference_codes; it quantises embeddings")
+        return plan_quantise(store, parent, transform, model, device)
     if isinstance(transform, Embeddings):
         if variables is not None or axis is not None or reference_codes:
             raise ParameterError("Embeddings takes no variables, axis or reference_codes; it dequantises the codes")
@@ -248,7 +254,7 @@ def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_
             raise ParameterError("reference_codes applies to Hrf on codes only")
         return _plan_resample(store, parent, transform, variables, axis)
     raise ParameterError(
-        f"cannot derive with {transform!r}; give Embeddings(), Hrf(...), Fir(delays) or Resample(...)"
+        f"cannot derive with {transform!r}; give Embeddings(), Quantise(...), Hrf(...), Fir(delays) or Resample(...)"
     )
 
 
