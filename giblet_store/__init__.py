@@ -27,6 +27,7 @@ from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .reconstruction import write_reconstruction  # noqa: E402
 from .quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
+from .decoding import decode_codes, decode_reconstruction, reconstruction_audio  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "split_trs", "plan_samples", "StoreDataset",
     # reconstruction (brain -> stimulus)
     "write_reconstruction", "Quantise", "codebooks", "quantise", "dequantise",
+    "decode_codes", "decode_reconstruction", "reconstruction_audio",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors

@@ -178,6 +178,8 @@ def _add_decode(sub) -> None:
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (stop exclusive)")
     p.add_argument("--model", default=None, help="model to decode with (default: the entry's hub model)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--bandwidth", type=float, default=None,
+                   help="reconstruction of embeddings: quantise at this bandwidth (kbps; default: the target's)")
     p.set_defaults(func=_cmd_decode)
 
 
@@ -354,6 +356,15 @@ def _decode_mel(store, entry, args):
 
 
 _DECODERS["mel"] = _decode_mel
+
+
+def _decode_reconstruction(store, entry, args):
+    from .decoding import cli_decode_reconstruction
+
+    return cli_decode_reconstruction(store, entry, args)
+
+
+_DECODERS["reconstruction"] = _decode_reconstruction
 
 
 def _parse_hrf(text: str):
