@@ -28,6 +28,7 @@ from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E4
 from .reconstruction import write_reconstruction  # noqa: E402
 from .quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
 from .decoding import decode_codes, decode_reconstruction, reconstruction_audio  # noqa: E402
+from .scores import identify, identify_reconstruction  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
     "split_trs", "plan_samples", "StoreDataset",
     # reconstruction (brain -> stimulus)
     "write_reconstruction", "Quantise", "codebooks", "quantise", "dequantise",
-    "decode_codes", "decode_reconstruction", "reconstruction_audio",
+    "decode_codes", "decode_reconstruction", "reconstruction_audio", "identify", "identify_reconstruction",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors
