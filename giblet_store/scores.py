@@ -38,13 +38,16 @@ def _corr_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (ac @ bc.T) / np.outer(np.where(na > 0, na, np.nan), np.where(nb > 0, nb, np.nan))
 
 
-def identify(reconstructed, true) -> dict[str, Any]:
+def identify(reconstructed, true, *, center: bool = True) -> dict[str, Any]:
     """Segment identification: is each reconstructed segment closest to its own true segment?
 
     Parameters
     ----------
     reconstructed, true : (segment, feature) float, row i of each is held-out TR i (e.g. per-TR
         embedding means or mel means); at least 2 segments
+    center : subtract each feature's mean over the segments (of each set) first, so that what all
+        segments share (EnCodec embeddings: r ~ 0.9999 between any two TRs) does not hide what tells
+        them apart
 
     Returns
     -------
@@ -59,6 +62,8 @@ def identify(reconstructed, true) -> dict[str, Any]:
         raise ParameterError(f"reconstructed {a.shape} and true {b.shape} must have the same shape, >= 2 segments")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ParameterError("identification needs finite features (average frames over real frames only)")
+    if center:
+        a, b = a - a.mean(0), b - b.mean(0)
     c = _corr_matrix(a, b)
     undefined = ~np.isfinite(np.diag(c))
     c = np.where(np.isfinite(c), c, -np.inf)
@@ -89,7 +94,7 @@ def _per_tr(store, entry, x: np.ndarray, feature: str, model) -> np.ndarray:
         return np.nanmean(np.where(np.isnan(x).all(axis=axis, keepdims=True), 0.0, x), axis=axis)
 
 
-def identify_reconstruction(store, entry, trs=None, *, model: str | None = None) -> dict[str, Any]:
+def identify_reconstruction(store, entry, trs=None, *, model: str | None = None, center: bool = True) -> dict[str, Any]:
     """:func:`identify` for a reconstruction entry against its target entry's true features.
 
     Parameters
@@ -120,7 +125,7 @@ def identify_reconstruction(store, entry, trs=None, *, model: str | None = None)
     true_var = {"codes": "codes", "embeddings": "embedding_mean", "mel": "mel_mean"}[target.kind]
     true_feature = "codes" if target.kind == "codes" else "embedding_mean"
     true = _per_tr(store, target, tds[true_var].values, true_feature, model)
-    out = identify(rec, true)
+    out = identify(rec, true, center=center)
     out.update(feature=f"{feature} (per-TR mean)" if feature != "embedding_mean" else feature,
                trs=[int(t) for t in tr])
     return out

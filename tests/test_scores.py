@@ -17,15 +17,25 @@ from recon_helpers import FUNCTIONAL, build_store
 
 def test_identify_ranks_by_hand():
     true = np.array([[0, 1, 2, 3], [3, 2, 1, 0], [0, 3, 0, 3], [1, 0, 1, 0.5]], float)
-    out = identify(true, true)
+    out = identify(true, true, center=False)
     assert out["ranks"] == [1, 1, 1, 1] and out["top1_accuracy"] == 1.0 and out["mean_rank_percentile"] == 1.0
     assert out["chance_top1"] == 0.25 and out["chance_rank_percentile"] == 0.5
     rec = true[[1, 0, 2, 3]]  # rows 0 and 1 swapped: each is anti-correlated with its own truth
-    out = identify(rec, true)
+    out = identify(rec, true, center=False)
     assert out["ranks"][2:] == [1, 1] and out["ranks"][:2] == [4, 4]
     assert out["top1_accuracy"] == 0.5 and out["mean_rank_percentile"] == pytest.approx(0.5)
-    tie = identify(np.array([[1.0, 2, 3], [1, 2, 3]]), np.array([[1.0, 2, 3], [1, 2, 3.0]]))
+    tie = identify(np.array([[1.0, 2, 3], [1, 2, 3]]), np.array([[1.0, 2, 3], [1, 2, 3.0]]), center=False)
     assert tie["ranks"] == [2, 2] and tie["top1_accuracy"] == 0.0  # a tie does not count as identified
+
+
+def test_centering_removes_what_every_segment_shares():
+    rng = np.random.default_rng(4)
+    common = 100 * rng.standard_normal(32)
+    true = common + rng.standard_normal((12, 32))
+    rec = true + 0.5 * rng.standard_normal(true.shape)
+    centered = identify(rec, true)
+    assert centered == identify(rec - rec.mean(0), true - true.mean(0), center=False)
+    assert centered["top1_accuracy"] == 1.0
 
 
 def test_identify_is_near_chance_for_unrelated_features():
