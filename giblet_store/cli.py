@@ -171,7 +171,7 @@ def _cmd_show(args) -> int:
 
 # ------------------------------------------------------------------------------------ decode
 def _add_decode(sub) -> None:
-    p = sub.add_parser("decode", help="decode a codes entry (or a TR range) to a wav file")
+    p = sub.add_parser("decode", help="decode a codes, mel or reconstruction entry (or a TR range) to a wav file")
     p.add_argument("store")
     p.add_argument("key", metavar="KEY_OR_PREFIX")
     p.add_argument("-o", "--output", required=True, help="output .wav")
@@ -391,6 +391,8 @@ def _add_derive(sub) -> None:
     what.add_argument("--resample-tr", type=float, metavar="S", help="resample to this TR (s) by stimulus time")
     what.add_argument("--stretch", type=int, metavar="N", help="the reference's stretch to N TRs (linspace)")
     what.add_argument("--embeddings", action="store_true", help="dequantise a codes entry (RVQ decode)")
+    what.add_argument("--quantise", type=float, metavar="KBPS",
+                      help="greedy RVQ of a reconstruction of embeddings at this bandwidth (-> codes)")
     p.add_argument("--hrf-length", type=float, default=32.0, help="HRF kernel length (s)")
     p.add_argument("--oversampling", type=int, default=1, help="HRF sub-samples averaged per TR (1: at TR multiples)")
     p.add_argument("--onset", type=float, default=0.0, help="--resample-tr: onset (s) of the target grid")
@@ -417,6 +419,10 @@ def _cmd_derive(args) -> int:
 
     if args.embeddings:
         transform = Embeddings()
+    elif args.quantise is not None:
+        from .quantise import Quantise
+
+        transform = Quantise(bandwidth_kbps=args.quantise)
     elif args.hrf is not None:
         transform = _parse_hrf(args.hrf)
         from .hrf import Hrf
@@ -435,7 +441,7 @@ def _cmd_derive(args) -> int:
         kw["axis"] = args.axis
     if args.reference_codes:
         kw["reference_codes"] = True
-    if args.embeddings:
+    if args.embeddings or args.quantise is not None:
         kw.update(model=args.model, device=args.device)
     store = open_store(args.store, mode="r")
     parent = store.get(args.key)

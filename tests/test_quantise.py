@@ -116,3 +116,33 @@ def test_quantise_transform_refusals(env, model_dir):
     with pytest.raises(ParameterError, match="bandwidth_kbps must be a positive"):
         gs.Quantise(bandwidth_kbps=-1)
     assert gs.Quantise(6).to_dict() == {"bandwidth_kbps": 6.0}
+
+
+def test_cli_derive_quantise(env, model_dir):
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    from pathlib import Path
+
+    from giblet_store.cli import main
+
+    store = env["store"]
+    true = store.open(env["emb"])["embeddings"].values
+    rec, _ = gs.write_reconstruction(store, true[:2] * 0.99, env["emb"], trs=(0, 2), fmri=env["fmri"], model_name="m",
+                                     checkpoint=env["ckpt"])
+
+    def run(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            rc = main([str(a) for a in argv])
+        return rc, out.getvalue(), err.getvalue()
+
+    rc, out, err = run("derive", store.root, rec.key[:16], "--quantise", "1.5", "--model", model_dir)
+    assert rc == 0 and "created" in out, err
+    made = store.get(out.split()[0])
+    assert made == store.derive(rec, gs.Quantise(1.5), model=str(model_dir)) and made.attrs["n_codebooks"] == 2
+    before = sorted(str(p) for p in Path(store.root).rglob("*"))
+    rc, _, err = run("derive", store.root, env["codes"].key[:16], "--quantise", "1.5", "--model", model_dir)
+    assert rc == 2 and "reconstruction of embeddings" in err and "Traceback" not in err
+    rc, _, err = run("derive", store.root, rec.key[:16], "--quantise", "5", "--model", model_dir)
+    assert rc == 2 and "not offered" in err
+    assert sorted(str(p) for p in Path(store.root).rglob("*")) == before
