@@ -149,12 +149,42 @@ def spectrogram_png(path: Path, signals: dict, sr: int, ident: np.ndarray) -> No
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
+    """Audio scores vs the original and vs the reconstruction with its TRs shuffled; identification; PNG."""
     import soundfile as sf
 
     import giblet_store as gs
-    from giblet_store.fmri import FmriParams, ingest_fmri
     from giblet_store.scores import _corr_matrix
+
+    n = store.open(emb)["n_frames"].values[slice(*TEST)].astype(np.int64)
+    perm = np.random.default_rng(args.seed).permutation(len(n))
+    while (perm == np.arange(len(n))).any():  # a derangement: no TR keeps its place
+        perm = np.random.default_rng(int(perm[0]) + 1).permutation(len(n))
+    slots = store.open(emb).sizes["frame"]
+    frames = np.where((np.arange(slots)[None, :] < n[:, None])[..., None], pred[perm][:, None, :], np.nan)
+    shuffled_codes = gs.quantise(frames, model=args.model, bandwidth_kbps=1.5)
+    shuffled = gs.decode_codes(shuffled_codes, model=args.model, n_frames=n)[0]
+    recon, sr = sf.read(str(decoded), dtype="float32")
+    full, _ = sf.read(str(wav), dtype="float32")
+    original = full[int(TEST[0] * TR_S * sr):int(TEST[0] * TR_S * sr) + len(recon)]
+    ident = gs.identify_reconstruction(store, rec)
+    held_true = true[slice(*TEST)]
+    ident_shuffled = gs.identify(pred[perm], held_true)
+    r = _corr_matrix(pred - pred.mean(0), held_true - held_true.mean(0))
+    spectrogram_png(out / "reconstruction.png", {"original": original, "reconstructed": recon,
+                                                  "shuffled TRs": shuffled}, sr, r)
+    return {
+        "scores_vs_original": score_audio(original, recon, sr),
+        "scores_shuffled_vs_original": score_audio(original, shuffled, sr),
+        "identification": {k: ident[k] for k in ("top1_accuracy", "mean_rank_percentile", "chance_top1",
+                                                  "chance_rank_percentile", "n_segments")},
+        "identification_shuffled": {k: ident_shuffled[k] for k in ("top1_accuracy", "mean_rank_percentile")},
+    }
+
+
+def main(argv=None) -> int:
+    import giblet_store as gs
+    from giblet_store.fmri import FmriParams, ingest_fmri
 
     args = parse_args(argv)
     t0 = time.perf_counter()
@@ -190,32 +220,12 @@ def main(argv=None) -> int:
     decoded = gs.decode_reconstruction(store, q, out / "reconstructed.wav", trs=held, model=args.model)
 
     # 5. scores: against the original, against shuffled TRs, identification against chance; the PNG
-    n = store.open(emb)["n_frames"].values[slice(*TEST)].astype(np.int64)
-    perm = np.random.default_rng(args.seed).permutation(len(n))
-    while (perm == np.arange(len(n))).any():  # a derangement: no TR keeps its place
-        perm = np.random.default_rng(int(perm[0]) + 1).permutation(len(n))
-    slots = store.open(emb).sizes["frame"]
-    frames = np.where((np.arange(slots)[None, :] < n[:, None])[..., None], pred[perm][:, None, :], np.nan)
-    shuffled_codes = gs.quantise(frames, model=args.model, bandwidth_kbps=1.5)
-    shuffled = gs.decode_codes(shuffled_codes, model=args.model, n_frames=n)[0]
-    recon, sr = sf.read(str(decoded), dtype="float32")
-    full, _ = sf.read(str(wav), dtype="float32")
-    original = full[int(TEST[0] * TR_S * sr):int(TEST[0] * TR_S * sr) + len(recon)]
-    ident = gs.identify_reconstruction(store, rec)
-    held_true = true[slice(*TEST)]
-    ident_shuffled = gs.identify(pred[perm], held_true)
-    r = _corr_matrix(pred - pred.mean(0), held_true - held_true.mean(0))
-    spectrogram_png(out / "reconstruction.png", {"original": original, "reconstructed": recon,
-                                                  "shuffled TRs": shuffled}, sr, r)
+    sc = score(store, emb, rec, pred, true, wav, decoded, out, args)
     summary = {
         "codes_key": codes.key, "embeddings_key": emb.key, "fmri_key": fmri.key, "reconstruction_key": rec.key,
         "quantised_key": q.key, "held_out_trs": list(TEST), "wav": str(decoded), "png": str(out / "reconstruction.png"),
-        "scores_vs_original": score_audio(original, recon, sr),
-        "scores_shuffled_vs_original": score_audio(original, shuffled, sr),
-        "identification": {k: ident[k] for k in ("top1_accuracy", "mean_rank_percentile", "chance_top1",
-                                                  "chance_rank_percentile", "n_segments")},
-        "identification_shuffled": {k: ident_shuffled[k] for k in ("top1_accuracy", "mean_rank_percentile")},
-        "random_weight_model_audio_is_meaningless": "model_id" not in codes.attrs,
+        **sc,
+        "model": codes.attrs.get("model_id", codes.attrs.get("model")),  # a random-weight model's audio means nothing
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(summary))

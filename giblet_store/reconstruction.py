@@ -265,13 +265,18 @@ def write_reconstruction(
     if (hit := store.lookup(key, "reconstruction")) is not None:
         return hit, False
     ds = _dataset(stored, feature, tds, tr)
+    return store.write(ds, _attrs(te, fe, inputs, key, tr, int(tds.sizes["tr"])), default_encoding(ds))
+
+
+def _attrs(te: Entry, fe: Entry, inputs: dict, key: str, tr: np.ndarray, n_target: int) -> dict:
     attrs = {k: te.attrs[k] for k in _CARRIED if k in te.attrs}
     attrs.update({
-        "kind": "reconstruction", "key": key, "feature": feature, "parent": [fe.key, te.key],
-        "target_key": te.key, "target_kind": te.kind, "fmri_key": fe.key, "subjects": subj,
-        "n_subjects": len(subj), "model_name": str(model_name), "checkpoint_sha256": ck_sha,
-        "training_params": training_params, "n_trs": int(tr.size), "target_n_trs": int(tds.sizes["tr"]),
+        "kind": "reconstruction", "key": key, "feature": inputs["feature"], "parent": [fe.key, te.key],
+        "target_key": te.key, "target_kind": te.kind, "fmri_key": fe.key, "subjects": inputs["subjects"],
+        "n_subjects": len(inputs["subjects"]), "model_name": inputs["model_name"],
+        "checkpoint_sha256": inputs["checkpoint_sha256"], "training_params": inputs["training_params"],
+        "n_trs": int(tr.size), "target_n_trs": n_target,
         "tr_range": [int(tr.min()), int(tr.max()) + 1] if tr.size else [0, 0], "hrf": "none",
         "algorithm_version": ALGORITHM_VERSION, "inputs": inputs,
     })
-    return store.write(ds, attrs, default_encoding(ds))
+    return attrs
