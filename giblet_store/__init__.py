@@ -20,6 +20,10 @@ from .derive import Embeddings, lineage  # noqa: E402
 from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
+from .reconstruction import write_reconstruction  # noqa: E402
+from .quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
+from .decoding import decode_codes, decode_reconstruction, reconstruction_audio  # noqa: E402
+from .scores import identify, identify_reconstruction  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
 from .quality import QualityParams, lsd_db, mel_distance_db, pesq_scores, si_sdr_db, snr_db, stoi_scores  # noqa: E402
 from .quality_run import QualityResult, score_audio  # noqa: E402
@@ -39,6 +43,9 @@ __all__ = [
     # audio quality
     "QualityParams", "QualityResult", "score_audio", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",
     "stoi_scores", "pesq_scores", "compare_codecs", "CompareReport",
+    # reconstruction (brain -> stimulus)
+    "write_reconstruction", "Quantise", "codebooks", "quantise", "dequantise",
+    "decode_codes", "decode_reconstruction", "reconstruction_audio", "identify", "identify_reconstruction",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors

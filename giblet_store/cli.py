@@ -124,13 +124,15 @@ def _cmd_show(args) -> int:
 
 # ------------------------------------------------------------------------------------ decode
 def _add_decode(sub) -> None:
-    p = sub.add_parser("decode", help="decode a codes entry (or a TR range) to a wav file")
+    p = sub.add_parser("decode", help="decode a codes, mel or reconstruction entry (or a TR range) to a wav file")
     p.add_argument("store")
     p.add_argument("key", metavar="KEY_OR_PREFIX")
     p.add_argument("-o", "--output", required=True, help="output .wav")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (stop exclusive)")
     p.add_argument("--model", default=None, help="model to decode with (default: the entry's hub model)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--bandwidth", type=float, default=None,
+                   help="reconstruction of embeddings: quantise at this bandwidth (kbps; default: the target's)")
     p.set_defaults(func=_cmd_decode)
 
 
@@ -299,6 +301,15 @@ def _decode_mel(store, entry, args):
 _DECODERS["mel"] = _decode_mel
 
 
+def _decode_reconstruction(store, entry, args):
+    from .decoding import cli_decode_reconstruction
+
+    return cli_decode_reconstruction(store, entry, args)
+
+
+_DECODERS["reconstruction"] = _decode_reconstruction
+
+
 def _parse_hrf(text: str):
     from .hrf import Fir, Hrf
 
@@ -323,6 +334,8 @@ def _add_derive(sub) -> None:
     what.add_argument("--resample-tr", type=float, metavar="S", help="resample to this TR (s) by stimulus time")
     what.add_argument("--stretch", type=int, metavar="N", help="the reference's stretch to N TRs (linspace)")
     what.add_argument("--embeddings", action="store_true", help="dequantise a codes entry (RVQ decode)")
+    what.add_argument("--quantise", type=float, metavar="KBPS",
+                      help="greedy RVQ of a reconstruction of embeddings at this bandwidth (-> codes)")
     p.add_argument("--hrf-length", type=float, default=32.0, help="HRF kernel length (s)")
     p.add_argument("--oversampling", type=int, default=1, help="HRF sub-samples averaged per TR (1: at TR multiples)")
     p.add_argument("--onset", type=float, default=0.0, help="--resample-tr: onset (s) of the target grid")
@@ -349,6 +362,10 @@ def _cmd_derive(args) -> int:
 
     if args.embeddings:
         transform = Embeddings()
+    elif args.quantise is not None:
+        from .quantise import Quantise
+
+        transform = Quantise(bandwidth_kbps=args.quantise)
     elif args.hrf is not None:
         transform = _parse_hrf(args.hrf)
         from .hrf import Hrf
@@ -367,7 +384,7 @@ def _cmd_derive(args) -> int:
         kw["axis"] = args.axis
     if args.reference_codes:
         kw["reference_codes"] = True
-    if args.embeddings:
+    if args.embeddings or args.quantise is not None:
         kw.update(model=args.model, device=args.device)
     store = open_store(args.store, mode="r")
     parent = store.get(args.key)

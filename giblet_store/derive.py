@@ -180,7 +180,22 @@ def _prepare(ds):
 
 
 # ------------------------------------------------------------------------------------- planning
+#: Transforms defined in modules above this one (e.g. :class:`giblet_store.quantise.Quantise`):
+#: type -> planner(store, parent, transform, model, device) -> _Plan. Registered on import.
+_MODEL_TRANSFORMS: dict[type, Callable[..., _Plan]] = {}
+
+
+def register_model_transform(cls: type, planner: Callable[..., _Plan]) -> None:
+    """Let :func:`derive` plan ``cls`` transforms (that take ``model=``) with ``planner``."""
+    _MODEL_TRANSFORMS[cls] = planner
+
+
 def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_codes=False, model=None, device="cpu") -> _Plan:
+    for cls, planner in _MODEL_TRANSFORMS.items():
+        if isinstance(transform, cls):
+            if variables is not None or axis is not None or reference_codes:
+                raise ParameterError(f"{cls.__name__} takes no variables, axis or reference_codes")
+            return planner(store, parent, transform, model, device)
     if isinstance(transform, Embeddings):
         if variables is not None or axis is not None or reference_codes:
             raise ParameterError("Embeddings takes no variables, axis or reference_codes; it dequantises the codes")
@@ -194,7 +209,7 @@ def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_
             raise ParameterError("reference_codes applies to Hrf on codes only")
         return _plan_resample(store, parent, transform, variables, axis)
     raise ParameterError(
-        f"cannot derive with {transform!r}; give Embeddings(), Hrf(...), Fir(delays) or Resample(...)"
+        f"cannot derive with {transform!r}; give Embeddings(), Quantise(...), Hrf(...), Fir(delays) or Resample(...)"
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ClusterError",
     "QualityError",
     "MetricUndefinedError",
+    "ReconstructionError",
 ]
 
 
@@ -106,3 +107,7 @@ class QualityError(GibletStoreError, ValueError):
 
 class MetricUndefinedError(QualityError):
     """A metric is undefined for this segment (silent, too short); per-TR scoring turns it into NaN + reason."""
+
+
+class ReconstructionError(GibletStoreError, ValueError):
+    """Predicted stimulus features that do not fit their target entry (grid, codebooks, dim) or lack provenance."""

@@ -194,7 +194,9 @@ def evaluate(store: Store, predictions: Entry | str, trs: tuple[int, int] | None
     -------
     (Entry, created)
         kind ``evaluation``: ``r`` (subject, voxel) float32 (NaN where a series is constant) and
-        ``r_mean`` (voxel,) float32, the mean over subjects; ``parent`` = {predictions, fmri}.
+        ``r_mean`` (voxel,) float32, the mean over subjects; ``parent`` = {predictions, fmri}. Also
+        ``r2``, ``noise_ceiling`` (leave-one-subject-out ISC) and ``r_normalised`` (subject, voxel)
+        with per-subject and overall means in ``attrs["scores"]`` (see :mod:`giblet_store.scores`).
         Export the map with :func:`entry_to_nifti`.
 
     Raises
@@ -219,7 +221,8 @@ def evaluate(store: Store, predictions: Entry | str, trs: tuple[int, int] | None
             f"TR range {a}:{b} holds {sel.size} predicted TR(s) (predicted: {int(ptr.min())}:{int(ptr.max()) + 1}); "
             "a correlation needs at least 3")
     inputs = {"kind": "evaluation", "metric": "pearson_r", "algorithm_version": ALGORITHM_VERSION,
-              "format_version": FORMAT_VERSION, "predictions_key": pe.key, "fmri_key": fe.key, "trs": [a, b]}
+              "format_version": FORMAT_VERSION, "predictions_key": pe.key, "fmri_key": fe.key, "trs": [a, b],
+              "scores": ["r2", "noise_ceiling_loso_isc", "r_normalised"]}
     key = content_key(inputs)
     if (hit := store.lookup(key, "evaluation")) is not None:
         return hit, False
@@ -232,6 +235,12 @@ def evaluate(store: Store, predictions: Entry | str, trs: tuple[int, int] | None
     subj = [str(s) for s in r["subject"].values]
     ds = xr.Dataset({"r": (("subject", "voxel"), r.values), "r_mean": (("voxel",), r_mean.values)},
                     coords={"subject": np.array(subj, dtype=object)})
+    from .scores import encoding_scores
+
+    all_y = store.open(fe)["fmri"].sel(tr=sel)
+    more, score_attrs = encoding_scores(p.values, y.values, r.values, subj, all_y.values,
+                                        [str(s) for s in all_y["subject"].values])
+    ds = ds.assign(more)
     finite = r.values[np.isfinite(r.values)]
     attrs = {
         "kind": "evaluation", "key": key, "metric": "pearson_r", "parent": {"predictions": pe.key, "fmri": fe.key},
@@ -240,7 +249,7 @@ def evaluate(store: Store, predictions: Entry | str, trs: tuple[int, int] | None
         "tr_s": fe.attrs["tr_s"], "n_undefined": int(r.size - finite.size),
         "r_mean_all": float(finite.mean()) if finite.size else None,
         "r_median_all": float(np.median(finite)) if finite.size else None,
-        "algorithm_version": ALGORITHM_VERSION, "inputs": inputs,
+        "algorithm_version": ALGORITHM_VERSION, "inputs": inputs, **score_attrs,
     }
     return store.write(ds, attrs)
 
