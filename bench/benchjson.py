@@ -8,7 +8,8 @@ rows, one per figure, made with :func:`row`:
      "ratio": 4.8, "target": ">= 1.5x", "goal": {"on": "ratio", "op": ">=", "value": 1.5}}
 
 ``baseline`` and ``ours`` are numbers in ``unit``, measured in the same run on the same data;
-``ratio`` is the improvement (> 1: ours is better) or None; ``goal`` says which number the target
+``ratio`` is the ratio the target is stated in (speed: baseline time / our time, > 1 is faster;
+size: our bytes / baseline bytes) or None; ``goal`` says which number the target
 applies to (``ratio`` or ``ours``), so ``report.py`` can take medians over runs and check the target
 on the median. A bench writes its rows with :func:`write` (a no-op without ``--json``).
 """
