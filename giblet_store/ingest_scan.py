@@ -57,7 +57,7 @@ def _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes, vote:
                     z_m.add(x[a - t0 : b - t0, given_flat] if x is not None
                             else scale(raw[a - t0 : b - t0][:, given_flat], s))
     except BaseException:
-        reader.hexdigest()  # closes the file
+        reader.close()
         raise
     return reader.hexdigest(), n_finite, std_m, z_m
 

@@ -115,9 +115,12 @@ class HashedVolumes:
                 pass
             return self.raw.h.hexdigest()
         finally:
-            if self.gz:
-                self.src.close()
-            self.raw.close()
+            self.close()
+
+    def close(self) -> None:
+        if self.gz:
+            self.src.close()
+        self.raw.close()
 
 
 def _raw_proxy(series):
