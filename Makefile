@@ -27,9 +27,10 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
+# every bench, one Markdown table in bench/RESULTS.md (bench/report.py; a few minutes on 2 cores);
+# e.g. make bench BENCH_ARGS="--runs 3 --encode-seconds 30 120 600"
 bench: $(STAMP)
-	$(PY) bench/encode.py
-	$(PY) bench/storage.py
+	$(PY) bench/report.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_store .pytest_cache .hypothesis

@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument("--worker", default=None)
     p.add_argument("--wav", default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--json", default=None, help="write the figures here (bench/benchjson.py)")
     a = p.parse_args()
     if a.worker:
         return worker(a.worker, a.model, a.seconds, a.bandwidth, a.wav, a.out)
@@ -99,6 +100,28 @@ def main() -> None:
               f"(chunked {c['peak_rss'] / GIB:.2f} GiB, target <= 1.5 GiB)")
         print(f"code agreement with whole-file:     {100 * agree:.2f}%  (target >= 99.5%); "
               f"frames {c['codes'].shape[1]} vs {w['codes'].shape[1]}")
+    write_json(a.json, a.seconds, c, w)
+
+
+def write_json(path, seconds: float, c: dict | None, w: dict | None) -> None:
+    """The figures of bench/benchjson.py (``make bench``): chunked extraction vs the whole-file call."""
+    if not path:
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchjson import row, write
+
+    rows = []
+    if c and w:
+        s = f"{seconds:g} s"
+        rows.append(row("encode", f"throughput, {s}", "audio s/s", "whole-file encode", seconds / w["seconds"],
+                        seconds / c["seconds"], w["seconds"] / c["seconds"], ">= 1.0x", value=1.0))
+        same = c["codes"].shape == w["codes"].shape
+        agree = 100 * float((c["codes"] == w["codes"]).mean()) if same else float("nan")
+        rows.append(row("encode", f"codes equal to whole-file, {s}", "%", "", None, agree, None, ">= 99.5%",
+                        on="ours", value=99.5))
+        rows.append(row("encode", f"peak RSS, {s}", "GiB", "whole-file encode", w["peak_rss"] / GIB,
+                        c["peak_rss"] / GIB, None, "<= 1.5 GiB", on="ours", op="<=", value=1.5))
+    write(path, rows)
 
 
 if __name__ == "__main__":

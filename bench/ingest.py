@@ -12,7 +12,9 @@ disk volume by volume. Each measurement runs in a fresh Python process, so its p
 
 Throughput is voxel-TRs of the file per second; the ratio is against ``nibabel get_fdata``.
 
-    .venv/bin/python bench/ingest.py [--trs 946] [--gz] [--dir DIR]
+    .venv/bin/python bench/ingest.py [--trs 946] [--gz] [--dir DIR] [--json OUT]
+
+Targets (issue 14): ingest >= 0.5x the throughput of ``get_fdata``, peak RSS <= 512 MiB.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ import nibabel as nib
 if what.startswith("ingest"):
     import giblet_store as gs
     from giblet_store.fmri import FmriParams, ingest_fmri
-    import dask.array, xarray, zarr  # imported by the first ingest of a session: not timed
+    import dask.array, xarray, zarr, jsonschema  # imported by the first ingest of a session: not timed
+    try:
+        import distributed  # dask imports it on the first compute when installed (~1 s): not timed either
+    except ImportError:
+        pass
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 if what == "get_fdata":
@@ -121,6 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dir", default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--skip-get-fdata", action="store_true", help="skip the 2 GB whole-file read")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each; the fastest is shown, the largest RSS")
+    ap.add_argument("--json", default=None, help="write the figures here (bench/benchjson.py)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         tmp = Path(tmp)
@@ -146,7 +153,27 @@ def main(argv=None) -> int:
             print(f"{label:22s} {r['seconds']:8.2f} {voxel_trs / r['seconds'] / 1e6:10.1f} "
                   f"{ref / r['seconds']:21.2f}x {r['peak_rss_mib']:13.0f}  "
                   f"(imports {r['rss_after_imports_mib']:.0f} MiB) {notes if notes else ''}")
+        write_json(args.json, rows, voxel_trs, has_reference=not args.skip_get_fdata)
     return 0
+
+
+def write_json(path, rows, voxel_trs: int, has_reference: bool) -> None:
+    """The figures of bench/benchjson.py: throughput vs get_fdata and peak RSS of each ingest."""
+    from benchjson import row, write
+
+    by = dict(rows)
+    ref = by.get("nibabel get_fdata")
+    out = []
+    for label in ("ingest (computed)", "ingest (given mask)"):
+        r = by[label]
+        if has_reference:
+            out.append(row("ingest", f"throughput, {label[8:-1]}", "Mvox-TR/s", "nibabel get_fdata",
+                           voxel_trs / ref["seconds"] / 1e6, voxel_trs / r["seconds"] / 1e6,
+                           ref["seconds"] / r["seconds"], ">= 0.5x", value=0.5))
+        out.append(row("ingest", f"peak RSS, {label[8:-1]}", "MiB", "nibabel get_fdata",
+                       ref["peak_rss_mib"] if ref else None, r["peak_rss_mib"], None, "<= 512 MiB", on="ours",
+                       op="<=", value=512))
+    write(path, out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ is (codes (8, 113) int64, n_frames int64, fmri (voxel,) float32) for one (subjec
 Rates are samples/s; ratios are computed in the same run. With a GPU, (b) is also timed with batches
 moved to it (pin_memory, non_blocking).
 
-    .venv/bin/python bench/loader.py [--trs 20000] [--voxels 3000] [--dir DIR]
+    .venv/bin/python bench/loader.py [--trs 20000] [--voxels 3000] [--dir DIR] [--keep DIR] [--json OUT]
+
+Targets (issue 14): workers=0 >= 0.8x bulk, workers=2 >= 0.5x bulk (steady state), >= 50x naive.
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--naive", type=int, default=500, help="samples timed for (a)")
     ap.add_argument("--dir", default=None, help="parent of the temporary store")
     ap.add_argument("--keep", default=None, help="build the store here once and reuse it on later runs")
+    ap.add_argument("--json", default=None, help="write the figures here (bench/benchjson.py)")
     args = ap.parse_args(argv)
     import torch
     import zarr
@@ -245,7 +248,26 @@ def main(argv=None) -> int:
         for k, v in res.items():
             if k.startswith("b"):
                 print(f"  {k:{width}s} {v / bulk:5.2f}x (c) {v / naive:7.0f}x (a)")
+        write_json(args.json, res)
     return 0
+
+
+def write_json(path, res: dict) -> None:
+    """The figures of bench/benchjson.py: our loader against the bulk read and the naive reads."""
+    from benchjson import row, write
+
+    bulk, naive = res["c bulk sequential read"], res["a naive per-index"]
+    rows = []
+    for w, goal in ((0, 0.8), (2, 0.5)):
+        for phase in ("steady", "first epoch"):
+            v = res[f"b ours, workers={w} ({phase})"]
+            rows.append(row("loader", f"workers={w}, {phase}", "samples/s", "bulk sequential read", bulk, v,
+                            v / bulk, f">= {goal}x" if phase == "steady" else "(includes worker start)",
+                            value=goal if phase == "steady" else None))
+    v = res["b ours, workers=0 (steady)"]
+    rows.append(row("loader", "workers=0 vs naive", "samples/s", "naive per-index reads", naive, v, v / naive,
+                    ">= 50x", value=50))
+    write(path, rows)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from .causal_fir import HRF_ALGORITHM_VERSION
 from .errors import ParameterError
 from .hrf import INTEGER_CODES_MESSAGE, Fir, Hrf, convolve_causal, delay, hrf_kernel
 from .params import ALGORITHM_VERSION, Params, content_key
@@ -323,6 +324,8 @@ def _plan_hrf(store, parent: Entry, transform, variables, axis, reference_codes:
             stacklevel=6,  # the caller of Store.derive
         )
     options = {"axis": axis, "variables": sorted(names), "integer": "reference" if codes else "error"}
+    if kernel is not None:  # the convolution's own version: its output bytes changed with it
+        options["hrf_algorithm_version"] = HRF_ALGORITHM_VERSION
 
     def build():
         out = _tr_coords(_carry(ds, names + (["n_frames"] if codes and "n_frames" in ds else []), axis), axis, parent)

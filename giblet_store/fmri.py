@@ -5,12 +5,14 @@ peak memory is a few volumes plus one output chunk, whatever the number of TRs o
 
 Three streamed passes, all before or inside the staged write (so bad input leaves the store as it was):
 
-1. **scan** every volume of every subject: non-finite values, and (for a computed mask) each
-   subject's temporal std over its first ``MaskParams.sample_trs`` TRs;
-2. **statistics** (only for z-scoring with a computed mask): per-voxel mean/std over the training TRs
-   (with a given mask they come from pass 1);
+1. **scan**, one read of each file (:mod:`giblet_store.ingest_scan`): its sha256 (the key; a cache
+   hit stops here), non-finite values, (for a computed mask) each subject's temporal std over its
+   first ``MaskParams.sample_trs`` TRs and (for a given mask) the z-score moments;
+2. **statistics** (only for z-scoring with a computed mask, whose voxels pass 1 decides): per-voxel
+   mean/std over the training TRs, reading only those TRs and gathering only mask voxels;
 3. **write**: one Dask task per output chunk ``(1 subject, chunk_trs, voxel)``; the tasks of one
-   subject read in order, so a ``.nii.gz`` is decompressed once.
+   subject read in order, so a ``.nii.gz`` is decompressed once. Mask voxels are gathered from the
+   stored values before scaling (:mod:`giblet_store.nifti_read`).
 
 The mask is stored with the data: ``mask`` (x, y, z) bool, ``voxel_ijk`` (voxel, ijk) int32 in
 ``np.argwhere(mask)`` order, and the affine in the attributes, so the voxel set never drifts between
@@ -35,8 +37,9 @@ from .validate import int_in_range, tr_seconds
 from .errors import ParameterError
 from .nifti import (
     BLOCK_BYTES, FmriError, NiftiSeries, done, flat_index, fmri_entry_of, load_mask, open_series, read_masked,
-    scan_series, to_nifti, voxel_moments,
+    to_nifti, voxel_moments,
 )
+from .ingest_scan import scan_and_hash
 from .params import ALGORITHM_VERSION, Params, content_key
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
@@ -379,8 +382,6 @@ def ingest_fmri(
     import dask
     import xarray as xr
 
-    from .hashing import sha256_file
-
     params = params or FmriParams()
     mask_params = mask_params or MaskParams()
     series, n_trs = _open_all(niftis, subjects, params)
@@ -390,8 +391,14 @@ def ingest_fmri(
     stim = _check_stimulus(store, stimulus, tr_s)
     given = _given_mask(mask, first)
 
-    sources = [{"subject": subj, "source_name": s.path.name, "source_sha256": sha256_file(s.path),
-                "n_volumes": s.n_volumes} for subj, s in zip(subjects, series)]
+    # pass 1, one read of each file: its sha256 (for the key) and the scan (errors leave the store untouched)
+    given_ijk = np.argwhere(given) if given is not None else None
+    given_flat = flat_index(given_ijk, first.shape) if given is not None else None
+    z = params.zscore_trs
+    digests, votes, nonfinite, moments, thresholds = scan_and_hash(
+        series, subjects, n_trs, given_flat, mask_params.std_percentile, mask_params.sample_trs, z, block_bytes)
+    sources = [{"subject": subj, "source_name": s.path.name, "source_sha256": d,
+                "n_volumes": s.n_volumes} for subj, s, d in zip(subjects, series, digests)]
     mask_input = ({"given": _mask_key(given, first.affine)} if given is not None
                   else {"computed": mask_params.to_dict()})
     inputs = {
@@ -408,12 +415,6 @@ def ingest_fmri(
     if (hit := store.lookup(key, "fmri")) is not None:
         return IngestResult(hit, False)
 
-    # pass 1: scan everything (errors here leave the store untouched)
-    given_ijk = np.argwhere(given) if given is not None else None
-    given_flat = flat_index(given_ijk, first.shape) if given is not None else None
-    z = params.zscore_trs
-    votes, nonfinite, moments, thresholds = scan_series(
-        series, subjects, n_trs, given_flat, mask_params.std_percentile, mask_params.sample_trs, z, block_bytes)
     mask_flat, dropped = _final_mask(first.shape, subjects, given_flat, votes, nonfinite, mask_params,
                                      params.nan_policy)
     if dropped:

@@ -251,15 +251,16 @@ def _axis_of(x, axis) -> tuple[int, str | None]:
 def _causal_block(block: np.ndarray, kernel: np.ndarray, axis: int, first: bool, out_dtype) -> np.ndarray:
     """Causal convolution of one block whose first ``len(kernel)-1`` rows are left context.
 
-    The first block has no left context: an FIR ``lfilter`` starts from zeros, which is exactly the
-    causal convolution's zero past, so nothing is trimmed there.
+    The first block has no left context: its past is zero, exactly the causal convolution's, so
+    nothing is trimmed there. Computed as blocked Toeplitz products in float64
+    (:func:`giblet_store.causal_fir.causal_fir`).
     """
-    from scipy.signal import lfilter
+    from .causal_fir import causal_fir
 
     k = 0 if first else len(kernel) - 1
-    b = np.moveaxis(block, axis, 0).astype(np.float64)
-    y = lfilter(kernel, [1.0], b.reshape(b.shape[0], -1), axis=0).reshape(b.shape)[k:]
-    return np.moveaxis(y, 0, axis).astype(out_dtype, copy=False)
+    b = np.moveaxis(block, axis, 0)
+    y = causal_fir(b.reshape(b.shape[0], -1), kernel, k, out_dtype).reshape((b.shape[0] - k,) + b.shape[1:])
+    return np.moveaxis(y, 0, axis)
 
 
 def _check_integer(x_dtype, integer: str, codebook_size: int | None):

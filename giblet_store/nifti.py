@@ -403,13 +403,27 @@ def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs,
     return votes, nonfinite, moments, thresholds
 
 
+def iter_masked(series: NiftiSeries, start: int, stop: int, flat, max_bytes: int = BLOCK_BYTES):
+    """Yield ``(t0, rows)``: (k, voxel) float64 values of volumes ``t0:t0+k`` at voxels ``flat``.
+
+    The same numbers and blocks as ``iter_blocks(...)`` then ``block[:, flat]``, but the voxels are
+    gathered from the stored values before scaling (:mod:`giblet_store.nifti_read`).
+    """
+    from .nifti_read import raw_rows, scale
+
+    k = block_volumes(series.shape, max_bytes)
+    for t0 in range(start, stop, k):
+        t1 = min(stop, t0 + k)
+        yield t0, scale(raw_rows(series, t0, t1)[:, flat], series)
+
+
 def voxel_moments(series, flat, trs, max_bytes) -> list["Moments"]:
     """Per subject, the moments of the voxels ``flat`` over TRs ``trs`` (start, stop), streamed."""
     out = []
     for s in series:
         m = Moments(len(flat))
-        for _, x in iter_blocks(s, trs[0], trs[1], max_bytes):
-            m.add(x[:, flat])
+        for _, x in iter_masked(s, trs[0], trs[1], flat, max_bytes):
+            m.add(x)
         out.append(m)
     return out
 
@@ -420,8 +434,7 @@ def read_masked(series: NiftiSeries, a: int, b: int, flat, mean, std, max_bytes,
     ``_after`` is ignored: passing the previous task's result orders the reads of one file.
     """
     out = np.empty((1, b - a, len(flat)), np.float32)
-    for t0, x in iter_blocks(series, a, b, max_bytes):
-        rows = x[:, flat]  # (k, voxel) float64
+    for t0, rows in iter_masked(series, a, b, flat, max_bytes):  # (k, voxel) float64
         if mean is not None:
             rows = (rows - mean) / std
         out[0, t0 - a : t0 - a + rows.shape[0]] = rows

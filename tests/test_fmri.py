@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 from giblet_store import content_key, open_store
+from giblet_store.hashing import sha256_file
 from giblet_store.cli import main
 from giblet_store.errors import ParameterError
 from giblet_store.fmri import FmriError, FmriParams, MaskParams, ingest_fmri, to_nifti
@@ -152,14 +153,27 @@ def test_streams_blocks_never_the_whole_series(store, tmp_path, monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("whole-series read")
 
+    from giblet_store.nifti_read import HashedVolumes
+
+    scanned = []
+    real_blocks = HashedVolumes.blocks
+
+    def spy_blocks(self, stop, k):
+        for t0, raw in real_blocks(self, stop, k):
+            scanned.append(raw.shape[0])
+            yield t0, raw
+
     monkeypatch.setattr(proxy, "__getitem__", spy)
     monkeypatch.setattr(proxy, "__array__", forbidden)
     monkeypatch.setattr(nib.Nifti1Image, "get_fdata", forbidden)
+    monkeypatch.setattr(HashedVolumes, "blocks", spy_blocks)
     volume_bytes = 6 * 5 * 4 * 8
-    ingest_fmri(store, [path], ["s1"], params=FmriParams(zscore_trs=(0, 20)), block_bytes=3 * volume_bytes,
-                chunk_trs=8)
-    assert sizes and max(sizes) <= 3
-    assert sum(sizes) >= 40 * 2  # the scan pass and the write pass each read every volume
+    r = ingest_fmri(store, [path], ["s1"], params=FmriParams(zscore_trs=(0, 20)), block_bytes=3 * volume_bytes,
+                    chunk_trs=8)
+    assert sizes and max(sizes) <= 3 and scanned and max(scanned) <= 3
+    assert sum(scanned) == 40  # the scan (with the hash) reads every volume once
+    assert sum(sizes) == 20 + 40  # the training TRs for the computed mask's z-score, then the write
+    assert r.entry.attrs["sources"][0]["source_sha256"] == sha256_file(path)
 
 
 def test_second_ingest_is_a_cache_hit_and_parameters_change_the_key(store):
