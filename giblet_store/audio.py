@@ -60,6 +60,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(f"audio file {str(p)!r} does not exist; check the path")
     if p.is_dir():
         raise AudioError(f"{str(p)!r} is a directory; expected an audio file (wav, flac, ogg)")
+    from .wavcheck import check_readable, check_wav_complete
+
+    check_readable(p)
     try:
         info = sf.info(str(p))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
@@ -69,6 +72,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         ) from None
     if info.frames <= 0:
         raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode")
+    check_wav_complete(p, int(info.samplerate))
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
 
 
@@ -116,6 +120,7 @@ def load_audio(
     if info.sample_rate_hz != sample_rate_hz:
         stream = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, channels, dtype="float32")
     pos = 0
+    n_read = 0
 
     def _put(block: np.ndarray) -> None:
         nonlocal pos
@@ -128,6 +133,7 @@ def load_audio(
         with sf.SoundFile(str(path)) as f:
             for start in range(0, info.n_samples, _BLOCK_FRAMES):
                 block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                n_read += len(block)
                 if not np.isfinite(block).all():
                     bad = int(start + np.argwhere(~np.isfinite(block))[0, 0])
                     raise AudioError(
@@ -152,6 +158,11 @@ def load_audio(
         raise
     except Exception as exc:
         raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
+    if n_read < info.n_samples:
+        raise AudioError(
+            f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "
+            f"({info.duration_s:.3f} s) but only {n_read} could be read; re-export or repair the file"
+        )
     if out is not None:
         buf.flush()
         del buf

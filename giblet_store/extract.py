@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .audio import audio_info, load_audio, sha256_file
+from .bounds import check_grid_bounds
 from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity
 from .errors import AudioError, ParameterError
 from .grid import TrGrid, from_tr, grid_attrs, to_tr
@@ -94,6 +95,7 @@ def extract_codes(
 
     model = load_codec(codec.model, codec.revision, device)
     n_q = model.n_codebooks(codec.bandwidth_kbps)  # unsupported bandwidth: error before reading audio
+    check_grid_bounds(grid, info.duration_s, model.frame_rate, 2 * n_q, what=repr(str(audio_path)))
     with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
         # long inputs are resampled into a file-backed memory map: RSS does not grow with length
         out = os.path.join(tmp, "audio.npy") if info.duration_s > MEMMAP_ABOVE_S else None
@@ -240,6 +242,9 @@ def decode_entry(
     """
     import soundfile as sf
 
+    from .validate import parse_output_path
+
+    parse_output_path(out_path, "output wav")
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     audio = decode_stream(codec, stream)

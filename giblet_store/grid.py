@@ -58,7 +58,7 @@ class TrGrid(Params):
     onset_s : float
         Stimulus time at which TR 0 starts (negative: the scan started before the stimulus).
     n_trs : int or None
-        Number of TRs. None: as many as the stimulus fills. More pads with empty TRs
+        Number of TRs (>= 1). None: as many as the stimulus fills. More pads with empty TRs
         (``n_frames == 0``); fewer crops, with a warning and a count in the attributes.
 
     Examples
@@ -86,7 +86,10 @@ class TrGrid(Params):
             raise ParameterError(f"onset_s must be a finite number of seconds, got {on!r}")
         n = self.n_trs
         if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0):
-            raise ParameterError(f"n_trs must be a non-negative integer or None, got {n!r}")
+            raise ParameterError(f"n_trs must be a positive integer or None, got {n!r}")
+        if n is not None and n == 0:
+            raise ParameterError("n_trs=0 would make an empty entry; give a positive n_trs, or leave it unset "
+                                 "(None: as many TRs as the stimulus fills)")
         object.__setattr__(self, "tr_s", float(tr))
         object.__setattr__(self, "onset_s", float(on))
         if n is not None:

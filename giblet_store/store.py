@@ -306,7 +306,11 @@ class Store(StagedWrites):
             return existing, False
         kind, key = attrs["kind"], attrs["key"]
         final = f"{kind}/{key[:_KEY_PATH_LEN]}"
-        target = f"{STAGING}/{key[:_KEY_PATH_LEN]}-{uuid.uuid4().hex[:8]}" if self.local else final
+        if self.local:
+            from .leftovers import staging_name, sweep_dead_writers
+
+            sweep_dead_writers(self, key[:_KEY_PATH_LEN])  # folders of killed writes of this key
+        target = f"{STAGING}/{staging_name(key[:_KEY_PATH_LEN])}" if self.local else final
         enc = default_encoding(ds) if encoding is None else encoding
         try:
             ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc,
@@ -317,9 +321,12 @@ class Store(StagedWrites):
                 self._ensure_group(kind)
                 if (existing := self._publish(target, final, key, kind)) is not None:
                     return existing, False
-        except BaseException:
+        except BaseException as exc:
             if self.local:
                 self._remove(target)
+            if isinstance(exc, PermissionError):
+                raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
+                                 "make the store writable, or give a store you can write to") from None
             raise
         return Entry(self, final, attrs), True
 
