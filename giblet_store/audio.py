@@ -71,7 +71,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
             "give a wav, flac or ogg file, or convert it first (e.g. ffmpeg -i in.mp4 out.flac)"
         ) from None
     if info.frames <= 0:
-        raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode")
+        raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode. "
+                         "Give a file that holds audio")
     check_wav_complete(p, int(info.samplerate))
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
 

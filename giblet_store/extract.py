@@ -111,7 +111,8 @@ def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identi
     if audio.shape[-1] < model.hop:
         raise AudioError(
             f"{str(audio_path)!r} is {info.duration_s * 1000:.2f} ms long, shorter than one EnCodec hop "
-            f"({model.hop} samples = {1000 * model.hop / model.sample_rate_hz:.1f} ms); nothing to encode"
+            f"({model.hop} samples = {1000 * model.hop / model.sample_rate_hz:.1f} ms); nothing to encode. Give at "
+            f"least {1000 * model.hop / model.sample_rate_hz:.1f} ms of audio"
         )
     ds, attrs = _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, scheduler, n_q)
     attrs["source_name"] = Path(audio_path).name

@@ -131,7 +131,8 @@ def open_series(path: str | os.PathLike) -> NiftiSeries:
         # keep_file_open: blocks are read in order, so a .nii.gz is decompressed once, not per block
         img = nib.load(str(p), keep_file_open=True)
     except Exception as exc:  # nibabel raises many types for unreadable files
-        raise FmriError(f"{str(p)!r} is not a readable NIfTI image ({type(exc).__name__}: {exc})") from None
+        raise FmriError(f"{str(p)!r} is not a readable NIfTI image ({type(exc).__name__}: {exc}); give a 4D NIfTI "
+                        "series (.nii or .nii.gz)") from None
     shape = tuple(int(s) for s in img.shape)
     if len(shape) != 4:
         what = "3D (x, y, z): one volume" if len(shape) == 3 else f"{len(shape)}D {shape}"

@@ -25,6 +25,7 @@ from .errors import (
     EntryNotFoundError,
     FormatVersionError,
     NotAStoreError,
+    SchemaError,
     StoreError,
 )
 from .schema import FORMAT_VERSION, entry_document, validate_entry
@@ -272,9 +273,17 @@ class Store(StagedWrites):
         entry = self.get(entry)
         _check_version(entry.attrs, f"entry {entry.key[:16]}")
         check_entry_codecs(self.fs, self._p(entry.path), f"entry {entry.key[:16]} ({entry.path})")
-        ds = xr.open_zarr(self.zstore, group=entry.path, consolidated=False, zarr_format=3)
+        repair = f"`giblet-store verify {self.url} --repair` moves a broken entry aside"
+        try:
+            ds = xr.open_zarr(self.zstore, group=entry.path, consolidated=False, zarr_format=3)
+        except Exception as exc:  # damaged array metadata (hand-edited dtype, shape, fill value, ...)
+            raise SchemaError(f"entry {entry.key[:16]} ({entry.path}) cannot be opened: {type(exc).__name__}: "
+                              f"{exc}; {repair}") from None
         if validate:
-            validate_entry(entry_document(ds), where=f"entry {entry.key[:16]}")
+            try:
+                validate_entry(entry_document(ds), where=f"entry {entry.key[:16]}")
+            except SchemaError as exc:
+                raise SchemaError(f"{exc}; {repair}") from None
         return ds
 
     # ------------------------------------------------------------------------------ writing
