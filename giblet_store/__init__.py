@@ -26,6 +26,10 @@ from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
+from .validate import KINDS, parse_key, parse_kind, parse_output_path  # noqa: E402
+from .verify import QuarantineWarning, VerifyReport, verify_store  # noqa: E402
+from .codecs_allowed import ALLOWED_CODECS, UnsafeCodecError  # noqa: E402
+from .bounds import check_grid_bounds  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -41,6 +45,9 @@ __all__ = [
     "split_trs", "plan_samples", "StoreDataset",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
+    # reliability: user-given path segments, store checks, resource bounds
+    "KINDS", "parse_kind", "parse_key", "parse_output_path", "verify_store", "VerifyReport", "QuarantineWarning",
+    "ALLOWED_CODECS", "UnsafeCodecError", "check_grid_bounds",
     # errors
     *_errors_all,
 ]
