@@ -27,6 +27,10 @@ from .scores import identify, identify_reconstruction  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
 from .quality import QualityParams, lsd_db, mel_distance_db, pesq_scores, si_sdr_db, snr_db, stoi_scores  # noqa: E402
 from .quality_run import QualityResult, score_audio  # noqa: E402
+from .validate import KINDS, parse_key, parse_kind, parse_output_path  # noqa: E402
+from .verify import QuarantineWarning, VerifyReport, verify_store  # noqa: E402
+from .codecs_allowed import ALLOWED_CODECS, UnsafeCodecError  # noqa: E402
+from .bounds import check_grid_bounds  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -48,6 +52,9 @@ __all__ = [
     "decode_codes", "decode_reconstruction", "reconstruction_audio", "identify", "identify_reconstruction",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
+    # reliability: user-given path segments, store checks, resource bounds
+    "KINDS", "parse_kind", "parse_key", "parse_output_path", "verify_store", "VerifyReport", "QuarantineWarning",
+    "ALLOWED_CODECS", "UnsafeCodecError", "check_grid_bounds",
     # errors
     *_errors_all,
 ]

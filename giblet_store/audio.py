@@ -50,6 +50,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(f"audio file {str(p)!r} does not exist; check the path")
     if p.is_dir():
         raise AudioError(f"{str(p)!r} is a directory; expected an audio file (wav, flac, ogg)")
+    from .wavcheck import check_readable, check_wav_complete
+
+    check_readable(p)
     try:
         info = sf.info(str(p))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
@@ -58,7 +61,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
             "give a wav, flac or ogg file, or convert it first (e.g. ffmpeg -i in.mp4 out.flac)"
         ) from None
     if info.frames <= 0:
-        raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode")
+        raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode. "
+                         "Give a file that holds audio")
+    check_wav_complete(p, int(info.samplerate))
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
 
 
@@ -106,6 +111,7 @@ def load_audio(
     if info.sample_rate_hz != sample_rate_hz:
         stream = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, channels, dtype="float32")
     pos = 0
+    n_read = 0
 
     def _put(block: np.ndarray) -> None:
         nonlocal pos
@@ -118,6 +124,7 @@ def load_audio(
         with sf.SoundFile(str(path)) as f:
             for start in range(0, info.n_samples, _BLOCK_FRAMES):
                 block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                n_read += len(block)
                 if not np.isfinite(block).all():
                     bad = int(start + np.argwhere(~np.isfinite(block))[0, 0])
                     raise AudioError(
@@ -142,6 +149,11 @@ def load_audio(
         raise
     except Exception as exc:
         raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
+    if n_read < info.n_samples:
+        raise AudioError(
+            f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "
+            f"({info.duration_s:.3f} s) but only {n_read} could be read; re-export or repair the file"
+        )
     if out is not None:
         buf.flush()
         del buf

@@ -143,7 +143,7 @@ def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.Pat
     """
     if isinstance(source, Mapping):
         name, base = "<mapping>", Path(base_dir or os.getcwd())
-        top, rows = _from_mapping(source, name)
+        top, rows, problems = _from_mapping(source, name)
     else:
         p = Path(source).expanduser()
         name, base = str(p), Path(base_dir) if base_dir else p.resolve().parent
@@ -151,13 +151,13 @@ def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.Pat
             raise ManifestError(name, [f"the manifest file {str(p)!r} does not exist (or is not a file)"])
         suffix = p.suffix.lower()
         if suffix == ".csv":
-            top, rows = {}, _read_csv(p)
+            top, (rows, problems) = {}, _read_csv(p)
         elif suffix in (".yaml", ".yml", ".json"):
-            top, rows = _from_mapping(_read_mapping(p, suffix), name)
+            top, rows, problems = _from_mapping(_read_mapping(p, suffix), name)
         else:
             raise ManifestError(name, [f"unknown manifest format {suffix or '(no suffix)'!r}; give a .csv, .yaml, "
                                        ".yml or .json file"])
-    return _build(name, base, top, rows)
+    return _build(name, base, top, rows, problems)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -173,11 +173,14 @@ def _read_mapping(p: Path, suffix: str) -> Any:
         raise ManifestError(str(p), [f"cannot parse {p.name}: {exc}"]) from None
 
 
-def _from_mapping(doc: Any, name: str) -> tuple[dict, list[tuple[str, dict]]]:
+def _from_mapping(doc: Any, name: str) -> tuple[dict, list[tuple[str, dict]], list[str]]:
+    """(top-level fields, stimulus rows, problems): unknown fields are reported and left out, so the
+    rest of the manifest is still checked and every problem is reported at once."""
     if not isinstance(doc, Mapping):
         raise ManifestError(name, [f"the manifest must be a mapping with a 'stimuli' list, got "
                                    f"{type(doc).__name__}"])
-    problems = _unknown(doc, set(STIMULUS_FIELDS) - {"path"} | set(TOP_FIELDS), "top-level key")
+    top_allowed = set(STIMULUS_FIELDS) - {"path"} | set(TOP_FIELDS)
+    problems = _unknown(doc, top_allowed, "top-level key")
     stimuli = doc.get("stimuli")
     if not isinstance(stimuli, list) or not stimuli:
         problems.append("'stimuli' must be a non-empty list of paths or {path: ..., ...} mappings")
@@ -191,13 +194,11 @@ def _from_mapping(doc: Any, name: str) -> tuple[dict, list[tuple[str, dict]]]:
             problems.append(f"{where}: expected a path or a mapping, got {s!r}")
             continue
         problems += [f"{where}: {m}" for m in _unknown(s, set(STIMULUS_FIELDS), "key")]
-        rows.append((where, dict(s)))
-    if problems:
-        raise ManifestError(name, problems)
-    return {k: v for k, v in doc.items() if k != "stimuli"}, rows
+        rows.append((where, {k: v for k, v in s.items() if k in STIMULUS_FIELDS}))
+    return {k: v for k, v in doc.items() if k != "stimuli" and k in top_allowed}, rows, problems
 
 
-def _read_csv(p: Path) -> list[tuple[str, dict]]:
+def _read_csv(p: Path) -> tuple[list[tuple[str, dict]], list[str]]:
     with open(p, newline="") as f:
         numbered = [(n, ln) for n, ln in enumerate(f, start=1) if ln.strip() and not ln.lstrip().startswith("#")]
     lines = [ln for _, ln in numbered]
@@ -217,13 +218,11 @@ def _read_csv(p: Path) -> list[tuple[str, dict]]:
         n = line_no[min(reader.line_num, len(line_no)) - 1]  # the file's own line number
         if None in raw:
             problems.append(f"line {n}: more cells than header columns ({raw[None]})")
-        cells = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        cells = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None and k.strip() in STIMULUS_FIELDS}
         rows.append((f"line {n}", {k: v for k, v in cells.items() if v != ""}))
     if not rows:
         problems.append("the CSV file has a header but no stimulus rows")
-    if problems:
-        raise ManifestError(str(p), problems)
-    return rows
+    return rows, problems
 
 
 def _unknown(d: Mapping, allowed: set, what: str) -> list[str]:
@@ -282,8 +281,8 @@ def _mel_params(d: Any) -> tuple[dict, str | None]:
 
 
 # ------------------------------------------------------------------------------------ building
-def _build(name: str, base: Path, top: dict, rows: list[tuple[str, dict]]) -> Manifest:
-    problems: list[str] = []
+def _build(name: str, base: Path, top: dict, rows: list[tuple[str, dict]], problems: list[str]) -> Manifest:
+    problems = list(problems)
     defaults = {**_defaults(), **top}
     device = defaults["device"]
     if not isinstance(device, str) or not device:
@@ -373,7 +372,7 @@ def _build(name: str, base: Path, top: dict, rows: list[tuple[str, dict]]) -> Ma
                     jobs += [Job(p, "codes", grid, codec=c, where=where) for c in codecs]
                 else:
                     jobs.append(Job(p, "mel", grid, mel=dict(mel_params), where=where))
-    if not rows:
+    if not rows and not problems:
         problems.append("no stimuli listed")
     if problems:
         raise ManifestError(name, problems)

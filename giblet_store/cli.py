@@ -447,6 +447,15 @@ from .quality_cli import add_compare, add_quality  # noqa: E402  (audio quality 
 _COMMANDS += [add_quality, add_compare]
 
 
+def _add_verify(sub) -> None:
+    from .cli_verify import add_verify
+
+    add_verify(sub)
+
+
+_COMMANDS += [_add_verify]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
@@ -463,14 +472,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from .cli_warnings import plain_warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            plain_warnings()  # `giblet-store: warning: ...`, no source line
+            return int(args.func(args) or 0)
     except GibletStoreError as exc:
         if args.debug:
             raise
         print(f"giblet-store: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except PermissionError as exc:  # an OS refusal the code did not expect: still the user's to fix
+        if args.debug:
+            raise
+        print(f"giblet-store: error: permission denied: {exc.filename or exc}; check the file's and folder's "
+              "permissions (or run as a user who may read/write them)", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("giblet-store: interrupted; nothing half-written is visible (staging is cleaned up)", file=sys.stderr)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .audio import audio_info, load_audio, write_wav
 from .hashing import sha256_file
+from .bounds import check_grid_bounds
 from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity
 from .errors import AudioError
 from .entry import ExtractResult
@@ -87,6 +88,7 @@ def extract_codes(
 
     model = load_codec(codec.model, codec.revision, device)
     n_q = model.n_codebooks(codec.bandwidth_kbps)  # unsupported bandwidth: error before reading audio
+    check_grid_bounds(grid, info.duration_s, model.frame_rate, 2 * n_q, what=repr(str(audio_path)))
     with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
         # long inputs are resampled into a file-backed memory map: RSS does not grow with length
         out = os.path.join(tmp, "audio.npy") if info.duration_s > MEMMAP_ABOVE_S else None
@@ -102,7 +104,8 @@ def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identi
     if audio.shape[-1] < model.hop:
         raise AudioError(
             f"{str(audio_path)!r} is {info.duration_s * 1000:.2f} ms long, shorter than one EnCodec hop "
-            f"({model.hop} samples = {1000 * model.hop / model.sample_rate_hz:.1f} ms); nothing to encode"
+            f"({model.hop} samples = {1000 * model.hop / model.sample_rate_hz:.1f} ms); nothing to encode. Give at "
+            f"least {1000 * model.hop / model.sample_rate_hz:.1f} ms of audio"
         )
     ds, attrs = _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, scheduler, n_q)
     attrs["source_name"] = Path(audio_path).name
@@ -194,7 +197,9 @@ def decode_entry(
     ``model`` defaults to the entry's own model (hub name); for entries made from a local directory
     give that directory. A different model's weights give a :class:`ParameterError`.
     """
+    from .validate import parse_output_path
 
+    parse_output_path(out_path, "output wav")
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     audio = decode_stream(codec, stream)

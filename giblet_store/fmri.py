@@ -35,6 +35,7 @@ import numpy as np
 
 from .validate import int_in_range, tr_seconds
 from .errors import ParameterError
+from .grid import exact
 from .nifti import (
     BLOCK_BYTES, FmriError, NiftiSeries, done, flat_index, fmri_entry_of, load_mask, open_series, read_masked,
     to_nifti, voxel_moments,
@@ -170,6 +171,16 @@ def _resolve_tr(series: list[NiftiSeries], params: FmriParams) -> float:
     return float(trs[0])
 
 
+def _raw_header_tr(series: list[NiftiSeries], params: FmriParams) -> dict:
+    """``{"tr_s_header_float32": pixdim[4] as stored}`` when the TR came from the first header, else ``{}``."""
+    if params.tr_s is not None or series[0].header_tr_s is None:
+        return {}
+    try:
+        return {"tr_s_header_float32": float(series[0].img.header.get_zooms()[3])}
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return {}
+
+
 def _open_all(niftis: Sequence, subjects: Sequence[str], params: FmriParams) -> tuple[list[NiftiSeries], int]:
     niftis = [niftis] if isinstance(niftis, (str, bytes)) or hasattr(niftis, "__fspath__") else list(niftis)
     subjects = [subjects] if isinstance(subjects, str) else list(subjects)
@@ -244,7 +255,7 @@ def _check_stimulus(store: Store, stimulus, tr_s: float) -> Entry | None:
     if stim.kind in ("fmri", "predictions", "evaluation") or not isinstance(stim_tr, (int, float)):
         raise FmriError(f"entry {stim.key[:16]} ({stim.kind}) is not a per-TR stimulus entry; give codes, mel, "
                         "embeddings or features")
-    if not math.isclose(stim_tr, tr_s, rel_tol=1e-6):
+    if exact(stim_tr) != exact(tr_s):  # exact fractions of the decimals (header TRs are float32_decimal)
         raise FmriError(
             f"TR mismatch: the fMRI TR is {tr_s:g} s but stimulus entry {stim.key[:16]} ({stim.kind}) is on a "
             f"{stim_tr:g} s grid. Extract the stimulus on TrGrid(tr_s={tr_s:g}), or correct the fMRI TR (tr_s)"
@@ -266,20 +277,25 @@ def _final_mask(shape, subjects, given_flat, votes, nonfinite, mask_params, nan_
                 f"the computed mask is empty: no voxel has a temporal std above the {mask_params.std_percentile:g}th "
                 f"percentile in {need} of {len(subjects)} subject(s). Are the series constant? Give a mask instead"
             )
-    dropped = 0
-    for subj, packed in zip(subjects, nonfinite):
-        bad = np.unpackbits(packed, count=n_flat).astype(bool) & mask_flat
+    dropped_flat = np.zeros(n_flat, bool)
+    for subj, (packed, partial) in zip(subjects, nonfinite):
+        if given_flat is not None:
+            bad = np.unpackbits(packed, count=n_flat).astype(bool) & mask_flat
+        else:  # the vote skipped them; a voxel NaN at every TR is background, one NaN at some TRs is not
+            bad = np.unpackbits(partial, count=n_flat).astype(bool)
         if bad.any():
             ijk = np.unravel_index(np.flatnonzero(bad)[:3], shape, order="F")
             where = [tuple(int(c[i]) for c in ijk) for i in range(len(ijk[0]))]
             if nan_policy == "error":
                 raise FmriError(
-                    f"subject {subj!r}: {int(bad.sum())} voxel(s) of the mask are NaN/inf at some TR (e.g. voxel "
+                    f"subject {subj!r}: {int(bad.sum())} voxel(s) of the "
+                    f"{'mask' if given_flat is not None else 'brain (finite at other TRs)'} are NaN/inf at some TR (e.g. voxel "
                     f"ijk {where}); pass nan_policy='mask' (CLI: --nan-policy mask) to drop them from the mask, "
                     "or give a mask without them"
                 )
-            dropped += int(bad.sum())
+            dropped_flat |= bad  # a voxel bad in two subjects is one voxel dropped
             mask_flat &= ~bad
+    dropped = int(dropped_flat.sum())
     if dropped and not mask_flat.any():
         raise FmriError("every voxel of the mask is NaN/inf at some TR; nothing is left to store")
     return mask_flat, dropped
@@ -460,6 +476,7 @@ def ingest_fmri(
         "kind": "fmri",
         "key": key,
         "tr_s": tr_s,
+        **_raw_header_tr(series, params),
         "onset_s": inputs["onset_s"],
         "n_trs": n_trs,
         "n_subjects": len(subjects),

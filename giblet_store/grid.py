@@ -57,7 +57,7 @@ class TrGrid(Params):
     onset_s : float
         Stimulus time at which TR 0 starts (negative: the scan started before the stimulus).
     n_trs : int or None
-        Number of TRs. None: as many as the stimulus fills. More pads with empty TRs
+        Number of TRs (>= 1). None: as many as the stimulus fills. More pads with empty TRs
         (``n_frames == 0``); fewer crops, with a warning and a count in the attributes.
 
     Examples
@@ -75,6 +75,9 @@ class TrGrid(Params):
         object.__setattr__(self, "tr_s", tr_seconds(self.tr_s))
         object.__setattr__(self, "onset_s", finite("onset_s (seconds)", self.onset_s))
         object.__setattr__(self, "n_trs", int_in_range("n_trs", self.n_trs, 0, optional=True))
+        if self.n_trs == 0:
+            raise ParameterError("n_trs=0 would make an empty entry; give a positive n_trs, or leave it unset "
+                                 "(None: as many TRs as the stimulus fills)")
 
     def frames_per_tr(self, frame_rate_hz: float | Fraction) -> Fraction:
         """Exact frames per TR (75 Hz x 1.5 s = 225/2)."""

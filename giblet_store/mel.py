@@ -239,6 +239,9 @@ def extract_mel(
     if not isinstance(params, MelParams):
         raise ParameterError(f"params must be a MelParams, got {type(params).__name__}")
     info = audio_info(audio_path)
+    from .bounds import check_grid_bounds
+
+    check_grid_bounds(grid, info.duration_s, params.frame_rate, 4 * params.n_mels, what=repr(str(audio_path)))
     source_sha = sha256_file(audio_path)
     inputs = mel_key_inputs(source_sha, params, grid)
     key = content_key(inputs)
@@ -328,6 +331,9 @@ def decode_mel(
     """
     import librosa
 
+    from .validate import parse_output_path
+
+    parse_output_path(out_path, "output wav")
     entry = store.get(entry, kind="mel", purpose="Griffin-Lim decoding")
     int_in_range("n_iter", n_iter, 1)
     params = MelParams.from_dict(entry.attrs["mel_params"])

@@ -69,6 +69,20 @@ def _no_weights_message(name: str, why: str) -> str:
     )
 
 
+def _stamp(d: Path) -> tuple:
+    """What tells a changed file in ``d`` from an unchanged one without reading it.
+
+    (name, size, mtime, ctime, inode) of every file: an in-place rewrite that restores size and
+    mtime (``os.utime``) still changes ctime, which no user call can set back, so a cached identity
+    or model is never reused for weights that changed.
+    """
+    out = []
+    for p in sorted(d.iterdir()):
+        st = p.stat()
+        out.append((p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(out)
+
+
 def _check_local_dir(name: str) -> Path:
     d = Path(name).expanduser()
     if not d.exists():
@@ -85,6 +99,14 @@ def _check_local_dir(name: str) -> Path:
         raise ModelError(f"{str(cfg)!r} is not valid JSON ({exc})") from None
     if model_type != "encodec":
         raise ModelError(f"{name!r} holds a {model_type!r} model, not an EnCodec model (model_type 'encodec')")
+    if not any(p.suffix == ".safetensors" for p in d.iterdir()):
+        pickles = sorted(p.name for p in d.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+        found = f"only pickle weights ({', '.join(pickles)})" if pickles else "no weights file"
+        raise ModelError(
+            f"model directory {name!r} has {found}; giblet_store loads weights only from safetensors (a pickle "
+            "can run code when loaded). Convert it once where you trust the file: `EncodecModel.from_pretrained"
+            f"(dir).save_pretrained(dir, safe_serialization=True)`"
+        )
     return d
 
 
@@ -97,8 +119,7 @@ def model_identity(name: str, revision: str | None = None) -> dict[str, Any]:
     """
     if _is_local(name):
         d = _check_local_dir(name)
-        stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(d.iterdir()))
-        return {"model_sha256": _local_sha_cached(str(d.resolve()), stamp)}
+        return {"model_sha256": _local_sha_cached(str(d.resolve()), _stamp(d))}
     commit = _cached_hub_commit(name, revision)
     if commit is None:
         codec = load_codec(name, revision)
@@ -189,15 +210,16 @@ def _load_cached(name: str, revision: str | None, device: str, stamp: tuple) -> 
         _check_local_dir(name)
     try:
         if local:
-            model = EncodecModel.from_pretrained(str(Path(name).expanduser()))
+            model = EncodecModel.from_pretrained(str(Path(name).expanduser()), use_safetensors=True)
         else:
             try:
-                model = EncodecModel.from_pretrained(name, revision=revision, local_files_only=True)
+                model = EncodecModel.from_pretrained(name, revision=revision, local_files_only=True,
+                                                     use_safetensors=True)
             except OSError:
                 if not _hub_reachable():
                     raise ModelError(_no_weights_message(name, "it is not in the local hub cache and "
                                                          "huggingface.co cannot be reached")) from None
-                model = EncodecModel.from_pretrained(name, revision=revision)
+                model = EncodecModel.from_pretrained(name, revision=revision, use_safetensors=True)
     except ModelError:
         raise
     except Exception as exc:
@@ -271,6 +293,6 @@ def load_codec(name: str = DEFAULT_MODEL, revision: str | None = None, device: s
     stamp: tuple = ()
     if _is_local(name):
         d = _check_local_dir(name)
-        stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(d.iterdir()))
+        stamp = _stamp(d)
         name = str(d.resolve())
     return _load_cached(name, revision, device, stamp)

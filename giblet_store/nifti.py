@@ -63,8 +63,19 @@ class NiftiSeries:
     zooms_mm: tuple[float, float, float]
 
 
+def float32_decimal(x) -> float:
+    """The shortest decimal that round-trips ``x`` as a float32 (pixdim 1.35 -> 1.35, not 1.350000023841858).
+
+    NIfTI headers store the TR as float32; the TR a person wrote is the decimal that float32 stands for.
+    """
+    return float(str(np.float32(x)))
+
+
 def header_tr(header, where: str = "header") -> tuple[float | None, str | None]:
     """The TR in seconds from ``pixdim[4]`` and the header's time units, and a note when it is a guess.
+
+    ``pixdim[4]`` is float32: it is read as the shortest decimal that round-trips it
+    (:func:`float32_decimal`), so 1.35 s is 1.35 and lies on the same grid as a stimulus at 1.35 s.
 
     ``msec``/``usec`` are converted. A header that says ``sec`` but holds a value above 60 (e.g.
     2000: a millisecond TR written with the wrong unit, common in real files) is read as
@@ -78,7 +89,7 @@ def header_tr(header, where: str = "header") -> tuple[float | None, str | None]:
         Why the value is a guess; callers that use the guess warn with it.
     """
     try:
-        value = float(header.get_zooms()[3])
+        value = float32_decimal(header.get_zooms()[3])
     except (IndexError, TypeError, ValueError):
         return None, f"{where}: the header has no pixdim[4] (TR); pass tr_s"
     if not math.isfinite(value) or value <= 0:
@@ -120,7 +131,8 @@ def open_series(path: str | os.PathLike) -> NiftiSeries:
         # keep_file_open: blocks are read in order, so a .nii.gz is decompressed once, not per block
         img = nib.load(str(p), keep_file_open=True)
     except Exception as exc:  # nibabel raises many types for unreadable files
-        raise FmriError(f"{str(p)!r} is not a readable NIfTI image ({type(exc).__name__}: {exc})") from None
+        raise FmriError(f"{str(p)!r} is not a readable NIfTI image ({type(exc).__name__}: {exc}); give a 4D NIfTI "
+                        "series (.nii or .nii.gz)") from None
     shape = tuple(int(s) for s in img.shape)
     if len(shape) != 4:
         what = "3D (x, y, z): one volume" if len(shape) == 3 else f"{len(shape)}D {shape}"
@@ -348,7 +360,8 @@ def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs,
     Returns
     -------
     votes : (voxel_flat,) int32, or None with a given mask
-    nonfinite : per subject, ``np.packbits`` of (voxel_flat,) "non-finite at some TR"
+    nonfinite : per subject, ``np.packbits`` of (voxel_flat,) "non-finite at some TR" and of "non-finite
+        at some TR but finite at others" (a voxel NaN at every TR is background, as SPM writes it)
     moments : per subject, a Moments of the given mask's voxels over ``zscore_trs``, or None when
         this pass did not read them (use :func:`voxel_moments`)
     thresholds : per subject, the std threshold of the vote
@@ -391,7 +404,8 @@ def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs,
                 if a < b:
                     z_m.add(x[a - t0 : b - t0, given_flat])
         bad = n_finite < n_trs if check else np.zeros(n_flat, bool)
-        nonfinite.append(np.packbits(bad))
+        # (non-finite at some TR, non-finite at some but not every TR: not background)
+        nonfinite.append((np.packbits(bad), np.packbits(bad & (n_finite > 0)) if check else np.packbits(bad)))
         if std_m is not None:
             _, std = std_m.mean_std()
             ok = ~bad

@@ -267,7 +267,9 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     trs : (start, stop) TRs for 4D exports (default: all)
     """
     from .errors import ParameterError
+    from .validate import parse_output_path
 
+    parse_output_path(path, "output NIfTI")
     entry = store.get(entry)
     ds = store.open(entry)
     default = {"fmri": "fmri", "predictions": "predictions", "evaluation": "r" if subject else "r_mean"}

@@ -89,6 +89,7 @@ class StagedWrites:
         if (existing := self.lookup(key, kind)) is not None:
             return ds, attrs, existing
         attrs.setdefault("format_version", FORMAT_VERSION)
+        attrs["all_chunks_stored"] = True  # written with write_empty_chunks: a missing chunk is damage
         attrs["status"] = "complete"
         ds = ds.copy()
         ds.attrs = {}
@@ -150,7 +151,7 @@ class StagedWrites:
             tmp = f"{staging.data}.tmp-{uuid.uuid4().hex[:8]}"
             try:
                 ds.to_zarr(self.zstore, group=tmp, mode="w", compute=False, consolidated=False,
-                           zarr_format=3, encoding=enc)
+                           zarr_format=3, encoding=enc, write_empty_chunks=True)
                 staged = {**attrs, "status": "writing", "staging_id": uuid.uuid4().hex}
                 zarr.open_group(self.zstore, path=tmp, mode="r+", zarr_format=3).attrs.put(staged)
                 try:
@@ -162,7 +163,8 @@ class StagedWrites:
                 self._remove(tmp)
         elif self._marker(f"{staging.markers}/{_GROUP_DOC}") is None:  # else the template is whole: join it
             mem = zarr.storage.MemoryStore()
-            ds.to_zarr(mem, mode="w", compute=False, consolidated=False, zarr_format=3, encoding=enc)
+            ds.to_zarr(mem, mode="w", compute=False, consolidated=False, zarr_format=3, encoding=enc,
+                      write_empty_chunks=True)
             zarr.open_group(mem, mode="r+", zarr_format=3).attrs.put(attrs)
             files = _store_items(mem)
             for name, data in files.items():
@@ -235,6 +237,7 @@ class StagedWrites:
             return False
         try:
             arr = zarr.open_array(self.zstore, path=f"{staging.data}/{name}", mode="r+", zarr_format=3)
+            arr = arr.with_config({"write_empty_chunks": True})  # every chunk on disk (see `verify`)
             start, stop = i * chunk_len, min((i + 1) * chunk_len, arr.shape[0])
             data = np.asarray(data)
             if data.shape != (stop - start, *arr.shape[1:]):
@@ -282,7 +285,7 @@ class StagedWrites:
                 attrs["status"] = "complete"
                 group.attrs.put(attrs)
                 self._sweep_partials(staging.data)  # temp files of writers killed mid-chunk
-                os.rename(self._p(staging.data), self._p(staging.final))
+                self._rename_over_broken(staging)
                 self._sweep_partials(staging.final)  # a concurrent writer's temp file moved along
             else:
                 doc = self.fs.cat_file(self._p(f"{staging.markers}/{_GROUP_DOC}"))
@@ -295,6 +298,18 @@ class StagedWrites:
             raise
         self._discard(staging)
         return Entry(self, staging.final, attrs), True
+
+    def _rename_over_broken(self, staging: "Staging") -> None:
+        """Rename the staged entry into place, moving a broken entry in the way aside (quarantine)."""
+        try:
+            os.rename(self._p(staging.data), self._p(staging.final))
+        except OSError:
+            if self.lookup(staging.key, staging.kind) is not None or not os.path.isdir(self._p(staging.final)):
+                raise
+            from .verify import quarantine
+
+            quarantine(self, staging.final, "it is not a complete entry with its own key; rebuilt")
+            os.rename(self._p(staging.data), self._p(staging.final))
 
     def _discard(self, staging: "Staging") -> None:
         self._remove(staging.markers)

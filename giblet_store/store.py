@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import uuid
 from typing import Any, Callable, Mapping
 
 from .errors import (
@@ -22,16 +21,27 @@ from .errors import (
     EntryNotFoundError,
     FormatVersionError,
     NotAStoreError,
+    SchemaError,
     StoreError,
 )
 from .entry import KEY_PATH_LEN, STAGING, Entry, check_kind, default_encoding, entry_path, lineage
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 from .staging import StagedWrites, Staging
 from .version import __version__
+from .validate import parse_key, parse_kind
 
 __all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
 
 ROOT_ATTR = "giblet_store"
+
+
+def _check_version(attrs: Mapping, where: str) -> None:
+    version = attrs.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{where} has format_version {version!r}; this giblet_store reads 1 to {FORMAT_VERSION}. "
+            f"Upgrade giblet_store (pip install -U giblet_store) to read it, or delete the entry"
+        )
 
 
 def _match(value: Any, wanted: Any) -> bool:
@@ -114,7 +124,7 @@ class Store(StagedWrites):
     def entries(self, kind: str | None = None, include_incomplete: bool = False) -> list[Entry]:
         """Every complete entry (of ``kind``), sorted by path."""
         out = []
-        for k in [kind] if kind else self._kind_dirs():
+        for k in [parse_kind(kind)] if kind else self._kind_dirs():
             try:
                 children = self.fs.ls(self._p(k), detail=True)
             except FileNotFoundError:
@@ -146,11 +156,20 @@ class Store(StagedWrites):
         return out
 
     def lookup(self, key: str, kind: str | None = None) -> Entry | None:
-        """The complete entry with exactly this key, or None. Cheap: reads one zarr.json per kind."""
-        for k in [kind] if kind else self._kind_dirs():
+        """The complete entry with exactly this key, or None. Cheap: reads one zarr.json per kind.
+
+        Raises
+        ------
+        FormatVersionError
+            The entry with this key was written by a newer giblet_store: it is neither served nor
+            rewritten (a request for it must not be reported as cached).
+        """
+        key = parse_key(key, self.url, prefix=False)
+        for k in [parse_kind(kind)] if kind else self._kind_dirs():
             path = entry_path(k, key)
             attrs = self._read_group_attrs(path)
             if attrs and attrs.get("key") == key and attrs.get("status") == "complete":
+                _check_version(attrs, f"entry {key[:16]} ({path})")
                 return Entry(self, path, attrs)
         return None
 
@@ -172,11 +191,7 @@ class Store(StagedWrites):
     def _get(self, key_or_prefix: "str | Entry") -> Entry:
         if isinstance(key_or_prefix, Entry):
             return key_or_prefix
-        prefix = str(key_or_prefix).strip().lower()
-        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
-            raise EntryNotFoundError(
-                f"{key_or_prefix!r} is not a key or key prefix (hex digits); `giblet-store ls {self.url}` lists keys"
-            )
+        prefix = parse_key(key_or_prefix, self.url)
         if len(prefix) == 64 and (e := self.lookup(prefix)):
             return e
         hits = [e for e in self.entries() if e.key.startswith(prefix)]
@@ -204,16 +219,22 @@ class Store(StagedWrites):
         """
         import xarray as xr
 
+        from .codecs_allowed import check_entry_codecs
+
         entry = self.get(entry)
-        version = entry.attrs.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise FormatVersionError(
-                f"entry {entry.key[:16]} has format_version {version!r}; this giblet_store reads up to "
-                f"{FORMAT_VERSION}. Upgrade giblet_store (pip install -U giblet_store) to read it"
-            )
-        ds = xr.open_zarr(self.zstore, group=entry.path, consolidated=False, zarr_format=3)
+        _check_version(entry.attrs, f"entry {entry.key[:16]}")
+        check_entry_codecs(self.fs, self._p(entry.path), f"entry {entry.key[:16]} ({entry.path})")
+        repair = f"`giblet-store verify {self.url} --repair` moves a broken entry aside"
+        try:
+            ds = xr.open_zarr(self.zstore, group=entry.path, consolidated=False, zarr_format=3)
+        except Exception as exc:  # damaged array metadata (hand-edited dtype, shape, fill value, ...)
+            raise SchemaError(f"entry {entry.key[:16]} ({entry.path}) cannot be opened: {type(exc).__name__}: "
+                              f"{exc}; {repair}") from None
         if validate:
-            validate_entry(entry_document(ds), where=f"entry {entry.key[:16]}")
+            try:
+                validate_entry(entry_document(ds), where=f"entry {entry.key[:16]}")
+            except SchemaError as exc:
+                raise SchemaError(f"{exc}; {repair}") from None
         return ds
 
     # ------------------------------------------------------------------------------ writing
@@ -245,26 +266,50 @@ class Store(StagedWrites):
             return existing, False
         kind, key = attrs["kind"], attrs["key"]
         final = entry_path(kind, key)
-        target = f"{STAGING}/{key[:KEY_PATH_LEN]}-{uuid.uuid4().hex[:8]}" if self.local else final
+        if self.local:
+            from .leftovers import staging_name, sweep_dead_writers
+
+            sweep_dead_writers(self, key[:KEY_PATH_LEN])  # folders of killed writes of this key
+        target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}" if self.local else final
         enc = default_encoding(ds) if encoding is None else encoding
         try:
-            ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc)
+            ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc,
+                       write_empty_chunks=True)  # every chunk on disk: `verify` can tell a missing one
             # status (in attrs) is the last thing written: before it, readers skip the group
             zarr.open_group(self.zstore, path=target, mode="r+", zarr_format=3).attrs.put(attrs)
             if self.local:
                 self._ensure_group(kind)
-                try:
-                    os.rename(self._p(target), self._p(final))
-                except OSError:
-                    if (existing := self.lookup(key, kind)) is not None:  # lost a race: same bytes
-                        self._remove(target)
-                        return existing, False
-                    raise
-        except BaseException:
+                if (existing := self._publish(target, final, key, kind)) is not None:
+                    return existing, False
+        except BaseException as exc:
             if self.local:
                 self._remove(target)
+            if isinstance(exc, PermissionError):
+                raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
+                                 "make the store writable, or give a store you can write to") from None
             raise
         return Entry(self, final, attrs), True
+
+    def _publish(self, target: str, final: str, key: str, kind: str) -> "Entry | None":
+        """Rename ``target`` to ``final``; the existing entry if another writer won, else None.
+
+        A broken entry in the way (invalid ``zarr.json``, no ``key``, not complete) is moved aside
+        to ``_quarantine/`` with a warning, so it never blocks its own rebuild.
+        """
+        from .verify import quarantine
+
+        for attempt in range(2):
+            try:
+                os.rename(self._p(target), self._p(final))
+                return None
+            except OSError:
+                if (existing := self.lookup(key, kind)) is not None:  # lost a race: same bytes
+                    self._remove(target)
+                    return existing
+                if attempt or not os.path.isdir(self._p(final)):
+                    raise
+                quarantine(self, final, "it is not a complete entry with its own key; rebuilt")
+        return None  # pragma: no cover
 
     #: The function behind :meth:`derive`, registered by :mod:`giblet_store.derive` when it is
     #: imported (``import giblet_store`` does): the store sits below the transforms and never
@@ -364,44 +409,42 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
             # local://path: a local directory with object-store semantics (no rename; status last)
             fs = fsspec.filesystem("file", auto_mkdir=True)
             storage_options = {"auto_mkdir": True}
-    exists = fs.exists(root)
-    marker = None
-    if exists:
+    from .storeroot import RootState, create_local_root, root_document, root_state
+
+    state, marker = root_state(fs, root, ROOT_ATTR)
+    if state is RootState.FOREIGN:
         if fs.isfile(root):
             raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
-        meta = None
-        try:
-            meta = json.loads(fs.cat_file(f"{root.rstrip('/')}/zarr.json"))
-            marker = (meta.get("attributes") or {}).get(ROOT_ATTR)
-        except (FileNotFoundError, ValueError, OSError):
-            marker = None
-        # another process is creating the store right now: a bare root group, its marker not yet written
-        creating = isinstance(meta, dict) and meta.get("node_type") == "group" and not meta.get("attributes") \
-            and [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)] == ["zarr.json"]
-        if marker is None and not creating and fs.ls(root, detail=False):
-            raise NotAStoreError(
-                f"{url!r} is a non-empty directory that is not a giblet store (no zarr.json with "
-                f"'{ROOT_ATTR}' attributes); give a new or empty directory, or the store's own directory"
-            )
+        raise NotAStoreError(
+            f"{url!r} is a non-empty directory that is not a giblet store (no zarr.json with "
+            f"'{ROOT_ATTR}' attributes); give a new or empty directory, or the store's own directory"
+        )
     if marker is not None:
         version = marker.get("format_version") if isinstance(marker, dict) else None
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             raise FormatVersionError(
-                f"store {url!r} has format_version {version!r}; this giblet_store reads up to "
+                f"store {url!r} has format_version {version!r}; this giblet_store reads 1 to "
                 f"{FORMAT_VERSION}. Upgrade giblet_store to use it"
             )
     elif mode == "r":
-        raise StoreError(f"no giblet store at {url!r}; create one with open_store(path) or `giblet-store extract`")
+        hint = (" (its creation was interrupted; any write, e.g. `giblet-store extract`, finishes it)"
+                if state is RootState.INTERRUPTED else "")
+        raise StoreError(f"no giblet store at {url!r}{hint}; create one with open_store(path) or "
+                         "`giblet-store extract`")
     if local:
         zstore = zarr.storage.LocalStore(root, read_only=(mode == "r"))
     else:
         zstore = zarr.storage.FsspecStore.from_url(url, read_only=(mode == "r"), storage_options=storage_options)
     if marker is None:
+        doc = root_document(ROOT_ATTR, {"format_version": FORMAT_VERSION, "created_by": f"giblet_store {__version__}"})
         try:
-            g = zarr.open_group(zstore, mode="a", zarr_format=3)
-        except zarr.errors.ContainsGroupError:  # another process created the store at the same moment
-            g = zarr.open_group(zstore, mode="r+", zarr_format=3)
-        g.attrs.put({ROOT_ATTR: {"format_version": FORMAT_VERSION, "created_by": f"giblet_store {__version__}"}})
+            if local:
+                create_local_root(root, doc)
+            else:
+                fs.pipe_file(f"{root.rstrip('/')}/zarr.json", doc)
+        except PermissionError as exc:
+            raise StoreError(f"cannot create a store at {url!r}: permission denied ({exc.filename}); "
+                             "give a directory you can write to") from None
     return Store(url, fs, root, zstore, local, read_only=(mode == "r"))
 
 

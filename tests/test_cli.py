@@ -111,7 +111,7 @@ def _bad_inputs(tmp_path: Path, model_dir) -> dict:
         "tr negative": ([good, *m, "--tr=-1.5"], "tr_s must be a positive"),
         "tr nan": ([good, *m, "--tr", "nan"], "tr_s must be a positive"),
         "tr absurd": ([good, *m, "--tr", "1500"], "longer than 60 s"),
-        "negative n_trs": ([good, *m, "--n-trs=-3"], "n_trs must be a non-negative"),
+        "negative n_trs": ([good, *m, "--n-trs=-3"], "n_trs must be a positive integer"),
         "not an encodec dir": ([good, "--model", str(bert)], "not an EnCodec model"),
     }
 

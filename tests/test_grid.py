@@ -35,7 +35,7 @@ def test_sherlock_grid_keeps_every_frame_and_does_not_drift():
     onset=st.floats(-5.0, 5.0, allow_nan=False),
     n=st.integers(0, 1500),
     rate=st.sampled_from([75, 150, Fraction(16000, 512), Fraction(22050, 256)]),
-    n_trs=st.one_of(st.none(), st.integers(0, 120)),
+    n_trs=st.one_of(st.none(), st.integers(1, 120)),
 )
 def test_grid_conserves_frames(tr, onset, n, rate, n_trs):
     import warnings

@@ -1,0 +1,97 @@
+"""The store's root document: what a directory holds, and creating a new store in one atomic write.
+
+A store's root ``zarr.json`` is a Zarr group whose attributes hold the ``giblet_store`` marker. On
+local disk it is written whole, once (temporary file, then an exclusive link), so a kill while a
+store is being created leaves either nothing, an empty folder, or Zarr's ``*.partial`` temporary
+file: each is recognised here as an interrupted creation and finished by the next write. A root
+``zarr.json`` without the marker that is not such a leftover is a foreign Zarr group and is never
+adopted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from enum import Enum
+
+__all__ = ["RootState", "root_state", "root_document", "create_local_root"]
+
+
+class RootState(Enum):
+    """What a store path holds."""
+
+    ABSENT = "absent"              # nothing there (or an empty folder)
+    INTERRUPTED = "interrupted"    # leftovers of a creation killed before the marker was written
+    STORE = "store"                # a root document with the giblet_store marker
+    FOREIGN = "foreign"            # anything else: a non-empty folder that is not a giblet store
+
+
+def _is_leftover(name: str) -> bool:
+    return name.endswith(".partial")
+
+
+def root_state(fs, root: str, marker_attr: str) -> tuple[RootState, dict | None]:
+    """(state, marker) of ``root``; marker is the ``giblet_store`` attribute of a store, else None."""
+    if not fs.exists(root):
+        return RootState.ABSENT, None
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
+    meta = None
+    if "zarr.json" in names:
+        try:
+            meta = json.loads(fs.cat_file(f"{root.rstrip('/')}/zarr.json"))
+        except (ValueError, OSError):
+            meta = None
+    if isinstance(meta, dict):
+        marker = (meta.get("attributes") or {}).get(marker_attr)
+        if marker is not None:
+            return RootState.STORE, marker
+    others = [n for n in names if n != "zarr.json" and not _is_leftover(n)]
+    bare = isinstance(meta, dict) and meta.get("node_type") == "group" and not meta.get("attributes")
+    if not names:
+        return RootState.ABSENT, None
+    if not others and any(_is_leftover(n) for n in names) and ("zarr.json" not in names or bare):
+        return RootState.INTERRUPTED, None
+    return RootState.FOREIGN, None
+
+
+def root_document(marker_attr: str, marker: dict) -> bytes:
+    """The bytes of a store's root ``zarr.json``, exactly as Zarr writes a group with ``marker``."""
+    import zarr
+
+    mem = zarr.storage.MemoryStore()
+    zarr.open_group(mem, mode="w", zarr_format=3).attrs.put({marker_attr: marker})
+    return bytes(mem._store_dict["zarr.json"].to_bytes())
+
+
+def create_local_root(root: str, document: bytes) -> None:
+    """Write a new store's root ``zarr.json`` in one atomic step; leftovers of a killed creation go.
+
+    Another process creating the same store at the same moment is fine: the first link wins and
+    both see the same document.
+    """
+    import time
+
+    os.makedirs(root, exist_ok=True)
+    for name in os.listdir(root):  # a killed creation's temporary file (not a live one: > 60 s old)
+        path = os.path.join(root, name)
+        try:
+            if _is_leftover(name) and time.time() - os.stat(path).st_mtime > 60:
+                os.unlink(path)
+        except OSError:
+            pass
+    final = os.path.join(root, "zarr.json")
+    tmp = os.path.join(root, f"zarr.{uuid.uuid4().hex}.partial")
+    with open(tmp, "wb") as f:
+        f.write(document)
+    try:
+        if os.path.exists(final):  # an interrupted creation's bare group: replace it
+            os.replace(tmp, final)
+        else:
+            try:
+                os.link(tmp, final)
+            except FileExistsError:  # another process made the store first
+                pass
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
