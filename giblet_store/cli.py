@@ -69,6 +69,15 @@ def _dump(obj) -> None:
     print(json.dumps(obj, indent=2, default=_json_default))
 
 
+def _dump_entries(entries: list[dict], **extra) -> None:
+    """The one ``--json`` shape of every command: ``{"entries": [entry, ...], ...}``.
+
+    Each entry is ``Entry.to_json()`` (``key``, ``kind``, ``path``, ``attrs``) plus what the command
+    adds (``created``, ``source``, ``variables``); batch adds ``store``, ``counts`` and ``wall_s``.
+    """
+    _dump({"entries": list(entries), **extra})
+
+
 # ------------------------------------------------------------------------------------ extract
 def _add_extract(sub) -> None:
     p = sub.add_parser("extract", help="encode audio files to EnCodec codes on a TR grid")
@@ -118,7 +127,8 @@ def _extract_each(args, extract_one: Callable) -> int:
         if not args.json:
             print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {path}")
     if args.json:
-        _dump([{**r.entry.to_json(), "created": r.created, "source": r.source} for r in results])
+        _dump_entries([{**r.entry.to_json(), "created": r.created, "source": r.source} for r in results],
+                      failed=failed)
     return EXIT_ERROR if failed else 0
 
 
@@ -139,7 +149,7 @@ def _cmd_ls(args) -> int:
     store = open_store(args.store, mode="r")
     entries = store.find(kind=args.kind, **_where(args.where))
     if args.json:
-        _dump([e.to_json() for e in entries])
+        _dump_entries([e.to_json() for e in entries])
     else:
         _print_table(entries)
     return 0
@@ -163,7 +173,7 @@ def _cmd_show(args) -> int:
         doc = entry.to_json()
         doc["variables"] = {n: {"dims": list(v.dims), "dtype": str(v.dtype), "shape": list(v.shape)}
                             for n, v in {**ds.coords, **ds.data_vars}.items()}
-        _dump(doc)
+        _dump_entries([doc])
     else:
         print(ds)
     return 0
@@ -262,7 +272,7 @@ def _cmd_ingest_fmri(args) -> int:
     r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
                     stimulus=args.stimulus, chunk_trs=args.chunk_trs)
     if args.json:
-        _dump({**r.entry.to_json(), "created": r.created})
+        _dump_entries([{**r.entry.to_json(), "created": r.created}])
     else:
         a = r.entry.attrs
         print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  "
@@ -285,7 +295,7 @@ def _cmd_evaluate(args) -> int:
 
     entry, created = evaluate(open_store(args.store), args.key, trs=_tr_range(args.trs))
     if args.json:
-        _dump({**entry.to_json(), "created": created})
+        _dump_entries([{**entry.to_json(), "created": created}])
     else:
         a = entry.attrs
         print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  trs={a['trs'][0]}:{a['trs'][1]} "
@@ -435,7 +445,7 @@ def _cmd_derive(args) -> int:
     for w in caught:
         print(f"giblet-store: warning: {w.message}", file=sys.stderr)
     if args.json:
-        _dump({**entry.to_json(), "created": created})
+        _dump_entries([{**entry.to_json(), "created": created}])
     else:
         print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  <- {parent.key[:16]} ({parent.kind})")
     return 0
@@ -452,6 +462,9 @@ def _add_batch(sub) -> None:
     p.add_argument("--tr-chunk", type=int, default=None,
                    help="TRs per Zarr chunk and write task (default: the store's, as extract writes)")
     p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds to wait for a scheduler address")
+    p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
+                   help="hub name or save_pretrained directory for stimuli that name none "
+                        "(default: the manifest's, else facebook/encodec_24khz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_batch)
@@ -464,9 +477,10 @@ def _cmd_batch(args) -> int:
         raise ParameterError(f"--workers must be >= 1, got {args.workers}")
     report = run_batch(args.manifest, args.store, scheduler=args.scheduler, workers=args.workers,
                        progress=not args.no_progress, connect_timeout=args.connect_timeout,
-                       tr_chunk=args.tr_chunk)
+                       tr_chunk=args.tr_chunk, model=args.model)
     if args.json:
-        _dump(report.to_json())
+        doc = report.to_json()
+        _dump_entries(doc.pop("items"), **doc)
     else:
         print(report.table())
     for item in report.failed:
