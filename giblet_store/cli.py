@@ -297,9 +297,14 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         _dump_entries([{**entry.to_json(), "created": created}])
     else:
+        from .predictions import undefined_note
+
         a = entry.attrs
+        mean = "undefined" if a["r_mean_all"] is None else round(a["r_mean_all"], 4)
         print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  trs={a['trs'][0]}:{a['trs'][1]} "
-              f"mean r={a['r_mean_all'] if a['r_mean_all'] is None else round(a['r_mean_all'], 4)}")
+              f"mean r={mean}")
+        if note := undefined_note(a):
+            print(f"giblet-store: note: {note}", file=sys.stderr)
     return 0
 
 

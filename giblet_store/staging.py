@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .errors import StoreError
+from .conventions import annotate
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class StagedWrites:
             return ds, attrs, existing
         attrs.setdefault("format_version", FORMAT_VERSION)
         attrs["status"] = "complete"
-        ds = ds.copy()
+        ds = annotate(ds.copy())  # units + long_name on every variable (giblet_store.conventions)
         ds.attrs = {}
         doc = entry_document(ds)
         doc["attrs"] = json.loads(json.dumps(attrs))

@@ -27,6 +27,8 @@ from .errors import (
     NotAStoreError,
     StoreError,
 )
+from .conventions import eager_coords
+from .entry_repr import describe
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 from .staging import STAGING, _KEY_PATH_LEN, StagedWrites, Staging  # noqa: F401 (Staging re-exported)
 
@@ -54,9 +56,22 @@ class Entry:
     def kind(self) -> str:
         return self.attrs["kind"]
 
-    def open(self, **kwargs):
-        """The entry as a lazy (Dask-backed) :class:`xarray.Dataset`."""
-        return self.store.open(self, **kwargs)
+    def open(self, validate: bool = True, **xarray_kwargs):
+        """The entry as an :class:`xarray.Dataset`, lazy (Dask-backed) by default.
+
+        ``xarray_kwargs`` go to :func:`xarray.open_zarr` (``chunks=None``: no Dask, lazily indexed
+        numpy; ``chunks={"tr": 64}``; ``decode_cf=False``, ...). Small 1-D coordinates
+        (``tr_start_s``, ``mel_hz``) are always loaded, and ``tr_start_s`` is indexed.
+        """
+        return self.store.open(self, validate=validate, **xarray_kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.kind} {self.key[:12]} {describe(self.attrs)}>"
+
+    def _repr_html_(self) -> str:
+        from .entry_repr import entry_html
+
+        return entry_html(self)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "path": self.path, "attrs": self.attrs}
@@ -240,8 +255,12 @@ class Store(StagedWrites):
             )
         return hits[0]
 
-    def open(self, entry: "Entry | str", validate: bool = True):
+    def open(self, entry: "Entry | str", validate: bool = True, **xarray_kwargs):
         """Open an entry lazily as an :class:`xarray.Dataset` backed by Dask.
+
+        ``xarray_kwargs`` go to :func:`xarray.open_zarr` (e.g. ``chunks=None`` for no Dask).
+        Small 1-D coordinates are loaded eagerly and ``tr_start_s`` is indexed
+        (:func:`giblet_store.conventions.eager_coords`).
 
         Raises
         ------
@@ -259,10 +278,11 @@ class Store(StagedWrites):
                 f"entry {entry.key[:16]} has format_version {version!r}; this giblet_store reads up to "
                 f"{FORMAT_VERSION}. Upgrade giblet_store (pip install -U giblet_store) to read it"
             )
-        ds = xr.open_zarr(self.zstore, group=entry.path, consolidated=False, zarr_format=3)
+        kwargs = {"consolidated": False, "zarr_format": 3, **xarray_kwargs}
+        ds = xr.open_zarr(self.zstore, group=entry.path, **kwargs)
         if validate:
             validate_entry(entry_document(ds), where=f"entry {entry.key[:16]}")
-        return ds
+        return eager_coords(ds)
 
     # ------------------------------------------------------------------------------ writing
     def _check_writable(self) -> None:
