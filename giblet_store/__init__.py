@@ -26,11 +26,12 @@ from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
+from .join import join, open_dataset  # noqa: E402
 
 __all__ = [
     "__version__",
     # store
-    "open_store", "Store", "Entry", "content_key",
+    "open_store", "Store", "Entry", "content_key", "open_dataset", "join",
     # codes
     "TrGrid", "CodecParams", "extract_codes", "decode_entry",
     # features

@@ -20,6 +20,9 @@ import numpy as np
 
 __all__ = ["annotate", "tr_start_s", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
 
+#: variables that are always coordinates of an opened entry
+COORDINATE_VARIABLES = ("voxel_ijk",)
+
 #: 1-D coordinates up to this many values are loaded eagerly on open
 SMALL_COORD = 1_000_000
 
@@ -78,7 +81,14 @@ def tr_start_s(onset_s: float, tr_s: float, trs) -> np.ndarray:
 
 def eager_coords(ds):
     """Load small 1-D non-index coordinates (``tr_start_s``, ``mel_hz``, ...) into memory and index
-    ``tr_start_s``, so label selection and ``groupby_bins`` work without Dask or flox."""
+    ``tr_start_s``, so label selection and ``groupby_bins`` work without Dask or flox.
+
+    ``voxel_ijk`` is made a coordinate (Zarr keeps a coordinate that no data variable shares all
+    dims with only in the group attributes, which entries use for their own attributes).
+    """
+    promote = [n for n in COORDINATE_VARIABLES if n in ds.data_vars]
+    if promote:
+        ds = ds.set_coords(promote)
     small = {n: c.load() for n, c in ds.coords.items()
              if n not in ds.indexes and c.ndim == 1 and c.size <= SMALL_COORD and c.chunks is not None}
     if small:
