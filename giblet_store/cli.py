@@ -136,7 +136,8 @@ def _extract_each(args, extract_one: Callable) -> int:
 def _add_ls(sub) -> None:
     p = sub.add_parser("ls", help="list complete entries, filtered by attributes")
     p.add_argument("store")
-    p.add_argument("--kind", default=None)
+    p.add_argument("--kind", default=None, metavar="KIND",
+                   help="only entries of this kind: codes, mel, embeddings, features, fmri, predictions, evaluation")
     p.add_argument("--where", action="append", default=[], metavar="NAME=VALUE",
                    help="attribute filter, repeatable (bandwidth_kbps=6, hrf_params.peak_delay_s=6)")
     p.add_argument("--json", action="store_true")
@@ -175,7 +176,13 @@ def _cmd_show(args) -> int:
                             for n, v in {**ds.coords, **ds.data_vars}.items()}
         _dump_entries([doc])
     else:
-        print(ds)
+        print(repr(entry))
+        bare = ds.copy()
+        bare.attrs = {}
+        print(bare)
+        print("Attributes (in full):")
+        for name, value in entry.attrs.items():
+            print(f"    {name}: {json.dumps(value, default=_json_default)}")
     return 0
 
 
@@ -218,8 +225,9 @@ _DECODERS: dict[str, Callable] = {"codes": _decode_codes}
 # ------------------------------------------------------------------------------------ demo
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="encode a bundled stimulus into a local store and show it")
-    p.add_argument("--store", default="demo_store")
-    p.add_argument("--model", default="facebook/encodec_24khz")
+    p.add_argument("--store", default="demo_store",
+                   help="store directory; the stimulus and decoded wav files are written beside it")
+    p.add_argument("--model", default="facebook/encodec_24khz", help="hub name or save_pretrained directory")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -514,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _COMMANDS:
         add(sub)
+    from .cli_help import document
+
+    document(sub)
     return parser
 
 
@@ -526,6 +537,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"giblet-store: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ImportError as exc:  # a missing optional extra: say which one to install
+        from .extras import missing_extra_message
+
+        if args.debug or (message := missing_extra_message(exc)) is None:
+            raise
+        print(f"giblet-store: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("giblet-store: interrupted; nothing half-written is visible (staging is cleaned up)", file=sys.stderr)
