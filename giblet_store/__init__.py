@@ -27,11 +27,12 @@ from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
 from .join import join, open_dataset  # noqa: E402
+from .progress import progress_bar  # noqa: E402
 
 __all__ = [
     "__version__",
     # store
-    "open_store", "Store", "Entry", "content_key", "open_dataset", "join",
+    "open_store", "Store", "Entry", "content_key", "open_dataset", "join", "progress_bar",
     # codes
     "TrGrid", "CodecParams", "extract_codes", "decode_entry",
     # features

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -69,6 +70,18 @@ def _dump(obj) -> None:
     print(json.dumps(obj, indent=2, default=_json_default))
 
 
+def _add_no_progress(p) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (bars are shown only when stderr is a terminal)")
+
+
+def _progress(args, desc: str):
+    """A progress bar for the Dask work of one command (off when stderr is no terminal or --no-progress)."""
+    from .progress import progress_bar
+
+    return progress_bar(desc, enabled=False if getattr(args, "no_progress", False) else None)
+
+
 def _dump_entries(entries: list[dict], **extra) -> None:
     """The one ``--json`` shape of every command: ``{"entries": [entry, ...], ...}``.
 
@@ -93,6 +106,7 @@ def _add_extract(sub) -> None:
     p.add_argument("--context-seconds", type=float, default=2.0, help="left context per chunk")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_extract)
 
 
@@ -118,7 +132,8 @@ def _extract_each(args, extract_one: Callable) -> int:
     results, failed = [], 0
     for path in args.audio:
         try:
-            r = extract_one(store, path)
+            with _progress(args, f"{args.command} {os.path.basename(str(path))}"):
+                r = extract_one(store, path)
         except GibletStoreError as exc:
             failed += 1
             print(f"giblet-store: error: {path}: {exc}", file=sys.stderr)
@@ -266,6 +281,7 @@ def _add_ingest_fmri(sub) -> None:
     p.add_argument("--mask-fraction", type=float, default=0.5, help="computed mask: fraction of subjects to vote")
     p.add_argument("--chunk-trs", type=int, default=None, help="TRs per stored chunk (default ~4 MiB chunks)")
     p.add_argument("--json", action="store_true")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_ingest_fmri)
 
 
@@ -277,8 +293,9 @@ def _cmd_ingest_fmri(args) -> int:
                         nan_policy=args.nan_policy)
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
     store = open_store(args.store)
-    r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
-                    stimulus=args.stimulus, chunk_trs=args.chunk_trs)
+    with _progress(args, "ingest-fmri"):
+        r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
+                        stimulus=args.stimulus, chunk_trs=args.chunk_trs)
     if args.json:
         _dump_entries([{**r.entry.to_json(), "created": r.created}])
     else:
@@ -356,6 +373,7 @@ def _add_mel(sub) -> None:
     p.add_argument("--ref", type=float, default=1.0, help="fixed dB reference (0 dB), never the file's max")
     p.add_argument("--chunk-seconds", type=float, default=60.0, help="audio per Dask task")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_mel)
 
 
@@ -417,6 +435,7 @@ def _add_derive(sub) -> None:
     p.add_argument("--model", default=None, help="--embeddings: model directory or hub name (default: the entry's)")
     p.add_argument("--device", default="cpu", help="--embeddings: torch device")
     p.add_argument("--json", action="store_true")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_derive)
 
 
@@ -454,7 +473,8 @@ def _cmd_derive(args) -> int:
     store = open_store(args.store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        entry, created = _derive(store, parent, transform, **kw)
+        with _progress(args, f"derive {type(transform).__name__.lower()}"):
+            entry, created = _derive(store, parent, transform, **kw)
     for w in caught:
         print(f"giblet-store: warning: {w.message}", file=sys.stderr)
     if args.json:

@@ -96,3 +96,47 @@ def test_show_prints_attributes_in_full(tmp_path, model_dir, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0] == repr(e)
     assert f'    source_sha256: "{e.attrs["source_sha256"]}"' in out and '"algorithm_version"' in out
+
+
+class _Terminal:
+    """A stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@pytest.mark.parametrize("argv_tail, bar", [([], True), (["--no-progress"], False)])
+def test_extract_shows_a_progress_bar_on_a_terminal(tmp_path, model_dir, monkeypatch, argv_tail, bar):
+    a = write_wav(tmp_path / "a.wav", synth_audio(3.0, 24000, seed=1), 24000)
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["extract", str(a), "--store", str(tmp_path / "st"), "--model", str(model_dir), "--bandwidth", "1.5",
+                 "--chunk-seconds", "1", "--context-seconds", "0.5", *argv_tail]) == 0
+    assert ("extract a.wav" in term.text and "task" in term.text) is bar
+
+
+def test_no_bar_when_stderr_is_not_a_terminal(tmp_path, model_dir, capsys):
+    a = write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=1), 24000)
+    assert main(["extract", str(a), "--store", str(tmp_path / "st"), "--model", str(model_dir),
+                 "--bandwidth", "1.5"]) == 0
+    assert capsys.readouterr().err == ""
+    store = open_store(tmp_path / "st")
+    e = store.entries()[0]
+    term = _Terminal()
+    with gs.progress_bar("derive", stream=term):  # the Python API: a bar on demand
+        store.derive(e, gs.Embeddings())
+    assert "derive:" in term.text and "task/s" in term.text
