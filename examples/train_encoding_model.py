@@ -92,9 +92,20 @@ def build_model(n_codebooks: int, codebook_size: int, window: int, n_voxels: int
     return CodesEncodingModel()
 
 
+def bundled_functional() -> Path:
+    """nibabel's bundled functional.nii, found in the installed package (``nibabel.testing`` would
+    import pytest, which a user's environment need not have)."""
+    from importlib.resources import files
+
+    path = Path(str(files("nibabel") / "tests" / "data" / "functional.nii"))
+    if not path.is_file():
+        raise SystemExit(f"nibabel's bundled functional.nii is not at {path}; give --nifti a 4D NIfTI")
+    return path
+
+
 def main(argv=None) -> int:
-    import nibabel.testing
     import torch
+    from torch.utils.data import DataLoader
 
     import giblet_store as gs
     from giblet_store.codec import CodecParams
@@ -108,7 +119,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     store_dir = Path(args.store).resolve()
     store = gs.open_store(store_dir)
-    nifti = Path(args.nifti) if args.nifti else Path(nibabel.testing.data_path) / "functional.nii"
+    nifti = Path(args.nifti) if args.nifti else bundled_functional()
     series = open_series(nifti)
     n_trs, tr_s = series.n_volumes, series.header_tr_s
     if tr_s is None:
@@ -123,17 +134,18 @@ def main(argv=None) -> int:
 
     # 3. stream samples to the model
     feats = (codes, ["codes", "n_frames"])
-    ds = StoreDataset(store, fmri, feats, trs=train, window=args.window, batch_size=8, seed=args.seed)
+    ds = StoreDataset(store, fmri, feats, trs=train, window=args.window, seed=args.seed)
     a = codes.attrs
     model = build_model(a["n_codebooks"], a["codebook_size"], args.window, ds.n_voxels).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
     pin = args.device.startswith("cuda")
+    loader = DataLoader(ds, batch_size=8, num_workers=0, pin_memory=pin)  # the documented path
     losses = []
     for epoch in range(args.epochs):
         ds.set_epoch(epoch)
         model.train()
         total, count = 0.0, 0
-        for b in ds.loader(num_workers=0, pin_memory=pin):
+        for b in loader:
             c, nf, y = (b[k].to(args.device, non_blocking=True) for k in ("codes", "n_frames", "fmri"))
             loss = torch.nn.functional.mse_loss(model(c, nf), y)
             opt.zero_grad()
@@ -145,12 +157,12 @@ def main(argv=None) -> int:
     # 4. predictions of every TR with a full window, stored with provenance; r on the held-out TRs
     ckpt = store_dir.with_name(store_dir.name + ".model.pt")
     torch.save(model.state_dict(), ckpt)
-    every = StoreDataset(store, fmri, feats, window=args.window, batch_size=64, shuffle=False)
+    every = StoreDataset(store, fmri, feats, window=args.window, shuffle=False)
     lo, hi = every.sample_trs
     pred = np.zeros((len(every.subjects), hi - lo, every.n_voxels), np.float32)
     model.eval()
     with torch.no_grad():
-        for b in every.loader():
+        for b in DataLoader(every, batch_size=64):
             out = model(b["codes"].to(args.device), b["n_frames"].to(args.device)).cpu().numpy()
             pred[b["subject"].numpy(), b["tr"].numpy() - lo] = out
     params = {"epochs": args.epochs, "lr": 3e-3, "weight_decay": 1e-2, "batch_size": 8, "window": args.window,

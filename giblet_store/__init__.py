@@ -31,11 +31,13 @@ from .validate import KINDS, parse_key, parse_kind, parse_output_path  # noqa: E
 from .verify import QuarantineWarning, VerifyReport, verify_store  # noqa: E402
 from .codecs_allowed import ALLOWED_CODECS, UnsafeCodecError  # noqa: E402
 from .bounds import check_grid_bounds  # noqa: E402
+from .join import join, open_dataset  # noqa: E402
+from .progress import progress_bar  # noqa: E402
 
 __all__ = [
     "__version__",
     # store
-    "open_store", "Store", "Entry", "content_key",
+    "open_store", "Store", "Entry", "content_key", "open_dataset", "join", "progress_bar",
     # codes
     "TrGrid", "CodecParams", "extract_codes", "decode_entry",
     # features

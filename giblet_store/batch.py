@@ -325,6 +325,7 @@ def run_batch(
     progress: Any = None,
     connect_timeout: float = 5.0,
     tr_chunk: int | None = None,
+    model: str | None = None,
 ) -> BatchReport:
     """Extract every entry a manifest asks for that the store does not hold yet.
 
@@ -343,6 +344,9 @@ def run_batch(
     tr_chunk : int, optional
         TRs per Zarr chunk (and per write task) of codes entries; overrides the manifest's.
         Default: the store's chunking, which makes entries byte-identical to ``extract_codes``'s.
+    model : str, optional
+        Model for stimuli that name none (see :func:`~giblet_store.batch_manifest.load_manifest`); only
+        with a manifest path or mapping.
 
     Returns
     -------
@@ -363,7 +367,10 @@ def run_batch(
 
     t0 = time.perf_counter()
     if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest)
+        manifest = load_manifest(manifest, model=model)
+    elif model is not None:
+        raise ParameterError("model= applies when the manifest is read here; pass load_manifest(..., model=...) "
+                             "for a Manifest that is already loaded")
     if not isinstance(store, Store):
         store = open_store(store)
     if tr_chunk is None:

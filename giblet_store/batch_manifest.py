@@ -128,13 +128,18 @@ class Manifest:
     tr_chunk: int | None = None
 
 
-def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.PathLike | None" = None) -> Manifest:
+def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.PathLike | None" = None,
+                  model: str | None = None) -> Manifest:
     """Read and validate a manifest.
 
     Parameters
     ----------
     source : path to a ``.csv``, ``.yaml``/``.yml`` or ``.json`` file, or a mapping (the YAML layout)
     base_dir : folder relative paths are read from (default: the manifest's folder, or the cwd)
+    model : str, optional
+        Hub name or ``save_pretrained`` directory (relative: to the current directory) for every
+        stimulus that does not name its own (a CSV ``model`` cell wins); replaces a YAML/JSON
+        top-level ``model`` and the default ``facebook/encodec_24khz``.
 
     Raises
     ------
@@ -157,6 +162,11 @@ def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.Pat
         else:
             raise ManifestError(name, [f"unknown manifest format {suffix or '(no suffix)'!r}; give a .csv, .yaml, "
                                        ".yml or .json file"])
+    if model is not None:
+        if not isinstance(model, str) or not model.strip():
+            raise ManifestError(name, [f"model must be a hub name or a directory, got {model!r}"])
+        local = Path(model).expanduser()
+        top = {**top, "model": str(local.resolve()) if local.is_dir() else model}
     return _build(name, base, top, rows, problems)
 
 

@@ -8,6 +8,8 @@ its parser and a ``_cmd_<name>`` function that runs it.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -19,7 +21,28 @@ __all__ = ["main", "build_parser"]
 EXIT_ERROR = 2
 
 
-from .cli_util import dump as _dump, tr_range as _tr_range, where as _where  # noqa: E402
+from .cli_util import dump as _dump, json_default as _json_default, tr_range as _tr_range, where as _where  # noqa: E402
+
+
+def _add_no_progress(p) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (bars are shown only when stderr is a terminal)")
+
+
+def _progress(args, desc: str):
+    """A progress bar for the Dask work of one command (off when stderr is no terminal or --no-progress)."""
+    from .progress import progress_bar
+
+    return progress_bar(desc, enabled=False if getattr(args, "no_progress", False) else None)
+
+
+def _dump_entries(entries: list[dict], **extra) -> None:
+    """The one ``--json`` shape of every command: ``{"entries": [entry, ...], ...}``.
+
+    Each entry is ``Entry.to_json()`` (``key``, ``kind``, ``path``, ``attrs``) plus what the command
+    adds (``created``, ``source``, ``variables``); batch adds ``store``, ``counts`` and ``wall_s``.
+    """
+    _dump({"entries": list(entries), **extra})
 
 
 # ------------------------------------------------------------------------------------ extract
@@ -37,6 +60,7 @@ def _add_extract(sub) -> None:
     p.add_argument("--context-seconds", type=float, default=2.0, help="left context per chunk")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_extract)
 
 
@@ -62,7 +86,8 @@ def _extract_each(args, extract_one: Callable) -> int:
     results, failed = [], 0
     for path in args.audio:
         try:
-            r = extract_one(store, path)
+            with _progress(args, f"{args.command} {os.path.basename(str(path))}"):
+                r = extract_one(store, path)
         except GibletStoreError as exc:
             failed += 1
             print(f"giblet-store: error: {path}: {exc}", file=sys.stderr)
@@ -71,7 +96,8 @@ def _extract_each(args, extract_one: Callable) -> int:
         if not args.json:
             print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {path}")
     if args.json:
-        _dump([{**r.entry.to_json(), "created": r.created, "source": r.source} for r in results])
+        _dump_entries([{**r.entry.to_json(), "created": r.created, "source": r.source} for r in results],
+                      failed=failed)
     return EXIT_ERROR if failed else 0
 
 
@@ -79,7 +105,8 @@ def _extract_each(args, extract_one: Callable) -> int:
 def _add_ls(sub) -> None:
     p = sub.add_parser("ls", help="list complete entries, filtered by attributes")
     p.add_argument("store")
-    p.add_argument("--kind", default=None)
+    p.add_argument("--kind", default=None, metavar="KIND",
+                   help="only entries of this kind: codes, mel, embeddings, features, fmri, predictions, evaluation")
     p.add_argument("--where", action="append", default=[], metavar="NAME=VALUE",
                    help="attribute filter, repeatable (bandwidth_kbps=6, hrf_params.peak_delay_s=6)")
     p.add_argument("--json", action="store_true")
@@ -92,7 +119,7 @@ def _cmd_ls(args) -> int:
     store = open_store(args.store, mode="r")
     entries = store.find(kind=args.kind, **_where(args.where))
     if args.json:
-        _dump([e.to_json() for e in entries])
+        _dump_entries([e.to_json() for e in entries])
     else:
         _print_table(entries)
     return 0
@@ -116,9 +143,15 @@ def _cmd_show(args) -> int:
         doc = entry.to_json()
         doc["variables"] = {n: {"dims": list(v.dims), "dtype": str(v.dtype), "shape": list(v.shape)}
                             for n, v in {**ds.coords, **ds.data_vars}.items()}
-        _dump(doc)
+        _dump_entries([doc])
     else:
-        print(ds)
+        print(repr(entry))
+        bare = ds.copy()
+        bare.attrs = {}
+        print(bare)
+        print("Attributes (in full):")
+        for name, value in entry.attrs.items():
+            print(f"    {name}: {json.dumps(value, default=_json_default)}")
     return 0
 
 
@@ -163,8 +196,9 @@ _DECODERS: dict[str, Callable] = {"codes": _decode_codes}
 # ------------------------------------------------------------------------------------ demo
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="encode a bundled stimulus into a local store and show it")
-    p.add_argument("--store", default="demo_store")
-    p.add_argument("--model", default="facebook/encodec_24khz")
+    p.add_argument("--store", default="demo_store",
+                   help="store directory; the stimulus and decoded wav files are written beside it")
+    p.add_argument("--model", default="facebook/encodec_24khz", help="hub name or save_pretrained directory")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -193,6 +227,7 @@ def _add_ingest_fmri(sub) -> None:
     p.add_argument("--mask-fraction", type=float, default=0.5, help="computed mask: fraction of subjects to vote")
     p.add_argument("--chunk-trs", type=int, default=None, help="TRs per stored chunk (default ~4 MiB chunks)")
     p.add_argument("--json", action="store_true")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_ingest_fmri)
 
 
@@ -204,10 +239,11 @@ def _cmd_ingest_fmri(args) -> int:
                         nan_policy=args.nan_policy)
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
     store = open_store(args.store)
-    r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
-                    stimulus=args.stimulus, chunk_trs=args.chunk_trs)
+    with _progress(args, "ingest-fmri"):
+        r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
+                        stimulus=args.stimulus, chunk_trs=args.chunk_trs)
     if args.json:
-        _dump({**r.entry.to_json(), "created": r.created})
+        _dump_entries([{**r.entry.to_json(), "created": r.created}])
     else:
         a = r.entry.attrs
         print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  "
@@ -230,11 +266,16 @@ def _cmd_evaluate(args) -> int:
 
     entry, created = evaluate(open_store(args.store), args.key, trs=_tr_range(args.trs))
     if args.json:
-        _dump({**entry.to_json(), "created": created})
+        _dump_entries([{**entry.to_json(), "created": created}])
     else:
+        from .predictions import undefined_note
+
         a = entry.attrs
+        mean = "undefined" if a["r_mean_all"] is None else round(a["r_mean_all"], 4)
         print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  trs={a['trs'][0]}:{a['trs'][1]} "
-              f"mean r={a['r_mean_all'] if a['r_mean_all'] is None else round(a['r_mean_all'], 4)}")
+              f"mean r={mean}")
+        if note := undefined_note(a):
+            print(f"giblet-store: note: {note}", file=sys.stderr)
     return 0
 
 
@@ -278,6 +319,7 @@ def _add_mel(sub) -> None:
     p.add_argument("--ref", type=float, default=1.0, help="fixed dB reference (0 dB), never the file's max")
     p.add_argument("--chunk-seconds", type=float, default=60.0, help="audio per Dask task")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_mel)
 
 
@@ -350,6 +392,7 @@ def _add_derive(sub) -> None:
     p.add_argument("--model", default=None, help="--embeddings: model directory or hub name (default: the entry's)")
     p.add_argument("--device", default="cpu", help="--embeddings: torch device")
     p.add_argument("--json", action="store_true")
+    _add_no_progress(p)
     p.set_defaults(func=_cmd_derive)
 
 
@@ -391,11 +434,12 @@ def _cmd_derive(args) -> int:
     store = open_store(args.store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        entry, created = _derive(store, parent, transform, **kw)
+        with _progress(args, f"derive {type(transform).__name__.lower()}"):
+            entry, created = _derive(store, parent, transform, **kw)
     for w in caught:
         print(f"giblet-store: warning: {w.message}", file=sys.stderr)
     if args.json:
-        _dump({**entry.to_json(), "created": created})
+        _dump_entries([{**entry.to_json(), "created": created}])
     else:
         print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  <- {parent.key[:16]} ({parent.kind})")
     return 0
@@ -412,6 +456,9 @@ def _add_batch(sub) -> None:
     p.add_argument("--tr-chunk", type=int, default=None,
                    help="TRs per Zarr chunk and write task (default: the store's, as extract writes)")
     p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds to wait for a scheduler address")
+    p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
+                   help="hub name or save_pretrained directory for stimuli that name none "
+                        "(default: the manifest's, else facebook/encodec_24khz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_batch)
@@ -424,9 +471,10 @@ def _cmd_batch(args) -> int:
         raise ParameterError(f"--workers must be >= 1, got {args.workers}")
     report = run_batch(args.manifest, args.store, scheduler=args.scheduler, workers=args.workers,
                        progress=not args.no_progress, connect_timeout=args.connect_timeout,
-                       tr_chunk=args.tr_chunk)
+                       tr_chunk=args.tr_chunk, model=args.model)
     if args.json:
-        _dump(report.to_json())
+        doc = report.to_json()
+        _dump_entries(doc.pop("items"), **doc)
     else:
         print(report.table())
     for item in report.failed:
@@ -468,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _COMMANDS:
         add(sub)
+    from .cli_help import document
+
+    document(sub)
     return parser
 
 
@@ -492,6 +543,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"giblet-store: error: permission denied: {exc.filename or exc}; check the file's and folder's "
               "permissions (or run as a user who may read/write them)", file=sys.stderr)
+        return EXIT_ERROR
+    except ImportError as exc:  # a missing optional extra: say which one to install
+        from .extras import missing_extra_message
+
+        if args.debug or (message := missing_extra_message(exc)) is None:
+            raise
+        print(f"giblet-store: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("giblet-store: interrupted; nothing half-written is visible (staging is cleaned up)", file=sys.stderr)

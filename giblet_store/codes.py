@@ -49,18 +49,20 @@ def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, ident
 
 def extract_codes(
     store: Store,
-    audio_path: str | os.PathLike,
+    audio_path: "str | os.PathLike | list[str | os.PathLike]",
     codec: CodecParams | None = None,
     grid: TrGrid | None = None,
     device: str = "cpu",
     scheduler: Any = "threads",
-) -> ExtractResult:
+) -> "ExtractResult | list[ExtractResult]":
     """Extract EnCodec codes of ``audio_path`` on ``grid`` into ``store`` (or return the cached entry).
 
     Parameters
     ----------
     store : Store
-    audio_path : path to wav/flac/ogg
+    audio_path : path to wav/flac/ogg, or a list of them
+        A list is checked as a whole (every file exists and is audio) before any is encoded, and
+        gives a list of results in the same order.
     codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, 10 s chunks, 2 s context)
     grid : TrGrid (default: 1.5 s TR, onset 0, as many TRs as the audio fills)
     device : torch device for the encoder (recorded in attributes, not in the key)
@@ -78,6 +80,10 @@ def extract_codes(
     """
     codec = codec or CodecParams()
     grid = grid or TrGrid()
+    if isinstance(audio_path, (list, tuple)):
+        for p in audio_path:
+            audio_info(p)  # every input is checked before the first is encoded
+        return [extract_codes(store, p, codec, grid, device, scheduler) for p in audio_path]
     info = audio_info(audio_path)  # missing / not audio / empty: fail before any model work
     source_sha = sha256_file(audio_path)
     identity = model_identity(codec.model, codec.revision)
@@ -192,10 +198,12 @@ def entry_stream(store: Store, entry: Entry | str, trs=None) -> tuple[np.ndarray
 def decode_entry(
     store: Store, entry: Entry | str, out_path: str | os.PathLike, trs=None, model: str | None = None, device: str = "cpu"
 ) -> Path:
-    """Decode a codes entry (or TRs ``START:STOP``) to a wav file of exactly ``frames * hop`` samples.
+    """Decode a codes entry (or a TR range) to a wav file of exactly ``frames * hop`` samples.
 
-    ``model`` defaults to the entry's own model (hub name); for entries made from a local directory
-    give that directory. A different model's weights give a :class:`ParameterError`.
+    ``trs`` is ``"START:STOP"``, ``(start, stop)`` or ``slice(start, stop)`` (stop exclusive).
+    ``model`` defaults to the entry's own model: its hub name, or for entries made from a local
+    directory the directory this machine's model registry remembers (:mod:`giblet_store.registry`).
+    A different model's weights give a :class:`ParameterError`.
     """
     from .validate import parse_output_path
 

@@ -18,7 +18,9 @@ def random_model_dir() -> Path:
     """A random-weight EnCodec (24 kHz architecture, filled codebooks) saved once in the user cache."""
     from .testing import save_test_model
 
-    root = Path(os.environ.get("GIBLET_STORE_CACHE", Path.home() / ".cache" / "giblet_store"))
+    from .registry import cache_dir
+
+    root = cache_dir()
     d = root / "random-encodec-24khz-seed0-v2"
     if not (d / "config.json").exists():
         tmp = Path(tempfile.mkdtemp(dir=root.mkdir(parents=True, exist_ok=True) or root))
@@ -54,9 +56,9 @@ def run_demo(store_path: str = "demo_store", model: str = "facebook/encodec_24kh
             "meaningful. Give --model DIR (a save_pretrained directory) for real codes."
         )
         model = str(random_model_dir())
-    stim_dir = Path(tempfile.mkdtemp(prefix="giblet_demo_"))
-    wav = write_wav(stim_dir / "demo_stimulus.wav", synth_audio(DEMO_SECONDS, 24000, seed=1), 24000)
     store = open_store(store_path)
+    stim_dir = Path(store.url).parent if store.local else Path.cwd()  # beside the store, not in /tmp
+    wav = write_wav(stim_dir / "demo_stimulus.wav", synth_audio(DEMO_SECONDS, 24000, seed=1), 24000)
     print(f"store: {store.url}\nstimulus: {wav} ({DEMO_SECONDS:g} s synthesised tones, noise and clicks)\n")
     for bw in (1.5, 6.0):
         r = extract_codes(store, wav, CodecParams(model=model, bandwidth_kbps=bw), TrGrid(tr_s=1.5))
@@ -67,7 +69,7 @@ def run_demo(store_path: str = "demo_store", model: str = "facebook/encodec_24kh
     print(ds)
     print(f"\nframes per TR (n_frames[:6]): {ds.n_frames.values[:6].tolist()}  "
           f"(1.5 s x 75 Hz = 112.5: TRs alternate 113/112, none dropped)")
-    out = decode_entry(store, entry, stim_dir / "decoded_tr0-4.wav", trs="0:4", model=model)
+    out = decode_entry(store, entry, stim_dir / "demo_decoded_tr0-4.wav", trs="0:4", model=model)
     print(f"decoded TRs 0:4 -> {out}\n\ngiblet-store ls {store.url}\n")
     print_table(store.entries())
     return 0

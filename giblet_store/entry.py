@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .entry_repr import describe, entry_html
 from .errors import EntryNotFoundError, ParameterError
 
 if TYPE_CHECKING:  # for annotations only: store.py imports this module
@@ -52,9 +53,20 @@ class Entry:
     def kind(self) -> str:
         return self.attrs["kind"]
 
-    def open(self, **kwargs):
-        """The entry as a lazy (Dask-backed) :class:`xarray.Dataset`."""
-        return self.store.open(self, **kwargs)
+    def open(self, validate: bool = True, **xarray_kwargs):
+        """The entry as an :class:`xarray.Dataset`, lazy (Dask-backed) by default.
+
+        ``xarray_kwargs`` go to :func:`xarray.open_zarr` (``chunks=None``: no Dask, lazily indexed
+        numpy; ``chunks={"tr": 64}``; ``decode_cf=False``, ...). Small 1-D coordinates
+        (``tr_start_s``, ``mel_hz``) are always loaded, and ``tr_start_s`` is indexed.
+        """
+        return self.store.open(self, validate=validate, **xarray_kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.kind} {self.key[:12]} {describe(self.attrs)}>"
+
+    def _repr_html_(self) -> str:
+        return entry_html(self)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "path": self.path, "attrs": self.attrs}

@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from .validate import int_in_range, tr_seconds
+from .conventions import pairing_warning, tr_start_s
 from .errors import ParameterError
 from .grid import exact
 from .nifti import (
@@ -463,9 +464,11 @@ def ingest_fmri(
         {
             "fmri": (("subject", "tr", "voxel"), data),
             "mask": (("x", "y", "z"), mask3),
-            "voxel_ijk": (("voxel", "ijk"), voxel_ijk.astype(np.int32)),
         },
-        coords={"subject": np.array(subjects, dtype=object), "tr": np.arange(n_trs, dtype=np.int64)},
+        coords={"subject": np.array(subjects, dtype=object), "tr": np.arange(n_trs, dtype=np.int64),
+                "tr_start_s": (("tr",), tr_start_s(inputs["onset_s"], tr_s, np.arange(n_trs))),
+                "voxel": np.arange(n_vox, dtype=np.int64),
+                "voxel_ijk": (("voxel", "ijk"), voxel_ijk.astype(np.int32))},
     )
     ds["fmri"].attrs.update(description="BOLD signal per mask voxel" + (" (z-scored)" if z else ""),
                             units="z" if z else "scanner units")
@@ -503,6 +506,9 @@ def ingest_fmri(
     if stim is not None:
         attrs.update(stimulus_key=stim.key, stimulus_kind=stim.kind,
                      stimulus_sha256=stim.attrs.get("source_sha256"), stimulus_name=stim.attrs.get("source_name"))
+        n_stim = int(stim.attrs.get("n_trs", n_trs))
+        attrs["paired_trs"] = [0, min(n_stim, n_trs)]  # the TRs that have both stimulus and BOLD
+        pairing_warning(n_stim, n_trs, tr_s)
     ctx = dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else dask.config.set(scheduler=scheduler.get)
     with ctx:
         entry, created = store.write(ds, attrs, fmri_encoding(ds, ["fmri"], c))

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError, ParameterError
+from .registry import registered_model_dirs, registry_path, remember_model
 
-__all__ = ["DEFAULT_MODEL", "Codec", "load_codec", "model_identity", "codec_for_entry", "entry_model_name"]
+__all__ = ["DEFAULT_MODEL", "Codec", "load_codec", "model_identity", "codec_for_entry", "entry_model_name",
+           "local_model_sha256"]
 
 DEFAULT_MODEL = "facebook/encodec_24khz"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
@@ -110,6 +112,18 @@ def _check_local_dir(name: str) -> Path:
     return d
 
 
+def local_model_sha256(directory: str) -> str:
+    """sha256 of a saved model directory's weight and config files (cached per file stamps).
+
+    Raises
+    ------
+    ModelError
+        Not a directory saved with ``EncodecModel.save_pretrained``.
+    """
+    d = _check_local_dir(directory)
+    return _local_sha_cached(str(d.resolve()), _stamp(d))
+
+
 def model_identity(name: str, revision: str | None = None) -> dict[str, Any]:
     """What identifies the weights, without running the model.
 
@@ -118,8 +132,9 @@ def model_identity(name: str, revision: str | None = None) -> dict[str, Any]:
     with the revision resolved to a commit from the local hub cache when possible.
     """
     if _is_local(name):
-        d = _check_local_dir(name)
-        return {"model_sha256": _local_sha_cached(str(d.resolve()), _stamp(d))}
+        sha = local_model_sha256(name)
+        remember_model(sha, name)  # so later decode/derive find these weights without model=
+        return {"model_sha256": sha}
     commit = _cached_hub_commit(name, revision)
     if commit is None:
         codec = load_codec(name, revision)
@@ -241,13 +256,15 @@ def _load_cached(name: str, revision: str | None, device: str, stamp: tuple) -> 
         p.requires_grad_(False)
     if local:
         identity = {"model_sha256": _local_weights_sha256(name)}
+        remember_model(identity["model_sha256"], name)
     else:
         identity = {"model_id": name, "model_revision": getattr(model.config, "_commit_hash", None) or revision or "main"}
     return Codec(model=model, name=name, identity=identity, device=device)
 
 
 def entry_model_name(attrs: dict, model: str | None = None) -> str:
-    """The model to load for a codes entry: ``model`` if given, else the entry's hub name.
+    """The model to load for a codes entry: ``model`` if given, else the entry's hub name, else the
+    directory this machine's model registry remembers for the entry's ``model_sha256``.
 
     Raises
     ------
@@ -255,10 +272,13 @@ def entry_model_name(attrs: dict, model: str | None = None) -> str:
         The entry was made from a local directory and no ``model`` was given.
     """
     name = model or attrs.get("model_id")
+    if name is None and attrs.get("model_sha256"):
+        name = find_model_dir(attrs["model_sha256"])
     if name is None:
         raise ParameterError(
             f"entry {str(attrs.get('key', ''))[:16]} was made with a local model ({attrs.get('model')}, sha256 "
-            f"{str(attrs.get('model_sha256', ''))[:12]}); give that directory (model=..., CLI --model)"
+            f"{str(attrs.get('model_sha256', ''))[:12]}) that this machine's model registry ({registry_path()}) "
+            "does not know; give that directory once (model=..., CLI --model) and later commands find it"
         )
     return name
 
@@ -296,3 +316,14 @@ def load_codec(name: str = DEFAULT_MODEL, revision: str | None = None, device: s
         stamp = _stamp(d)
         name = str(d.resolve())
     return _load_cached(name, revision, device, stamp)
+
+
+def find_model_dir(sha256: str) -> str | None:
+    """A remembered directory (:mod:`giblet_store.registry`) whose weights still hash to ``sha256``, or None."""
+    for d in registered_model_dirs(sha256):
+        try:
+            if local_model_sha256(d) == sha256:
+                return d
+        except (ModelError, OSError):  # moved, deleted or changed since: try the next one
+            continue
+    return None

@@ -158,7 +158,8 @@ def write_predictions(
     if (hit := store.lookup(key, "predictions")) is not None:
         return hit, False
     ds = xr.Dataset({"predictions": (target_dims, values)},
-                    coords={"subject": np.array(subj, dtype=object), "tr": tr})
+                    coords={"subject": np.array(subj, dtype=object), "tr": tr,
+                            **_time_voxel_coords(fe, fds, tr)})
     ds["predictions"].attrs.update(description="predicted fmri values (same units as the target's fmri)")
     attrs = {
         "kind": "predictions", "key": key, "parent": [fe.key, *feature_keys], "fmri_key": fe.key,
@@ -233,15 +234,17 @@ def evaluate(store: Store, predictions: Entry | str, trs: tuple[int, int] | None
     count = r.notnull().sum("subject")
     r_mean = (r.fillna(0).sum("subject") / count.where(count > 0)).astype(np.float32)
     subj = [str(s) for s in r["subject"].values]
+    fds = store.open(fe)
     ds = xr.Dataset({"r": (("subject", "voxel"), r.values), "r_mean": (("voxel",), r_mean.values)},
-                    coords={"subject": np.array(subj, dtype=object)})
+                    coords={"subject": np.array(subj, dtype=object), **_time_voxel_coords(fe, fds, None)})
     from .scores import encoding_scores
 
-    all_y = store.open(fe)["fmri"].sel(tr=sel)
+    all_y = fds["fmri"].sel(tr=sel)
     more, score_attrs = encoding_scores(p.values, y.values, r.values, subj, all_y.values,
                                         [str(s) for s in all_y["subject"].values])
     ds = ds.assign(more)
     finite = r.values[np.isfinite(r.values)]
+    flat = (p.std("tr") == 0).sum().compute(), (y.std("tr") == 0).sum().compute()
     attrs = {
         "kind": "evaluation", "key": key, "metric": "pearson_r", "parent": {"predictions": pe.key, "fmri": fe.key},
         "predictions_key": pe.key, "fmri_key": fe.key, "model_name": pe.attrs.get("model_name"),
@@ -249,6 +252,7 @@ def evaluate(store: Store, predictions: Entry | str, trs: tuple[int, int] | None
         "tr_s": fe.attrs["tr_s"], "n_undefined": int(r.size - finite.size),
         "r_mean_all": float(finite.mean()) if finite.size else None,
         "r_median_all": float(np.median(finite)) if finite.size else None,
+        "n_constant_predictions": int(flat[0]), "n_constant_fmri": int(flat[1]),
         "algorithm_version": ALGORITHM_VERSION, "inputs": inputs, **score_attrs,
     }
     return store.write(ds, attrs)
@@ -293,3 +297,31 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     if x.dims not in (("voxel",), ("tr", "voxel")):
         raise ParameterError(f"variable {var!r} has dims {x.dims}; NIfTI export needs (voxel,) or (tr, voxel)")
     return to_nifti(store, fmri_entry_of(store, entry), x, path, fill=fill)
+
+
+def _time_voxel_coords(fe, fds, tr) -> dict:
+    """``tr_start_s`` (for ``tr`` TR indices; None: no time axis), ``voxel`` and ``voxel_ijk``
+    coordinates of the target fmri entry (computed from its attributes for older entries)."""
+    from .conventions import tr_start_s
+
+    out = {"voxel": np.arange(int(fds.sizes["voxel"]), dtype=np.int64)}
+    if "voxel_ijk" in fds.variables:
+        out["voxel_ijk"] = (("voxel", "ijk"), np.asarray(fds["voxel_ijk"].values))
+    if tr is not None:
+        out["tr_start_s"] = (("tr",), tr_start_s(fe.attrs.get("onset_s", 0.0), fe.attrs["tr_s"], tr))
+    return out
+
+
+def undefined_note(attrs: dict) -> str:
+    """Why some (or all) of an evaluation entry's r values are undefined, or ``""``."""
+    n = attrs.get("n_undefined") or 0
+    if not n:
+        return ""
+    parts = []
+    for what, name in (("predictions", "n_constant_predictions"), ("fMRI", "n_constant_fmri")):
+        if attrs.get(name):
+            parts.append(f"the {what} are constant over the TRs for {attrs[name]}")
+    why = "; ".join(parts) or "a series is constant"
+    total = attrs.get("n_voxels", 0) * len(attrs.get("subjects", [])) or n
+    return (f"r is undefined (NaN) for {n} of {total} voxel x subject pair(s): {why} "
+            f"(Pearson r divides by the standard deviation, which is 0 for a constant series)")

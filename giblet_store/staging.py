@@ -21,6 +21,7 @@ import numpy as np
 
 from .entry import KEY_PATH_LEN, STAGING, Entry, default_encoding, entry_path
 from .errors import StoreError
+from .conventions import annotate
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 
 __all__ = ["Staging", "StagedWrites", "STAGING"]
@@ -91,7 +92,7 @@ class StagedWrites:
         attrs.setdefault("format_version", FORMAT_VERSION)
         attrs["all_chunks_stored"] = True  # written with write_empty_chunks: a missing chunk is damage
         attrs["status"] = "complete"
-        ds = ds.copy()
+        ds = annotate(ds.copy())  # units + long_name on every variable (giblet_store.conventions)
         ds.attrs = {}
         doc = entry_document(ds)
         doc["attrs"] = json.loads(json.dumps(attrs))

@@ -25,6 +25,7 @@ from .errors import (
     StoreError,
 )
 from .entry import KEY_PATH_LEN, STAGING, Entry, check_kind, default_encoding, entry_path, lineage
+from .conventions import eager_coords
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 from .staging import StagedWrites, Staging
 from .version import __version__
@@ -207,8 +208,12 @@ class Store(StagedWrites):
             )
         return hits[0]
 
-    def open(self, entry: "Entry | str", validate: bool = True):
+    def open(self, entry: "Entry | str", validate: bool = True, **xarray_kwargs):
         """Open an entry lazily as an :class:`xarray.Dataset` backed by Dask.
+
+        ``xarray_kwargs`` go to :func:`xarray.open_zarr` (e.g. ``chunks=None`` for no Dask).
+        Small 1-D coordinates are loaded eagerly and ``tr_start_s`` is indexed
+        (:func:`giblet_store.conventions.eager_coords`).
 
         Raises
         ------
@@ -226,7 +231,8 @@ class Store(StagedWrites):
         check_entry_codecs(self.fs, self._p(entry.path), f"entry {entry.key[:16]} ({entry.path})")
         repair = f"`giblet-store verify {self.url} --repair` moves a broken entry aside"
         try:
-            ds = xr.open_zarr(self.zstore, group=entry.path, consolidated=False, zarr_format=3)
+            kwargs = {"consolidated": False, "zarr_format": 3, **xarray_kwargs}
+            ds = xr.open_zarr(self.zstore, group=entry.path, **kwargs)
         except Exception as exc:  # damaged array metadata (hand-edited dtype, shape, fill value, ...)
             raise SchemaError(f"entry {entry.key[:16]} ({entry.path}) cannot be opened: {type(exc).__name__}: "
                               f"{exc}; {repair}") from None
@@ -235,7 +241,7 @@ class Store(StagedWrites):
                 validate_entry(entry_document(ds), where=f"entry {entry.key[:16]}")
             except SchemaError as exc:
                 raise SchemaError(f"{exc}; {repair}") from None
-        return ds
+        return eager_coords(ds)
 
     # ------------------------------------------------------------------------------ writing
     def _check_writable(self) -> None:

@@ -16,8 +16,14 @@ current one is served); the samples of a group are shuffled together and served 
 sample is served exactly once per epoch. The store is opened lazily in each process, so the Dataset
 pickles (fork and spawn) and holds no open file.
 
-Samples (``batch_size=None``) or batches (``batch_size=B``, then use ``DataLoader(batch_size=None)``,
-the fast path) are dicts of tensors:
+The documented path is PyTorch's own: ``DataLoader(ds, batch_size=B, num_workers=W,
+pin_memory=True)`` on a Dataset that serves samples (its default). Reading, shuffling and the
+per-group gathers stay inside the Dataset (whole chunks, one gather per unit and field); the
+DataLoader only stacks the samples of a batch. ``StoreDataset(batch_size=B)`` makes the Dataset
+batch itself (``DataLoader(ds, batch_size=None)`` or :meth:`StoreDataset.loader`); giving both
+batch sizes is refused with a clear error instead of nesting batches.
+
+Samples (or batches, with a leading batch axis) are dicts of tensors:
 
 - ``fmri``: (voxel,) float32
 - one tensor per feature, named by variable (or by the name given): the variable's per-TR shape,
@@ -40,7 +46,7 @@ from .errors import ParameterError
 from .samples import DatasetRequestError, SamplePlan, TrReader, out_dtype, plan_samples, split_trs
 from .store import Entry, Store, open_store
 
-__all__ = ["StoreDataset", "DatasetRequestError", "split_trs", "SamplePlan"]
+__all__ = ["StoreDataset", "Batch", "DatasetRequestError", "split_trs", "SamplePlan"]
 
 
 class StoreDataset(IterableDataset):
@@ -61,8 +67,8 @@ class StoreDataset(IterableDataset):
         make train/validation/test ranges with :func:`split_trs`
     window : k previous TRs joined to each sample (features get a leading axis of k + 1); samples
         start at TR ``max(start, k)`` so every window is real
-    batch_size : None serves samples (batch with ``DataLoader(batch_size=B)``); B serves batches
-        of B (use ``DataLoader(batch_size=None)``; much faster)
+    batch_size : None (the default) serves samples: batch them with ``DataLoader(ds, batch_size=B)``;
+        B makes the Dataset serve batches of B itself (then ``DataLoader(ds, batch_size=None)``)
     shuffle, seed : unit order and in-group order come from ``(seed, epoch)`` only: the same seed and
         ``num_workers`` give the same batches; call :meth:`set_epoch` each epoch for a new order
     drop_last : drop each worker's last short batch
@@ -81,11 +87,13 @@ class StoreDataset(IterableDataset):
 
     Examples
     --------
+    >>> from torch.utils.data import DataLoader
     >>> ds = StoreDataset("st", fmri_key, (codes_key, ["codes", "n_frames"]), trs=(0, 800),
-    ...                   window=2, batch_size=64, seed=0)                       # doctest: +SKIP
+    ...                   window=2, seed=0)                                      # doctest: +SKIP
+    >>> dl = DataLoader(ds, batch_size=64, num_workers=2, pin_memory=True)      # doctest: +SKIP
     >>> for epoch in range(10):                                                  # doctest: +SKIP
     ...     ds.set_epoch(epoch)
-    ...     for b in ds.loader(num_workers=2, pin_memory=True):
+    ...     for b in dl:
     ...         loss = fit(b["codes"], b["n_frames"], b["fmri"])
     """
 
@@ -159,16 +167,40 @@ class StoreDataset(IterableDataset):
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self._units))
         return self._units[order[self.rank :: self.world_size][worker_id::num_workers]]
 
-    def loader(self, **kwargs):
-        """A DataLoader over this Dataset: ``batch_size=None`` when the Dataset batches itself, and with
-        workers a deeper ``prefetch_factor`` (4) so workers read ahead while the trainer computes."""
+    def loader(
+        self,
+        batch_size: int | None = None,
+        *,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        multiprocessing_context: Any = None,
+    ):
+        """A :class:`~torch.utils.data.DataLoader` over this Dataset, the same as writing it out.
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Samples per batch, batched by the DataLoader; leave None when the Dataset was made with
+            ``batch_size=B`` (it batches itself). Giving both raises :class:`ParameterError`.
+        num_workers, persistent_workers, multiprocessing_context : as for DataLoader
+        pin_memory : bool, optional
+            Page-locked batches for fast host-to-GPU copies (default: when CUDA is available).
+        prefetch_factor : int, optional
+            Batches each worker reads ahead (default 4 with workers).
+        """
         from torch.utils.data import DataLoader
 
-        if self.batch_size is not None:
-            kwargs.setdefault("batch_size", None)
-        if kwargs.get("num_workers", 0) > 0:
-            kwargs.setdefault("prefetch_factor", 4)
-        return DataLoader(self, **kwargs)
+        if batch_size is not None and self.batch_size is not None:
+            raise ParameterError(_BOTH_BATCHED.format(b=self.batch_size))
+        if pin_memory is None:
+            pin_memory = torch.cuda.is_available()
+        if num_workers > 0 and prefetch_factor is None:
+            prefetch_factor = 4
+        return DataLoader(self, batch_size=batch_size, num_workers=num_workers, pin_memory=bool(pin_memory),
+                          prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
+                          multiprocessing_context=multiprocessing_context)
 
     # ------------------------------------------------------------------------------ reading
     def __getstate__(self):
@@ -330,7 +362,7 @@ class StoreDataset(IterableDataset):
                         carry = (arrays, tensors, filled)
                         continue
                     carry = None
-                    yield tensors
+                    yield Batch(tensors)
                 slots = iter(self._alloc_batches(bs, -(-(n - start) // bs)))  # one buffer for the group
                 for j in range(start, n, bs):
                     arrays, tensors = next(slots)
@@ -339,9 +371,9 @@ class StoreDataset(IterableDataset):
                     if len(take) < bs:
                         carry = (arrays, tensors, len(take))
                         break
-                    yield tensors
+                    yield Batch(tensors)
             if carry is not None and not self.drop_last:
-                yield {key: v[: carry[2]] for key, v in carry[1].items()}
+                yield Batch({key: v[: carry[2]] for key, v in carry[1].items()})
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -357,3 +389,31 @@ def _shared_bytes(nbytes: int) -> torch.Tensor:
 
 
 _TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.int64): torch.int64, np.dtype(bool): torch.bool}
+
+
+_BOTH_BATCHED = ("this StoreDataset already serves batches of {b} (StoreDataset(batch_size={b})), so a DataLoader "
+                 "batch_size would nest them; use DataLoader(ds, batch_size=None), or make the Dataset without "
+                 "batch_size and give the DataLoader batch_size=B (the documented path)")
+
+
+class Batch(dict):
+    """A batch served by a ``StoreDataset(batch_size=B)``: a dict of tensors with a leading batch axis.
+
+    Its own type lets a DataLoader that batches again (``batch_size`` not None) fail with a clear
+    message instead of returning nested shapes such as ``fmri (1, 3, 963)``.
+    """
+
+
+def _refuse_nested(batch, *, collate_fn_map=None):
+    raise ParameterError(_BOTH_BATCHED.format(b=len(next(iter(batch[0].values()))) if batch and batch[0] else "B"))
+
+
+def _register_collate() -> None:
+    try:
+        from torch.utils.data._utils.collate import default_collate_fn_map
+    except ImportError:  # an older torch: nested batches are then not caught
+        return
+    default_collate_fn_map.setdefault(Batch, _refuse_nested)
+
+
+_register_collate()

@@ -11,6 +11,26 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir(tmp_path_factory):
+    """Session fixtures remember models in a temporary registry, never in the user's cache."""
+    old = os.environ.get("GIBLET_STORE_CACHE")
+    os.environ["GIBLET_STORE_CACHE"] = str(tmp_path_factory.mktemp("cache-session"))
+    yield
+    if old is None:
+        os.environ.pop("GIBLET_STORE_CACHE", None)
+    else:
+        os.environ["GIBLET_STORE_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test starts with an empty model registry (giblet_store.registry) of its own."""
+    d = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("GIBLET_STORE_CACHE", str(d))
+    return d
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A random-weight 24 kHz-architecture EnCodec, codebooks filled, saved with save_pretrained."""

@@ -149,7 +149,7 @@ def test_corrupt_files_among_good_ones(client, model_dir, stim, tmp_path, capsys
     assert main([*argv, "--json"]) == 2
     doc = json.loads(capsys.readouterr().out)
     assert doc["counts"] == {"created": 0, "cached": 2, "failed": 2}
-    assert [it["status"] for it in doc["items"]] == ["cached", "failed", "failed", "cached"]
+    assert [it["status"] for it in doc["entries"]] == ["cached", "failed", "failed", "cached"]
 
 
 def test_local_url_store_publishes_by_status_last(client, model_dir, stim, tmp_path, capsys):

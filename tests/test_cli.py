@@ -46,7 +46,7 @@ def test_extract_ls_show_decode_on_real_recordings(run, tmp_path, stims, model_d
     code, out, _ = run("ls", st)
     assert code == 0 and "arctic_a0007.wav" in out and "encodec_test_24k.wav" in out and "kbps=1.5" in out
     code, out, _ = run("ls", st, "--kind", "codes", "--where", "source_name=arctic_a0007.wav", "--json")
-    listing = json.loads(out)
+    listing = json.loads(out)["entries"]
     assert [e["key"] for e in listing] == [keys[0]] and listing[0]["attrs"]["duration_s"] == 4.0
     assert {"key", "kind", "path", "attrs"} <= set(listing[0])
     code, out, _ = run("ls", st, "--where", "bandwidth_kbps=6")
@@ -55,7 +55,7 @@ def test_extract_ls_show_decode_on_real_recordings(run, tmp_path, stims, model_d
     code, out, _ = run("show", st, keys[1][:10])
     assert code == 0 and "codes" in out and "(tr, codebook, frame)" in out
     code, out, _ = run("show", st, keys[1][:10], "--json")
-    doc = json.loads(out)
+    (doc,) = json.loads(out)["entries"]
     assert doc["variables"]["codes"]["shape"] == [14, 2, 113]  # 20 s / 1.5 s -> 14 TRs
 
     wav = tmp_path / "out.wav"
@@ -67,7 +67,7 @@ def test_extract_ls_show_decode_on_real_recordings(run, tmp_path, stims, model_d
 def test_extract_json(run, tmp_path, tone_wav, model_dir):
     code, out, _ = run("extract", tone_wav, "--store", tmp_path / "st", "--model", model_dir,
                        "--bandwidth", 3, "--tr", 2.0, "--n-trs", 6, "--json")
-    (doc,) = json.loads(out)
+    (doc,) = json.loads(out)["entries"]
     assert code == 0 and doc["created"] is True and doc["kind"] == "codes"
     assert doc["attrs"]["n_codebooks"] == 4 and doc["attrs"]["n_trs"] == 6 and doc["path"].startswith("codes/")
 
@@ -159,7 +159,7 @@ def test_newer_format_version(run, populated):
 
 
 def _keys(run, st) -> list[str]:
-    return [e["key"] for e in json.loads(run("ls", st, "--json")[1])]
+    return [e["key"] for e in json.loads(run("ls", st, "--json")[1])["entries"]]
 
 
 def test_decode_errors(run, populated, tmp_path, model_dir):

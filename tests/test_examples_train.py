@@ -16,9 +16,12 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_encoding_mod
 
 def test_train_encoding_model(tmp_path, model_dir):
     store_dir = tmp_path / "st"
+    # as after `pip install .[all]`: pytest is not importable (nibabel.testing would need it)
+    run = ("import runpy, sys; sys.modules['pytest'] = None; sys.argv = sys.argv[1:]; "
+           "runpy.run_path(sys.argv[0], run_name='__main__')")
     p = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--store", str(store_dir), "--model", str(model_dir), "--epochs", "20",
-         "--device", "cpu"],
+        [sys.executable, "-c", run, str(EXAMPLE), "--store", str(store_dir), "--model", str(model_dir),
+         "--epochs", "20", "--device", "cpu"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
     assert p.returncode == 0, p.stderr[-3000:]

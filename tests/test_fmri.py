@@ -394,7 +394,7 @@ def test_zscore_range_past_the_series(store):
 def test_cli_ingest_and_to_nifti(tmp_path, capsys):
     st = tmp_path / "st"
     assert main(["ingest-fmri", str(st), str(FUNCTIONAL), "--subject", "s1", "--zscore-trs", "0:12", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    (doc,) = json.loads(capsys.readouterr().out)["entries"]
     assert doc["kind"] == "fmri" and doc["created"] and doc["attrs"]["zscore_trs"] == [0, 12]
     out = tmp_path / "s1.nii.gz"
     assert main(["to-nifti", str(st), doc["key"][:12], "-o", str(out), "--trs", "2:5"]) == 0

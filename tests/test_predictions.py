@@ -161,7 +161,7 @@ def test_cli_evaluate_and_export(store, fmri, tmp_path, capsys):
     y = store.open(fmri)["fmri"].values
     entry, _ = write_predictions(store, noisy(y), fmri, model_name="m", checkpoint_sha256="4" * 64)
     assert main(["evaluate", store.url, entry.key[:16], "--trs", "12:20", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    (doc,) = json.loads(capsys.readouterr().out)["entries"]
     assert doc["kind"] == "evaluation" and doc["attrs"]["trs"] == [12, 20]
     out = tmp_path / "pred.nii"
     assert main(["to-nifti", store.url, entry.key[:16], "-o", str(out), "--subject", "sub-01"]) == 0

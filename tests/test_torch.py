@@ -295,3 +295,51 @@ def test_split_trs_gaps_and_coverage():
     assert split_trs(20, (0.6, 0, 0.4), gap=2) == {"train": (0, 11), "test": (13, 20)}
     with pytest.raises(ParameterError):
         split_trs(5, (0.8, 0.1, 0.1), gap=3)
+
+
+# ------------------------------------------------------------------------------------ DataLoader conventions
+@pytest.mark.parametrize("workers", [0, 2])
+def test_dataloader_batch_size_is_the_documented_path(world, workers):
+    from torch.utils.data import DataLoader
+
+    ds = make(world, seed=5)  # serves samples; the DataLoader batches
+    dl = DataLoader(ds, batch_size=8, num_workers=workers, multiprocessing_context="fork" if workers else None)
+    batches = list(dl)
+    assert batches[0]["fmri"].shape == (8, 60) and batches[0]["codes"].shape == (8, 2, 38)
+    assert sorted(pairs(batches)) == [(s, t) for s in range(2) for t in range(N_TRS)]
+    for b in batches:
+        check_values(world, b)
+
+
+def test_batching_twice_is_refused_not_nested(world):
+    from torch.utils.data import DataLoader
+
+    from giblet_store.errors import ParameterError
+
+    ds = make(world, batch_size=3)
+    with pytest.raises(ParameterError, match=r"already serves batches of 3 .* DataLoader\(ds, batch_size=None\)"):
+        next(iter(DataLoader(ds, batch_size=2)))
+    with pytest.raises(ParameterError, match="already serves batches of 3"):
+        ds.loader(batch_size=2)
+    b = next(iter(DataLoader(ds, batch_size=None)))
+    assert b["fmri"].shape == (3, 60)
+
+
+def test_loader_has_an_explicit_signature(world):
+    import inspect
+
+    params = inspect.signature(StoreDataset.loader).parameters
+    assert {"batch_size", "num_workers", "pin_memory", "prefetch_factor", "persistent_workers"} <= set(params)
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    dl = make(world).loader(batch_size=5)
+    assert dl.batch_size == 5 and dl.pin_memory == torch.cuda.is_available()
+    assert next(iter(dl))["fmri"].shape == (5, 60)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs a CUDA device")
+def test_pin_memory(world):
+    from torch.utils.data import DataLoader
+
+    for dl in (DataLoader(make(world), batch_size=4, pin_memory=True), make(world, batch_size=4).loader(pin_memory=True)):
+        b = next(iter(dl))
+        assert all(v.is_pinned() for v in b.values())

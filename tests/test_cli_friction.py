@@ -1,0 +1,142 @@
+"""A newcomer's friction list (issue 12): help with defaults, missing extras, undefined r, the demo's
+files, extract of several files from Python, show without truncation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import giblet_store as gs
+from giblet_store import AudioError, CodecParams, TrGrid, extract_codes, open_store
+from giblet_store.cli import main
+from giblet_store.testing import synth_audio, write_wav
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_help_shows_defaults_and_explains_positionals(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # one help line per option
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    out = capsys.readouterr().out
+    assert "TR in seconds (default: 1.5)" in out and "(default: 6.0)" in out and "(default: facebook/encodec_24khz)" in out
+    assert "audio files (wav, flac, ogg)" in out and '{"entries": [entry, ...], ...}' in out
+    with pytest.raises(SystemExit):
+        main(["ls", "--help"])
+    out = capsys.readouterr().out
+    assert "only entries of this kind: codes, mel" in out and "store directory or fsspec URL" in out
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    assert "--model NAME_OR_DIR" in capsys.readouterr().out
+
+
+def test_a_missing_extra_names_the_extra(tmp_path, monkeypatch, capsys):
+    wav = write_wav(tmp_path / "a.wav", synth_audio(2.0, 22050, seed=1), 22050)
+    store = open_store(tmp_path / "st")
+    before = _files(Path(store.root))
+    monkeypatch.setitem(sys.modules, "librosa", None)  # `import librosa` now fails as if not installed
+    assert main(["mel", str(wav), "--store", store.url]) == 2
+    err = capsys.readouterr().err
+    assert "optional package 'librosa'" in err and "pip install 'giblet_store[mel]'" in err
+    assert "unexpected error" not in err and "Traceback" not in err
+    assert _files(Path(store.root)) == before
+
+
+def test_evaluate_on_constant_predictions_says_why_r_is_undefined(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    img = nib.Nifti1Image((100 + rng.standard_normal((3, 3, 2, 8))).astype(np.float32), np.eye(4))
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((1.0, 1.0, 1.0, 2.0))
+    nib.save(img, str(tmp_path / "s.nii"))
+    store = open_store(tmp_path / "st")
+    fmri = gs.ingest_fmri(store, [tmp_path / "s.nii"], ["s1"]).entry
+    y = fmri.open()["fmri"].values
+    pred, _ = gs.write_predictions(store, np.ones_like(y), fmri, model_name="flat", checkpoint_sha256="3" * 64)
+    assert main(["evaluate", store.url, pred.key[:12]]) == 0
+    out, err = capsys.readouterr()
+    assert "mean r=undefined" in out and "mean r=None" not in out
+    n = y.shape[2]
+    assert f"r is undefined (NaN) for {n} of {n} voxel x subject pair(s)" in err
+    assert "predictions are constant over the TRs" in err and "standard deviation, which is 0" in err
+
+
+def test_demo_writes_its_wav_beside_its_store(tmp_path, model_dir, monkeypatch, capsys):
+    from giblet_store import demo
+
+    monkeypatch.setattr(demo, "DEMO_SECONDS", 6.0)  # 4 TRs, as many as it decodes
+    assert demo.run_demo(str(tmp_path / "demo_store"), str(model_dir)) == 0
+    assert (tmp_path / "demo_stimulus.wav").is_file() and (tmp_path / "demo_decoded_tr0-4.wav").is_file()
+    assert f"stimulus: {tmp_path / 'demo_stimulus.wav'}" in capsys.readouterr().out
+
+
+def test_extract_codes_takes_a_list_and_checks_it_first(tmp_path, model_dir):
+    a = write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=1), 24000)
+    b = write_wav(tmp_path / "b.wav", synth_audio(1.5, 24000, seed=2), 24000)
+    store = open_store(tmp_path / "st")
+    codec = CodecParams(str(model_dir), bandwidth_kbps=1.5)
+    with pytest.raises(AudioError, match="missing.wav"):
+        extract_codes(store, [a, tmp_path / "missing.wav"], codec, TrGrid(1.5))
+    assert store.entries() == []  # checked before the first was encoded
+    results = extract_codes(store, [a, b], codec, TrGrid(1.5))
+    assert [r.entry.attrs["source_name"] for r in results] == ["a.wav", "b.wav"]
+
+
+def test_show_prints_attributes_in_full(tmp_path, model_dir, capsys):
+    a = write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=1), 24000)
+    store = open_store(tmp_path / "st")
+    e = extract_codes(store, a, CodecParams(str(model_dir), bandwidth_kbps=1.5), TrGrid(1.5)).entry
+    capsys.readouterr()
+    assert main(["show", store.url, e.key[:10]]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == repr(e)
+    assert f'    source_sha256: "{e.attrs["source_sha256"]}"' in out and '"algorithm_version"' in out
+
+
+class _Terminal:
+    """A stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@pytest.mark.parametrize("argv_tail, bar", [([], True), (["--no-progress"], False)])
+def test_extract_shows_a_progress_bar_on_a_terminal(tmp_path, model_dir, monkeypatch, argv_tail, bar):
+    a = write_wav(tmp_path / "a.wav", synth_audio(3.0, 24000, seed=1), 24000)
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["extract", str(a), "--store", str(tmp_path / "st"), "--model", str(model_dir), "--bandwidth", "1.5",
+                 "--chunk-seconds", "1", "--context-seconds", "0.5", *argv_tail]) == 0
+    assert ("extract a.wav" in term.text and "task" in term.text) is bar
+
+
+def test_no_bar_when_stderr_is_not_a_terminal(tmp_path, model_dir, capsys):
+    a = write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=1), 24000)
+    assert main(["extract", str(a), "--store", str(tmp_path / "st"), "--model", str(model_dir),
+                 "--bandwidth", "1.5"]) == 0
+    assert capsys.readouterr().err == ""
+    store = open_store(tmp_path / "st")
+    e = store.entries()[0]
+    term = _Terminal()
+    with gs.progress_bar("derive", stream=term):  # the Python API: a bar on demand
+        store.derive(e, gs.Embeddings())
+    assert "derive:" in term.text and "task/s" in term.text
