@@ -485,6 +485,10 @@ _COMMANDS += [_add_ingest_fmri, _add_evaluate, _add_to_nifti]
 _COMMANDS += [_add_mel, _add_derive]
 _COMMANDS += [_add_batch]
 
+from .cli_exchange import _add_export, _add_import  # noqa: E402
+
+_COMMANDS += [_add_export, _add_import]
+
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__

@@ -23,6 +23,7 @@ __all__ = [
     "DatasetRequestError",
     "ManifestError",
     "ClusterError",
+    "CodesFileError",
 ]
 
 
@@ -96,3 +97,7 @@ class ManifestError(ParameterError):
 
 class ClusterError(GibletStoreError):
     """The Dask cluster cannot be reached or started."""
+
+
+class CodesFileError(ParameterError):
+    """A codes file to import (``.ecdc``, acomp text, ``.npy``) is not what its format requires."""
