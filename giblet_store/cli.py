@@ -335,6 +335,8 @@ def _add_mel(sub) -> None:
     p.add_argument("--no-db", action="store_true", help="store power/magnitude, not dB")
     p.add_argument("--ref", type=float, default=1.0, help="fixed dB reference (0 dB), never the file's max")
     p.add_argument("--chunk-seconds", type=float, default=60.0, help="audio per Dask task")
+    p.add_argument("--audio-stream", type=int, default=None, metavar="N",
+                   help="container stream index (as ffprobe's Stream #0:N); default: the default audio stream")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=_cmd_mel)
 
@@ -347,7 +349,8 @@ def _cmd_mel(args) -> int:
                        fmin_hz=args.fmin, fmax_hz=args.fmax, power=args.power, db=not args.no_db,
                        ref=args.ref, chunk_s=args.chunk_seconds)
     grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
-    return _extract_each(args, lambda store, path: extract_mel(store, path, params, grid))
+    return _extract_each(args, lambda store, path: extract_mel(store, path, params, grid,
+                                                               audio_stream=args.audio_stream))
 
 
 def _decode_mel(store, entry, args):

@@ -146,3 +146,20 @@ def test_audio_info_of_a_container_declares_its_length(tmp_path, speech):
     with pytest.raises(AudioError, match="no audio stream with index 3"):
         audio_info(tmp_path / "m.mov", audio_stream=3)
 
+
+
+def test_mel_of_a_container_through_the_cli(tmp_path, speech, capsys):
+    from giblet_store import open_store
+
+    movie = write_movie(tmp_path / "late.mkv", speech, SR, codec="pcm_s16le", delay_s=0.5)
+    padded = tmp_path / "padded.wav"
+    sf.write(str(padded), np.concatenate([np.zeros(SR // 2, np.int16), speech[0]]), SR, subtype="PCM_16")
+    st = tmp_path / "st"
+    assert main(["mel", str(movie), str(padded), "--store", str(st), "--audio-stream", "1", "--n-mels", "32"]) == 2
+    assert "no audio stream with index 1" in capsys.readouterr().err  # the wav's only stream is 0
+    assert main(["mel", str(movie), str(padded), "--store", str(st), "--n-mels", "32"]) == 0
+    store = open_store(st, mode="r")
+    (m,) = [e for e in store.find(kind="mel") if e.attrs["source_name"] == "late.mkv"]
+    (w,) = [e for e in store.find(kind="mel") if e.attrs["source_name"] == "padded.wav"]
+    assert m.attrs["audio_offset_s"] == 0.5 and m.attrs["inputs"]["audio_stream"] == 1
+    np.testing.assert_array_equal(store.open(m)["mel"].values, store.open(w)["mel"].values)
