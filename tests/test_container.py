@@ -163,3 +163,16 @@ def test_mel_of_a_container_through_the_cli(tmp_path, speech, capsys):
     (w,) = [e for e in store.find(kind="mel") if e.attrs["source_name"] == "padded.wav"]
     assert m.attrs["audio_offset_s"] == 0.5 and m.attrs["inputs"]["audio_stream"] == 1
     np.testing.assert_array_equal(store.open(m)["mel"].values, store.open(w)["mel"].values)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("subtype,suffix", [("PCM_16", "wav"), ("PCM_24", "flac"), ("FLOAT", "wav")])
+def test_stereo_files_give_identical_samples_on_both_paths(tmp_path, channels, subtype, suffix):
+    x = synth_audio(1.3, 44100, seed=4, channels=2)
+    x[1] *= 0.5
+    path = tmp_path / f"s.{suffix}"
+    sf.write(str(path), x.T, 44100, subtype=subtype)
+    fast, _ = load_audio(path, 24000, channels)
+    slow, info = load_audio(path, 24000, channels, audio_stream=0)
+    assert info.reader == "pyav" and info.channels == 2
+    np.testing.assert_array_equal(fast, slow)
