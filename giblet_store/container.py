@@ -48,9 +48,17 @@ class ContainerInfo:
     duration_s: float | None
 
 
-def _open(path: str):
-    import av
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise AudioError("reading video and other containers needs PyAV: pip install av "
+                         "(or the package's `video` extra), or convert the audio to flac/wav first") from None
+    return av
 
+
+def _open(path: str):
+    av = _av()
     p = Path(path)
     if not p.exists():
         raise AudioError(f"audio file {path!r} does not exist; check the path")
@@ -207,7 +215,7 @@ class _Feed:
 
 def _decode_frames(container, stream, path: str, feed: _Feed) -> float | None:
     """Decode ``stream`` into ``feed``, placing its first frame at its timestamp; returns the offset (s)."""
-    import av
+    av = _av()
 
     sr = feed.sr_in
     offset_s, drop = None, 0
