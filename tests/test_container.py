@@ -176,3 +176,17 @@ def test_stereo_files_give_identical_samples_on_both_paths(tmp_path, channels, s
     slow, info = load_audio(path, 24000, channels, audio_stream=0)
     assert info.reader == "pyav" and info.channels == 2
     np.testing.assert_array_equal(fast, slow)
+
+
+def test_batch_refuses_a_container_before_any_work(tmp_path, speech, model_dir):
+    import json
+
+    from giblet_store import run_batch
+
+    write_movie(tmp_path / "film.mp4", speech, SR)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"model": str(model_dir), "kinds": ["codes"], "bandwidths": [1.5], "trs": [1.5],
+                                    "stimuli": ["film.mp4"]}))
+    report = run_batch(str(manifest), str(tmp_path / "st"), progress=False)
+    (item,) = report.failed
+    assert "is a mov,mp4,m4a,3gp,3g2,mj2 container; batch reads wav/flac/ogg" in item.reason
