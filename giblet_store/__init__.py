@@ -33,6 +33,7 @@ from .codecs_allowed import ALLOWED_CODECS, UnsafeCodecError  # noqa: E402
 from .bounds import check_grid_bounds  # noqa: E402
 from .join import join, open_dataset  # noqa: E402
 from .progress import progress_bar  # noqa: E402
+from .exchange import export_codes, import_codes  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -52,6 +53,8 @@ __all__ = [
     # reconstruction (brain -> stimulus)
     "write_reconstruction", "Quantise", "codebooks", "quantise", "dequantise",
     "decode_codes", "decode_reconstruction", "reconstruction_audio", "identify", "identify_reconstruction",
+    # codes files in and out
+    "export_codes", "import_codes",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # reliability: user-given path segments, store checks, resource bounds

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .channels import mix_channels
 from .errors import AudioError
 
-__all__ = ["AudioInfo", "load_audio", "audio_info", "write_wav"]
+__all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav"]
 
 _BLOCK_FRAMES = 1 << 16
 
@@ -29,14 +30,31 @@ class AudioInfo:
     sample_rate_hz: int
     channels: int
     n_samples: int
+    #: containers read with PyAV (:mod:`giblet_store.container`): stream index, offset of its first
+    #: sample on the stimulus clock (s; included in ``n_samples`` as leading silence), codec, format
+    stream: int | None = None
+    offset_s: float = 0.0
+    reader: str = "soundfile"
+    codec: str | None = None
+    container_format: str | None = None
+
+    def container_attrs(self) -> dict:
+        """Attributes of an entry made from a container (empty for files soundfile reads)."""
+        if self.reader == "soundfile":
+            return {}
+        return {"audio_stream": self.stream, "audio_offset_s": self.offset_s, "audio_codec": self.codec,
+                "container_format": self.container_format}
 
     @property
     def duration_s(self) -> float:
         return self.n_samples / self.sample_rate_hz
 
 
-def audio_info(path: str | os.PathLike) -> AudioInfo:
-    """Open ``path`` with soundfile and describe it, or raise :class:`AudioError`.
+def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> AudioInfo:
+    """Describe ``path`` (soundfile; PyAV for containers and when ``audio_stream`` is given).
+
+    For a container the length is what its headers declare (offset included); :func:`load_audio`
+    returns the exact one.
 
     Raises
     ------
@@ -45,6 +63,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     """
     import soundfile as sf
 
+    if audio_stream is not None:
+        return _container_info(path, audio_stream)
     p = Path(path)
     if not p.exists():
         raise AudioError(f"audio file {str(p)!r} does not exist; check the path")
@@ -56,10 +76,13 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(p))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
-        raise AudioError(
-            f"{str(p)!r} is not an audio file soundfile can read ({exc}); "
-            "give a wav, flac or ogg file, or convert it first (e.g. ffmpeg -i in.mp4 out.flac)"
-        ) from None
+        try:
+            return _container_info(p, None)
+        except AudioError as cexc:
+            raise AudioError(
+                f"{str(p)!r} is not an audio file soundfile can read ({exc}), nor a media file with audio "
+                f"that FFmpeg reads: {cexc}"
+            ) from None
     if info.frames <= 0:
         raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode. "
                          "Give a file that holds audio")
@@ -67,15 +90,35 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
 
 
+def _container_info(path, audio_stream: int | None) -> AudioInfo:
+    from .container import probe_container
+
+    c = probe_container(path, audio_stream)
+    n = round((c.duration_s or 0.0) * c.sample_rate_hz)  # unknown: 1 (the decode gives the real length)
+    return AudioInfo(str(path), c.sample_rate_hz, c.channels, max(int(n), 1), c.stream, max(c.start_s, 0.0),
+                     "pyav", c.codec, c.format)
+
+
+def _load_container(path, sample_rate_hz: int, channels: int, out, audio_stream) -> tuple[np.ndarray, AudioInfo]:
+    from .container import decode_container
+
+    raw = None if out is None else os.fspath(out) + ".f32"
+    audio, c, offset_s, n_source = decode_container(path, sample_rate_hz, channels, audio_stream, raw)
+    info = AudioInfo(str(path), c.sample_rate_hz, c.channels, n_source, c.stream, offset_s, "pyav", c.codec, c.format)
+    return audio, info
+
+
 def load_audio(
-    path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, out: str | os.PathLike | None = None
+    path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, out: str | os.PathLike | None = None,
+    audio_stream: int | None = None,
 ) -> tuple[np.ndarray, AudioInfo]:
     """Load ``path`` as float32 at ``sample_rate_hz`` with ``channels`` channels.
 
     Parameters
     ----------
     path : str or PathLike
-        A wav, flac or ogg file.
+        A wav, flac or ogg file (soundfile), or any container FFmpeg reads (mp4, mkv, mov, webm, avi,
+        m4a, mp3, opus: PyAV, see :mod:`giblet_store.container`).
     sample_rate_hz : int
         Target rate (24000 for ``facebook/encodec_24khz``).
     channels : {1, 2}
@@ -83,6 +126,8 @@ def load_audio(
     out : path, optional
         Write the samples to this ``.npy`` file and return a read-only memory map of it, so that
         resident memory does not grow with the length of the file (the pages are file-backed).
+    audio_stream : int, optional
+        Container stream index (read with PyAV); default: soundfile, else the default audio stream.
 
     Returns
     -------
@@ -101,7 +146,9 @@ def load_audio(
 
     if channels not in (1, 2):
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
-    info = audio_info(path)
+    info = audio_info(path, audio_stream)
+    if info.reader != "soundfile":
+        return _load_container(path, sample_rate_hz, channels, out, audio_stream)
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
     if out is None:
         buf = np.zeros((n_out, channels), dtype=np.float32)
@@ -131,14 +178,7 @@ def load_audio(
                         f"{str(path)!r} has NaN or infinite samples (first at sample {bad}, "
                         f"{bad / info.sample_rate_hz:.3f} s); repair or re-export the audio"
                     )
-                if channels == 1:
-                    block = block.mean(axis=1, keepdims=True)
-                elif block.shape[1] == 1:
-                    block = np.repeat(block, 2, axis=1)
-                elif block.shape[1] > 2:
-                    raise AudioError(
-                        f"{str(path)!r} has {block.shape[1]} channels; a stereo model takes 1 or 2"
-                    )
+                block = mix_channels(block, channels, path)
                 if stream is None:
                     _put(block)
                 else:

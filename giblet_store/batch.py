@@ -192,6 +192,9 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
             except AudioError as exc:
                 infos[job.path] = exc
         info = infos[job.path]
+        if not isinstance(info, AudioError) and info.reader != "soundfile":  # length known only once decoded
+            info = AudioError(f"{job.path.name} is a {info.container_format} container; batch reads wav/flac/ogg "
+                              "by range. Run `giblet-store extract` on it, or extract its audio to flac first")
         if isinstance(info, AudioError):  # a corrupt file fails its own jobs only
             done.append((idx, _replace(item, reason=_reason(info))))
             continue

@@ -48,10 +48,12 @@ def _dump_entries(entries: list[dict], **extra) -> None:
 # ------------------------------------------------------------------------------------ extract
 def _add_extract(sub) -> None:
     p = sub.add_parser("extract", help="encode audio files to EnCodec codes on a TR grid")
-    p.add_argument("audio", nargs="+", help="wav/flac/ogg files")
+    p.add_argument("audio", nargs="+", help="wav/flac/ogg files, or video/audio containers (mp4, mkv, mov, ...)")
     p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
     p.add_argument("--model", default="facebook/encodec_24khz", help="hub name or save_pretrained directory")
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    p.add_argument("--audio-stream", type=int, default=None, metavar="N",
+                   help="container stream index (as ffprobe's Stream #0:N); default: the default audio stream")
     p.add_argument("--bandwidth", type=float, default=6.0, help="kbps (24 kHz: 1.5, 3, 6, 12, 24)")
     p.add_argument("--tr", type=float, default=1.5, help="TR in seconds")
     p.add_argument("--onset", type=float, default=0.0, help="stimulus time (s) at which TR 0 starts")
@@ -72,7 +74,8 @@ def _cmd_extract(args) -> int:
     codec = CodecParams(model=args.model, bandwidth_kbps=args.bandwidth, chunk_s=args.chunk_seconds,
                         context_s=args.context_seconds, revision=args.revision)
     grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
-    return _extract_each(args, lambda store, path: extract_codes(store, path, codec, grid, device=args.device))
+    return _extract_each(args, lambda store, path: extract_codes(store, path, codec, grid, device=args.device,
+                                                                 audio_stream=args.audio_stream))
 
 
 def _extract_each(args, extract_one: Callable) -> int:
@@ -318,6 +321,8 @@ def _add_mel(sub) -> None:
     p.add_argument("--no-db", action="store_true", help="store power/magnitude, not dB")
     p.add_argument("--ref", type=float, default=1.0, help="fixed dB reference (0 dB), never the file's max")
     p.add_argument("--chunk-seconds", type=float, default=60.0, help="audio per Dask task")
+    p.add_argument("--audio-stream", type=int, default=None, metavar="N",
+                   help="container stream index (as ffprobe's Stream #0:N); default: the default audio stream")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     _add_no_progress(p)
     p.set_defaults(func=_cmd_mel)
@@ -331,7 +336,8 @@ def _cmd_mel(args) -> int:
                        fmin_hz=args.fmin, fmax_hz=args.fmax, power=args.power, db=not args.no_db,
                        ref=args.ref, chunk_s=args.chunk_seconds)
     grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
-    return _extract_each(args, lambda store, path: extract_mel(store, path, params, grid))
+    return _extract_each(args, lambda store, path: extract_mel(store, path, params, grid,
+                                                               audio_stream=args.audio_stream))
 
 
 def _decode_mel(store, entry, args):
@@ -502,6 +508,11 @@ def _add_verify(sub) -> None:
 
 
 _COMMANDS += [_add_verify]
+
+
+from .cli_exchange import _add_export, _add_import  # noqa: E402
+
+_COMMANDS += [_add_export, _add_import]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,8 +32,13 @@ MEMMAP_ABOVE_S = 60.0
 __all__ = ["ExtractResult", "codes_key_inputs", "extract_codes", "decode_entry", "entry_stream"]
 
 
-def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, identity: dict) -> dict[str, Any]:
-    """Everything that determines a codes entry's bytes: hashed into its key, stored as ``inputs``."""
+def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, identity: dict,
+                     audio_stream: int | None = None) -> dict[str, Any]:
+    """Everything that determines a codes entry's bytes: hashed into its key, stored as ``inputs``.
+
+    ``audio_stream`` (the stream index of a container read with PyAV) is part of the key only for
+    containers, so the keys of files soundfile reads do not change.
+    """
     codec_d = codec.to_dict()
     codec_d.pop("model")  # the name/path is not identity: the weights are (identity below)
     codec_d.pop("revision")
@@ -44,7 +49,7 @@ def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, ident
         "source_sha256": source_sha256,
         "codec": {**codec_d, **identity},
         "grid": grid.to_dict(),
-    }
+    } | ({} if audio_stream is None else {"audio_stream": int(audio_stream)})
 
 
 def extract_codes(
@@ -54,19 +59,22 @@ def extract_codes(
     grid: TrGrid | None = None,
     device: str = "cpu",
     scheduler: Any = "threads",
+    audio_stream: int | None = None,
 ) -> "ExtractResult | list[ExtractResult]":
     """Extract EnCodec codes of ``audio_path`` on ``grid`` into ``store`` (or return the cached entry).
 
     Parameters
     ----------
     store : Store
-    audio_path : path to wav/flac/ogg, or a list of them
+    audio_path : path to wav/flac/ogg, a video/audio container (mp4, mkv, mov, webm, avi, m4a, mp3, ...), or a list
         A list is checked as a whole (every file exists and is audio) before any is encoded, and
         gives a list of results in the same order.
     codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, 10 s chunks, 2 s context)
     grid : TrGrid (default: 1.5 s TR, onset 0, as many TRs as the audio fills)
     device : torch device for the encoder (recorded in attributes, not in the key)
     scheduler : Dask scheduler for the chunk tasks ("threads", "sync", or a distributed Client)
+    audio_stream : container stream index (default: the container's default audio stream); part of
+        the key. Stimulus time 0 is the container's time 0: see :mod:`giblet_store.container`
 
     Returns
     -------
@@ -82,12 +90,12 @@ def extract_codes(
     grid = grid or TrGrid()
     if isinstance(audio_path, (list, tuple)):
         for p in audio_path:
-            audio_info(p)  # every input is checked before the first is encoded
-        return [extract_codes(store, p, codec, grid, device, scheduler) for p in audio_path]
-    info = audio_info(audio_path)  # missing / not audio / empty: fail before any model work
+            audio_info(p, audio_stream)  # every input is checked before the first is encoded
+        return [extract_codes(store, p, codec, grid, device, scheduler, audio_stream) for p in audio_path]
+    info = audio_info(audio_path, audio_stream)  # missing / not audio / empty: fail before any model work
     source_sha = sha256_file(audio_path)
     identity = model_identity(codec.model, codec.revision)
-    inputs = codes_key_inputs(source_sha, codec, grid, identity)
+    inputs = codes_key_inputs(source_sha, codec, grid, identity, info.stream)
     key = content_key(inputs)
     if (hit := store.lookup(key, "codes")) is not None:
         return ExtractResult(hit, False, str(audio_path))
@@ -97,8 +105,11 @@ def extract_codes(
     check_grid_bounds(grid, info.duration_s, model.frame_rate, 2 * n_q, what=repr(str(audio_path)))
     with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
         # long inputs are resampled into a file-backed memory map: RSS does not grow with length
-        out = os.path.join(tmp, "audio.npy") if info.duration_s > MEMMAP_ABOVE_S else None
-        audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels, out=out)
+        # (containers always: their length is known only once decoded)
+        big = info.duration_s > MEMMAP_ABOVE_S or info.reader != "soundfile"
+        out = os.path.join(tmp, "audio.npy") if big else None
+        audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels, out=out,
+                                 audio_stream=info.stream)
         result = _encode_and_write(store, audio, info, audio_path, model, codec, grid, identity, inputs,
                                    key, device, scheduler, n_q)
         del audio
@@ -160,6 +171,7 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
         "duration_s": info.duration_s,
         "source_sample_rate_hz": info.sample_rate_hz,
         "source_channels": info.channels,
+        **info.container_attrs(),
         "codec": "encodec",
         "model": codec.model if "model_id" in identity else Path(codec.model).name,
         **identity,

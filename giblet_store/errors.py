@@ -26,6 +26,7 @@ __all__ = [
     "QualityError",
     "MetricUndefinedError",
     "ReconstructionError",
+    "CodesFileError",
 ]
 
 
@@ -111,3 +112,7 @@ class MetricUndefinedError(QualityError):
 
 class ReconstructionError(GibletStoreError, ValueError):
     """Predicted stimulus features that do not fit their target entry (grid, codebooks, dim) or lack provenance."""
+
+
+class CodesFileError(ParameterError):
+    """A codes file to import (``.ecdc``, acomp text, ``.npy``) is not what its format requires."""

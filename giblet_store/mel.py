@@ -151,8 +151,10 @@ class MelParams(Params):
                     htk=self.htk, norm=self.norm, power=self.power)
 
 
-def mel_key_inputs(source_sha256: str, params: MelParams, grid: TrGrid) -> dict[str, Any]:
-    """Everything that determines a mel entry's bytes: hashed into its key, stored as ``inputs``."""
+def mel_key_inputs(source_sha256: str, params: MelParams, grid: TrGrid,
+                   audio_stream: int | None = None) -> dict[str, Any]:
+    """Everything that determines a mel entry's bytes: hashed into its key, stored as ``inputs``
+    (``audio_stream``: the stream of a container read with PyAV; absent for files soundfile reads)."""
     return {
         "kind": "mel",
         "algorithm_version": ALGORITHM_VERSION,
@@ -160,7 +162,7 @@ def mel_key_inputs(source_sha256: str, params: MelParams, grid: TrGrid) -> dict[
         "source_sha256": source_sha256,
         "mel": params.to_dict(),
         "grid": grid.to_dict(),
-    }
+    } | ({} if audio_stream is None else {"audio_stream": int(audio_stream)})
 
 
 def _mel_chunk(segment: np.ndarray, params: MelParams) -> np.ndarray:
@@ -210,6 +212,7 @@ def extract_mel(
     params: MelParams | None = None,
     grid: TrGrid | None = None,
     scheduler: Any = "threads",
+    audio_stream: int | None = None,
 ) -> ExtractResult:
     """Compute the mel spectrogram of ``audio_path`` on ``grid`` into ``store`` (or return the cached entry).
 
@@ -220,6 +223,7 @@ def extract_mel(
     params : MelParams (default: 22.05 kHz, n_fft 2048, hop 512, 128 mels, dB re 1.0)
     grid : TrGrid (default: 1.5 s TR, onset 0, as many TRs as the audio fills)
     scheduler : Dask scheduler for the chunk tasks ("threads", "sync", or a distributed Client)
+    audio_stream : container stream index (default: its default audio stream), as for extract_codes
 
     Returns
     -------
@@ -238,16 +242,16 @@ def extract_mel(
     grid = grid or TrGrid()
     if not isinstance(params, MelParams):
         raise ParameterError(f"params must be a MelParams, got {type(params).__name__}")
-    info = audio_info(audio_path)
+    info = audio_info(audio_path, audio_stream)
     from .bounds import check_grid_bounds
 
     check_grid_bounds(grid, info.duration_s, params.frame_rate, 4 * params.n_mels, what=repr(str(audio_path)))
     source_sha = sha256_file(audio_path)
-    inputs = mel_key_inputs(source_sha, params, grid)
+    inputs = mel_key_inputs(source_sha, params, grid, info.stream)
     key = content_key(inputs)
     if (hit := store.lookup(key, "mel")) is not None:
         return ExtractResult(hit, False, str(audio_path))
-    audio, info = load_audio(audio_path, params.sample_rate_hz, 1)
+    audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream)
     if audio.shape[-1] < params.hop:
         raise AudioError(
             f"{str(audio_path)!r} is {info.duration_s * 1000:.2f} ms long, shorter than one hop "
@@ -298,6 +302,7 @@ def _mel_dataset(stream: np.ndarray, params: MelParams, grid: TrGrid, info, inpu
         "duration_s": info.duration_s,
         "source_sample_rate_hz": info.sample_rate_hz,
         "source_channels": info.channels,
+        **info.container_attrs(),
         "feature": "mel",
         "mel_params": params.to_dict(),
         "sample_rate_hz": params.sample_rate_hz,
