@@ -124,8 +124,10 @@ class Store(StagedWrites):
     >>> [e.key[:12] for e in store.find(kind="codes", bandwidth_kbps=6)]  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, fs, root: str, zstore, local: bool, read_only: bool):
+    def __init__(self, url: str, fs, root: str, zstore, local: bool, read_only: bool,
+                 storage_options: dict | None = None):
         self.url = url
+        self._storage_options = dict(storage_options or {})  # may hold credentials: never shown
         self.fs = fs
         self.root = root.rstrip("/")
         self.zstore = zstore
@@ -136,7 +138,7 @@ class Store(StagedWrites):
         return f"<giblet_store.Store {self.url!r}>"
 
     def __reduce__(self):  # picklable: reopen by URL in the other process
-        return (open_store, (self.url, "r" if self.read_only else "a"))
+        return (open_store, (self.url, "r" if self.read_only else "a", self._storage_options or None))
 
     # ------------------------------------------------------------------------------ metadata io
     def _p(self, path: str) -> str:
@@ -288,12 +290,16 @@ class Store(StagedWrites):
         """
         import zarr
 
+        if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
+            from .object_write import write_in_place
+
+            return write_in_place(self, ds, attrs, encoding)
         ds, attrs, existing = self._prepare(ds, attrs)
         if existing is not None:
             return existing, False
         kind, key = attrs["kind"], attrs["key"]
         final = f"{kind}/{key[:_KEY_PATH_LEN]}"
-        target = f"{STAGING}/{key[:_KEY_PATH_LEN]}-{uuid.uuid4().hex[:8]}" if self.local else final
+        target = f"{STAGING}/{key[:_KEY_PATH_LEN]}-{uuid.uuid4().hex[:8]}"
         enc = default_encoding(ds) if encoding is None else encoding
         try:
             ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc)
@@ -370,7 +376,7 @@ def _is_url(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
-def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
+def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict | None = None) -> Store:
     """Open (``mode="a"``, creating it if absent) or read (``mode="r"``) a giblet store.
 
     Parameters
@@ -378,6 +384,10 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
     url : str or PathLike
         A local directory, or any fsspec URL (``memory://name``, ``s3://bucket/path``, ...).
     mode : {"a", "r"}
+    storage_options : dict, optional
+        fsspec options for an object store (``endpoint_url``, ``key``, ``secret``, ...), merged over
+        the defaults of :mod:`giblet_store.remote`. Credentials may also come from ``AWS_*``
+        environment variables or an fsspec config; they are never written anywhere.
 
     Raises
     ------
@@ -394,7 +404,8 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
     if mode not in ("a", "r"):
         raise StoreError(f"mode must be 'a' (read/write, create if absent) or 'r' (read-only), got {mode!r}")
     url = os.fspath(url)
-    storage_options: dict = {}
+    given_options = dict(storage_options or {})
+    storage_options = {}
     if url.startswith("file://"):
         url = url[len("file://"):]
     local = not _is_url(url)
@@ -405,21 +416,23 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
         fs = fsspec.filesystem("file")
         root = url
     else:
+        from .remote import OBJECT_PROTOCOLS, probe, protocol_of, storage_options_for, unknown_protocol_error
+
+        storage_options = storage_options_for(url, given_options)
         try:
-            fs, root = fsspec.core.url_to_fs(url)
+            fs, root = fsspec.core.url_to_fs(url, **storage_options)
         except (ImportError, ValueError) as exc:
-            protocol = url.split("://", 1)[0]
-            raise StoreError(
-                f"cannot open {url!r}: no filesystem for protocol {protocol!r} is installed ({exc}); "
-                f"install its fsspec package (e.g. s3fs for s3://, gcsfs for gs://)"
-            ) from None
+            raise unknown_protocol_error(url, exc) from None
         from fsspec.implementations.local import LocalFileSystem
 
         if isinstance(fs, LocalFileSystem):
             # local://path: a local directory with object-store semantics (no rename; status last)
             fs = fsspec.filesystem("file", auto_mkdir=True)
             storage_options = {"auto_mkdir": True}
-    exists = fs.exists(root)
+    if not local and protocol_of(url) in OBJECT_PROTOCOLS:
+        exists = probe(fs, root, url, write=(mode == "a"))
+    else:
+        exists = fs.exists(root)
     marker = None
     if exists:
         if fs.isfile(root):
@@ -459,6 +472,6 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
         except zarr.errors.ContainsGroupError:  # another process created the store at the same moment
             g = zarr.open_group(zstore, mode="r+", zarr_format=3)
         g.attrs.put({ROOT_ATTR: {"format_version": FORMAT_VERSION, "created_by": f"giblet_store {__version__}"}})
-    return Store(url, fs, root, zstore, local, read_only=(mode == "r"))
+    return Store(url, fs, root, zstore, local, read_only=(mode == "r"), storage_options=given_options)
 
 
