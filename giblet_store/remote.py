@@ -30,7 +30,6 @@ _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "
 #: s3fs options used unless ``storage_options`` says otherwise.
 S3_DEFAULTS: dict[str, Any] = {
     "use_listings_cache": False,
-    "retries": 2,
     "config_kwargs": {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}},
 }
 
@@ -139,8 +138,10 @@ def probe(fs, root: str, url: str, write: bool) -> bool:
     """
     bucket = root.split("/", 1)[0]
     try:
-        if not fs.exists(bucket):
-            raise FileNotFoundError(f"NoSuchBucket: bucket {bucket} does not exist")
+        try:
+            fs.info(bucket)  # raises (unlike exists) for denied access and unreachable endpoints
+        except FileNotFoundError:
+            raise FileNotFoundError(f"NoSuchBucket: bucket {bucket} does not exist") from None
         exists = fs.exists(root)
         if write:
             probe_path = f"{root.rstrip('/')}/_staging/.probe-{uuid.uuid4().hex[:12]}"
