@@ -482,6 +482,10 @@ _COMMANDS += [_add_ingest_fmri, _add_evaluate, _add_to_nifti]
 _COMMANDS += [_add_mel, _add_derive]
 _COMMANDS += [_add_batch]
 
+from .cli_admin import add_gc, add_reindex  # noqa: E402  (gc and reindex: store maintenance)
+
+_COMMANDS += [add_gc, add_reindex]
+
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__

@@ -306,7 +306,11 @@ class StagedWrites:
                 return existing, False
             raise
         self._discard(staging)
-        return _store().Entry(self, staging.final, attrs), True
+        entry = _store().Entry(self, staging.final, attrs)
+        from .catalog import record
+
+        record(self, entry)
+        return entry, True
 
     def _discard(self, staging: "Staging") -> None:
         self._remove(staging.markers)

@@ -171,7 +171,11 @@ class Store(StagedWrites):
 
     # ------------------------------------------------------------------------------ queries
     def entries(self, kind: str | None = None, include_incomplete: bool = False) -> list[Entry]:
-        """Every complete entry (of ``kind``), sorted by path."""
+        """Every complete entry (of ``kind``), sorted by path (from the catalogue; see :mod:`giblet_store.catalog`)."""
+        if not include_incomplete:
+            from .catalog import entries
+
+            return entries(self, kind)
         out = []
         for k in [kind] if kind else self._kind_dirs():
             try:
@@ -318,7 +322,11 @@ class Store(StagedWrites):
             if self.local:
                 self._remove(target)
             raise
-        return Entry(self, final, attrs), True
+        entry = Entry(self, final, attrs)
+        from .catalog import record
+
+        record(self, entry)
+        return entry, True
 
     def get_or_create(
         self, key: str, kind: str, build: Callable[[], tuple[Any, Mapping[str, Any], dict | None]]
@@ -346,6 +354,9 @@ class Store(StagedWrites):
         self._check_writable()
         entry = self.get(entry)
         self._remove(entry.path)
+        from .catalog import forget
+
+        forget(self, entry.kind, entry.path.split("/", 1)[1])
 
     def _remove(self, path: str) -> None:
         p = self._p(path)

@@ -111,7 +111,7 @@ def test_fmri_predictions_evaluate_export_on_s3(s3_url, tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_dataset_with_two_dataloader_workers_reads_from_s3(s3_url, model_dir, tone_wav):
+def test_dataset_with_two_dataloader_workers_reads_from_s3(s3_url, model_dir, tone_wav, tmp_path):
     import torch  # noqa: F401  (the Dataset needs it)
 
     from giblet_store.torch import StoreDataset
@@ -122,9 +122,9 @@ def test_dataset_with_two_dataloader_workers_reads_from_s3(s3_url, model_dir, to
     rng = np.random.default_rng(1)
     import nibabel as nib
 
-    d = Path(os.environ.get("PYTEST_TMP", "/tmp")) / f"s3nii-{os.getpid()}"
-    d.mkdir(parents=True, exist_ok=True)
+    d = tmp_path
     img = nib.Nifti1Image((100 + rng.standard_normal((3, 2, 2, n))).astype(np.float32), np.eye(4))
+    img.header.set_xyzt_units("mm", "sec")
     img.header.set_zooms((1.0, 1.0, 1.0, 1.0))
     nib.save(img, str(d / "s.nii"))
     fmri = ingest_fmri(store, [d / "s.nii"], ["s0"], mask=np.ones((3, 2, 2), bool), stimulus=codes,
@@ -140,3 +140,63 @@ def test_dataset_with_two_dataloader_workers_reads_from_s3(s3_url, model_dir, to
     for t, (got_c, got_y) in seen.items():
         np.testing.assert_array_equal(got_c.reshape(c[t].shape), c[t])
         np.testing.assert_array_equal(got_y, y[0, t])
+
+
+# ------------------------------------------------------------------------------------ publish protocol
+WRITER = Path(__file__).with_name("s3_writer.py")
+
+
+def writer(url: str, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WRITER), url, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])})
+
+
+@pytest.fixture(scope="module")
+def reference_objects(s3_server) -> dict[str, bytes]:
+    """The entry written once, uninterrupted, by this process."""
+    import s3_writer
+
+    url = f"s3://{s3_server.new_bucket()}/store"
+    ds, attrs, enc = s3_writer.entry()
+    e, created = open_store(url).write(ds, attrs, enc)
+    assert created
+    return objects(url, "features")
+
+
+@pytest.mark.parametrize("point, nth", [("chunk", 1), ("chunk", 6), ("publish", 1)])
+def test_sigkill_mid_write_then_rerun_gives_identical_objects(s3_url, reference_objects, point, nth):
+    import s3_writer
+
+    p = writer(s3_url, point, nth)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == -signal.SIGKILL, err
+    store = open_store(s3_url)
+    assert store.entries() == [] and store.lookup(s3_writer.entry()[1]["key"]) is None  # nothing visible
+    assert objects(s3_url, "features")  # but something was written
+    ds, attrs, enc = s3_writer.entry()
+    e, created = store.write(ds, attrs, enc)
+    assert created and objects(s3_url, "features") == reference_objects
+    assert [k for k in objects(s3_url, "_staging")] == []  # markers and template doc removed on publish
+
+
+def test_two_writers_of_one_entry_and_a_reader_never_see_a_torn_entry(s3_url, reference_objects):
+    import s3_writer
+
+    ds, attrs, _ = s3_writer.entry()
+    start = time.time() + 4.0
+    procs = [writer(s3_url, "none", 0, start) for _ in range(2)]
+    reader, polls, seen = open_store(s3_url), 0, 0
+    while any(p.poll() is None for p in procs):
+        polls += 1
+        for e in reader.find(kind="features"):
+            got = reader.open(e).load()  # a listed entry is always whole
+            np.testing.assert_array_equal(got["emb"].values, ds["emb"].values)
+            np.testing.assert_array_equal(got["count"].values, ds["count"].values)
+            seen += 1
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert polls > 0
+    assert sorted(o[0].split()[0] for o in outs) in (["cached", "created"], ["created", "created"])
+    assert [e.key for e in open_store(s3_url, "r").entries()] == [attrs["key"]]
+    assert objects(s3_url, "features") == reference_objects  # one complete entry, no torn chunk

@@ -1,0 +1,182 @@
+"""The catalogue: ``find``/``ls``/``get`` answer from a per-kind index instead of one read per entry.
+
+Layout (beside the entries, skipped by every listing because it starts with ``_``)::
+
+    _catalog/<kind>/index.json          compacted snapshot {"catalog_version", "kind", "records": {name: attrs}}
+    _catalog/<kind>/log/<name>.json     one record per publish, written after the entry's status: complete
+
+A query costs one listing of ``<kind>/`` (one LIST request per 1,000 entries on S3), one GET of the
+index, one listing of the log and a GET per log record not yet compacted. The listing is the ground
+truth of *which* entries exist; the catalogue only saves reading their ``zarr.json``:
+
+* a record is written only after its entry is published, so it never names an incomplete entry;
+* a listed entry without a record (a writer that crashed between publish and record, an older
+  giblet_store, an entry copied in by hand) is read directly -- all such reads in parallel -- and
+  served only if its ``status`` is ``complete``; a writable store then adds it to the index;
+* a record whose entry is no longer listed (deleted, by :meth:`Store.delete` or by hand) is dropped;
+* an index of another ``catalog_version`` (or unreadable) counts as missing: everything is read and
+  the index rebuilt.
+
+When the log holds more than :data:`COMPACT_AT` records (or anything above was repaired), a writable
+store compacts: it writes a new index, then deletes the log records merged into it (two compactors at
+once may drop a record from the index; the next query finds its entry unrecorded and re-adds it).
+Not detected: an entry's ``zarr.json`` rewritten in place by hand (same folder, other attributes) --
+run ``giblet-store reindex`` after such surgery.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from .store import Entry, Store
+
+__all__ = ["CATALOG", "CATALOG_VERSION", "COMPACT_AT", "entries", "record", "forget", "reindex"]
+
+CATALOG = "_catalog"
+CATALOG_VERSION = 1
+#: log records a writable store tolerates before it folds them into the index
+COMPACT_AT = 64
+_THREADS = 32
+
+
+def _names(store: "Store", folder: str, dirs: bool) -> list[str]:
+    """Names of the sub-folders (``dirs``) or files directly in ``folder``."""
+    try:
+        infos = store.fs.ls(store._p(folder), detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    want = "directory" if dirs else "file"
+    return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in infos if i.get("type") == want)
+
+
+def _read_many(store: "Store", paths: list[str]) -> dict[str, bytes | None]:
+    """Bytes of many objects at once (a thread pool; s3fs batches them concurrently). None if missing."""
+    if not paths:
+        return {}
+    if not store.local:
+        full = [store._p(p) for p in paths]
+        got = store.fs.cat(full, on_error="return")
+        return {p: (v if isinstance(v, bytes) else None) for p, v in zip(paths, (got.get(f) for f in full))}
+
+    def one(p: str) -> bytes | None:
+        try:
+            return store.fs.cat_file(store._p(p))
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(min(_THREADS, len(paths))) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
+
+
+def _group_attrs(raw: bytes | None) -> dict | None:
+    try:
+        meta = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(meta, dict) or meta.get("node_type") != "group":
+        return None
+    return meta.get("attributes") or {}
+
+
+def _load(store: "Store", kind: str) -> tuple[dict[str, dict], list[str], bool]:
+    """(records by entry folder name, log record names, index usable)."""
+    raw = _read_many(store, [f"{CATALOG}/{kind}/index.json"]).get(f"{CATALOG}/{kind}/index.json")
+    records, ok = {}, False
+    try:
+        doc = json.loads(raw) if raw else None
+        if isinstance(doc, dict) and doc.get("catalog_version") == CATALOG_VERSION and doc.get("kind") == kind:
+            records, ok = dict(doc["records"]), True
+    except (ValueError, KeyError, TypeError):
+        pass
+    logs = [n for n in _names(store, f"{CATALOG}/{kind}/log", dirs=False) if n.endswith(".json")]
+    new = [n for n in logs if n[:-5] not in records]
+    for path, raw in _read_many(store, [f"{CATALOG}/{kind}/log/{n}" for n in new]).items():
+        try:
+            rec = json.loads(raw) if raw else None
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict) and rec.get("catalog_version") == CATALOG_VERSION:
+            records[path.rsplit("/", 1)[-1][:-5]] = rec["attrs"]
+    return records, logs, ok
+
+
+def _complete(attrs) -> bool:
+    return isinstance(attrs, dict) and "key" in attrs and attrs.get("status") == "complete"
+
+
+def kind_entries(store: "Store", kind: str) -> list["Entry"]:
+    """Every complete entry of ``kind``, from the catalogue (repaired and compacted when writable)."""
+    from .store import Entry
+
+    names = _names(store, kind, dirs=True)
+    records, logs, ok = _load(store, kind)
+    listed = set(names)
+    dropped = [n for n in records if n not in listed]
+    unknown = [n for n in names if n not in records]
+    found = {}
+    for path, raw in _read_many(store, [f"{kind}/{n}/zarr.json" for n in unknown]).items():
+        attrs = _group_attrs(raw)
+        if _complete(attrs):
+            found[path.split("/")[1]] = attrs
+    current = {n: a for n, a in records.items() if n in listed and _complete(a)}
+    current.update(found)
+    if not store.read_only and (not ok or found or dropped or len(logs) > COMPACT_AT):
+        _compact(store, kind, current, logs)
+    return [Entry(store, f"{kind}/{n}", current[n]) for n in sorted(current)]
+
+
+def entries(store: "Store", kind: str | None) -> list["Entry"]:
+    """Every complete entry (of ``kind``), sorted by path; kinds are read in parallel."""
+    kinds = [kind] if kind else store._kind_dirs()
+    if len(kinds) <= 1:
+        out = [e for k in kinds for e in kind_entries(store, k)]
+    else:
+        with ThreadPoolExecutor(min(8, len(kinds))) as pool:
+            out = [e for part in pool.map(lambda k: kind_entries(store, k), kinds) for e in part]
+    return sorted(out, key=lambda e: e.path)
+
+
+def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: Iterable[str]) -> None:
+    doc = {"catalog_version": CATALOG_VERSION, "kind": kind, "records": records}
+    try:
+        store._put(f"{CATALOG}/{kind}/index.json", json.dumps(doc, sort_keys=True).encode())
+        for n in merged_logs:
+            store._remove(f"{CATALOG}/{kind}/log/{n}")
+    except OSError:  # the catalogue is a cache: the next query repairs it
+        pass
+
+
+def record(store: "Store", entry: "Entry") -> None:
+    """Append the record of a just-published entry (its attributes as stored in its ``zarr.json``)."""
+    name = entry.path.split("/", 1)[1]
+    attrs = store._read_group_attrs(entry.path) or entry.attrs
+    rec = {"catalog_version": CATALOG_VERSION, "path": entry.path, "attrs": attrs}
+    try:
+        store._put(f"{CATALOG}/{entry.kind}/log/{name}.json", json.dumps(rec, sort_keys=True).encode())
+    except OSError:  # a missing record is found and repaired by the next query
+        pass
+
+
+def forget(store: "Store", kind: str, name: str) -> None:
+    """Drop an entry's record (after :meth:`Store.delete` removed it), so a later rewrite is not listed early."""
+    records, logs, _ = _load(store, kind)
+    records.pop(name, None)
+    store._remove(f"{CATALOG}/{kind}/log/{name}.json")
+    _compact(store, kind, records, [n for n in logs if n != f"{name}.json"])
+
+
+def reindex(store: "Store") -> dict[str, int]:
+    """Rebuild every kind's index from the entries themselves (parallel reads); returns entries per kind."""
+    store._check_writable()
+    counts = {}
+    for kind in store._kind_dirs():
+        names = _names(store, kind, dirs=True)
+        logs = _names(store, f"{CATALOG}/{kind}/log", dirs=False)
+        got = _read_many(store, [f"{kind}/{n}/zarr.json" for n in names])
+        records = {p.split("/")[1]: a for p, raw in got.items() if _complete(a := _group_attrs(raw))}
+        _compact(store, kind, records, logs)
+        counts[kind] = len(records)
+    return counts
