@@ -26,6 +26,8 @@ from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
+from .catalog import reindex  # noqa: E402
+from .gc import collect as collect_garbage  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -39,6 +41,8 @@ __all__ = [
     # fMRI, predictions, training
     "FmriParams", "MaskParams", "ingest_fmri", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
     "split_trs", "plan_samples", "StoreDataset",
+    # object stores and maintenance
+    "reindex", "collect_garbage",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors

@@ -139,12 +139,26 @@ def entries(store: "Store", kind: str | None) -> list["Entry"]:
     return sorted(out, key=lambda e: e.path)
 
 
+def remove_path(store: "Store", path: str) -> None:
+    """Remove a file/object or a folder (:meth:`Store._remove` handles folders only on local disk)."""
+    import os
+
+    full = store._p(path)
+    if store.local and os.path.isfile(full):
+        try:
+            os.unlink(full)
+        except OSError:
+            pass
+    else:
+        store._remove(path)
+
+
 def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: Iterable[str]) -> None:
     doc = {"catalog_version": CATALOG_VERSION, "kind": kind, "records": records}
     try:
         store._put(f"{CATALOG}/{kind}/index.json", json.dumps(doc, sort_keys=True).encode())
         for n in merged_logs:
-            store._remove(f"{CATALOG}/{kind}/log/{n}")
+            remove_path(store, f"{CATALOG}/{kind}/log/{n}")
     except OSError:  # the catalogue is a cache: the next query repairs it
         pass
 
@@ -164,7 +178,7 @@ def forget(store: "Store", kind: str, name: str) -> None:
     """Drop an entry's record (after :meth:`Store.delete` removed it), so a later rewrite is not listed early."""
     records, logs, _ = _load(store, kind)
     records.pop(name, None)
-    store._remove(f"{CATALOG}/{kind}/log/{name}.json")
+    remove_path(store, f"{CATALOG}/{kind}/log/{name}.json")
     _compact(store, kind, records, [n for n in logs if n != f"{name}.json"])
 
 

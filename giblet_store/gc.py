@@ -128,6 +128,8 @@ def collect(store: "Store", older_than: "str | float" = "1h", dry_run: bool = Fa
     -------
     list of GcItem, one per candidate path (removed, would be removed, or kept as in progress).
     """
+    from .catalog import remove_path
+
     age_limit = parse_age(older_than)
     if not dry_run:
         store._check_writable()
@@ -144,7 +146,7 @@ def collect(store: "Store", older_than: "str | float" = "1h", dry_run: bool = Fa
         markers_first = sorted(paths, key=lambda p: (not p.endswith(".done"), p))
         for p in markers_first:
             if not dry_run:
-                store._remove(p)
+                remove_path(store, p)
             out.append(GcItem(p, group, age, not dry_run, "abandoned"))
     return out
 

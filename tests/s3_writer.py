@@ -59,7 +59,7 @@ def arm(point: str, nth: int) -> None:
         orig_put = Store._put
 
         def put(self, path, data):
-            if path.startswith("features/") and path.endswith("/zarr.json"):
+            if path.startswith("features/") and path.count("/") == 2 and path.endswith("/zarr.json"):
                 hit()
             return orig_put(self, path, data)
 
