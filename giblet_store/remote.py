@@ -57,9 +57,23 @@ def unknown_protocol_error(url: str, exc: BaseException) -> StoreError:
 
 def storage_options_for(url: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     """The fsspec options to open ``url`` with: the defaults for its protocol, then ``given``."""
+    import os
+
     opts: dict[str, Any] = {}
     if protocol_of(url) in ("s3", "s3a"):
         opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in S3_DEFAULTS.items()}
+        # what botocore would read from the environment anyway, made explicit so that fsspec's cached
+        # filesystem instances follow the environment (they are keyed by options, not by os.environ)
+        env = os.environ
+        if env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"):
+            opts["endpoint_url"] = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            opts["key"], opts["secret"] = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+            if env.get("AWS_SESSION_TOKEN"):
+                opts["token"] = env["AWS_SESSION_TOKEN"]
+    if given and ("key" in given or "secret" in given or "profile" in given):
+        for k in ("key", "secret", "token"):  # given credentials replace the environment's as a whole
+            opts.pop(k, None)
     for k, v in (given or {}).items():
         if isinstance(v, Mapping) and isinstance(opts.get(k), dict):
             opts[k] = {**opts[k], **v}

@@ -22,16 +22,12 @@ from test_s3 import assert_no_secret, objects
 
 @pytest.fixture
 def run(capsys):
-    import s3fs
-
     def _run(*argv):
-        s3fs.S3FileSystem.clear_instance_cache()  # instances are cached by options, not by environment
         code = main([str(a) for a in argv])
         out, err = capsys.readouterr()
         return code, out, err
 
-    yield _run
-    s3fs.S3FileSystem.clear_instance_cache()
+    return _run
 
 
 @pytest.fixture
@@ -93,7 +89,7 @@ def test_wrong_credentials_and_read_only_policy(run, s3_url, iam, monkeypatch, t
 def objects_as(keys, url: str) -> dict[str, bytes]:
     import s3fs
 
-    fs = s3fs.S3FileSystem(key=keys[0], secret=keys[1], use_listings_cache=False, skip_instance_cache=True)
+    fs = s3fs.S3FileSystem(key=keys[0], secret=keys[1], use_listings_cache=False)
     root = url.split("://", 1)[1]
     return {p: fs.cat_file(p) for p in sorted(fs.find(root))}
 
