@@ -2,7 +2,7 @@
 
 Layout (beside the entries, skipped by every listing because it starts with ``_``)::
 
-    _catalog/<kind>/index.json          compacted snapshot {"catalog_version", "kind", "records": {name: attrs}}
+    _catalog/<kind>/index.v1.json       compacted snapshot {"catalog_version", "kind", "records": {name: attrs}}
     _catalog/<kind>/log/<name>.json     one record per publish, written after the entry's status: complete
 
 A query costs one listing of ``<kind>/`` (one LIST request per 1,000 entries on S3), one GET of the
@@ -12,14 +12,16 @@ truth of *which* entries exist; the catalogue only saves reading their ``zarr.js
 * a record is written only after its entry is published, so it never names an incomplete entry;
 * a listed entry without a record (a writer that crashed between publish and record, an older
   giblet_store, an entry copied in by hand) is read directly -- all such reads in parallel -- and
-  served only if its ``status`` is ``complete``; a writable store then adds it to the index;
+  served only if its ``status`` is ``complete``;
 * a record whose entry is no longer listed (deleted, by :meth:`Store.delete` or by hand) is dropped;
-* an index of another ``catalog_version`` (or unreadable) counts as missing: everything is read and
-  the index rebuilt.
+* an index of another ``catalog_version`` has another name (``index.v<N>.json``) and an unreadable
+  one counts as missing: everything is read (in parallel) and the index rebuilt.
 
-When the log holds more than :data:`COMPACT_AT` records (or anything above was repaired), a writable
-store compacts: it writes a new index, then deletes the log records merged into it (two compactors at
-once may drop a record from the index; the next query finds its entry unrecorded and re-adds it).
+Queries never write (a failed command leaves the store byte-identical). Publishing does the upkeep:
+after appending its record, a writer that finds the index missing or more than :data:`COMPACT_AT`
+log records rebuilds the index from the listing, the index and the log (repairing all of the above),
+then deletes the log records merged into it. Two compactors at once may drop a record from the
+index; queries find that entry unrecorded and read it until the next compaction re-adds it.
 Not detected: an entry's ``zarr.json`` rewritten in place by hand (same folder, other attributes) --
 run ``giblet-store reindex`` after such surgery.
 """
@@ -37,6 +39,7 @@ __all__ = ["CATALOG", "CATALOG_VERSION", "COMPACT_AT", "entries", "record", "for
 
 CATALOG = "_catalog"
 CATALOG_VERSION = 1
+INDEX = f"index.v{CATALOG_VERSION}.json"
 #: log records a writable store tolerates before it folds them into the index
 COMPACT_AT = 64
 _THREADS = 32
@@ -83,7 +86,7 @@ def _group_attrs(raw: bytes | None) -> dict | None:
 
 def _load(store: "Store", kind: str) -> tuple[dict[str, dict], list[str], bool]:
     """(records by entry folder name, log record names, index usable)."""
-    raw = _read_many(store, [f"{CATALOG}/{kind}/index.json"]).get(f"{CATALOG}/{kind}/index.json")
+    raw = _read_many(store, [f"{CATALOG}/{kind}/{INDEX}"]).get(f"{CATALOG}/{kind}/{INDEX}")
     records, ok = {}, False
     try:
         doc = json.loads(raw) if raw else None
@@ -107,8 +110,8 @@ def _complete(attrs) -> bool:
     return isinstance(attrs, dict) and "key" in attrs and attrs.get("status") == "complete"
 
 
-def kind_entries(store: "Store", kind: str) -> list["Entry"]:
-    """Every complete entry of ``kind``, from the catalogue (repaired and compacted when writable)."""
+def kind_entries(store: "Store", kind: str, maintain: bool = False) -> list["Entry"]:
+    """Every complete entry of ``kind``, from the catalogue; ``maintain``: also rewrite the index (compact)."""
     from .store import Entry
 
     names = _names(store, kind, dirs=True)
@@ -123,7 +126,7 @@ def kind_entries(store: "Store", kind: str) -> list["Entry"]:
             found[path.split("/")[1]] = attrs
     current = {n: a for n, a in records.items() if n in listed and _complete(a)}
     current.update(found)
-    if not store.read_only and (not ok or found or dropped or len(logs) > COMPACT_AT):
+    if maintain and not store.read_only:
         _compact(store, kind, current, logs)
     return [Entry(store, f"{kind}/{n}", current[n]) for n in sorted(current)]
 
@@ -156,7 +159,7 @@ def remove_path(store: "Store", path: str) -> None:
 def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: Iterable[str]) -> None:
     doc = {"catalog_version": CATALOG_VERSION, "kind": kind, "records": records}
     try:
-        store._put(f"{CATALOG}/{kind}/index.json", json.dumps(doc, sort_keys=True).encode())
+        store._put(f"{CATALOG}/{kind}/{INDEX}", json.dumps(doc, sort_keys=True).encode())
         for n in merged_logs:
             remove_path(store, f"{CATALOG}/{kind}/log/{n}")
     except OSError:  # the catalogue is a cache: the next query repairs it
@@ -170,16 +173,17 @@ def record(store: "Store", entry: "Entry") -> None:
     rec = {"catalog_version": CATALOG_VERSION, "path": entry.path, "attrs": attrs}
     try:
         store._put(f"{CATALOG}/{entry.kind}/log/{name}.json", json.dumps(rec, sort_keys=True).encode())
-    except OSError:  # a missing record is found and repaired by the next query
+        logs = _names(store, f"{CATALOG}/{entry.kind}/log", dirs=False)
+        if len(logs) > COMPACT_AT or not store.fs.exists(store._p(f"{CATALOG}/{entry.kind}/{INDEX}")):
+            kind_entries(store, entry.kind, maintain=True)
+    except OSError:  # a missing record is found by the next query, and re-added by the next compaction
         pass
 
 
 def forget(store: "Store", kind: str, name: str) -> None:
     """Drop an entry's record (after :meth:`Store.delete` removed it), so a later rewrite is not listed early."""
-    records, logs, _ = _load(store, kind)
-    records.pop(name, None)
     remove_path(store, f"{CATALOG}/{kind}/log/{name}.json")
-    _compact(store, kind, records, [n for n in logs if n != f"{name}.json"])
+    kind_entries(store, kind, maintain=True)  # its folder is gone: the rebuilt index drops it
 
 
 def reindex(store: "Store") -> dict[str, int]:

@@ -15,6 +15,8 @@ from giblet_store.cli import main
 
 import s3_writer
 
+INDEX = f"_catalog/features/{catalog.INDEX}"
+
 
 def write(store, i: int):
     ds, attrs, enc = s3_writer.entry()
@@ -43,18 +45,21 @@ def count_reads(monkeypatch, store) -> list[str]:
 
 
 def test_find_answers_from_the_index_without_reading_entries(store, monkeypatch):
-    entries = [write(store, i) for i in range(catalog.COMPACT_AT + 6)]
+    n = catalog.COMPACT_AT + 6
+    entries = [write(store, i) for i in range(n)]
     root = Path(store.root)
-    assert len(list((root / "_catalog/features/log").iterdir())) == len(entries)  # one record per publish
-    assert sorted(e.key for e in store.find(kind="features")) == sorted(e.key for e in entries) == scan(store)
-    # that query compacted the log into the index
-    assert list((root / "_catalog/features/log").iterdir()) == []
-    index = json.loads((root / "_catalog/features/index.json").read_text())
-    assert index["catalog_version"] == catalog.CATALOG_VERSION and len(index["records"]) == len(entries)
+    # the 1st publish made the index, the 66th folded 65 log records into it; 4 records since
+    assert len(list((root / "_catalog/features/log").iterdir())) == n - catalog.COMPACT_AT - 2
+    index = json.loads((root / INDEX).read_text())
+    assert index["catalog_version"] == catalog.CATALOG_VERSION and len(index["records"]) == catalog.COMPACT_AT + 2
     reads = count_reads(monkeypatch, store)
+    before = sorted(str(p) for p in root.rglob("*"))
+    assert sorted(e.key for e in store.find(kind="features")) == sorted(e.key for e in entries)
     hits = store.find(kind="features", tr_s=0.5)
     assert sorted(e.key for e in hits) == sorted(e.key for e in entries if e.attrs["tr_s"] == 0.5)
     assert reads == []  # no entry was read one by one
+    assert sorted(str(p) for p in root.rglob("*")) == before  # queries never write
+    assert sorted(e.key for e in entries) == scan(store)
     assert hits[0].attrs == store._read_group_attrs(hits[0].path)  # the record is the entry's own attributes
 
 
@@ -74,13 +79,14 @@ def test_never_lists_incomplete_never_misses_complete(store):
     doc["attributes"].update(key="e" * 64, status="writing")
     (partial / "zarr.json").write_text(json.dumps(doc))
     assert sorted(e.key for e in store.find(kind="features")) == sorted([a.key, b.key, "f" * 64]) == scan(store)
-    index = json.loads((root / "_catalog/features/index.json").read_text())["records"]
+    catalog.kind_entries(store, "features", maintain=True)  # what the next compaction does
+    index = json.loads((root / INDEX).read_text())["records"]
     assert sorted(index) == sorted([a.path.split("/")[1], b.path.split("/")[1], "f" * 16])  # repaired
     # deleted by hand: dropped; deleted by the API: its record goes too, so a rewrite is not listed early
     shutil.rmtree(copied)
     store.delete(b)
     assert [e.key for e in store.find(kind="features")] == [a.key]
-    assert "f" * 16 not in json.loads((root / "_catalog/features/index.json").read_text())["records"]
+    assert "f" * 16 not in json.loads((root / INDEX).read_text())["records"]
     shutil.copytree(root / a.path, root / b.path)  # b's folder reappears, unpublished (no complete status)
     d2 = json.loads((root / b.path / "zarr.json").read_text())
     d2["attributes"].update(key=b.key, status="writing")
@@ -91,20 +97,19 @@ def test_never_lists_incomplete_never_misses_complete(store):
 def test_missing_or_old_catalogue_is_rebuilt_and_reindex(store, tmp_path, capsys):
     entries = [write(store, i) for i in range(5)]
     root = Path(store.root)
+    keys = sorted(e.key for e in entries)
     shutil.rmtree(root / "_catalog")  # a store written by an older giblet_store
-    assert sorted(e.key for e in store.find()) == sorted(e.key for e in entries)
-    assert len(json.loads((root / "_catalog/features/index.json").read_text())["records"]) == 5
-    (root / "_catalog/features/index.json").write_text(json.dumps({"catalog_version": 0, "kind": "features",
-                                                                   "records": {}}))
-    ro = open_store(root, "r")  # a reader cannot repair it, but still answers right
-    assert sorted(e.key for e in ro.find()) == sorted(e.key for e in entries)
-    assert json.loads((root / "_catalog/features/index.json").read_text())["catalog_version"] == 0
-    (root / "_catalog/features/index.json").write_text("{not json")
+    assert sorted(e.key for e in store.find()) == keys  # found by (parallel) reads
+    assert not (root / "_catalog").exists()  # a query never writes
+    entries.append(write(store, 5))  # the next publish rebuilds the index from the entries
+    assert len(json.loads((root / INDEX).read_text())["records"]) == 6
+    (root / INDEX).write_text("{not json")  # unreadable: read everything, rebuilt by reindex
+    assert sorted(e.key for e in open_store(root, "r").find()) == sorted(e.key for e in entries)
     assert main(["reindex", str(root), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"features": 5}
-    assert json.loads((root / "_catalog/features/index.json").read_text())["catalog_version"] == 1
+    assert json.loads(capsys.readouterr().out) == {"features": 6}
+    assert json.loads((root / INDEX).read_text())["catalog_version"] == catalog.CATALOG_VERSION
     assert main(["ls", str(root), "--kind", "features", "--where", "tr_s=0.5", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert len(json.loads(capsys.readouterr().out)) == 3
 
 
 def test_catalogue_on_s3(s3_url, monkeypatch):
