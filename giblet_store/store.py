@@ -202,9 +202,11 @@ class Store(StagedWrites):
         """
         out = []
         for e in self.entries(kind):
-            if all(_match(v, w) for n, w in where.items() if (v := _lookup_attr(e.attrs, n)) is not _MISSING) and all(
-                _lookup_attr(e.attrs, n) is not _MISSING for n in where
-            ):
+            for n, w in where.items():
+                v = _lookup_attr(e.attrs, n)
+                if v is _MISSING or not _match(v, w):
+                    break
+            else:
                 out.append(e)
         return out
 

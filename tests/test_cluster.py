@@ -57,7 +57,7 @@ def test_scheduler_and_two_workers_batch_to_s3_survives_a_killed_worker(s3_url, 
     write_wav(stim / "a.wav", synth_audio(4.0, 24000, seed=21), 24000)
     write_wav(stim / "b.wav", synth_audio(3.0, 24000, seed=22), 24000)
     (stim / "m.json").write_text(json.dumps({"model": str(model_dir), "bandwidths": [1.5], "trs": [1.0], **CHUNK,
-                                             "stimuli": ["a.wav", "b.wav"], "tr_chunk": 1}))
+                                             "stimuli": ["a.wav", "b.wav"]}))
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], tmp_path / "sched")]
@@ -67,25 +67,30 @@ def test_scheduler_and_two_workers_batch_to_s3_survives_a_killed_worker(s3_url, 
                                 "--local-directory", str(tmp_path / f"w{i}"), "--name", f"w{i}"], tmp_path / f"w{i}"))
         wait_for_workers(address, 2)
         victim = procs[1]
-        bucket_root = s3_url
-        killed = threading.Event()
+        killed, did_kill = threading.Event(), []
 
-        def kill_when_chunks_land():  # SIGKILL worker 1 (nanny and worker) once chunks are being written
-            deadline = time.time() + 300
-            while time.time() < deadline and not killed.is_set():
-                if any("/codes." in k for k in objects(bucket_root, "_staging") if ".done/" in k):
-                    os.killpg(victim.pid, signal.SIGKILL)
-                    killed.set()
-                    return
-                time.sleep(0.05)
+        def kill_when_busy():  # SIGKILL worker w1 (nanny and worker) while it runs a batch task
+            from distributed import Client
 
-        t = threading.Thread(target=kill_when_chunks_land, daemon=True)
+            with Client(address, timeout=60) as c:
+                deadline = time.time() + 300
+                while time.time() < deadline and not killed.is_set():
+                    info = c.scheduler_info(n_workers=-1)["workers"]
+                    busy = {a for a, tasks in c.processing().items() if tasks}
+                    if any(w.get("name") == "w1" and a in busy for a, w in info.items()):
+                        os.killpg(victim.pid, signal.SIGKILL)
+                        did_kill.append(time.time())
+                        killed.set()
+                        return
+                    time.sleep(0.05)
+
+        t = threading.Thread(target=kill_when_busy, daemon=True)
         t.start()
         code = main(["batch", str(stim / "m.json"), "--store", s3_url, "--scheduler", address, "--no-progress",
                      "--json"])
         killed.set()
         t.join(timeout=30)
-        assert victim.poll() is not None  # the worker really died mid-run
+        assert did_kill and victim.poll() is not None  # the worker really died while running a task
         if code != 0:  # the batch may report the chunks lost with the worker; a rerun completes them
             code = main(["batch", str(stim / "m.json"), "--store", s3_url, "--scheduler", address, "--no-progress",
                          "--json"])
