@@ -48,8 +48,8 @@ def unknown_protocol_error(url: str, exc: BaseException) -> StoreError:
     if protocol in known_implementations or protocol in _PACKAGES:
         package = _PACKAGES.get(protocol) or known_implementations[protocol].get("class", "").split(".")[0]
         extra = " (or pip install 'giblet_store[s3]')" if package == "s3fs" else ""
-        return StoreError(f"cannot open {url!r}: no filesystem for protocol {protocol!r} is installed: it needs the {package!r} package, which is not "
-                          f"installed; pip install {package}{extra}")
+        return StoreError(f"cannot open {url!r}: no filesystem for protocol {protocol!r} is installed; install "
+                          f"its fsspec package: pip install {package}{extra}")
     known = ", ".join(sorted(p for p in known_implementations if len(p) < 8)[:20])
     return StoreError(f"cannot open {url!r}: no filesystem for protocol {protocol!r} is known to fsspec; use a "
                       f"local directory or a known URL scheme ({known}, ...)")

@@ -101,4 +101,4 @@ def test_no_s3fs_installed_gives_an_install_hint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 2, p.stderr
-    assert "needs the 's3fs' package" in p.stderr and "pip install s3fs" in p.stderr and "Traceback" not in p.stderr
+    assert "no filesystem for protocol 's3' is installed" in p.stderr and "pip install s3fs" in p.stderr and "Traceback" not in p.stderr
