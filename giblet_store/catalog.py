@@ -22,13 +22,16 @@ after appending its record, a writer that finds the index missing or more than :
 log records rebuilds the index from the listing, the index and the log (repairing all of the above),
 then deletes the log records merged into it. Two compactors at once may drop a record from the
 index; queries find that entry unrecorded and read it until the next compaction re-adds it.
-Not detected: an entry's ``zarr.json`` rewritten in place by hand (same folder, other attributes) --
-run ``giblet-store reindex`` after such surgery.
+On local disk each record also keeps its ``zarr.json``'s (mtime, size), checked with one ``stat`` per
+entry, so a ``zarr.json`` rewritten in place (another status, other attributes) is read again. On
+object stores that check would cost a request per entry: after editing an entry's ``zarr.json`` in
+place by hand, run ``giblet-store reindex``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterable
 
@@ -92,14 +95,25 @@ def _group_attrs(raw: bytes | None) -> dict | None:
     return meta.get("attributes") or {}
 
 
-def _load(store: "Store", kind: str) -> tuple[dict[str, dict], list[str], bool]:
-    """(records by entry folder name, log record names, index usable)."""
+def _stamp(store: "Store", kind: str, name: str) -> list | None:
+    """Local stores: (mtime_ns, size) of the entry's zarr.json, to notice it rewritten in place."""
+    if not store.local:
+        return None
+    try:
+        st = os.stat(store._p(f"{kind}/{name}/zarr.json"))
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _load(store: "Store", kind: str) -> tuple[dict[str, dict], dict[str, list], list[str], bool]:
+    """(records by entry folder name, their zarr.json stamps, log record names, index usable)."""
     raw = _read_many(store, [f"{CATALOG}/{kind}/{INDEX}"]).get(f"{CATALOG}/{kind}/{INDEX}")
-    records, ok = {}, False
+    records, stamps, ok = {}, {}, False
     try:
         doc = json.loads(raw) if raw else None
         if isinstance(doc, dict) and doc.get("catalog_version") == CATALOG_VERSION and doc.get("kind") == kind:
-            records, ok = dict(doc["records"]), True
+            records, stamps, ok = dict(doc["records"]), dict(doc.get("stamps") or {}), True
     except (ValueError, KeyError, TypeError):
         pass
     logs = [n for n in _names(store, f"{CATALOG}/{kind}/log", dirs=False) if n.endswith(".json")]
@@ -110,8 +124,9 @@ def _load(store: "Store", kind: str) -> tuple[dict[str, dict], list[str], bool]:
         except ValueError:
             rec = None
         if isinstance(rec, dict) and rec.get("catalog_version") == CATALOG_VERSION:
-            records[path.rsplit("/", 1)[-1][:-5]] = rec["attrs"]
-    return records, logs, ok
+            name = path.rsplit("/", 1)[-1][:-5]
+            records[name], stamps[name] = rec["attrs"], rec.get("stamp")
+    return records, stamps, logs, ok
 
 
 def _complete(attrs) -> bool:
@@ -123,19 +138,21 @@ def kind_entries(store: "Store", kind: str, maintain: bool = False) -> list["Ent
     from .store import Entry
 
     names = _names(store, kind, dirs=True)
-    records, logs, ok = _load(store, kind)
+    records, stamps, logs, ok = _load(store, kind)
+    if store.local:  # a zarr.json rewritten since it was recorded is read again
+        records = {n: a for n, a in records.items() if stamps.get(n) == _stamp(store, kind, n)}
     listed = set(names)
-    dropped = [n for n in records if n not in listed]
     unknown = [n for n in names if n not in records]
     found = {}
     for path, raw in _read_many(store, [f"{kind}/{n}/zarr.json" for n in unknown]).items():
         attrs = _group_attrs(raw)
         if _complete(attrs):
-            found[path.split("/")[1]] = attrs
+            name = path.split("/")[1]
+            found[name], stamps[name] = attrs, _stamp(store, kind, name)
     current = {n: a for n, a in records.items() if n in listed and _complete(a)}
     current.update(found)
     if maintain and not store.read_only:
-        _compact(store, kind, current, logs)
+        _compact(store, kind, current, logs, stamps)
     return [Entry(store, f"{kind}/{n}", current[n]) for n in sorted(current)]
 
 
@@ -164,8 +181,10 @@ def remove_path(store: "Store", path: str) -> None:
         store._remove(path)
 
 
-def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: Iterable[str]) -> None:
-    doc = {"catalog_version": CATALOG_VERSION, "kind": kind, "records": records}
+def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: Iterable[str],
+             stamps: dict | None = None) -> None:
+    stamps = {n: (stamps or {}).get(n) for n in records} if store.local else {}
+    doc = {"catalog_version": CATALOG_VERSION, "kind": kind, "records": records, "stamps": stamps}
     try:
         store._put(f"{CATALOG}/{kind}/{INDEX}", json.dumps(doc, sort_keys=True).encode())
         for n in merged_logs:
@@ -178,7 +197,8 @@ def record(store: "Store", entry: "Entry") -> None:
     """Append the record of a just-published entry (its attributes as stored in its ``zarr.json``)."""
     name = entry.path.split("/", 1)[1]
     attrs = store._read_group_attrs(entry.path) or entry.attrs
-    rec = {"catalog_version": CATALOG_VERSION, "path": entry.path, "attrs": attrs}
+    rec = {"catalog_version": CATALOG_VERSION, "path": entry.path, "attrs": attrs,
+           "stamp": _stamp(store, entry.kind, name)}
     try:
         store._put(f"{CATALOG}/{entry.kind}/log/{name}.json", json.dumps(rec, sort_keys=True).encode())
         logs = _names(store, f"{CATALOG}/{entry.kind}/log", dirs=False)
@@ -203,6 +223,6 @@ def reindex(store: "Store") -> dict[str, int]:
         logs = _names(store, f"{CATALOG}/{kind}/log", dirs=False)
         got = _read_many(store, [f"{kind}/{n}/zarr.json" for n in names])
         records = {p.split("/")[1]: a for p, raw in got.items() if _complete(a := _group_attrs(raw))}
-        _compact(store, kind, records, logs)
+        _compact(store, kind, records, logs, {n: _stamp(store, kind, n) for n in records})
         counts[kind] = len(records)
     return counts
