@@ -46,7 +46,7 @@ def stop(p: subprocess.Popen) -> None:
 def wait_for_workers(address: str, n: int, timeout: float = 180) -> None:
     from distributed import Client
 
-    with Client(address, timeout=timeout) as c:
+    with Client(address, timeout=timeout, set_as_default=False) as c:
         c.wait_for_workers(n, timeout=timeout)
 
 
@@ -72,7 +72,7 @@ def test_scheduler_and_two_workers_batch_to_s3_survives_a_killed_worker(s3_url, 
         def kill_when_busy():  # SIGKILL worker w1 (nanny and worker) while it runs a batch task
             from distributed import Client
 
-            with Client(address, timeout=60) as c:
+            with Client(address, timeout=60, set_as_default=False) as c:  # never the default scheduler
                 deadline = time.time() + 300
                 while time.time() < deadline and not killed.is_set():
                     info = c.scheduler_info(n_workers=-1)["workers"]
