@@ -34,6 +34,8 @@ from .bounds import check_grid_bounds  # noqa: E402
 from .join import join, open_dataset  # noqa: E402
 from .progress import progress_bar  # noqa: E402
 from .exchange import export_codes, import_codes  # noqa: E402
+from .catalog import reindex  # noqa: E402
+from .gc import collect as collect_garbage  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -55,6 +57,8 @@ __all__ = [
     "decode_codes", "decode_reconstruction", "reconstruction_audio", "identify", "identify_reconstruction",
     # codes files in and out
     "export_codes", "import_codes",
+    # object stores and maintenance
+    "reindex", "collect_garbage",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # reliability: user-given path segments, store checks, resource bounds

@@ -515,6 +515,11 @@ from .cli_exchange import _add_export, _add_import  # noqa: E402
 _COMMANDS += [_add_export, _add_import]
 
 
+from .cli_admin import add_gc, add_reindex  # noqa: E402  (gc and reindex: store maintenance)
+
+_COMMANDS += [add_gc, add_reindex]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 

@@ -298,7 +298,11 @@ class StagedWrites:
                 return existing, False
             raise
         self._discard(staging)
-        return Entry(self, staging.final, attrs), True
+        entry = Entry(self, staging.final, attrs)
+        from .catalog import record
+
+        record(self, entry)
+        return entry, True
 
     def _rename_over_broken(self, staging: "Staging") -> None:
         """Rename the staged entry into place, moving a broken entry in the way aside (quarantine)."""

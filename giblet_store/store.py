@@ -78,8 +78,10 @@ class Store(StagedWrites):
     >>> [e.key[:12] for e in store.find(kind="codes", bandwidth_kbps=6)]  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, fs, root: str, zstore, local: bool, read_only: bool):
+    def __init__(self, url: str, fs, root: str, zstore, local: bool, read_only: bool,
+                 storage_options: dict | None = None):
         self.url = url
+        self._storage_options = dict(storage_options or {})  # may hold credentials: never shown
         self.fs = fs
         self.root = root.rstrip("/")
         self.zstore = zstore
@@ -90,7 +92,7 @@ class Store(StagedWrites):
         return f"<giblet_store.Store {self.url!r}>"
 
     def __reduce__(self):  # picklable: reopen by URL in the other process
-        return (open_store, (self.url, "r" if self.read_only else "a"))
+        return (open_store, (self.url, "r" if self.read_only else "a", self._storage_options or None))
 
     # ------------------------------------------------------------------------------ metadata io
     def _p(self, path: str) -> str:
@@ -123,7 +125,11 @@ class Store(StagedWrites):
 
     # ------------------------------------------------------------------------------ queries
     def entries(self, kind: str | None = None, include_incomplete: bool = False) -> list[Entry]:
-        """Every complete entry (of ``kind``), sorted by path."""
+        """Every complete entry (of ``kind``), sorted by path (from the catalogue; see :mod:`giblet_store.catalog`)."""
+        if not include_incomplete:
+            from .catalog import entries
+
+            return entries(self, kind)
         out = []
         for k in [parse_kind(kind)] if kind else self._kind_dirs():
             try:
@@ -150,9 +156,11 @@ class Store(StagedWrites):
         """
         out = []
         for e in self.entries(kind):
-            if all(_match(v, w) for n, w in where.items() if (v := _lookup_attr(e.attrs, n)) is not _MISSING) and all(
-                _lookup_attr(e.attrs, n) is not _MISSING for n in where
-            ):
+            for n, w in where.items():
+                v = _lookup_attr(e.attrs, n)
+                if v is _MISSING or not _match(v, w):
+                    break
+            else:
                 out.append(e)
         return out
 
@@ -267,16 +275,19 @@ class Store(StagedWrites):
         """
         import zarr
 
+        if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
+            from .object_write import write_in_place
+
+            return write_in_place(self, ds, attrs, encoding)
         ds, attrs, existing = self._prepare(ds, attrs)
         if existing is not None:
             return existing, False
         kind, key = attrs["kind"], attrs["key"]
         final = entry_path(kind, key)
-        if self.local:
-            from .leftovers import staging_name, sweep_dead_writers
+        from .leftovers import staging_name, sweep_dead_writers
 
-            sweep_dead_writers(self, key[:KEY_PATH_LEN])  # folders of killed writes of this key
-        target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}" if self.local else final
+        sweep_dead_writers(self, key[:KEY_PATH_LEN])  # folders of killed writes of this key
+        target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}"
         enc = default_encoding(ds) if encoding is None else encoding
         try:
             ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc,
@@ -294,7 +305,11 @@ class Store(StagedWrites):
                 raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
                                  "make the store writable, or give a store you can write to") from None
             raise
-        return Entry(self, final, attrs), True
+        entry = Entry(self, final, attrs)
+        from .catalog import record
+
+        record(self, entry)
+        return entry, True
 
     def _publish(self, target: str, final: str, key: str, kind: str) -> "Entry | None":
         """Rename ``target`` to ``final``; the existing entry if another writer won, else None.
@@ -337,6 +352,9 @@ class Store(StagedWrites):
         self._check_writable()
         entry = self.get(entry)
         self._remove(entry.path)
+        from .catalog import forget
+
+        forget(self, entry.kind, entry.path.split("/", 1)[1])
 
     def _remove(self, path: str) -> None:
         """Remove the group at ``path`` (absent is fine); a failure to remove propagates."""
@@ -366,7 +384,7 @@ def _is_url(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
-def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
+def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict | None = None) -> Store:
     """Open (``mode="a"``, creating it if absent) or read (``mode="r"``) a giblet store.
 
     Parameters
@@ -374,6 +392,10 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
     url : str or PathLike
         A local directory, or any fsspec URL (``memory://name``, ``s3://bucket/path``, ...).
     mode : {"a", "r"}
+    storage_options : dict, optional
+        fsspec options for an object store (``endpoint_url``, ``key``, ``secret``, ...), merged over
+        the defaults of :mod:`giblet_store.remote`. Credentials may also come from ``AWS_*``
+        environment variables or an fsspec config; they are never written anywhere.
 
     Raises
     ------
@@ -390,7 +412,8 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
     if mode not in ("a", "r"):
         raise StoreError(f"mode must be 'a' (read/write, create if absent) or 'r' (read-only), got {mode!r}")
     url = os.fspath(url)
-    storage_options: dict = {}
+    given_options = dict(storage_options or {})
+    storage_options = {}
     if url.startswith("file://"):
         url = url[len("file://"):]
     local = not _is_url(url)
@@ -401,20 +424,21 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
         fs = fsspec.filesystem("file")
         root = url
     else:
+        from .remote import OBJECT_PROTOCOLS, probe, protocol_of, storage_options_for, unknown_protocol_error
+
+        storage_options = storage_options_for(url, given_options)
         try:
-            fs, root = fsspec.core.url_to_fs(url)
+            fs, root = fsspec.core.url_to_fs(url, **storage_options)
         except (ImportError, ValueError) as exc:
-            protocol = url.split("://", 1)[0]
-            raise StoreError(
-                f"cannot open {url!r}: no filesystem for protocol {protocol!r} is installed ({exc}); "
-                f"install its fsspec package (e.g. s3fs for s3://, gcsfs for gs://)"
-            ) from None
+            raise unknown_protocol_error(url, exc) from None
         from fsspec.implementations.local import LocalFileSystem
 
         if isinstance(fs, LocalFileSystem):
             # local://path: a local directory with object-store semantics (no rename; status last)
             fs = fsspec.filesystem("file", auto_mkdir=True)
             storage_options = {"auto_mkdir": True}
+    if not local and protocol_of(url) in OBJECT_PROTOCOLS:
+        probe(fs, root, url, write=(mode == "a"))  # unreachable, no bucket, bad credentials: said here
     from .storeroot import RootState, create_local_root, root_document, root_state
 
     state, marker = root_state(fs, root, ROOT_ATTR)
@@ -451,6 +475,6 @@ def open_store(url: "str | os.PathLike", mode: str = "a") -> Store:
         except PermissionError as exc:
             raise StoreError(f"cannot create a store at {url!r}: permission denied ({exc.filename}); "
                              "give a directory you can write to") from None
-    return Store(url, fs, root, zstore, local, read_only=(mode == "r"))
+    return Store(url, fs, root, zstore, local, read_only=(mode == "r"), storage_options=given_options)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from s3_fixture import s3_server, s3_url  # noqa: F401  (a moto S3 server on 127.0.0.1)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
