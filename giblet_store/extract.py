@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .audio import audio_info, load_audio, sha256_file
-from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity
+from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity, prepare_codes
 from .errors import AudioError, ParameterError
 from .grid import TrGrid, from_tr, grid_attrs, to_tr
 from .params import ALGORITHM_VERSION, content_key
@@ -43,6 +43,9 @@ def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, ident
     codec_d = codec.to_dict()
     codec_d.pop("model")  # the name/path is not identity: the weights are (identity below)
     codec_d.pop("revision")
+    if codec_d.get("encoder") == "stream":  # exact: the codes do not depend on how the file is cut
+        codec_d.pop("chunk_s")
+        codec_d.pop("context_s")
     return {
         "kind": "codes",
         "algorithm_version": ALGORITHM_VERSION,
@@ -67,7 +70,7 @@ def extract_codes(
     ----------
     store : Store
     audio_path : path to wav/flac/ogg
-    codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, 10 s chunks, 2 s context)
+    codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, stream encoder in 10 s pieces)
     grid : TrGrid (default: 1.5 s TR, onset 0, as many TRs as the audio fills)
     device : torch device for the encoder (recorded in attributes, not in the key)
     scheduler : Dask scheduler for the chunk tasks ("threads", "sync", or a distributed Client)
@@ -94,6 +97,10 @@ def extract_codes(
 
     model = load_codec(codec.model, codec.revision, device)
     n_q = model.n_codebooks(codec.bandwidth_kbps)  # unsupported bandwidth: error before reading audio
+    if codec.encoder == "stream":
+        from .stream import _check_streamable
+
+        _check_streamable(model, "encoder")  # a non-causal model: error before reading audio
     with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
         # long inputs are resampled into a file-backed memory map: RSS does not grow with length
         out = os.path.join(tmp, "audio.npy") if info.duration_s > MEMMAP_ABOVE_S else None
@@ -122,9 +129,14 @@ def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, sc
 
     from .codec import encode_stream
 
-    stream = encode_stream(model, audio, codec)
-    with dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else _client_ctx(scheduler):
-        stream = np.asarray(stream.compute())
+    if codec.encoder == "stream":  # one pass with carried state, one chunk in memory (giblet_store.stream)
+        from .stream import stream_encode
+
+        stream = stream_encode(model, audio, codec.bandwidth_kbps, codec.chunk_s)
+    else:
+        stream = encode_stream(model, audio, codec)
+        with dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else _client_ctx(scheduler):
+            stream = np.asarray(stream.compute())
     layout = grid.layout(stream.shape[-1], model.frame_rate)
     codes = to_tr(stream, layout, fill=-1)
     return _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q)
@@ -171,6 +183,7 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
         "audio_channels": model.channels,
         "chunk_s": codec.chunk_s,
         "context_s": codec.context_s,
+        "encoder": codec.encoder,
         "device": device,
         **grid_attrs(grid, layout, model.frame_rate),
         "hrf": "none",
@@ -240,11 +253,21 @@ def decode_entry(
     """
     import soundfile as sf
 
+    from .stream import is_streamable, iter_decode
+
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
-    audio = decode_stream(codec, stream)
     out = Path(out_path)
     tmp = out.with_name(out.name + ".tmp")
-    sf.write(str(tmp), audio.T, codec.sample_rate_hz, subtype="FLOAT", format="WAV")
+    try:
+        if is_streamable(codec.config) is None:  # carried decoder state, written piece by piece: flat memory
+            with sf.SoundFile(str(tmp), "w", codec.sample_rate_hz, codec.channels, subtype="FLOAT", format="WAV") as f:
+                for piece in iter_decode(codec, prepare_codes(stream, codec.codebook_size)):
+                    f.write(piece.T)
+        else:
+            sf.write(str(tmp), decode_stream(codec, stream).T, codec.sample_rate_hz, subtype="FLOAT", format="WAV")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
     return out
