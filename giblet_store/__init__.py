@@ -26,6 +26,7 @@ from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
 from .samples import plan_samples, split_trs  # noqa: E402
+from .stream import StreamDecoder, StreamEncoder, stream_decode, stream_encode  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -39,6 +40,8 @@ __all__ = [
     # fMRI, predictions, training
     "FmriParams", "MaskParams", "ingest_fmri", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
     "split_trs", "plan_samples", "StoreDataset",
+    # exact streaming encode/decode
+    "StreamEncoder", "StreamDecoder", "stream_encode", "stream_decode",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # errors
