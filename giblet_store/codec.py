@@ -69,8 +69,9 @@ class CodecParams(Params):
         Hub revision (branch, tag or commit); ignored for local directories.
     encoder : {"stream", "chunked"}
         ``stream`` (default; causal models only): one pass over the file with carried state
-        (:mod:`giblet_store.stream`), codes equal to one whole-file call, one chunk in memory; its
-        codes do not depend on ``chunk_s``/``context_s``, so they are left out of the key.
+        (:mod:`giblet_store.stream`), codes equal to one whole-file call up to rare argmin ties, one
+        chunk in memory; ``context_s`` is unused and left out of the key (``chunk_s`` stays in it:
+        a different piece size can flip a tie).
         ``chunked``: independent chunks with recomputed left context, one Dask task each (spreads one
         file over many workers; ~0.1% of codes differ from the whole-file call).
     """

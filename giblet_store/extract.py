@@ -43,8 +43,7 @@ def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, ident
     codec_d = codec.to_dict()
     codec_d.pop("model")  # the name/path is not identity: the weights are (identity below)
     codec_d.pop("revision")
-    if codec_d.get("encoder") == "stream":  # exact: the codes do not depend on how the file is cut
-        codec_d.pop("chunk_s")
+    if codec_d.get("encoder") == "stream":  # no left context is recomputed; chunk_s can still flip an argmin tie
         codec_d.pop("context_s")
     return {
         "kind": "codes",

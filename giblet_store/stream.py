@@ -18,10 +18,10 @@ ELU, residual sums and 1x1 shortcuts are pointwise and carry nothing.
 
 Chunk edges lie on the hop (320 samples = 1 frame), so every strided layer sees a whole number of
 its strides in every chunk but the last. A file no longer than one chunk is a single whole-file call.
-Numerics: convolutions and matmuls run on different lengths than in the whole-file call; on CPU with
-oneDNN off (:func:`~giblet_store.codec.reproducible_torch`) the bits are the same; where they are
-not, a code can differ only where two codewords are (nearly) equidistant: :func:`tie_report`
-counts such frames and their distance margins.
+Numerics: convolutions and matmuls run on shorter inputs than in the whole-file call (oneDNN off,
+:func:`~giblet_store.codec.reproducible_torch`); the codes are usually bit-identical, and where float32
+summation order differs a code can flip only where two codewords are (nearly) equidistant:
+:func:`tie_report` counts such frames and their distance margins.
 """
 
 from __future__ import annotations
@@ -245,12 +245,13 @@ def stream_encode(codec, audio: np.ndarray, bandwidth_kbps: float, chunk_s: floa
     audio : (channel, sample) float32 at ``codec.sample_rate_hz``; may be a memory map (read piece by piece)
     bandwidth_kbps : float
     chunk_s : float
-        Audio per piece, rounded to whole hops (at least ``STREAM_MIN_CHUNK_FRAMES``). Does not change
-        the codes, only peak memory (about 15 MiB per second of chunk) and speed.
+        Audio per piece, rounded to whole hops (at least ``STREAM_MIN_CHUNK_FRAMES``). Sets peak memory
+        (about 15 MiB per second of chunk) and speed; the codes change at most by argmin ties.
 
     Returns
     -------
-    (codebook, frame) int16, ``ceil(sample / hop)`` frames: those of one whole-file encode call.
+    (codebook, frame) int16, ``ceil(sample / hop)`` frames: those of one whole-file encode call
+    (up to argmin ties, see :func:`tie_report`).
     """
     size = _chunk_frames(codec, chunk_s) * codec.hop
     n = audio.shape[-1]

@@ -27,6 +27,15 @@ def whole_file(codec, audio, bandwidth):
     return codes, emb
 
 
+def assert_equal_or_ties(codec, emb, want, got, max_fraction=0.01):
+    """Codes equal, or every differing frame an argmin tie (distance margin near float32 rounding)."""
+    assert got.shape == want.shape
+    r = tie_report(codec, emb, want, got)
+    assert r["differing_frames"] <= max_fraction * r["frames"], r
+    assert r["max_margin"] is None or r["max_margin"] < 1e-3, r  # a lost-context difference is ~1e-2 or more
+    return r
+
+
 def whole_decode(codec, codes):
     import torch
 
@@ -65,16 +74,19 @@ def test_stream_equals_whole_file_on_shared_recordings_at_every_bandwidth(codec,
        seed=st.integers(0, 3))
 def test_stream_equals_whole_file_on_any_length(codec, n, chunk_frames, seed):
     audio = synth_audio(2.0, 24000, seed=seed)[:, :n]
-    want, _ = whole_file(codec, audio, 3.0)
+    want, emb = whole_file(codec, audio, 3.0)
     got = stream_encode(codec, audio, 3.0, chunk_s=chunk_frames * codec.hop / codec.sample_rate_hz)
-    np.testing.assert_array_equal(got, want)  # n need not be a multiple of the hop
+    assert_equal_or_ties(codec, emb, want, got)  # n need not be a multiple of the hop
 
 
-def test_chunk_size_does_not_change_the_codes(codec):
+def test_chunk_size_changes_at_most_argmin_ties(codec):
     audio = synth_audio(6.0, 24000, seed=9)[:, :-123]
+    want, emb = whole_file(codec, audio, 6.0)
     ref = stream_encode(codec, audio, 6.0, chunk_s=100.0)  # one piece: the whole-file call itself
+    np.testing.assert_array_equal(ref, want)
+    # measured: one frame of 450 flips at codebooks 5-8 for one of these sizes (summation order)
     for chunk_s in (0.11, 0.5, 1.0, 2.37):
-        np.testing.assert_array_equal(stream_encode(codec, audio, 6.0, chunk_s=chunk_s), ref)
+        assert_equal_or_ties(codec, emb, want, stream_encode(codec, audio, 6.0, chunk_s=chunk_s))
 
 
 def test_state_is_reset_between_files(codec):
@@ -128,13 +140,13 @@ def test_stream_decode_equals_whole_decode(codec):
     np.testing.assert_allclose(dec.feed(codes, last=True), want, rtol=0, atol=1e-5)
 
 
-def test_extract_records_the_encoder_and_stream_keys_ignore_chunking(store, model_dir, tmp_path):
+def test_extract_records_the_encoder_and_stream_keys_ignore_context(store, model_dir, tmp_path):
     wav = write_wav(tmp_path / "s.wav", synth_audio(4.3, 24000, seed=8), 24000)
     a = extract_codes(store, wav, CodecParams(str(model_dir), 1.5, chunk_s=1.0), TrGrid(1.5))
     assert a.created and a.entry.attrs["encoder"] == "stream"
     assert a.entry.attrs["inputs"]["codec"]["encoder"] == "stream"
-    assert "chunk_s" not in a.entry.attrs["inputs"]["codec"]  # the codes do not depend on it
-    b = extract_codes(store, wav, CodecParams(str(model_dir), 1.5, chunk_s=3.0, context_s=0.5), TrGrid(1.5))
+    assert "context_s" not in a.entry.attrs["inputs"]["codec"]  # the stream encoder recomputes no context
+    b = extract_codes(store, wav, CodecParams(str(model_dir), 1.5, chunk_s=1.0, context_s=0.5), TrGrid(1.5))
     assert not b.created and b.entry.key == a.entry.key
     c = extract_codes(store, wav, CodecParams(str(model_dir), 1.5, chunk_s=1.0, encoder="chunked"), TrGrid(1.5))
     assert c.created and c.entry.key != a.entry.key and c.entry.attrs["encoder"] == "chunked"
@@ -142,9 +154,10 @@ def test_extract_records_the_encoder_and_stream_keys_ignore_chunking(store, mode
     from giblet_store.grid import from_tr
 
     audio, _ = load_audio(wav, 24000)
-    want, _ = whole_file(load_codec(str(model_dir)), audio, 1.5)
+    model = load_codec(str(model_dir))
+    want, emb = whole_file(model, audio, 1.5)
     ds = a.entry.open()
-    np.testing.assert_array_equal(from_tr(ds.codes.values, ds.n_frames.values), want)
+    assert_equal_or_ties(model, emb, want, from_tr(ds.codes.values, ds.n_frames.values))
 
 
 def test_decode_entry_streams_to_the_whole_decode(store, model_dir, codec, tmp_path):
@@ -174,8 +187,8 @@ def test_batch_stream_path_writes_the_same_entry_as_extract(model_dir, tmp_path)
     assert report.counts["created"] == 2, report.items
     batch, ref = open_store(tmp_path / "batch"), open_store(tmp_path / "ref")
     for item, name in zip(report.items, ("a.wav", "b.wav")):
-        r = extract_codes(ref, tmp_path / name, CodecParams(str(model_dir), 1.5, chunk_s=4.0), TrGrid(1.5))
-        assert r.entry.key == item.key  # the same key: stream keys leave the chunking out
+        r = extract_codes(ref, tmp_path / name, CodecParams(str(model_dir), 1.5, chunk_s=1.0), TrGrid(1.5))
+        assert r.entry.key == item.key  # the same key: the same pieces, read from the file piece by piece
         got, want = batch.open(batch.get(item.key)), ref.open(r.entry)
         np.testing.assert_array_equal(got.codes.values, want.codes.values)
         np.testing.assert_array_equal(got.n_frames.values, want.n_frames.values)
