@@ -36,6 +36,7 @@ from .progress import progress_bar  # noqa: E402
 from .exchange import export_codes, import_codes  # noqa: E402
 from .catalog import reindex  # noqa: E402
 from .gc import collect as collect_garbage  # noqa: E402
+from .stream import StreamDecoder, StreamEncoder, stream_decode, stream_encode  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -59,6 +60,8 @@ __all__ = [
     "export_codes", "import_codes",
     # object stores and maintenance
     "reindex", "collect_garbage",
+    # exact streaming encode/decode
+    "StreamEncoder", "StreamDecoder", "stream_encode", "stream_decode",
     # batch
     "run_batch", "BatchReport", "load_manifest", "Manifest",
     # reliability: user-given path segments, store checks, resource bounds

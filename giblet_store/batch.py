@@ -259,8 +259,11 @@ def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device
     bounds = chunk_bounds(n_samples, model.hop, codec.chunk_s, codec.context_s, model.sample_rate_hz)
     revision = None if "model_sha256" in identity else identity.get("model_revision")
     token = content_key({"source": sha, "model": identity, "bandwidth_kbps": codec.bandwidth_kbps,
-                         "chunk_s": codec.chunk_s, "context_s": codec.context_s, "device": device})[:16]
+                         "chunk_s": codec.chunk_s, "context_s": codec.context_s, "device": device,
+                         "encoder": codec.encoder})[:16]
     chunk_frames = max(1, round(codec.chunk_s * model.sample_rate_hz / model.hop))  # as chunk_bounds rounds it
+    if codec.encoder == "stream":  # one encode task per file: one pass with carried state
+        bounds, chunk_frames = [(0, 0, n_samples)], n_stream
     return _CodesPlan(job, item, key, ds, attrs, encoding, source, layout.starts, layout.slots, n_q,
                       int(chunks[0]), chunk_frames, bounds, model.hop, (model.name, revision, device), token)
 
@@ -460,8 +463,9 @@ def _encode_future(submit, plan: _CodesPlan, j: int, run: str):
         sid = content_key({"p": plan.source.path, "sr": plan.source.sample_rate_hz, "ch": plan.source.channels})[:12]
         whole = submit(_load_task, plan.source, key=f"gs-load-{run}-{sid}")
         audio = submit(_slice_task, whole, lo, stop, key=f"gs-slice-{run}-{sid}-{lo}-{stop}")
-    return submit(_encode_task, plan.spec, audio, lo, start, stop, plan.hop, plan.job.codec.bandwidth_kbps,
-                  key=f"gs-encode-{run}-{plan.encode_token}-{j}")
+    codec = plan.job.codec
+    return submit(_encode_task, plan.spec, audio, lo, start, stop, plan.hop, codec.bandwidth_kbps,
+                  codec.chunk_s if codec.encoder == "stream" else None, key=f"gs-encode-{run}-{plan.encode_token}-{j}")
 
 
 def _wait(client, tasks: list, progress: str | None) -> None:

@@ -12,6 +12,7 @@ YAML / JSON::
     bandwidths: [1.5, 6]            # kbps
     trs: [1.5]                      # TR in seconds
     chunk_s: 10                     # audio per encode task; context_s: its left context
+    encoder: stream                 # one task per file, exact (default); chunked: spread a file over workers
     mel: {n_mels: 64}               # MelParams fields (kind mel)
 
 Fields left out take the defaults of ``CodecParams()`` and ``TrGrid()`` (so a manifest and
@@ -50,7 +51,7 @@ KINDS = ("codes", "mel")
 
 #: Fields a stimulus (CSV column, or YAML stimulus key) may set; the top level may set them as defaults.
 STIMULUS_FIELDS = ("path", "kinds", "bandwidths", "trs", "onset_s", "n_trs", "model", "revision", "chunk_s",
-                   "context_s")
+                   "context_s", "encoder")
 #: Fields only the top level of a YAML/JSON manifest may set.
 TOP_FIELDS = ("stimuli", "device", "tr_chunk", "mel")
 
@@ -62,7 +63,7 @@ def _defaults() -> dict[str, Any]:
     c, g = CodecParams(), TrGrid()
     return {"kinds": ["codes"], "bandwidths": [c.bandwidth_kbps], "trs": [g.tr_s], "onset_s": g.onset_s,
             "n_trs": g.n_trs, "model": c.model, "revision": c.revision, "chunk_s": c.chunk_s,
-            "context_s": c.context_s, "device": "cpu", "tr_chunk": None, "mel": {}}
+            "context_s": c.context_s, "encoder": c.encoder, "device": "cpu", "tr_chunk": None, "mel": {}}
 
 
 @dataclass(frozen=True)
@@ -368,7 +369,7 @@ def _build(name: str, base: Path, top: dict, rows: list[tuple[str, dict]], probl
                 if revision is not None and not isinstance(revision, str):
                     revision = str(revision)
                 codecs = [CodecParams(model=model, bandwidth_kbps=bw, chunk_s=chunk_s, context_s=context_s,
-                                      revision=revision) for bw in numbers["bandwidths"]]
+                                      revision=revision, encoder=cfg["encoder"]) for bw in numbers["bandwidths"]]
             except ParameterError as exc:
                 problems.append(f"{label}: {exc}")
         if "mel" in kinds and not mel_checked:

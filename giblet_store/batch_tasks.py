@@ -92,10 +92,33 @@ def _slice_task(audio: np.ndarray, lo: int, stop: int) -> np.ndarray:
     return np.ascontiguousarray(audio[:, lo:stop])
 
 
-def _encode_task(spec: tuple, audio, lo: int, start: int, stop: int, hop: int, bandwidth_kbps: float) -> np.ndarray:
-    """(codebook, frame) int16 codes of samples ``start:stop``, encoded with context from ``lo``."""
+class _RangeReader:
+    """A stimulus file as a (channel, sample) array that reads only the ranges sliced from it."""
+
+    def __init__(self, source: _Source, n_samples: int):
+        self.source = source
+        self.shape = (source.channels, n_samples)
+
+    def __getitem__(self, index) -> np.ndarray:
+        sl = index[-1]
+        return _read_range(self.source, sl.start, sl.stop)
+
+
+def _encode_task(spec: tuple, audio, lo: int, start: int, stop: int, hop: int, bandwidth_kbps: float,
+                 stream_chunk_s: float | None = None) -> np.ndarray:
+    """(codebook, frame) int16 codes of samples ``start:stop``, encoded with context from ``lo``.
+
+    With ``stream_chunk_s`` the range is the whole file (``lo == start == 0``), encoded in one pass
+    with carried state (:func:`giblet_store.stream.stream_encode`), read ``stream_chunk_s`` at a time.
+    """
     from .codec import _encode_chunk
 
+    if stream_chunk_s is not None:
+        from .codec import load_codec
+        from .stream import stream_encode
+
+        src = _RangeReader(audio, stop) if isinstance(audio, _Source) else audio
+        return stream_encode(load_codec(*spec), src, bandwidth_kbps, stream_chunk_s)
     if isinstance(audio, _Source):
         audio = _read_range(audio, lo, stop)
     return _encode_chunk(spec, audio, (start - lo) // hop, bandwidth_kbps)  # thread-count independent

@@ -60,6 +60,8 @@ def _add_extract(sub) -> None:
     p.add_argument("--n-trs", type=int, default=None, help="pad with empty TRs or crop (with a warning)")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per encode call (bounds memory)")
     p.add_argument("--context-seconds", type=float, default=2.0, help="left context per chunk")
+    p.add_argument("--encoder", choices=("stream", "chunked"), default="stream",
+                   help="stream: one exact pass with carried state (causal models); chunked: chunks with context")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     _add_no_progress(p)
@@ -72,7 +74,7 @@ def _cmd_extract(args) -> int:
     from .grid import TrGrid
 
     codec = CodecParams(model=args.model, bandwidth_kbps=args.bandwidth, chunk_s=args.chunk_seconds,
-                        context_s=args.context_seconds, revision=args.revision)
+                        context_s=args.context_seconds, revision=args.revision, encoder=args.encoder)
     grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
     return _extract_each(args, lambda store, path: extract_codes(store, path, codec, grid, device=args.device,
                                                                  audio_stream=args.audio_stream))

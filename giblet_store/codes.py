@@ -17,7 +17,7 @@ import numpy as np
 from .audio import audio_info, load_audio, write_wav
 from .hashing import sha256_file
 from .bounds import check_grid_bounds
-from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity
+from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity, prepare_codes
 from .errors import AudioError
 from .entry import ExtractResult
 from .grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
@@ -42,6 +42,8 @@ def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, ident
     codec_d = codec.to_dict()
     codec_d.pop("model")  # the name/path is not identity: the weights are (identity below)
     codec_d.pop("revision")
+    if codec_d.get("encoder") == "stream":  # no left context is recomputed; chunk_s can still flip an argmin tie
+        codec_d.pop("context_s")
     return {
         "kind": "codes",
         "algorithm_version": ALGORITHM_VERSION,
@@ -69,7 +71,7 @@ def extract_codes(
     audio_path : path to wav/flac/ogg, a video/audio container (mp4, mkv, mov, webm, avi, m4a, mp3, ...), or a list
         A list is checked as a whole (every file exists and is audio) before any is encoded, and
         gives a list of results in the same order.
-    codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, 10 s chunks, 2 s context)
+    codec : CodecParams (default: facebook/encodec_24khz, 6 kbps, stream encoder in 10 s pieces)
     grid : TrGrid (default: 1.5 s TR, onset 0, as many TRs as the audio fills)
     device : torch device for the encoder (recorded in attributes, not in the key)
     scheduler : Dask scheduler for the chunk tasks ("threads", "sync", or a distributed Client)
@@ -103,6 +105,10 @@ def extract_codes(
     model = load_codec(codec.model, codec.revision, device)
     n_q = model.n_codebooks(codec.bandwidth_kbps)  # unsupported bandwidth: error before reading audio
     check_grid_bounds(grid, info.duration_s, model.frame_rate, 2 * n_q, what=repr(str(audio_path)))
+    if codec.encoder == "stream":
+        from .stream import _check_streamable
+
+        _check_streamable(model, "encoder")  # a non-causal model: error before reading audio
     with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
         # long inputs are resampled into a file-backed memory map: RSS does not grow with length
         # (containers always: their length is known only once decoded)
@@ -133,9 +139,14 @@ def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identi
 def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, scheduler, n_q):
     from .codec import encode_stream
 
-    stream = encode_stream(model, audio, codec)
-    with use_scheduler(scheduler):
-        stream = np.asarray(stream.compute())
+    if codec.encoder == "stream":  # one pass with carried state, one chunk in memory (giblet_store.stream)
+        from .stream import stream_encode
+
+        stream = stream_encode(model, audio, codec.bandwidth_kbps, codec.chunk_s)
+    else:
+        stream = encode_stream(model, audio, codec)
+        with use_scheduler(scheduler):
+            stream = np.asarray(stream.compute())
     layout = grid.layout(stream.shape[-1], model.frame_rate)
     codes = to_tr(stream, layout, fill=-1)
     return _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q)
@@ -183,6 +194,7 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
         "audio_channels": model.channels,
         "chunk_s": codec.chunk_s,
         "context_s": codec.context_s,
+        "encoder": codec.encoder,
         "device": device,
         **grid_attrs(grid, layout, model.frame_rate),
         "hrf": "none",
@@ -217,10 +229,25 @@ def decode_entry(
     directory the directory this machine's model registry remembers (:mod:`giblet_store.registry`).
     A different model's weights give a :class:`ParameterError`.
     """
+    import soundfile as sf
+
+    from .stream import is_streamable, iter_decode
     from .validate import parse_output_path
 
     parse_output_path(out_path, "output wav")
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
-    audio = decode_stream(codec, stream)
-    return write_wav(out_path, audio, codec.sample_rate_hz)
+    out = Path(out_path)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        if is_streamable(codec.config) is None:  # carried decoder state, written piece by piece: flat memory
+            with sf.SoundFile(str(tmp), "w", codec.sample_rate_hz, codec.channels, subtype="FLOAT", format="WAV") as f:
+                for piece in iter_decode(codec, prepare_codes(stream, codec.codebook_size)):
+                    f.write(piece.T)
+        else:
+            return write_wav(out, decode_stream(codec, stream), codec.sample_rate_hz)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return out

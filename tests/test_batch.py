@@ -93,7 +93,7 @@ def test_long_stimulus_is_split_into_chunk_tasks_across_workers(client, model_di
     from distributed import get_task_stream
 
     write_wav(tmp_path / "long.wav", synth_audio(9.0, 24000, seed=5), 24000)
-    m = manifest(model_dir, ["long.wav"], trs=[1.5, 2.0], chunk_s=1.0, context_s=0.5)
+    m = manifest(model_dir, ["long.wav"], trs=[1.5, 2.0], chunk_s=1.0, context_s=0.5, encoder="chunked")
     with get_task_stream(client) as ts:
         report = run_batch(load_manifest(m, base_dir=tmp_path), tmp_path / "s", scheduler=client, tr_chunk=2,
                            progress=False)
@@ -111,7 +111,7 @@ def test_long_stimulus_is_split_into_chunk_tasks_across_workers(client, model_di
         chunks = sorted(p.name for p in (Path(store.root) / entry.path / "codes" / "c").iterdir())
         assert chunks == ["0", "1", "2"]  # whole Zarr chunks of two TRs, one per write task
         r = extract_codes(ref, tmp_path / "long.wav", CodecParams(str(model_dir), bandwidth_kbps=1.5, chunk_s=1.0,
-                                                                  context_s=0.5), TrGrid(tr))
+                                                                  context_s=0.5, encoder="chunked"), TrGrid(tr))
         assert r.entry.key == entry.key  # the same key: the same chunk_s / context_s semantics
         got, want = store.open(entry), ref.open(r.entry)
         np.testing.assert_array_equal(got.codes.values, want.codes.values)

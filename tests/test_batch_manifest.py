@@ -127,6 +127,7 @@ def test_invalid_values(wavs):
         "n_trs: -3": "n_trs must be a non-negative whole number",
         "chunk_s: 0": "chunk_s must be positive seconds",
         "context_s: -1": "context_s must be >= 0",
+        "encoder: fast": "encoder must be one of stream, chunked, got 'fast'",
         "kinds: [codes, codes]": "kind 'codes' is listed twice",
         "kinds: []": "kinds is empty",
         "tr_chunk: 0": "tr_chunk must be a whole number of TRs >= 1",
