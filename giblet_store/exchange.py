@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AudioInfo, sha256_file
+from .audio import AudioInfo
+from .hashing import sha256_file
 from .codec import DEFAULT_MODEL, CodecParams, load_codec
 from .ecdc import EcdcHeader, read_ecdc, write_ecdc
 from .errors import CodesFileError, ParameterError

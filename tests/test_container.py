@@ -6,7 +6,8 @@ import pytest
 import soundfile as sf
 
 from giblet_store import CodecParams, TrGrid, extract_codes
-from giblet_store.audio import audio_info, load_audio, sha256_file
+from giblet_store.audio import audio_info, load_audio
+from giblet_store.hashing import sha256_file
 from giblet_store.cli import main
 from giblet_store.errors import AudioError
 from giblet_store.testing import synth_audio
