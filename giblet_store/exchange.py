@@ -35,7 +35,9 @@ from .hashing import sha256_file
 from .codec import DEFAULT_MODEL, CodecParams, load_codec
 from .ecdc import EcdcHeader, read_ecdc, write_ecdc
 from .errors import CodesFileError, ParameterError
-from .entry import ExtractResult, _codes_template, _parse_trs, codes_key_inputs, entry_stream
+from .codes import _codes_template, codes_key_inputs, entry_stream
+from .entry import ExtractResult
+from .grid import parse_tr_range
 from .grid import TrGrid, to_tr
 from .params import content_key
 from .store import Entry, Store, default_encoding
@@ -87,7 +89,7 @@ def _acomp_bytes(attrs: dict, stream: np.ndarray) -> bytes:
 
 def _csv_bytes(store: Store, entry: Entry, stream: np.ndarray, trs) -> bytes:
     ds = store.open(entry)
-    sel = _parse_trs(trs, ds.sizes["tr"])
+    sel = parse_tr_range(trs, ds.sizes["tr"])
     n_frames = ds["n_frames"].values.astype(np.int64)
     first = int(entry.attrs.get("frames_before_grid", 0)) + int(n_frames[: sel.start].sum())
     frame = first + np.arange(stream.shape[1])
