@@ -10,7 +10,8 @@ every metric (SNR, SI-SDR, LSD, mel distance, STOI/ESTOI, PESQ wb/nb):
     scheduler; PESQ's C code holds the GIL) and "processes" (Dask's multiprocessing scheduler).
 
 Printed: wall seconds, seconds per audio minute, the ratio loop / ours (> 1: ours is faster), and
-whether the values agree (NaN where both are NaN).
+whether the values agree (NaN where both are NaN), and the 1-minute load average after each phase: on a
+shared machine a ratio is only meaningful when the load stayed the same.
 
     .venv/bin/python bench/quality.py [--minutes 10] [--workers 2] [--block-trs 16]
 """
@@ -18,6 +19,7 @@ whether the values agree (NaN where both are NaN).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -73,14 +75,16 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     base = loop(ref, deg, sr, bounds, params)
     t_loop = time.perf_counter() - t0
-    print(f"{'python loop':<28} {t_loop:8.1f} s  {t_loop / args.minutes:6.2f} s per audio minute")
+    print(f"{'python loop':<28} {t_loop:8.1f} s  {t_loop / args.minutes:6.2f} s per audio minute  "
+          f"(1-min load average after: {os.getloadavg()[0]:.1f})")
     for sched in args.schedulers.split(","):
         t0 = time.perf_counter()
         got = ours(ref, deg, sr, bounds, params, sched, args.workers)
         t = time.perf_counter() - t0
         same = np.allclose(got, base, rtol=1e-9, atol=0, equal_nan=True)
         print(f"{'dask ' + sched + f' ({args.workers} workers)':<28} {t:8.1f} s  {t / args.minutes:6.2f} s per "
-              f"audio minute  loop/ours = {t_loop / t:4.2f}  values equal: {same}")
+              f"audio minute  loop/ours = {t_loop / t:4.2f}  values equal: {same}  "
+              f"(load average after: {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

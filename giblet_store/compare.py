@@ -68,7 +68,7 @@ def _plot_trs(entry, seconds: float) -> str:
 
 
 def _encodec_rows(store, audio, model, bandwidths, grid, params, info, work, scheduler):
-    from .codec import CodecParams, reproducible_torch
+    from .codec import CodecParams
     from .compare_plot import SHOW_S
     from .codes import decode_entry, extract_codes
     from .quality_run import score_audio
@@ -80,9 +80,8 @@ def _encodec_rows(store, audio, model, bandwidths, grid, params, info, work, sch
         r = score_audio(audio, entry, store=store, params=params, align=True, model=model, scheduler=scheduler)
         rows.append(_row("encodec", f"{bw:g} kbps", bw, _entry_bytes(store, entry), info.duration_s, r,
                          params.variables))
-        with reproducible_torch():
-            wav = decode_entry(store, entry, Path(work) / f"encodec_{bw:g}kbps.wav", trs=_plot_trs(entry, SHOW_S),
-                               model=model)
+        wav = decode_entry(store, entry, Path(work) / f"encodec_{bw:g}kbps.wav", trs=_plot_trs(entry, SHOW_S),
+                           model=model)
         decoded.append((f"EnCodec {bw:g} kbps", wav))
     return rows, decoded
 
