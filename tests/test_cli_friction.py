@@ -125,7 +125,7 @@ def test_extract_shows_a_progress_bar_on_a_terminal(tmp_path, model_dir, monkeyp
     term = _Terminal()
     monkeypatch.setattr(sys, "stderr", term)
     assert main(["extract", str(a), "--store", str(tmp_path / "st"), "--model", str(model_dir), "--bandwidth", "1.5",
-                 "--chunk-seconds", "1", "--context-seconds", "0.5", *argv_tail]) == 0
+                 *argv_tail]) == 0
     assert ("extract a.wav" in term.text and "task" in term.text) is bar
 
 
