@@ -107,6 +107,21 @@ _torch_users = 0
 _torch_saved: bool | None = None
 
 
+def aligned_tensor(array):
+    """``array`` as a float32 torch tensor in torch's own (64-byte aligned) memory.
+
+    BLAS kernels (MKL/OpenBLAS sgemm behind the convolutions and the codebook distances) may sum in
+    another order when their input starts at another address modulo the vector width; a numpy
+    buffer's alignment depends on the process's allocation history (glibc's heap and its moving
+    mmap threshold), so codes of the same audio could differ by an argmin tie between a fresh
+    process and one that has done other work. A copy into torch's allocator (always 64-byte
+    aligned) gives the same bits whatever ran before.
+    """
+    import torch
+
+    return torch.tensor(np.ascontiguousarray(array, dtype=np.float32))
+
+
 @contextlib.contextmanager
 def reproducible_torch():
     """CPU numerics that do not depend on the thread count, while inside (process-wide, re-entrant).
@@ -145,7 +160,7 @@ def _encode_chunk(spec: tuple, audio: np.ndarray, context_frames: int, bandwidth
     codec = load_codec(*spec)
     model = codec.model
     with reproducible_torch(), torch.inference_mode():  # same bits whatever the thread count
-        x = torch.from_numpy(np.array(audio, dtype=np.float32, order="C"))[None].to(codec.device)  # own copy
+        x = aligned_tensor(audio)[None].to(codec.device)
         emb = model.encoder(x)
         codes = model.quantizer.encode(emb, bandwidth_kbps)  # (codebook, batch, frame)
     return codes[:, 0, context_frames:].cpu().numpy().astype(np.int16)

@@ -75,7 +75,9 @@ def _rvq(stream, embeds) -> np.ndarray:
     """Greedy RVQ of (frame, dim) float32 with (n_q, size, dim) codebooks -> (n_q, frame) int64."""
     import torch
 
-    residual = torch.from_numpy(np.ascontiguousarray(stream, dtype=np.float32))
+    from .codec import aligned_tensor
+
+    residual = aligned_tensor(stream)
     out = []
     with torch.inference_mode():
         for embed in embeds:

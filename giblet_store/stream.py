@@ -195,11 +195,11 @@ class StreamEncoder:
         """
         import torch
 
-        from .codec import reproducible_torch
+        from .codec import aligned_tensor, reproducible_torch
 
         hop, n = self.codec.hop, audio.shape[-1]
         self._check_piece(n, last)
-        x = torch.from_numpy(np.array(audio, dtype=np.float32, order="C"))[None].to(self.codec.device)
+        x = aligned_tensor(audio)[None].to(self.codec.device)
         c = self._carry
         c.last = bool(last)
         with reproducible_torch(), torch.inference_mode():
