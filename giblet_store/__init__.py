@@ -4,7 +4,16 @@ Heavy dependencies (torch, transformers, librosa, nibabel, distributed) are impo
 functions that use them, so ``import giblet_store`` and opening a store stay light.
 """
 
-from .version import __version__
+import os as _os
+
+# Intel MKL (torch's BLAS on x86) sums in an order that depends on the thread count unless its
+# strict conditional-numerical-reproducibility mode is on, and an argmin tie in the quantiser then
+# flips a code: a single-process extract (2 threads) and a batch worker (1 thread) would store
+# different codes under one key. The mode is read once, when MKL first runs, so it is set here,
+# before anything imports torch; a value the user set is kept. Dask workers inherit it.
+_os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+from .version import __version__  # noqa: E402
 
 from .errors import *  # noqa: E402,F401,F403
 from .errors import __all__ as _errors_all  # noqa: E402

@@ -108,3 +108,39 @@ def test_hub_name_without_hub_says_how_to_get_weights():
         pytest.skip("the model hub is reachable here; the offline error path cannot be exercised")
     with pytest.raises(ModelError, match="save_pretrained"):
         load_codec("facebook/encodec_24khz_not_cached")
+
+
+_THREADS_SCRIPT = """
+import sys, numpy as np, torch
+import giblet_store as gs
+torch.set_num_threads(int(sys.argv[1]))
+model, wav, store, out = sys.argv[2:6]
+entry = gs.extract_codes(gs.open_store(store), wav, gs.CodecParams(model, 1.5, chunk_s=2.0), gs.TrGrid(1.5)).entry
+np.save(out, entry.open()["codes"].values)
+"""
+
+
+@pytest.mark.slow
+def test_codes_do_not_depend_on_the_thread_count(tmp_path):
+    """A batch worker runs torch on one thread, a notebook on all cores: one key must mean one set of codes.
+
+    Without MKL's strict reproducibility mode (set by ``import giblet_store``), this stereo stimulus
+    flips codes at an argmin tie between 1 and 2 threads. Fresh processes, so the model and the
+    numerics do not depend on what this test session ran before.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from giblet_store.testing import synth_audio, write_wav
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    model = tmp_path / "model"
+    subprocess.run([sys.executable, "-c", "import sys; from giblet_store.testing import save_test_model; "
+                    "save_test_model(sys.argv[1], seed=0)", str(model)], check=True, env=env)
+    wav = write_wav(tmp_path / "stereo.wav", synth_audio(4.0, 24000, seed=3, channels=2), 24000)
+    for n in (1, 2):
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(n), str(model), str(wav), str(tmp_path / f"s{n}"),
+                        str(tmp_path / f"codes{n}.npy")], check=True, env=env)
+    one, two = np.load(tmp_path / "codes1.npy"), np.load(tmp_path / "codes2.npy")
+    assert one.shape == two.shape and (one != two).sum() == 0
