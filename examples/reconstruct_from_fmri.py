@@ -51,21 +51,12 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------------------------------- scoring
-def _local_scores(reference: np.ndarray, degraded: np.ndarray, sr: int) -> dict:
-    """SNR (dB) and log-spectrogram correlation of two equally long mono signals.
+def score_audio(reference: np.ndarray, degraded: np.ndarray, sr: int) -> dict:
+    """SNR, SI-SDR and log-spectral distance (dB) of two equally long mono signals (giblet_store.quality)."""
+    from giblet_store.quality import lsd_db, si_sdr_db, snr_db
 
-    QUALITY HOOK: a stand-in until giblet_store.quality (SNR, SI-SDR, STOI, PESQ, ...) is merged;
-    switch ``score_audio`` below to it then.
-    """
-    from scipy.signal import stft
-
-    noise = reference - degraded
-    snr = 10 * np.log10(np.sum(reference**2) / max(np.sum(noise**2), 1e-20))
-    spec = [np.log(np.abs(stft(x, sr, nperseg=512)[2]) + 1e-5).ravel() for x in (reference, degraded)]
-    return {"snr_db": float(snr), "logspec_r": float(np.corrcoef(*spec)[0, 1])}
-
-
-score_audio = _local_scores
+    return {"snr_db": snr_db(reference, degraded), "si_sdr_db": si_sdr_db(reference, degraded),
+            "lsd_db": lsd_db(reference, degraded)}
 
 
 # ---------------------------------------------------------------------------------------- steps

@@ -91,7 +91,9 @@ def scan_and_hash(series, subjects, n_trs, given_flat, std_percentile, sample_tr
                                                  votes is not None)
         digests.append(digest)
         bad = n_finite < n_trs if n_finite is not None else np.zeros(n_flat, bool)
-        nonfinite.append(np.packbits(bad))
+        # as scan_series: (non-finite at some TR, non-finite at some but not every TR: not background)
+        partial = bad & (n_finite > 0) if n_finite is not None else bad
+        nonfinite.append((np.packbits(bad), np.packbits(partial)))
         if std_m is not None:
             _, std = std_m.mean_std()
             ok = ~bad

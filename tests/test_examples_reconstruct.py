@@ -34,4 +34,4 @@ def test_reconstruct_from_fmri_example(tmp_path, model_dir):
     assert ident["chance_top1"] == 0.1 and ident["n_segments"] == 10
     assert ident["mean_rank_percentile"] > s["identification_shuffled"]["mean_rank_percentile"]
     assert s["model"] == Path(model_dir).name
-    assert set(s["scores_vs_original"]) == {"snr_db", "logspec_r"}
+    assert set(s["scores_vs_original"]) == {"snr_db", "si_sdr_db", "lsd_db"}
