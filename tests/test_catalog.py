@@ -109,7 +109,7 @@ def test_missing_or_old_catalogue_is_rebuilt_and_reindex(store, tmp_path, capsys
     assert json.loads(capsys.readouterr().out) == {"features": 6}
     assert json.loads((root / INDEX).read_text())["catalog_version"] == catalog.CATALOG_VERSION
     assert main(["ls", str(root), "--kind", "features", "--where", "tr_s=0.5", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert len(json.loads(capsys.readouterr().out)["entries"]) == 3
 
 
 def test_catalogue_on_s3(s3_url, monkeypatch):

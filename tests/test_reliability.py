@@ -203,7 +203,7 @@ def test_nan_voxels_refused_by_default_or_counted_and_warned(run, tmp_path):
     code, out, err = run("ingest-fmri", st, path, "--subject", "s1", "--mask-percentile", "0", "--nan-policy", "mask",
                          "--json")
     assert code == 0 and "giblet-store: warning: nan_policy='mask': dropped 1 voxel(s)" in err
-    attrs = json.loads(out)["attrs"]
+    attrs = json.loads(out)["entries"][0]["attrs"]
     assert attrs["n_voxels_dropped_nonfinite"] == 1 and attrs["n_voxels"] == 6 * 5 * 4 - 3  # 2 NaN, 1 at the 0th std percentile
 
 
@@ -216,9 +216,9 @@ def test_a_float32_header_tr_is_stored_as_its_decimal(run, tmp_path):
     stim = stimulus_entry(open_store(st), tr_s=1.35, n_trs=12)
     code, out, err = run("ingest-fmri", st, path, "--subject", "s1", "--stimulus", stim.key[:12], "--json")
     assert code == 0, err
-    attrs = json.loads(out)["attrs"]
+    attrs = json.loads(out)["entries"][0]["attrs"]
     assert attrs["tr_s"] == 1.35 and attrs["tr_s_header_float32"] == float(np.float32(1.35)) != 1.35
-    assert [e.key for e in open_store(st).find(kind="fmri", tr_s=1.35)] == [json.loads(out)["key"]]
+    assert [e.key for e in open_store(st).find(kind="fmri", tr_s=1.35)] == [json.loads(out)["entries"][0]["key"]]
 
 
 # ------------------------------------------------------------------------------------ 8 manifests

@@ -60,11 +60,11 @@ def test_cli_extract_ls_show_decode_mel_derive_on_s3(run, s3_url, wav, model_dir
     code, out, err = run("extract", wav, "--store", s3_url, "--model", model_dir, "--bandwidth", 1.5, "--tr", 1.0,
                          "--json")
     assert code == 0, err
-    key = json.loads(out)[0]["key"]
+    key = json.loads(out)["entries"][0]["key"]
     code, out2, err2 = run("ls", s3_url, "--json")
-    assert code == 0 and [e["key"] for e in json.loads(out2)] == [key]
+    assert code == 0 and [e["key"] for e in json.loads(out2)["entries"]] == [key]
     code, out3, _ = run("show", s3_url, key[:12], "--json")
-    assert json.loads(out3)["variables"]["codes"]["shape"] == [3, 2, 75]
+    assert json.loads(out3)["entries"][0]["variables"]["codes"]["shape"] == [3, 2, 75]
     code, out4, err4 = run("decode", s3_url, key[:12], "-o", tmp_path / "d.wav", "--model", model_dir)
     assert code == 0 and (tmp_path / "d.wav").stat().st_size > 0, err4
     code, out5, err5 = run("mel", wav, "--store", s3_url, "--tr", 1.0, "--n-mels", 16)

@@ -79,7 +79,7 @@ def test_wrong_credentials_and_read_only_policy(run, s3_url, iam, monkeypatch, t
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader[0])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader[1])
     code, out, err = run("ls", s3_url, "--json")  # reading is allowed
-    assert code == 0 and [x["key"] for x in json.loads(out)] == [e.key]
+    assert code == 0 and [x["key"] for x in json.loads(out)["entries"]] == [e.key]
     code, out, err = run("derive", s3_url, e.key[:12], "--resample-tr", "1.0")  # a write is not
     assert code == 2 and "access denied" in err and "read-only" in err and "Nothing was written" in err
     assert reader[1] not in err + out and admin[1] not in err + out
