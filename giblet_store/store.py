@@ -126,6 +126,8 @@ class Store(StagedWrites):
     # ------------------------------------------------------------------------------ queries
     def entries(self, kind: str | None = None, include_incomplete: bool = False) -> list[Entry]:
         """Every complete entry (of ``kind``), sorted by path (from the catalogue; see :mod:`giblet_store.catalog`)."""
+        if kind is not None:
+            kind = parse_kind(kind)  # a user-given segment: never a path outside the store
         if not include_incomplete:
             from .catalog import entries
 
