@@ -473,12 +473,12 @@ def _wait(client, tasks: list, progress: str | None) -> None:
     import distributed
 
     if progress == "distributed":
-        distributed.progress(tasks, notebook=False, multi=False)
+        distributed.progress(tasks, notebook=False, multi=False, scheduler=client.scheduler.address)
         distributed.wait(tasks)
         tasks.clear()
         return
     total = len(tasks)
-    finished = distributed.as_completed(tasks)
+    finished = distributed.as_completed(tasks, loop=client.loop)  # the given client, default or not
     tasks.clear()  # as_completed drops each future once it is yielded
     if progress == "tqdm":
         from tqdm.auto import tqdm

@@ -32,7 +32,7 @@ def client():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as c:
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster, set_as_default=False) as c:
         yield c
 
 
