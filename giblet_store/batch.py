@@ -474,7 +474,8 @@ def _wait(client, tasks: list, progress: str | None) -> None:
 
     if progress == "distributed":
         distributed.progress(tasks, notebook=False, multi=False, scheduler=client.scheduler.address)
-        distributed.wait(tasks)
+        for _ in distributed.as_completed(tasks, loop=client.loop):  # distributed.wait needs a default client
+            pass
         tasks.clear()
         return
     total = len(tasks)

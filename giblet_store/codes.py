@@ -140,9 +140,16 @@ def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, sc
     from .codec import encode_stream
 
     if codec.encoder == "stream":  # one pass with carried state, one chunk in memory (giblet_store.stream)
+        import dask
+
         from .stream import stream_encode
 
-        stream = stream_encode(model, audio, codec.bandwidth_kbps, codec.chunk_s)
+        if isinstance(scheduler, str):  # one local Dask task, so progress bars (Dask callbacks) see it
+            task = dask.delayed(stream_encode, pure=False)(model, audio, codec.bandwidth_kbps, codec.chunk_s)
+            with use_scheduler(scheduler):
+                stream = task.compute()
+        else:  # a distributed Client: the model and the audio stay in this process
+            stream = stream_encode(model, audio, codec.bandwidth_kbps, codec.chunk_s)
     else:
         stream = encode_stream(model, audio, codec)
         with use_scheduler(scheduler):

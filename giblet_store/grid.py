@@ -74,10 +74,10 @@ class TrGrid(Params):
     def __post_init__(self):
         object.__setattr__(self, "tr_s", tr_seconds(self.tr_s))
         object.__setattr__(self, "onset_s", finite("onset_s (seconds)", self.onset_s))
-        object.__setattr__(self, "n_trs", int_in_range("n_trs", self.n_trs, 0, optional=True))
-        if self.n_trs == 0:
+        if isinstance(self.n_trs, (int, np.integer)) and not isinstance(self.n_trs, bool) and self.n_trs == 0:
             raise ParameterError("n_trs=0 would make an empty entry; give a positive n_trs, or leave it unset "
                                  "(None: as many TRs as the stimulus fills)")
+        object.__setattr__(self, "n_trs", int_in_range("n_trs", self.n_trs, 1, optional=True))
 
     def frames_per_tr(self, frame_rate_hz: float | Fraction) -> Fraction:
         """Exact frames per TR (75 Hz x 1.5 s = 225/2)."""
