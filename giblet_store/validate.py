@@ -62,7 +62,7 @@ def positive_seconds(name: str, value: Any, *, maximum: float | None = None, hin
     if isinstance(value, bool) or not isinstance(value, _REAL) or not math.isfinite(value) or value <= 0:
         raise ParameterError(f"{name} must be a positive number of seconds, got {value!r}")
     if maximum is not None and value > maximum:
-        raise ParameterError(f"{name}={value:g} s is longer than {maximum:g} s{hint}")
+        raise ParameterError(f"{name}={value} s is longer than {maximum:g} s{hint}")
     return float(value)
 
 

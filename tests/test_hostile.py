@@ -123,9 +123,9 @@ def _api(fn_name):
 
 CASES = [
     # ---------------------------------------------------------------- audio
-    Case("empty-file", X("empty.wav"), ("empty.wav", "not an audio file", "convert it first")),
+    Case("empty-file", X("empty.wav"), ("empty.wav", "not an audio file", "Re-export or re-download it")),
     Case("zero-samples", X("zero.wav"), ("zero.wav", "holds no samples", "Give a file that holds audio")),
-    Case("non-audio", X("text.wav"), ("text.wav", "not an audio file", "give a wav, flac or ogg")),
+    Case("non-audio", X("text.wav"), ("text.wav", "not an audio file", "Re-export or re-download it")),
     Case("truncated", X("trunc.wav"), ("trunc.wav", "is truncated", "export the file again")),
     Case("nan-audio", X("nan.wav"), ("nan.wav", "NaN or infinite samples", "repair or re-export")),
     Case("inf-audio", X("inf.wav"), ("inf.wav", "NaN or infinite samples", "repair or re-export")),
