@@ -71,7 +71,10 @@ def test_extract_then_open_is_lazy_and_labelled(store, tone_wav, params, codec):
     # the stored codes are the code stream, laid on the grid: concatenated real frames give it back
     from giblet_store.audio import load_audio
 
-    stream = encode_stream(codec, load_audio(tone_wav, 24000)[0], params).compute()
+    from giblet_store.stream import stream_encode
+
+    assert a["encoder"] == params.encoder == "stream"  # the default: exact, one pass with carried state
+    stream = stream_encode(codec, load_audio(tone_wav, 24000)[0], params.bandwidth_kbps, params.chunk_s)
     np.testing.assert_array_equal(from_tr(ds.codes.values, ds.n_frames.values), stream)
     assert int(ds.n_frames.sum()) == 750 and (ds.codes.values[1, :, 112] == -1).all()
 
