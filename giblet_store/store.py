@@ -361,11 +361,14 @@ class Store(StagedWrites):
     def _remove(self, path: str) -> None:
         """Remove the group at ``path`` (absent is fine); a failure to remove propagates."""
         p = self._p(path)
-        if self.local:
-            if os.path.lexists(p):
-                shutil.rmtree(p)
-        elif self.fs.exists(p):
-            self.fs.rm(p, recursive=True)
+        try:
+            if self.local:
+                if os.path.lexists(p):
+                    shutil.rmtree(p)
+            elif self.fs.exists(p):
+                self.fs.rm(p, recursive=True)
+        except FileNotFoundError:  # a concurrent writer removed it first: gone is what was asked
+            pass
 
     def clean_staging(self) -> int:
         """Remove leftovers of crashed writes; returns how many were removed."""
