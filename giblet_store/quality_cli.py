@@ -23,6 +23,8 @@ def add_quality(sub) -> None:
     p.add_argument("--model", default=None, help="model directory, for entries made with a local model")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (bars are shown only when stderr is a terminal)")
     p.set_defaults(func=_cmd_quality)
 
 
@@ -38,8 +40,11 @@ def _cmd_quality(args) -> int:
     if args.tr is not None or args.onset:
         grid = TrGrid(tr_s=1.5 if args.tr is None else args.tr, onset_s=args.onset)
     store = open_store(args.store) if args.store else None
-    r = score_audio(args.ref, args.deg, store=store, params=params, grid=grid, trs=args.trs, align=args.align,
-                    model=args.model, device=args.device)
+    from .progress import progress_bar
+
+    with progress_bar("quality", enabled=False if args.no_progress else None):  # on a terminal only
+        r = score_audio(args.ref, args.deg, store=store, params=params, grid=grid, trs=args.trs, align=args.align,
+                        model=args.model, device=args.device)
     metrics, notes = _jsonable(r.metrics, r.notes)
     if args.json:
         out = {"metrics": metrics, "notes": notes, "n_trs": int(r.per_tr.sizes["tr"])}

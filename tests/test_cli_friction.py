@@ -140,3 +140,12 @@ def test_no_bar_when_stderr_is_not_a_terminal(tmp_path, model_dir, capsys):
     with gs.progress_bar("derive", stream=term):  # the Python API: a bar on demand
         store.derive(e, gs.Embeddings())
     assert "derive:" in term.text and "task/s" in term.text
+
+
+@pytest.mark.parametrize("argv_tail, bar", [([], True), (["--no-progress"], False)])
+def test_quality_shows_a_progress_bar_on_a_terminal(tmp_path, monkeypatch, argv_tail, bar):
+    a = write_wav(tmp_path / "a.wav", synth_audio(3.0, 16000, seed=1), 16000)
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["quality", str(a), str(a), "--metrics", "snr,si_sdr", *argv_tail]) == 0
+    assert ("quality" in term.text and "task" in term.text) is bar
