@@ -253,6 +253,11 @@ class StagedWrites:
                 return False
             raise
         self._put(marker, sid.encode())
+        if self.lookup(staging.key, staging.kind) is not None:
+            # another writer published the entry while we wrote: what we wrote (a re-created staging
+            # path, a marker) is left over; the published entry is complete without it
+            self._discard(staging)
+            return False
         return True
 
     def commit(self, staging: "Staging") -> tuple[Entry, bool]:
@@ -272,6 +277,10 @@ class StagedWrites:
             self._discard(staging)
             return existing, False
         missing = [c for c in staging.chunk_names() if c not in self.done_chunks(staging)]
+        if missing and (existing := self.lookup(staging.key, staging.kind)) is not None:
+            # another writer published the entry (and discarded the markers) while we counted them
+            self._discard(staging)
+            return existing, False
         if missing:
             raise StoreError(
                 f"cannot publish {staging.kind} entry {staging.key[:16]}: {len(missing)} chunk(s) are not "

@@ -251,3 +251,58 @@ def test_two_batch_processes_on_one_store(client, job, reference, tmp_path):
     assert tree(root / "codes") == reference
     assert len(open_store(root).entries()) == 2
     assert staging_leftovers(root) == []
+
+
+def _staged(root: Path, job: Path):
+    """Two store handles (two writers) on one staging of job's first codes entry, every chunk written.
+
+    Returns (a, b, staging, one chunk's zeros)."""
+    import numpy as np
+
+    from giblet_store.batch import _plan
+    from giblet_store.batch_manifest import load_manifest
+
+    a, b = open_store(root), open_store(root)
+    _, plans, _ = _plan(load_manifest(job / "m.json"), a, None)
+    plan = plans[0][1]
+    staging = a.begin_write(plan.ds, plan.attrs, plan.encoding)
+    chunk_len, n = staging.chunk_len("codes")
+    shape = plan.ds["codes"].shape
+    for i in range(n):
+        rows = min(chunk_len, shape[0] - i * chunk_len)
+        assert a.write_chunk(staging, "codes", i, np.zeros((rows, *shape[1:]), np.int16))
+    return a, b, staging, np.zeros((min(chunk_len, shape[0]), *shape[1:]), np.int16)
+
+
+def test_commit_racing_another_publisher_returns_its_entry(job, tmp_path):
+    """Writer B counts the markers just as writer A publishes and discards them: B must report A's
+    entry (created=False), not "chunks are not written" (a failure once seen in CI)."""
+    a, b, staging, _ = _staged(tmp_path / "s", job)
+    real = b.done_chunks
+
+    def done_chunks_after_a_published(st):
+        a.commit(st)
+        return real(st)
+
+    b.done_chunks = done_chunks_after_a_published
+    entry, created = b.commit(staging)
+    assert not created and entry.key == staging.key
+    assert staging_leftovers(tmp_path / "s") == []
+
+
+def test_chunk_written_after_another_writer_published_leaves_nothing(job, tmp_path):
+    """A late writer's chunk lands after the entry was published: no staging path or marker stays."""
+    a, b, staging, chunk = _staged(tmp_path / "s", job)
+    real_put = b._put
+
+    def put_after_a_published(path, data):
+        if ".done/codes." in path:
+            a.commit(staging)
+            (tmp_path / "s" / staging.data / "codes").mkdir(parents=True)  # the late chunk re-created its path
+        return real_put(path, data)
+
+    b._put = put_after_a_published
+    b._marker = lambda path: None  # B has not seen A's marker for this chunk
+    assert b.write_chunk(staging, "codes", 0, chunk) is False
+    assert staging_leftovers(tmp_path / "s") == []
+    assert a.lookup(staging.key, "codes") is not None
