@@ -28,7 +28,8 @@ from .resample import Resample  # noqa: E402
 from .derive import Embeddings, lineage  # noqa: E402
 from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti import to_nifti  # noqa: E402
-from .predictions import entry_to_nifti, evaluate, write_predictions  # noqa: E402
+from .predictions import entry_to_nifti, write_predictions  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
 from .reconstruction import write_reconstruction  # noqa: E402
 from .quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
 from .decoding import decode_codes, decode_reconstruction, reconstruction_audio  # noqa: E402

@@ -213,98 +213,6 @@ def _cmd_demo(args) -> int:
     return run_demo(args.store, args.model)
 
 
-# ------------------------------------------------------------------------------------ fmri / predictions
-def _add_ingest_fmri(sub) -> None:
-    p = sub.add_parser("ingest-fmri", help="ingest 4D NIfTI series (one per subject) as an fmri entry")
-    p.add_argument("store", help="store directory or fsspec URL (created if absent)")
-    p.add_argument("nifti", nargs="+", help="4D NIfTI files (.nii / .nii.gz), one per subject")
-    p.add_argument("--subject", nargs="+", action="extend", required=True, metavar="ID",
-                   help="subject IDs, one per file, in the same order")
-    p.add_argument("--mask", default=None, help="3D NIfTI mask (default: computed, std > 10th pct in >= half)")
-    p.add_argument("--tr", type=float, default=None, help="TR in seconds (default: from the headers)")
-    p.add_argument("--stimulus", default=None, metavar="KEY", help="stimulus entry whose TR grid the fMRI is on")
-    p.add_argument("--n-trs", type=int, default=None, help="keep the first N volumes of every subject")
-    p.add_argument("--zscore-trs", default=None, metavar="START:STOP",
-                   help="z-score each voxel with the mean/std of these (training) TRs only")
-    p.add_argument("--nan-policy", choices=["error", "mask"], default="error",
-                   help="mask voxels that are NaN/inf at some TR: error, or drop them from the mask")
-    p.add_argument("--mask-percentile", type=float, default=10.0, help="computed mask: std percentile per subject")
-    p.add_argument("--mask-fraction", type=float, default=0.5, help="computed mask: fraction of subjects to vote")
-    p.add_argument("--chunk-trs", type=int, default=None, help="TRs per stored chunk (default ~4 MiB chunks)")
-    p.add_argument("--json", action="store_true")
-    _add_no_progress(p)
-    p.set_defaults(func=_cmd_ingest_fmri)
-
-
-def _cmd_ingest_fmri(args) -> int:
-    from .fmri import FmriParams, MaskParams, ingest_fmri
-    from .store import open_store
-
-    params = FmriParams(tr_s=args.tr, n_trs=args.n_trs, zscore_trs=_tr_range(args.zscore_trs),
-                        nan_policy=args.nan_policy)
-    mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
-    store = open_store(args.store)
-    with _progress(args, "ingest-fmri"):
-        r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
-                        stimulus=args.stimulus, chunk_trs=args.chunk_trs)
-    if args.json:
-        _dump_entries([{**r.entry.to_json(), "created": r.created}])
-    else:
-        a = r.entry.attrs
-        print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  "
-              f"subjects={a['n_subjects']} trs={a['n_trs']} voxels={a['n_voxels']} tr={a['tr_s']:g}s")
-    return 0
-
-
-def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="per-voxel Pearson r of a predictions entry against its fmri")
-    p.add_argument("store")
-    p.add_argument("key", metavar="PREDICTIONS_KEY")
-    p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (default: every predicted TR)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_evaluate)
-
-
-def _cmd_evaluate(args) -> int:
-    from .predictions import evaluate
-    from .store import open_store
-
-    entry, created = evaluate(open_store(args.store), args.key, trs=_tr_range(args.trs))
-    if args.json:
-        _dump_entries([{**entry.to_json(), "created": created}])
-    else:
-        from .predictions import undefined_note
-
-        a = entry.attrs
-        mean = "undefined" if a["r_mean_all"] is None else round(a["r_mean_all"], 4)
-        print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  trs={a['trs'][0]}:{a['trs'][1]} "
-              f"mean r={mean}")
-        if note := undefined_note(a):
-            print(f"giblet-store: note: {note}", file=sys.stderr)
-    return 0
-
-
-def _add_to_nifti(sub) -> None:
-    p = sub.add_parser("to-nifti", help="export an fmri, predictions or evaluation entry to NIfTI")
-    p.add_argument("store")
-    p.add_argument("key", metavar="KEY_OR_PREFIX")
-    p.add_argument("-o", "--output", required=True, help="output .nii or .nii.gz")
-    p.add_argument("--subject", default=None, help="subject ID (evaluation: default is the mean over subjects)")
-    p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean)")
-    p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range of a 4D export")
-    p.set_defaults(func=_cmd_to_nifti)
-
-
-def _cmd_to_nifti(args) -> int:
-    from .predictions import entry_to_nifti
-    from .store import open_store
-
-    out = entry_to_nifti(open_store(args.store, mode="r"), args.key, args.output, subject=args.subject,
-                         variable=args.var, trs=_tr_range(args.trs))
-    print(f"wrote {out}")
-    return 0
-
-
 # ------------------------------------------------------------------------------------ mel / derive
 def _add_mel(sub) -> None:
     p = sub.add_parser("mel", help="mel spectrograms of audio files on a TR grid (the legacy feature path)")
@@ -494,7 +402,9 @@ def _cmd_batch(args) -> int:
 #: subcommand registrars, in help order; later work appends its own.
 _COMMANDS: list[Callable] = [_add_extract, _add_ls, _add_show, _add_decode, _add_demo]
 
-_COMMANDS += [_add_ingest_fmri, _add_evaluate, _add_to_nifti]
+from .cli_fmri import add_evaluate, add_ingest_fmri, add_to_nifti  # noqa: E402  (fMRI runs, evaluation, NIfTI)
+
+_COMMANDS += [add_ingest_fmri, add_evaluate, add_to_nifti]
 _COMMANDS += [_add_mel, _add_derive]
 _COMMANDS += [_add_batch]
 
