@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import PairingWarning
+
 __all__ = ["annotate", "tr_start_s", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
 
 #: variables that are always coordinates of an opened entry
@@ -113,7 +115,7 @@ def pairing_warning(n_stimulus: int, n_fmri: int, tr_s: float, what: str = "stim
            f"{abs(n_fmri - n_stimulus) * tr_s:g} s more {longer}); only TRs 0:{n} pair stimulus with BOLD. "
            f"Train and evaluate on TRs within 0:{n} (e.g. split_trs({n}, ...)), or give the {what} an "
            f"n_trs / the scan --n-trs so they match")
-    warnings.warn(msg, UserWarning, stacklevel=3)
+    warnings.warn(msg, PairingWarning, stacklevel=3)
     return msg
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "MetricUndefinedError",
     "ReconstructionError",
     "CodesFileError",
+    "GibletStoreWarning",
+    "PairingWarning",
 ]
 
 
@@ -116,3 +118,11 @@ class ReconstructionError(GibletStoreError, ValueError):
 
 class CodesFileError(ParameterError):
     """A codes file to import (``.ecdc``, acomp text, ``.npy``) is not what its format requires."""
+
+
+class GibletStoreWarning(UserWarning):
+    """Root of the warnings giblet_store issues on purpose."""
+
+
+class PairingWarning(GibletStoreWarning):
+    """A stimulus and a scan (or a run of it) have different TR counts; the message names the TRs that pair."""

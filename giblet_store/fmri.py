@@ -33,18 +33,17 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .validate import int_in_range, tr_seconds
 from .conventions import pairing_warning, tr_start_s
 from .errors import ParameterError
-from .grid import exact
-from .nifti import (
-    BLOCK_BYTES, FmriError, NiftiSeries, done, flat_index, fmri_entry_of, load_mask, open_series, read_masked,
-    to_nifti, voxel_moments,
-)
+from .fmri_inputs import check_stimuli, given_mask, mask_key, open_layout, raw_header_tr, resolve_tr
+from .fmri_write import final_mask, lazy_fmri, zscore_stats
 from .ingest_scan import scan_and_hash
+from .nifti import BLOCK_BYTES, FmriError, flat_index, fmri_entry_of, to_nifti
 from .params import ALGORITHM_VERSION, Params, content_key
+from .runs import DEFAULT_RUN, run_coords, run_pairing_warning
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
+from .validate import NanPolicy, choice, finite, int_in_range, tr_seconds
 
 __all__ = [
     "FmriError", "FmriParams", "MaskParams", "IngestResult", "ingest_fmri", "fmri_entry_of", "to_nifti",
@@ -90,17 +89,15 @@ class MaskParams(Params):
     sample_trs: int | None = 200
 
     def __post_init__(self):
-        p, f, n = self.std_percentile, self.min_subject_fraction, self.sample_trs
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 100:
+        p = finite("std_percentile", self.std_percentile)
+        f = finite("min_subject_fraction", self.min_subject_fraction)
+        if not 0 <= p < 100:
             raise ParameterError(f"std_percentile must be in [0, 100), got {p!r}")
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+        if not 0 < f <= 1:
             raise ParameterError(f"min_subject_fraction must be in (0, 1], got {f!r}")
-        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2):
-            raise ParameterError(f"sample_trs must be an integer >= 2 or None (all TRs), got {n!r}")
-        object.__setattr__(self, "std_percentile", float(p))
-        object.__setattr__(self, "min_subject_fraction", float(f))
-        if n is not None:
-            object.__setattr__(self, "sample_trs", int(n))
+        object.__setattr__(self, "std_percentile", p)
+        object.__setattr__(self, "min_subject_fraction", f)
+        object.__setattr__(self, "sample_trs", int_in_range("sample_trs", self.sample_trs, 2, optional=True))
 
 
 @dataclass(frozen=True)
@@ -134,8 +131,7 @@ class FmriParams(Params):
         if z is not None and z[1] - z[0] < 2:
             raise ParameterError(f"zscore_trs={z} holds {z[1] - z[0]} TR; a std needs at least 2")
         object.__setattr__(self, "zscore_trs", z)
-        if self.nan_policy not in ("error", "mask"):
-            raise ParameterError(f"nan_policy must be 'error' or 'mask', got {self.nan_policy!r}")
+        object.__setattr__(self, "nan_policy", choice("nan_policy", self.nan_policy, NanPolicy))
 
 
 @dataclass(frozen=True)
@@ -144,187 +140,6 @@ class IngestResult:
 
     entry: Entry
     created: bool
-
-
-# ------------------------------------------------------------------------------------ inputs
-def _resolve_tr(series: list[NiftiSeries], params: FmriParams) -> float:
-    if params.tr_s is not None:
-        for s in series:
-            if s.header_tr_s is not None and s.header_tr_note is None and not math.isclose(
-                s.header_tr_s, params.tr_s, rel_tol=1e-3
-            ):
-                warnings.warn(
-                    f"{s.path.name}: the header says TR {s.header_tr_s:g} s; using the given tr_s={params.tr_s:g} s",
-                    UserWarning,
-                    stacklevel=3,
-                )
-        return params.tr_s
-    trs = []
-    for s in series:
-        if s.header_tr_s is None:
-            raise FmriError(f"{s.header_tr_note}; e.g. tr_s=1.5 (CLI: --tr 1.5)")
-        if s.header_tr_note:
-            warnings.warn(s.header_tr_note, UserWarning, stacklevel=3)
-        trs.append(s.header_tr_s)
-    if any(not math.isclose(t, trs[0], rel_tol=1e-4) for t in trs):
-        listing = ", ".join(f"{s.path.name}: {t:g} s" for s, t in zip(series, trs))
-        raise FmriError(f"the subjects' headers give different TRs ({listing}); one entry holds one TR grid")
-    return float(trs[0])
-
-
-def _raw_header_tr(series: list[NiftiSeries], params: FmriParams) -> dict:
-    """``{"tr_s_header_float32": pixdim[4] as stored}`` when the TR came from the first header, else ``{}``."""
-    if params.tr_s is not None or series[0].header_tr_s is None:
-        return {}
-    try:
-        return {"tr_s_header_float32": float(series[0].img.header.get_zooms()[3])}
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return {}
-
-
-def _open_all(niftis: Sequence, subjects: Sequence[str], params: FmriParams) -> tuple[list[NiftiSeries], int]:
-    niftis = [niftis] if isinstance(niftis, (str, bytes)) or hasattr(niftis, "__fspath__") else list(niftis)
-    subjects = [subjects] if isinstance(subjects, str) else list(subjects)
-    if not niftis:
-        raise FmriError("no fMRI file given; give one 4D NIfTI per subject")
-    if len(subjects) != len(niftis):
-        raise FmriError(f"{len(niftis)} NIfTI file(s) but {len(subjects)} subject ID(s); give one ID per file, in order")
-    bad = [s for s in subjects if not isinstance(s, str) or not s.strip()]
-    if bad or len(set(subjects)) != len(subjects):
-        raise FmriError(f"subject IDs must be distinct non-empty strings, got {subjects!r}")
-    series = [open_series(p) for p in niftis]
-    first = series[0]
-    for s in series[1:]:
-        if s.shape != first.shape:
-            raise FmriError(
-                f"{s.path.name} has volumes of shape {s.shape} but {first.path.name} has {first.shape}; every "
-                "subject must be in the same voxel grid (normalise them to one template first)"
-            )
-        if not np.allclose(s.affine, first.affine, atol=1e-4):
-            raise FmriError(
-                f"{s.path.name} and {first.path.name} have different affines (voxel -> mm):\n"
-                f"{np.round(s.affine, 4)}\nvs\n{np.round(first.affine, 4)}\nevery subject must be in the same space"
-            )
-    counts = [s.n_volumes for s in series]
-    if params.n_trs is not None:
-        short = [(s.path.name, c) for s, c in zip(series, counts) if c < params.n_trs]
-        if short:
-            raise FmriError(f"n_trs={params.n_trs} but {short[0][0]} has only {short[0][1]} volumes")
-        n_trs = params.n_trs
-    else:
-        if len(set(counts)) > 1:
-            listing = ", ".join(f"{s.path.name}: {c}" for s, c in zip(series, counts))
-            raise FmriError(
-                f"the subjects have different numbers of volumes ({listing}); pass n_trs={min(counts)} "
-                f"(CLI: --n-trs {min(counts)}) to keep the first {min(counts)} of each"
-            )
-        n_trs = counts[0]
-    if params.zscore_trs is not None and params.zscore_trs[1] > n_trs:
-        raise ParameterError(
-            f"zscore_trs={params.zscore_trs} reaches past the {n_trs} TRs of the series; give stop <= {n_trs}"
-        )
-    return series, n_trs
-
-
-def _mask_key(mask: np.ndarray, affine: np.ndarray) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    h.update(repr(tuple(mask.shape)).encode())
-    h.update(np.packbits(mask.ravel(order="C")).tobytes())
-    h.update(np.round(np.asarray(affine, dtype=np.float64), 6).tobytes())
-    return h.hexdigest()
-
-
-def _given_mask(mask, series: NiftiSeries) -> np.ndarray | None:
-    if mask is None:
-        return None
-    if not isinstance(mask, np.ndarray):
-        return load_mask(mask, series.shape, series.affine)
-    if mask.shape != series.shape:
-        raise FmriError(f"mask array has shape {mask.shape}; the fMRI volumes are {series.shape}")
-    if not mask.any():
-        raise FmriError("the mask array selects no voxel; give a mask with at least one True voxel")
-    return mask.astype(bool)
-
-
-def _check_stimulus(store: Store, stimulus, tr_s: float) -> Entry | None:
-    if stimulus is None:
-        return None
-    stim = store.get(stimulus)
-    stim_tr = stim.attrs.get("tr_s")
-    if stim.kind in ("fmri", "predictions", "evaluation") or not isinstance(stim_tr, (int, float)):
-        raise FmriError(f"entry {stim.key[:16]} ({stim.kind}) is not a per-TR stimulus entry; give codes, mel, "
-                        "embeddings or features")
-    if exact(stim_tr) != exact(tr_s):  # exact fractions of the decimals (header TRs are float32_decimal)
-        raise FmriError(
-            f"TR mismatch: the fMRI TR is {tr_s:g} s but stimulus entry {stim.key[:16]} ({stim.kind}) is on a "
-            f"{stim_tr:g} s grid. Extract the stimulus on TrGrid(tr_s={tr_s:g}), or correct the fMRI TR (tr_s)"
-        )
-    return stim
-
-
-def _final_mask(shape, subjects, given_flat, votes, nonfinite, mask_params, nan_policy) -> tuple[np.ndarray, int]:
-    """(voxel_flat,) bool mask after the vote (computed) and the NaN policy; and the voxels dropped."""
-    n_flat = int(np.prod(shape))
-    if given_flat is not None:
-        mask_flat = np.zeros(n_flat, bool)
-        mask_flat[given_flat] = True
-    else:
-        need = max(1, math.ceil(mask_params.min_subject_fraction * len(subjects) - 1e-9))
-        mask_flat = votes >= need
-        if not mask_flat.any():
-            raise FmriError(
-                f"the computed mask is empty: no voxel has a temporal std above the {mask_params.std_percentile:g}th "
-                f"percentile in {need} of {len(subjects)} subject(s). Are the series constant? Give a mask instead"
-            )
-    dropped_flat = np.zeros(n_flat, bool)
-    for subj, (packed, partial) in zip(subjects, nonfinite):
-        if given_flat is not None:
-            bad = np.unpackbits(packed, count=n_flat).astype(bool) & mask_flat
-        else:  # the vote skipped them; a voxel NaN at every TR is background, one NaN at some TRs is not
-            bad = np.unpackbits(partial, count=n_flat).astype(bool)
-        if bad.any():
-            ijk = np.unravel_index(np.flatnonzero(bad)[:3], shape, order="F")
-            where = [tuple(int(c[i]) for c in ijk) for i in range(len(ijk[0]))]
-            if nan_policy == "error":
-                raise FmriError(
-                    f"subject {subj!r}: {int(bad.sum())} voxel(s) of the "
-                    f"{'mask' if given_flat is not None else 'brain (finite at other TRs)'} are NaN/inf at some TR (e.g. voxel "
-                    f"ijk {where}); pass nan_policy='mask' (CLI: --nan-policy mask) to drop them from the mask, "
-                    "or give a mask without them"
-                )
-            dropped_flat |= bad  # a voxel bad in two subjects is one voxel dropped
-            mask_flat &= ~bad
-    dropped = int(dropped_flat.sum())
-    if dropped and not mask_flat.any():
-        raise FmriError("every voxel of the mask is NaN/inf at some TR; nothing is left to store")
-    return mask_flat, dropped
-
-
-def _lazy_fmri(series, n_trs, flat, mean, std, chunk_trs, block_bytes, parallel_reads):
-    """(subject, tr, voxel) float32 Dask array, one task per (1, chunk_trs, voxel) chunk.
-
-    The reads form ``parallel_reads`` chains (subject i on chain i % parallel_reads, its chunks in
-    order), so at most that many blocks are being read at once whatever the number of subjects or
-    threads, and a .nii.gz is decompressed once, front to back.
-    """
-    import dask
-    import dask.array as da
-
-    chains: list = [None] * max(1, int(parallel_reads))
-    per_subject = []
-    for i, s in enumerate(series):
-        blocks = []
-        mi = None if mean is None else mean[i]
-        si = None if std is None else std[i]
-        for a in range(0, n_trs, chunk_trs):
-            b = min(n_trs, a + chunk_trs)
-            d = dask.delayed(read_masked)(s, a, b, flat, mi, si, block_bytes, chains[i % len(chains)])
-            chains[i % len(chains)] = dask.delayed(done)(d)
-            blocks.append(da.from_delayed(d, shape=(1, b - a, len(flat)), dtype=np.float32))
-        per_subject.append(da.concatenate(blocks, axis=1))
-    return da.concatenate(per_subject, axis=0)
 
 
 def fmri_encoding(ds, chunked: Sequence[str], chunk_trs: int) -> dict:
@@ -355,27 +170,36 @@ def ingest_fmri(
     niftis: Sequence,
     subjects: Sequence[str],
     *,
+    runs: Sequence[str] | None = None,
     params: FmriParams | None = None,
     mask: Any = None,
     mask_params: MaskParams | None = None,
-    stimulus: Entry | str | None = None,
+    stimulus: Any = None,
     chunk_trs: int | None = None,
     block_bytes: int = BLOCK_BYTES,
     parallel_reads: int = 2,
     scheduler: Any = "threads",
 ) -> IngestResult:
-    """Ingest one 4D NIfTI per subject as an ``fmri`` entry (or return the cached one).
+    """Ingest one 4D NIfTI per subject (or per (subject, run)) as an ``fmri`` entry (or return the cached one).
 
     Parameters
     ----------
     store : Store
-    niftis : paths of 4D NIfTI series (x, y, z, tr), one per subject, all in one voxel grid
+    niftis : paths of 4D NIfTI series (x, y, z, tr), one per subject (or per (subject, run)), all in
+        one voxel grid
     subjects : subject IDs, one per file, in the same order
-    params : FmriParams (TR, cropping, z-scoring on a training range, NaN policy)
+    runs : run IDs, one per file, in the same order (None: one run per subject, the layout before
+        runs). Every subject needs every run once; runs are stored in order of first appearance,
+        concatenated along ``tr`` with ``run``/``tr_in_run`` coordinates (see :mod:`giblet_store.runs`)
+    params : FmriParams (TR, cropping, z-scoring on a training range, NaN policy); with runs,
+        ``zscore_trs`` is a range of TRs *within each run* and each run is z-scored on its own
     mask : path of a 3D NIfTI mask, (x, y, z) bool array, or None to compute one with ``mask_params``
-    mask_params : MaskParams (default: the reference rule, std > 10th percentile in >= half the subjects)
-    stimulus : a stimulus entry (codes, mel, embeddings, features) or its key; its TR must equal the
-        fMRI's. Recorded by reference (``stimulus_key``, ``stimulus_sha256``), never copied.
+    mask_params : MaskParams (default: the reference rule, std > 10th percentile in >= half the
+        subjects; with runs every (subject, run) series votes)
+    stimulus : a stimulus entry (codes, mel, embeddings, features) or its key; with runs, one per
+        run (a list in run order, or ``{run: key}``). Its TR must equal the fMRI's. Recorded by
+        reference (``stimulus_key``, ``stimulus_sha256``; per run in ``runs``), never copied. A
+        stimulus with another TR count than its run warns (:class:`PairingWarning`).
     chunk_trs : TRs per stored chunk (default: ~4 MiB chunks)
     block_bytes : bound on one block of full volumes (float64) read at a time
     parallel_reads : files read at once while writing (memory: about this many blocks plus chunks)
@@ -386,130 +210,156 @@ def ingest_fmri(
     IngestResult
         ``entry.open()`` holds ``fmri`` (subject, tr, voxel) float32, ``mask`` (x, y, z) bool,
         ``voxel_ijk`` (voxel, ijk) int32 and, when z-scored, ``zscore_mean``/``zscore_std``
-        (subject, voxel) float32 in the original units.
+        (subject, voxel) float32 in the original units ((subject, run_id, voxel) with runs).
 
     Raises
     ------
     FmriError
         3D input, different shapes/affines/TRs/lengths, all-NaN volumes, NaN voxels with
-        ``nan_policy="error"``, a bad or empty mask, a TR that differs from the stimulus'.
+        ``nan_policy="error"``, a bad or empty mask, a TR that differs from the stimulus', a runs
+        list that does not match the files, a missing (subject, run).
     ParameterError
         Invalid parameters. In every case nothing was written.
     """
-    import dask
-    import xarray as xr
-
     params = params or FmriParams()
     mask_params = mask_params or MaskParams()
-    series, n_trs = _open_all(niftis, subjects, params)
-    subjects = [subjects] if isinstance(subjects, str) else [str(s) for s in subjects]
-    tr_s = _resolve_tr(series, params)
-    first = series[0]
-    stim = _check_stimulus(store, stimulus, tr_s)
-    given = _given_mask(mask, first)
-
-    # pass 1, one read of each file: its sha256 (for the key) and the scan (errors leave the store untouched)
-    given_ijk = np.argwhere(given) if given is not None else None
-    given_flat = flat_index(given_ijk, first.shape) if given is not None else None
-    z = params.zscore_trs
-    digests, votes, nonfinite, moments, thresholds = scan_and_hash(
-        series, subjects, n_trs, given_flat, mask_params.std_percentile, mask_params.sample_trs, z, block_bytes)
-    sources = [{"subject": subj, "source_name": s.path.name, "source_sha256": d,
-                "n_volumes": s.n_volumes} for subj, s, d in zip(subjects, series, digests)]
-    mask_input = ({"given": _mask_key(given, first.affine)} if given is not None
-                  else {"computed": mask_params.to_dict()})
-    inputs = {
-        "kind": "fmri",
-        "algorithm_version": ALGORITHM_VERSION,
-        "format_version": FORMAT_VERSION,
-        "sources": [{"subject": x["subject"], "sha256": x["source_sha256"]} for x in sources],
-        "fmri": {**params.to_dict(), "tr_s": tr_s},
-        "mask": mask_input,
-        "stimulus_sha256": stim.attrs.get("source_sha256") if stim is not None else None,
-        "onset_s": float(stim.attrs.get("onset_s", 0.0)) if stim is not None else 0.0,
-    }
+    layout = open_layout(niftis, subjects, runs, params)
+    tr_s = resolve_tr(layout.series, params.tr_s)
+    stims = check_stimuli(store, stimulus, tr_s, layout.runs)
+    given = given_mask(mask, layout.series[0])
+    given_flat = flat_index(np.argwhere(given), layout.series[0].shape) if given is not None else None
+    scan = scan_and_hash(layout.series, layout.labels, layout.series_trs, given_flat, mask_params.std_percentile,
+                         mask_params.sample_trs, params.zscore_trs, block_bytes)
+    inputs = _inputs(layout, scan[0], params, tr_s, given, mask_params, stims)
     key = content_key(inputs)
     if (hit := store.lookup(key, "fmri")) is not None:
         return IngestResult(hit, False)
-
-    mask_flat, dropped = _final_mask(first.shape, subjects, given_flat, votes, nonfinite, mask_params,
-                                     params.nan_policy)
+    mask_flat, dropped = final_mask(layout.series[0].shape, layout.labels, given_flat, *scan[1:3], mask_params,
+                                    params.nan_policy)
     if dropped:
         warnings.warn(f"nan_policy='mask': dropped {dropped} voxel(s) that are NaN/inf at some TR from the mask",
                       UserWarning, stacklevel=2)
-    mask3 = mask_flat.reshape(first.shape, order="F")
-    voxel_ijk = np.argwhere(mask3)
-    flat = flat_index(voxel_ijk, first.shape)
-    n_vox = len(flat)
-
-    # pass 2: z-score statistics of the training TRs
+    mask3 = mask_flat.reshape(layout.series[0].shape, order="F")
+    flat = flat_index(np.argwhere(mask3), layout.series[0].shape)
+    z = params.zscore_trs
     mean = std = None
     n_const = 0
     if z is not None:
-        stats = []
-        for s, m in zip(series, moments):
-            if m is not None:  # accumulated by the scan over the given mask's voxels
-                keep = mask_flat[given_flat]
-                stats.append(tuple(v[keep] for v in m.mean_std()))
-            else:
-                stats.append(voxel_moments([s], flat, z, block_bytes)[0].mean_std())
-        mean, std = np.stack([m for m, _ in stats]), np.stack([s for _, s in stats])
-        n_const = int((std == 0).sum())
-        std = np.where(std == 0, 1.0, std)
+        mean, std, n_const = zscore_stats(layout.series, scan[3], mask_flat, given_flat, flat, z, block_bytes)
+    c = int(chunk_trs) if chunk_trs else auto_chunk_trs(len(flat), layout.n_trs)
+    data = lazy_fmri(layout, flat, mean, std, c, block_bytes, parallel_reads)
+    records = _records(layout, stims, tr_s)
+    ds = _dataset(layout, data, mask3, mean, std, records, tr_s)
+    attrs = _attrs(layout, ds, inputs, key, params, mask_params, given is not None, scan, stims, records,
+                   zscore_constant_voxels=n_const, n_voxels_dropped_nonfinite=dropped, chunk_trs=c)
+    import dask
 
-    # pass 3 (inside the staged write): the lazy (subject, tr, voxel) array
-    c = int(chunk_trs) if chunk_trs else auto_chunk_trs(n_vox, n_trs)
-    data = _lazy_fmri(series, n_trs, flat, mean, std, c, block_bytes, parallel_reads)
-    ds = xr.Dataset(
-        {
-            "fmri": (("subject", "tr", "voxel"), data),
-            "mask": (("x", "y", "z"), mask3),
-        },
-        coords={"subject": np.array(subjects, dtype=object), "tr": np.arange(n_trs, dtype=np.int64),
-                "tr_start_s": (("tr",), tr_start_s(inputs["onset_s"], tr_s, np.arange(n_trs))),
-                "voxel": np.arange(n_vox, dtype=np.int64),
-                "voxel_ijk": (("voxel", "ijk"), voxel_ijk.astype(np.int32))},
-    )
-    ds["fmri"].attrs.update(description="BOLD signal per mask voxel" + (" (z-scored)" if z else ""),
-                            units="z" if z else "scanner units")
-    if z is not None:
-        ds["zscore_mean"] = (("subject", "voxel"), mean.astype(np.float32))
-        ds["zscore_std"] = (("subject", "voxel"), std.astype(np.float32))
-    attrs = {
-        "kind": "fmri",
-        "key": key,
-        "tr_s": tr_s,
-        **_raw_header_tr(series, params),
-        "onset_s": inputs["onset_s"],
-        "n_trs": n_trs,
-        "n_subjects": len(subjects),
-        "n_voxels": n_vox,
-        "subjects": subjects,
-        "sources": sources,
-        "volume_shape": list(first.shape),
-        "voxel_size_mm": list(first.zooms_mm),
-        "affine": np.asarray(first.affine).tolist(),
-        "xform_code": first.xform_code,
-        "mask_rule": "given" if given is not None else "std_percentile_vote",
-        "mask_params": None if given is not None else mask_params.to_dict(),
-        "mask_thresholds": [None if not math.isfinite(t) else t for t in thresholds],
-        "normalize": "zscore" if z else "none",
-        "zscore_trs": list(z) if z else None,
-        "zscore_constant_voxels": n_const,
-        "nan_policy": params.nan_policy,
-        "n_voxels_dropped_nonfinite": dropped,
-        "chunk_trs": c,
-        "hrf": "none",
-        "algorithm_version": ALGORITHM_VERSION,
-        "inputs": inputs,
-    }
-    if stim is not None:
-        attrs.update(stimulus_key=stim.key, stimulus_kind=stim.kind,
-                     stimulus_sha256=stim.attrs.get("source_sha256"), stimulus_name=stim.attrs.get("source_name"))
-        n_stim = int(stim.attrs.get("n_trs", n_trs))
-        attrs["paired_trs"] = [0, min(n_stim, n_trs)]  # the TRs that have both stimulus and BOLD
-        pairing_warning(n_stim, n_trs, tr_s)
     ctx = dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else dask.config.set(scheduler=scheduler.get)
     with ctx:
         entry, created = store.write(ds, attrs, fmri_encoding(ds, ["fmri"], c))
     return IngestResult(entry, created)
+
+
+def _inputs(layout, digests, params, tr_s, given, mask_params, stims) -> dict:
+    """Everything the key covers; an ingest without runs has the inputs (and key) it had before runs."""
+    subj = [s for s in layout.subjects for _ in range(layout.n_runs)]
+    inputs = {
+        "kind": "fmri", "algorithm_version": ALGORITHM_VERSION, "format_version": FORMAT_VERSION,
+        "sources": [{"subject": s, "sha256": d} for s, d in zip(subj, digests)],
+        "fmri": {**params.to_dict(), "tr_s": tr_s},
+        "mask": ({"given": mask_key(given, layout.series[0].affine)} if given is not None
+                 else {"computed": mask_params.to_dict()}),
+        "stimulus_sha256": stims[0].attrs.get("source_sha256") if stims[0] is not None else None,
+        "onset_s": float(stims[0].attrs.get("onset_s", 0.0)) if stims[0] is not None else 0.0,
+    }
+    if layout.runs is not None:
+        for src, run in zip(inputs["sources"], layout.runs * len(layout.subjects)):
+            src["run"] = run
+        inputs["runs"] = [{"run": r, "n_trs": n, "stimulus_sha256": st.attrs.get("source_sha256") if st else None,
+                           "onset_s": float(st.attrs.get("onset_s", 0.0)) if st else 0.0}
+                          for r, n, st in zip(layout.runs, layout.run_trs, stims)]
+        inputs["stimulus_sha256"], inputs["onset_s"] = None, 0.0
+    return inputs
+
+
+def _records(layout, stims, tr_s) -> list[dict]:
+    """Per run (one without runs): ``run``, ``tr_offset``, ``n_trs``, ``onset_s`` (its stimulus')."""
+    return [{"run": r, "tr_offset": off, "n_trs": n, "tr_s": tr_s,
+             "onset_s": float(st.attrs.get("onset_s", 0.0)) if st is not None else 0.0}
+            for r, off, n, st in zip(layout.runs or [DEFAULT_RUN], layout.offsets, layout.run_trs, stims)]
+
+
+def _dataset(layout, data, mask3, mean, std, records, tr_s):
+    """The (not yet written) fmri Dataset: ``fmri``, ``mask``, coordinates, z-score statistics."""
+    import xarray as xr
+
+    n_trs = layout.n_trs
+    voxel_ijk = np.argwhere(mask3)
+    trs = np.arange(n_trs, dtype=np.int64)
+    coords = {"subject": np.array(layout.subjects, dtype=object), "tr": trs,
+              "voxel": np.arange(len(voxel_ijk), dtype=np.int64),
+              "voxel_ijk": (("voxel", "ijk"), voxel_ijk.astype(np.int32))}
+    if layout.runs is None:
+        coords["tr_start_s"] = (("tr",), tr_start_s(records[0]["onset_s"], tr_s, trs))
+    else:
+        coords.update(run_coords({"runs": records}, tr_s, trs))
+    ds = xr.Dataset({"fmri": (("subject", "tr", "voxel"), data), "mask": (("x", "y", "z"), mask3)}, coords=coords)
+    z = mean is not None
+    ds["fmri"].attrs.update(description="BOLD signal per mask voxel" + (" (z-scored)" if z else ""),
+                            units="z" if z else "scanner units")
+    if z:
+        if layout.runs is None:
+            dims, shp = ("subject", "voxel"), mean.shape
+        else:
+            dims, shp = ("subject", "run_id", "voxel"), (len(layout.subjects), layout.n_runs, mean.shape[-1])
+            ds = ds.assign_coords(run_id=np.array(layout.runs, dtype=object))
+        ds["zscore_mean"] = (dims, mean.reshape(shp).astype(np.float32))
+        ds["zscore_std"] = (dims, std.reshape(shp).astype(np.float32))
+    return ds
+
+
+def _stimulus_attrs(layout, stims, records: list[dict]) -> dict:
+    """Stimulus references (and the TRs that pair), top-level without runs, per run in ``runs`` with them."""
+    tr_s = records[0]["tr_s"]
+    out: dict = {}
+    for rec, st in zip(records, stims):
+        if st is None:
+            continue
+        n_stim, n_run = int(st.attrs.get("n_trs", rec["n_trs"])), rec["n_trs"]
+        ref = {"stimulus_key": st.key, "stimulus_kind": st.kind, "stimulus_sha256": st.attrs.get("source_sha256"),
+               "stimulus_name": st.attrs.get("source_name"), "paired_trs": [0, min(n_stim, n_run)]}
+        if layout.runs is None:
+            out.update(ref)
+            pairing_warning(n_stim, n_run, tr_s)
+        else:
+            rec.update(ref)
+            run_pairing_warning(rec["run"], n_stim, n_run, rec["tr_offset"], tr_s)
+    for rec in records:
+        rec.pop("tr_s")
+    if layout.runs is not None:
+        out.update(runs=records, n_runs=layout.n_runs)
+    return out
+
+
+def _attrs(layout, ds, inputs, key, params, mask_params, given: bool, scan, stims, records, **more) -> dict:
+    """The entry's attributes (``more``: counts and the chunking decided while building it)."""
+    first, z = layout.series[0], params.zscore_trs
+    subj = [s for s in layout.subjects for _ in range(layout.n_runs)]
+    sources = [{"subject": x, "source_name": s.path.name, "source_sha256": d, "n_volumes": s.n_volumes}
+               for x, s, d in zip(subj, layout.series, scan[0])]
+    if layout.runs is not None:
+        for src, run in zip(sources, layout.runs * len(layout.subjects)):
+            src["run"] = run
+    return {
+        "kind": "fmri", "key": key, "tr_s": inputs["fmri"]["tr_s"], **raw_header_tr(layout.series, params.tr_s),
+        "onset_s": inputs["onset_s"], "n_trs": layout.n_trs, "n_subjects": len(layout.subjects),
+        "n_voxels": int(ds.sizes["voxel"]), "subjects": layout.subjects, "sources": sources,
+        "volume_shape": list(first.shape), "voxel_size_mm": list(first.zooms_mm),
+        "affine": np.asarray(first.affine).tolist(), "xform_code": first.xform_code,
+        "mask_rule": "given" if given else "std_percentile_vote",
+        "mask_params": None if given else mask_params.to_dict(),
+        "mask_thresholds": [None if not math.isfinite(t) else t for t in scan[4]],
+        "normalize": "zscore" if z else "none", "zscore_trs": list(z) if z else None, **more,
+        "nan_policy": params.nan_policy, "hrf": "none", "algorithm_version": ALGORITHM_VERSION, "inputs": inputs,
+        **_stimulus_attrs(layout, stims, [dict(r) for r in records]),
+    }

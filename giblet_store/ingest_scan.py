@@ -11,24 +11,12 @@ fall back to ``sha256_file`` + ``scan_series``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .nifti import FmriError, Moments, block_volumes, may_be_nonfinite, scan_series
+from .nifti import Moments, add_vote, block_volumes, dead_volumes, may_be_nonfinite, per_series, scan_series
 from .nifti_read import HashedVolumes, one_read_supported, scale
 
 __all__ = ["scan_and_hash"]
-
-
-def _dead_volumes(x: np.ndarray, fin: np.ndarray, t0: int, path, subj) -> None:
-    dead = ~fin.any(1)
-    if dead.any():
-        vols = (t0 + np.flatnonzero(dead)).tolist()
-        raise FmriError(
-            f"{path.name} (subject {subj!r}): volume(s) {vols[:10]} hold no finite value (all NaN/inf); a TR "
-            "cannot be dropped without shifting the TR grid. Repair or interpolate those volumes"
-        )
 
 
 def _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes, vote: bool):
@@ -47,7 +35,7 @@ def _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes, vote:
             if check:
                 fin = np.isfinite(x)
                 n_finite += fin.sum(0, dtype=np.int32)
-                _dead_volumes(x, fin, t0, s.path, subj)
+                dead_volumes(fin, t0, s.path, subj)
             if std_m is not None and t0 < n_sample:
                 part = x[: n_sample - t0]
                 std_m.add(part if fin is None else np.where(fin[: n_sample - t0], part, 0.0))
@@ -64,6 +52,8 @@ def _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes, vote:
 
 def scan_and_hash(series, subjects, n_trs, given_flat, std_percentile, sample_trs, zscore_trs, max_bytes):
     """:func:`giblet_store.nifti.scan_series` and each file's sha256, reading each file once.
+
+    ``n_trs`` is one count for every series or one per series (runs of different lengths).
 
     Returns
     -------
@@ -85,21 +75,16 @@ def scan_and_hash(series, subjects, n_trs, given_flat, std_percentile, sample_tr
     n_flat = int(np.prod(series[0].shape))
     votes = np.zeros(n_flat, np.int32) if given_flat is None else None
     digests, nonfinite, moments, thresholds = [], [], [], []
-    n_sample = n_trs if sample_trs is None else min(sample_trs, n_trs)
-    for s, subj in zip(series, subjects):
-        digest, n_finite, std_m, z_m = _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes,
+    for s, subj, n in zip(series, subjects, per_series(n_trs, len(series))):
+        n_sample = n if sample_trs is None else min(sample_trs, n)
+        digest, n_finite, std_m, z_m = _scan_one(s, subj, n, given_flat, n_sample, zscore_trs, max_bytes,
                                                  votes is not None)
         digests.append(digest)
-        bad = n_finite < n_trs if n_finite is not None else np.zeros(n_flat, bool)
+        bad = n_finite < n if n_finite is not None else np.zeros(n_flat, bool)
         # as scan_series: (non-finite at some TR, non-finite at some but not every TR: not background)
         partial = bad & (n_finite > 0) if n_finite is not None else bad
         nonfinite.append((np.packbits(bad), np.packbits(partial)))
         if std_m is not None:
-            _, std = std_m.mean_std()
-            ok = ~bad
-            nz = std[ok & (std > 0)]
-            thr = float(np.percentile(nz, std_percentile)) if nz.size else math.inf
-            thresholds.append(thr)
-            votes += (ok & (std > thr)).astype(np.int32)
+            thresholds.append(add_vote(votes, std_m, bad, std_percentile))
         moments.append(z_m)
     return digests, votes, nonfinite, moments, thresholds

@@ -350,7 +350,7 @@ def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs,
     Parameters
     ----------
     series : list of NiftiSeries (one grid); subjects : their IDs (for messages)
-    n_trs : volumes used from each
+    n_trs : volumes used from each: one count, or one per series (runs of different lengths)
     given_flat : (voxel,) Fortran-flat indices of a given mask, or None to vote for a computed one
     std_percentile, sample_trs : the vote: temporal std over the first ``sample_trs`` TRs (None: all)
         above this percentile of the subject's non-zero stds, at voxels finite at every TR
@@ -374,47 +374,61 @@ def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs,
     n_flat = int(np.prod(series[0].shape))
     votes = np.zeros(n_flat, np.int32) if given_flat is None else None
     nonfinite, moments, thresholds = [], [], []
-    n_sample = n_trs if sample_trs is None else min(sample_trs, n_trs)
-    for s, subj in zip(series, subjects):
+    for s, subj, n in zip(series, subjects, per_series(n_trs, len(series))):
+        n_sample = n if sample_trs is None else min(sample_trs, n)
         check = may_be_nonfinite(s)
-        stop = n_trs if check else (n_sample if votes is not None else 0)
+        stop = n if check else (n_sample if votes is not None else 0)
         n_finite = np.zeros(n_flat, np.int32) if check else None
         std_m = Moments(n_flat) if votes is not None else None
         z_m = (Moments(len(given_flat)) if (given_flat is not None and zscore_trs and stop >= zscore_trs[1])
                else None)
         for t0, x in iter_blocks(s, 0, stop, max_bytes):
-            k = x.shape[0]
             fin = None
             if check:
                 fin = np.isfinite(x)
                 n_finite += fin.sum(0, dtype=np.int32)
-                dead = ~fin.any(1)
-                if dead.any():
-                    vols = (t0 + np.flatnonzero(dead)).tolist()
-                    raise FmriError(
-                        f"{s.path.name} (subject {subj!r}): volume(s) {vols[:10]} hold no finite value (all "
-                        "NaN/inf); a TR cannot be dropped without shifting the TR grid. Repair or interpolate "
-                        "those volumes"
-                    )
+                dead_volumes(fin, t0, s.path, subj)
             if std_m is not None and t0 < n_sample:
                 part = x[: n_sample - t0]
                 std_m.add(part if fin is None else np.where(fin[: n_sample - t0], part, 0.0))
             if z_m is not None:
-                a, b = max(zscore_trs[0], t0), min(zscore_trs[1], t0 + k)
+                a, b = max(zscore_trs[0], t0), min(zscore_trs[1], t0 + x.shape[0])
                 if a < b:
                     z_m.add(x[a - t0 : b - t0, given_flat])
-        bad = n_finite < n_trs if check else np.zeros(n_flat, bool)
+        bad = n_finite < n if check else np.zeros(n_flat, bool)
         # (non-finite at some TR, non-finite at some but not every TR: not background)
         nonfinite.append((np.packbits(bad), np.packbits(bad & (n_finite > 0)) if check else np.packbits(bad)))
         if std_m is not None:
-            _, std = std_m.mean_std()
-            ok = ~bad
-            nz = std[ok & (std > 0)]
-            thr = float(np.percentile(nz, std_percentile)) if nz.size else math.inf
-            thresholds.append(thr)
-            votes += (ok & (std > thr)).astype(np.int32)
+            thresholds.append(add_vote(votes, std_m, bad, std_percentile))
         moments.append(z_m)
     return votes, nonfinite, moments, thresholds
+
+
+def per_series(n_trs, count: int) -> list[int]:
+    """``n_trs`` (one count for every series, or one per series) as one count per series."""
+    return [int(n_trs)] * count if isinstance(n_trs, (int, np.integer)) else [int(n) for n in n_trs]
+
+
+def dead_volumes(fin: np.ndarray, t0: int, path, subj) -> None:
+    """FmriError when a volume of the (k, voxel) finite-mask block starting at TR ``t0`` is all NaN/inf."""
+    dead = ~fin.any(1)
+    if dead.any():
+        vols = (t0 + np.flatnonzero(dead)).tolist()
+        raise FmriError(
+            f"{path.name} (subject {subj!r}): volume(s) {vols[:10]} hold no finite value (all NaN/inf); a TR "
+            "cannot be dropped without shifting the TR grid. Repair or interpolate those volumes"
+        )
+
+
+def add_vote(votes: np.ndarray, std_m: "Moments", bad: np.ndarray, std_percentile: float) -> float:
+    """Add one series' vote to ``votes`` (in place): finite voxels whose temporal std is above the
+    ``std_percentile``-th percentile of the series' non-zero stds; returns that threshold."""
+    _, std = std_m.mean_std()
+    ok = ~bad
+    nz = std[ok & (std > 0)]
+    thr = float(np.percentile(nz, std_percentile)) if nz.size else math.inf
+    votes += (ok & (std > thr)).astype(np.int32)
+    return thr
 
 
 def iter_masked(series: NiftiSeries, start: int, stop: int, flat, max_bytes: int = BLOCK_BYTES):
