@@ -32,14 +32,19 @@ def _dump_entry(entry, created: bool) -> None:
 
 # ------------------------------------------------------------------------------------ ingest-fmri
 def add_ingest_fmri(sub) -> None:
-    p = sub.add_parser("ingest-fmri", help="ingest 4D NIfTI series (one per subject) as an fmri entry")
+    p = sub.add_parser("ingest-fmri", help="ingest 4D NIfTI series (one per subject, or per subject and run) "
+                                          "as an fmri entry")
     p.add_argument("store", help="store directory or fsspec URL (created if absent)")
-    p.add_argument("nifti", nargs="+", help="4D NIfTI files (.nii / .nii.gz), one per subject")
+    p.add_argument("nifti", nargs="+", help="4D NIfTI files (.nii / .nii.gz), one per subject (or subject and run)")
     p.add_argument("--subject", nargs="+", action="extend", required=True, metavar="ID",
                    help="subject IDs, one per file, in the same order")
+    p.add_argument("--run", nargs="+", action="extend", default=None, metavar="RUN",
+                   help="run IDs, one per file, in the same order (e.g. --subject s1 s1 s2 s2 --run 1 2 1 2); "
+                        "runs are stored one after the other along tr")
     p.add_argument("--mask", default=None, help="3D NIfTI mask (default: computed, std > 10th pct in >= half)")
     p.add_argument("--tr", type=float, default=None, help="TR in seconds (default: from the headers)")
-    p.add_argument("--stimulus", default=None, metavar="KEY", help="stimulus entry whose TR grid the fMRI is on")
+    p.add_argument("--stimulus", nargs="+", default=None, metavar="KEY",
+                   help="stimulus entry whose TR grid the fMRI is on; with --run, one per run in run order")
     p.add_argument("--n-trs", type=int, default=None, help="keep the first N volumes of every subject")
     p.add_argument("--zscore-trs", default=None, metavar="START:STOP",
                    help="z-score each voxel with the mean/std of these (training) TRs only")
@@ -62,14 +67,16 @@ def _cmd_ingest_fmri(args) -> int:
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
     store = open_store(args.store)
     with _progress(args, "ingest-fmri"):
-        r = ingest_fmri(store, args.nifti, args.subject, params=params, mask=args.mask, mask_params=mask_params,
-                        stimulus=args.stimulus, chunk_trs=args.chunk_trs)
+        stimulus = args.stimulus[0] if args.stimulus and len(args.stimulus) == 1 and not args.run else args.stimulus
+        r = ingest_fmri(store, args.nifti, args.subject, runs=args.run, params=params, mask=args.mask,
+                        mask_params=mask_params, stimulus=stimulus, chunk_trs=args.chunk_trs)
     if args.json:
         _dump_entry(r.entry, r.created)
     else:
         a = r.entry.attrs
         print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  "
-              f"subjects={a['n_subjects']} trs={a['n_trs']} voxels={a['n_voxels']} tr={a['tr_s']:g}s")
+              f"subjects={a['n_subjects']} runs={a.get('n_runs', 1)} trs={a['n_trs']} voxels={a['n_voxels']} "
+              f"tr={a['tr_s']:g}s")
     return 0
 
 

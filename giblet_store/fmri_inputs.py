@@ -219,15 +219,21 @@ def _check_stimulus(store: Store, stimulus, tr_s: float, where: str = "") -> Ent
 
 def check_stimuli(store: Store, stimulus: Any, tr_s: float, runs: list[str] | None) -> list[Entry | None]:
     """One stimulus entry (or None) per run: a key/entry, or per run a list in run order or a {run: key} dict."""
+    if isinstance(stimulus, (list, tuple)) and runs is None:
+        if len(stimulus) != 1:
+            raise FmriError(f"{len(stimulus)} stimulus entries but no runs; one stimulus per run needs run IDs "
+                            "(runs=[...], CLI: --run 1 2 ...)")
+        stimulus = stimulus[0]
     if runs is None:
         return [_check_stimulus(store, stimulus, tr_s)]
     if stimulus is None:
         return [None] * len(runs)
     if isinstance(stimulus, dict):
-        unknown = sorted(set(map(str, stimulus)) - set(runs))
+        given = {str(k): v for k, v in stimulus.items()}
+        unknown = sorted(set(given) - set(runs))
         if unknown:
             raise FmriError(f"stimulus names run(s) {unknown} that are not among the runs {runs}")
-        stimulus = [stimulus.get(r, stimulus.get(int(r)) if r.isdigit() else None) for r in runs]
+        stimulus = [given.get(r) for r in runs]
     stimulus = [stimulus] if isinstance(stimulus, (str, Entry)) else list(stimulus)
     if len(stimulus) != len(runs):
         raise FmriError(f"{len(stimulus)} stimulus entr(ies) for {len(runs)} runs {runs}; give one stimulus per run, "

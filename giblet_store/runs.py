@@ -61,7 +61,7 @@ def run_coords(attrs: dict, tr_s: float, trs) -> dict:
     start = np.array([onset[r] for r in run], dtype=np.float64) + float(tr_s) * within.astype(np.float64)
     if not len(run):
         start = tr_start_s(0.0, tr_s, within)
-    return {"run": (("tr",), run.astype(str).astype(object)), "tr_in_run": (("tr",), within),
+    return {"run": (("tr",), np.array([str(x) for x in run], dtype=object)), "tr_in_run": (("tr",), within),
             "tr_start_s": (("tr",), start)}
 
 
@@ -99,7 +99,7 @@ def select_run(ds, run: str):
             raise ParameterError(f"this entry holds one run, {DEFAULT_RUN!r} (it was ingested without runs); "
                                  f"got run {run!r}")
         return ds
-    ids = np.asarray(ds["run"].values).astype(str)
+    ids = np.array([str(x) for x in ds["run"].values], dtype=object)
     if str(run) not in set(ids):
         raise ParameterError(f"run {run!r} is not in this entry; it holds runs {list(dict.fromkeys(ids))}")
     return ds.isel(tr=np.flatnonzero(ids == str(run)))
