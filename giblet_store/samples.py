@@ -19,6 +19,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from .errors import DatasetRequestError, ParameterError  # noqa: F401
+from .runs import run_table
+from .sample_runs import run_attrs, sample_ranges, split_trs, units as _run_units
 from .store import Entry, Store, open_store
 
 __all__ = ["DatasetRequestError", "split_trs", "Feature", "SamplePlan", "plan_samples", "out_dtype", "TrReader"]
@@ -26,52 +28,6 @@ __all__ = ["DatasetRequestError", "split_trs", "Feature", "SamplePlan", "plan_sa
 #: names every sample has; features cannot take them
 RESERVED = ("fmri", "subject", "tr")
 
-
-
-def split_trs(
-    n_trs: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), gap: int = 0, start: int = 0,
-    names: Sequence[str] = ("train", "val", "test"),
-) -> dict[str, tuple[int, int]]:
-    """Contiguous TR ranges for train/validation/test with ``gap`` TRs left out between them.
-
-    Leave a gap at least as long as the ``window`` plus the haemodynamic lag (~6 s / TR) so that no
-    sample of one split sees the TRs of another.
-
-    Parameters
-    ----------
-    n_trs : TRs available from ``start``
-    fractions : shares of the TRs (after removing the gaps), one per name; 0 omits that split
-    gap : TRs dropped between consecutive splits
-    start : first usable TR
-
-    Returns
-    -------
-    dict name -> (start, stop), stop exclusive
-
-    Examples
-    --------
-    >>> split_trs(100, (0.8, 0.1, 0.1), gap=5)
-    {'train': (0, 72), 'val': (77, 86), 'test': (91, 100)}
-    """
-    fr = [float(f) for f in fractions]
-    if len(fr) != len(names) or any(f < 0 for f in fr) or sum(fr) <= 0:
-        raise ParameterError(f"fractions must be {len(names)} non-negative numbers with a positive sum, got {fractions!r}")
-    if gap < 0 or start < 0:
-        raise ParameterError(f"gap and start must be >= 0, got gap={gap}, start={start}")
-    used = [(n, f) for n, f in zip(names, fr) if f > 0]
-    usable = n_trs - gap * (len(used) - 1)
-    if usable < len(used):
-        raise ParameterError(f"{n_trs} TRs cannot hold {len(used)} split(s) with gap {gap}; use a smaller gap")
-    total = sum(f for _, f in used)
-    out, pos, acc = {}, start, 0.0
-    for i, (name, f) in enumerate(used):
-        acc += f
-        stop = start + usable + gap * i if i == len(used) - 1 else start + round(usable * acc / total) + gap * i
-        if stop <= pos:
-            raise ParameterError(f"split {name!r} gets no TR from {n_trs} TRs; give it a larger fraction")
-        out[name] = (pos, stop)
-        pos = stop + gap
-    return out
 
 
 class Feature(NamedTuple):
@@ -151,10 +107,14 @@ class SamplePlan:
     tr_s : TR in seconds; n_voxels : voxels per sample; chunk_trs : TRs per stored fmri chunk
     subjects : subject IDs served (sample ``subject`` indexes this)
     subject_index : (subject,) int64 positions of ``subjects`` in the fmri entry
-    trs : (start, stop) requested; sample_trs : (max(start, window), stop), the TRs served
-    window : previous TRs joined to each sample
-    features : output name -> Feature
-    units : (unit, 3) int64 rows (fmri subject index, first TR, stop TR), one per stored chunk
+    trs : (start, stop) requested (the span of the ranges given); sample_trs : the span of the TRs served
+    window : previous TRs joined to each sample (never reaching into another run)
+    features : output name -> Feature (of the first run; every run has the same names, shapes, dtypes)
+    units : (unit, 3) int64 rows (fmri subject index, first TR, stop TR), one per stored chunk and run
+    runs, run_offsets : the fmri entry's run IDs and their first global TRs (one run ``"1"`` at 0
+        for an entry without runs); run_features : per run, output name -> Feature (its stimulus)
+    ranges : the served (start, stop) global TR ranges, none crossing a run; has_runs : the entry
+        was ingested with runs (samples then carry ``run``)
     """
 
     url: str
@@ -170,14 +130,28 @@ class SamplePlan:
     window: int
     features: dict
     units: np.ndarray
+    runs: tuple[str, ...]
+    run_offsets: np.ndarray
+    run_features: tuple
+    ranges: tuple
+    has_runs: bool
 
     @property
     def n_samples(self) -> int:
-        return len(self.subjects) * (self.sample_trs[1] - self.sample_trs[0])
+        return len(self.subjects) * int(self.sample_index.size)
+
+    @property
+    def sample_index(self) -> np.ndarray:
+        """(tr,) int64 global TRs served, in order (the ranges one after the other)."""
+        return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in self.ranges])
+
+    def run_of(self, tr: int) -> int:
+        """Position in :attr:`runs` of the run holding global TR ``tr``."""
+        return int(np.searchsorted(self.run_offsets, tr, side="right") - 1)
 
     @property
     def feature_keys(self) -> list[str]:
-        return sorted({f.key for f in self.features.values()})
+        return sorted({f.key for feats in (self.run_features or (self.features,)) for f in feats.values()})
 
 
 def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *, subjects: Sequence[str] | None = None,
@@ -202,7 +176,34 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
     all_subjects = [str(s) for s in fds["subject"].values]
     n_trs = int(fds.sizes["tr"])
     chunk_trs = int(fds["fmri"].encoding.get("chunks", (1, n_trs))[1])
-    specs = _resolve_features(st, fe, features)
+    table = run_table(fe.attrs)
+    run_features = _resolve_features(st, fe, features, table)
+    index = _subject_index(fe, all_subjects, subjects)
+    if "runs" in fe.attrs:
+        commons = [min([int(r["n_trs"])] + [f.n_trs for f in feats.values()]) for r, feats in zip(table, run_features)]
+        ranges = sample_ranges(fe.key, table, commons, trs, window)
+        lo_hi = (ranges[0][0], ranges[-1][1]) if trs is None else _span(trs)
+    else:
+        lo_hi, ranges = _one_run_ranges(fe, n_trs, run_features[0], trs, window)
+    return SamplePlan(
+        url=st.url, fmri_key=fe.key, fmri_path=fe.path, tr_s=float(fe.attrs["tr_s"]),
+        n_voxels=int(fds.sizes["voxel"]), chunk_trs=chunk_trs, subjects=tuple(index[1]), subject_index=index[0],
+        trs=lo_hi, sample_trs=(ranges[0][0], ranges[-1][1]), window=window, features=run_features[0],
+        units=_run_units(index[0], ranges, chunk_trs), runs=tuple(str(r["run"]) for r in table),
+        run_offsets=np.array([int(r["tr_offset"]) for r in table], dtype=np.int64),
+        run_features=tuple(run_features), ranges=tuple(ranges), has_runs="runs" in fe.attrs,
+    )
+
+
+def _span(trs) -> tuple[int, int]:
+    from .sample_runs import requested_ranges
+
+    pairs = requested_ranges(trs)
+    return min(a for a, _ in pairs), max(b for _, b in pairs)
+
+
+def _one_run_ranges(fe: Entry, n_trs: int, specs: dict, trs, window: int):
+    """An entry without runs: ((start, stop) requested, [(start, stop) served])."""
     common = min([n_trs] + [f.n_trs for f in specs.values()])
     if trs is None:
         lo, hi = 0, common
@@ -222,6 +223,10 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
             f"TR range {lo}:{hi} holds no sample with window={window} (the first sample needs TR >= {window}); "
             "widen the range or shrink the window"
         )
+    return (lo, hi), [sample_trs]
+
+
+def _subject_index(fe: Entry, all_subjects: list[str], subjects) -> tuple[np.ndarray, list[str]]:
     if subjects is None:
         subjects = all_subjects
     else:
@@ -232,63 +237,107 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
                 f"subjects {subjects!r}: " + (f"{unknown} not in fmri entry {fe.key[:16]}" if unknown else
                                               "empty or repeated") + f"; it holds {all_subjects}"
             )
-    index = np.array([all_subjects.index(s) for s in subjects], dtype=np.int64)
-    return SamplePlan(
-        url=st.url, fmri_key=fe.key, fmri_path=fe.path, tr_s=float(fe.attrs["tr_s"]),
-        n_voxels=int(fds.sizes["voxel"]), chunk_trs=chunk_trs, subjects=tuple(subjects), subject_index=index,
-        trs=(lo, hi), sample_trs=sample_trs, window=window, features=specs,
-        units=_units(index, sample_trs, chunk_trs),
-    )
+    return np.array([all_subjects.index(s) for s in subjects], dtype=np.int64), subjects
 
 
-def _resolve_features(st: Store, fe: Entry, features) -> dict[str, Feature]:
-    """Output name -> Feature for every requested variable, checked against the fMRI's grid."""
-    if features is None:
-        return {}
+def _items(features) -> list[tuple[str | None, Any, list[str] | None]]:
+    """(output name or None, entry reference (or {run: reference}), variable names or None) per spec."""
     if isinstance(features, Mapping):
         items = [(name, spec) for name, spec in features.items()]
     else:
         if isinstance(features, (str, Entry)) or (isinstance(features, tuple) and len(features) == 2
-                                                  and isinstance(features[1], (str, list))):
+                                                        and isinstance(features[1], (str, list))):
             features = [features]
         items = [(None, spec) for spec in features]
-    out: dict[str, Feature] = {}
-    opened: dict[str, Any] = {}
+    out = []
     for name, spec in items:
         if isinstance(spec, tuple):
             ref, names = spec
-            names = [names] if isinstance(names, str) else list(names)
+            out.append((name, ref, [names] if isinstance(names, str) else list(names)))
         else:
-            ref, names = spec, None
-        entry = st.get(ref)
-        if entry.key == fe.key:
-            raise DatasetRequestError("the fmri entry cannot also be a feature; give stimulus entries as features")
-        _check_grid(fe, entry)
-        if entry.key not in opened:
-            opened[entry.key] = st.open(entry)
-        ds = opened[entry.key]
-        per_tr = [v for v, da in ds.data_vars.items() if da.dims and da.dims[0] == "tr"]
-        if names is None:
-            names = per_tr
-            if not names:
-                raise DatasetRequestError(f"entry {entry.key[:16]} ({entry.kind}) has no variable with tr first")
-        for var in names:
-            if var not in ds.data_vars:
-                raise DatasetRequestError(
-                    f"entry {entry.key[:16]} ({entry.kind}) has no variable {var!r}; it has {sorted(ds.data_vars)}")
-            if var not in per_tr:
-                raise DatasetRequestError(
-                    f"variable {var!r} of entry {entry.key[:16]} has dims {ds[var].dims}; a feature needs tr first")
-            out_name = name if (name is not None and len(names) == 1) else var
-            if out_name in out or out_name in RESERVED:
-                raise DatasetRequestError(
-                    f"two features (or a feature and {RESERVED}) are named {out_name!r}; name them with a "
-                    "mapping, e.g. features={'codes_6k': (key, 'codes'), ...}")
-            da = ds[var]
-            out_dtype(np.dtype(da.dtype))  # refuses non-numeric variables
-            out[out_name] = Feature(entry.key, entry.path, var, tuple(da.shape[1:]), np.dtype(da.dtype),
-                                     int(da.shape[0]))
+            out.append((name, spec, None))
     return out
+
+
+def _run_ref(ref, rec: dict, n_runs: int):
+    """The reference of one run: ``ref`` itself, or ``ref[run]`` for a {run: reference} mapping."""
+    if not isinstance(ref, dict):
+        return ref
+    given = {str(k): v for k, v in ref.items()}
+    if rec["run"] not in given:
+        raise DatasetRequestError(f"the per-run features {sorted(given)} name no entry for run {rec['run']!r}; "
+                                  f"give one per run of the fmri entry")
+    return given[rec["run"]]
+
+
+def _resolve_features(st: Store, fe: Entry, features, table: list[dict] | None = None) -> list[dict[str, Feature]]:
+    """Per run, output name -> Feature for every requested variable, checked against that run's grid."""
+    table = table or run_table(fe.attrs)
+    if features is None:
+        return [{} for _ in table]
+    per_run: list[dict[str, Feature]] = []
+    opened: dict[str, Any] = {}
+    for rec in table:
+        out: dict[str, Feature] = {}
+        for name, ref, names in _items(features):
+            entry = st.get(_run_ref(ref, rec, len(table)))
+            if entry.key == fe.key:
+                raise DatasetRequestError("the fmri entry cannot also be a feature; give stimulus entries as features")
+            _check_grid(fe if len(table) == 1 else _RunView(fe, rec), entry)
+            if entry.key not in opened:
+                opened[entry.key] = st.open(entry)
+            _add_variables(out, name, names, entry, opened[entry.key])
+        per_run.append(out)
+    _same_across_runs(per_run, table)
+    return per_run
+
+
+class _RunView(NamedTuple):
+    """An fmri entry as one of its runs sees it (its onset and stimulus), for :func:`_check_grid`."""
+
+    entry: Entry
+    rec: dict
+
+    @property
+    def key(self) -> str:
+        return self.entry.key
+
+    @property
+    def attrs(self) -> dict:
+        return run_attrs(self.entry.attrs, self.rec)
+
+
+def _add_variables(out: dict, name, names, entry: Entry, ds) -> None:
+    per_tr = [v for v, da in ds.data_vars.items() if da.dims and da.dims[0] == "tr"]
+    if names is None:
+        names = per_tr
+        if not names:
+            raise DatasetRequestError(f"entry {entry.key[:16]} ({entry.kind}) has no variable with tr first")
+    for var in names:
+        if var not in ds.data_vars:
+            raise DatasetRequestError(
+                f"entry {entry.key[:16]} ({entry.kind}) has no variable {var!r}; it has {sorted(ds.data_vars)}")
+        if var not in per_tr:
+            raise DatasetRequestError(
+                f"variable {var!r} of entry {entry.key[:16]} has dims {ds[var].dims}; a feature needs tr first")
+        out_name = name if (name is not None and len(names) == 1) else var
+        if out_name in out or out_name in RESERVED:
+            raise DatasetRequestError(
+                f"two features (or a feature and {RESERVED}) are named {out_name!r}; name them with a "
+                "mapping, e.g. features={'codes_6k': (key, 'codes'), ...}")
+        da = ds[var]
+        out_dtype(np.dtype(da.dtype))  # refuses non-numeric variables
+        out[out_name] = Feature(entry.key, entry.path, var, tuple(da.shape[1:]), np.dtype(da.dtype), int(da.shape[0]))
+
+
+def _same_across_runs(per_run: list[dict[str, Feature]], table: list[dict]) -> None:
+    first = per_run[0]
+    for rec, feats in zip(table[1:], per_run[1:]):
+        for n, f in feats.items():
+            if (f.shape, f.dtype) != (first[n].shape, first[n].dtype):
+                raise DatasetRequestError(
+                    f"feature {n!r} is {f.shape} {f.dtype} per TR in run {rec['run']!r} but {first[n].shape} "
+                    f"{first[n].dtype} in run {table[0]['run']!r}; every run's stimulus needs the same features")
 
 
 def _check_grid(fe: Entry, entry: Entry) -> None:
@@ -310,13 +359,3 @@ def _check_grid(fe: Entry, entry: Entry) -> None:
             raise DatasetRequestError(
                 f"feature entry {entry.key[:16]} has onset_s={on} but the fMRI's TR 0 is at stimulus time "
                 f"{fa.get('onset_s')} s; extract the stimulus with the same onset")
-
-
-def _units(subject_index: np.ndarray, sample_trs: tuple[int, int], chunk_trs: int) -> np.ndarray:
-    """(unit, 3) int64 rows (fmri subject index, first TR, stop TR), one per stored chunk."""
-    lo, hi = sample_trs
-    rows = []
-    for s in subject_index:
-        for a in range((lo // chunk_trs) * chunk_trs, hi, chunk_trs):
-            rows.append((s, max(a, lo), min(a + chunk_trs, hi)))
-    return np.array(rows, dtype=np.int64).reshape(-1, 3)

@@ -30,6 +30,11 @@ Samples (or batches, with a leading batch axis) are dicts of tensors:
   e.g. ``codes`` (codebook, frame) int64 and ``n_frames`` () int64; with ``window=k`` a leading axis
   of ``k + 1`` TRs ``t-k .. t`` (oldest first). Integers come as int64, floats as float32.
 - ``subject``: () int64, index into :attr:`StoreDataset.subjects`; ``tr``: () int64, the TR.
+- ``run``: () int64, index into :attr:`StoreDataset.runs` (only for an fmri entry ingested with runs).
+
+Runs: an fmri entry's runs lie one after the other along ``tr``; a unit, a sample and its window
+never cross a run, and each run's samples are joined with its own stimulus (features given per run as
+``{run: entry}``). Leave-one-run-out ranges come from ``split_trs(runs=entry, leave_out=run)``.
 """
 
 from __future__ import annotations
@@ -61,10 +66,12 @@ class StoreDataset(IterableDataset):
         - an entry or key: every data variable whose first dim is ``tr``, named by variable;
         - ``(entry, "var")`` or ``(entry, ["var", ...])``;
         - a list of those; or a mapping ``{name: (entry, "var")}`` to name them yourself;
+        - for an entry with runs, ``{run: entry}`` in place of an entry (in a list or a tuple, e.g.
+          ``[({"1": part1, "2": part2}, "codes")]``): each run joined with its own stimulus;
         - None: fMRI only.
     subjects : subject IDs to serve (default: all of the fmri entry)
-    trs : (start, stop) TR range of the samples (default: every TR that fmri and features share);
-        make train/validation/test ranges with :func:`split_trs`
+    trs : (start, stop) TR range of the samples, or (entry with runs) a list of ranges (default: every
+        TR that fmri and features share); make train/validation/test ranges with :func:`split_trs`
     window : k previous TRs joined to each sample (features get a leading axis of k + 1); samples
         start at TR ``max(start, k)`` so every window is real
     batch_size : None (the default) serves samples: batch them with ``DataLoader(ds, batch_size=B)``;
@@ -136,6 +143,7 @@ class StoreDataset(IterableDataset):
         self.subjects, self.trs, self.sample_trs = list(plan.subjects), plan.trs, plan.sample_trs
         self.feature_keys = plan.feature_keys
         self._specs, self._units, self._subject_index = plan.features, plan.units, plan.subject_index
+        self.runs = list(plan.runs)
 
     # ------------------------------------------------------------------------------ properties
     def __len__(self) -> int:
@@ -154,6 +162,8 @@ class StoreDataset(IterableDataset):
         out["fmri"] = ((self.n_voxels,), torch.float32)
         out["subject"] = ((), torch.int64)
         out["tr"] = ((), torch.int64)
+        if self.plan.has_runs:
+            out["run"] = ((), torch.int64)
         return out
 
     def set_epoch(self, epoch: int) -> None:
@@ -218,18 +228,23 @@ class StoreDataset(IterableDataset):
             def arr(path, var):
                 return zarr.open_group(store.zstore, path=path, mode="r", zarr_format=3)[var]
 
-            budget = self.feature_cache_bytes // max(1, len(self._specs))
-            st = {"pid": os.getpid(), "fmri": arr(self.plan.fmri_path, "fmri"),
-                  "readers": {n: TrReader(arr(f.path, f.var), budget) for n, f in self._specs.items()}}
+            paths = {(f.path, f.var) for feats in self.plan.run_features for f in feats.values()}
+            budget = self.feature_cache_bytes // max(1, len(paths))
+            shared = {pv: TrReader(arr(*pv), budget) for pv in paths}  # a stimulus shared by runs is read once
+            readers = [{n: shared[(f.path, f.var)] for n, f in feats.items()} for feats in self.plan.run_features]
+            st = {"pid": os.getpid(), "fmri": arr(self.plan.fmri_path, "fmri"), "readers": readers[0],
+                  "run_readers": readers}
             self._st = st
         return st
 
     def _read_unit(self, unit) -> dict:
         st = self._state()
         s, a, b = (int(x) for x in unit)
-        out = {"fmri": np.asarray(st["fmri"][s, a:b, :])}
-        for n, r in st["readers"].items():
-            out[n] = r.rows(a - self.window, b)
+        j = self.plan.run_of(a)  # a unit never crosses a run: its features are that run's stimulus
+        off = int(self.plan.run_offsets[j])
+        out = {"fmri": np.asarray(st["fmri"][s, a:b, :]), "run": j}
+        for n, r in st["run_readers"][j].items():
+            out[n] = r.rows(a - off - self.window, b - off)
         return out
 
     def _assemble(self, units: np.ndarray, parts: list[dict]) -> dict:
@@ -242,6 +257,7 @@ class StoreDataset(IterableDataset):
             "row": np.concatenate([np.arange(n) for n in sizes]),
             "subject": np.repeat([pos[int(s)] for s in units[:, 0]], sizes).astype(np.int64),
             "tr": np.concatenate([np.arange(a, b) for _, a, b in units]).astype(np.int64),
+            "run": np.repeat([p["run"] for p in parts], sizes).astype(np.int64),
         }
 
     def _alloc(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:
@@ -260,6 +276,7 @@ class StoreDataset(IterableDataset):
         w = () if self.window == 0 else (self.window + 1,)
         fields = [("fmri", (self.n_voxels,), np.dtype(np.float32)), ("subject", (), np.dtype(np.int64)),
                   ("tr", (), np.dtype(np.int64))]
+        fields += [("run", (), np.dtype(np.int64))] if self.plan.has_runs else []
         fields += [(name, w + f.shape, out_dtype(f.dtype)) for name, f in self._specs.items()]
         if get_worker_info() is None:
             out = []
@@ -293,6 +310,8 @@ class StoreDataset(IterableDataset):
             unit = g["unit"][idx]
         out["subject"][at : at + len(idx)] = g["subject"][idx]
         out["tr"][at : at + len(idx)] = g["tr"][idx]
+        if "run" in out:
+            out["run"][at : at + len(idx)] = g["run"][idx]
         starts = np.concatenate([[0], np.flatnonzero(np.diff(unit)) + 1, [len(idx)]])
         win = np.arange(self.window + 1)
         for a, b in zip(starts[:-1], starts[1:]):
@@ -309,12 +328,12 @@ class StoreDataset(IterableDataset):
 
     def __getitem__(self, i: int) -> dict:
         """Sample ``i`` in canonical order (subject-major, then TR): for inspection, not for training."""
-        n_t = self.sample_trs[1] - self.sample_trs[0]
+        served = self.plan.sample_index
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} of {len(self)}")
         i %= len(self)
-        s_pos, t = divmod(i, n_t)
-        t += self.sample_trs[0]
+        s_pos, t = divmod(i, served.size)
+        t = int(served[t])
         unit = np.array([[self._subject_index[s_pos], t, t + 1]])
         g = self._assemble(unit, [self._read_unit(unit[0])])
         arrays, tensors = self._alloc(1)
