@@ -160,7 +160,11 @@ def sample_ranges(fe_key: str, table: list[dict], commons: Sequence[int], trs, w
         raise DatasetRequestError(f"trs {trs!r} hold no sample with window={window} in any run (each run's first "
                                   f"sample needs {window} earlier TRs of its own run); widen the ranges or shrink "
                                   "the window")
-    return sorted(set(out))
+    out = sorted(set(out))
+    for (a0, b0), (a1, b1) in zip(out, out[1:]):
+        if a1 < b0:
+            raise DatasetRequestError(f"TR ranges {a0}:{b0} and {a1}:{b1} overlap; a TR would be served twice")
+    return out
 
 
 def units(subject_index: np.ndarray, ranges: Sequence[tuple[int, int]], chunk_trs: int) -> np.ndarray:

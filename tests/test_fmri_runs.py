@@ -152,3 +152,85 @@ def test_cli_ingest_runs_and_bad_input_exit_2(tmp_path, capsys):
         assert main(args[:-2] + ["--zscore-trs", "0:10"]) == 2  # run 2 has 8 TRs
     assert "shortest run (8 TRs" in capsys.readouterr().err
     assert snapshot(store) == before
+
+
+# ------------------------------------------------------------------------------------ dataset, splits
+@pytest.fixture
+def runs_entry(store, tmp_path, stimuli):
+    files, subj, runs, raw = write_runs(tmp_path)
+    entry = ingest_fmri(store, files, subj, runs=runs, mask=MASK, stimulus=stimuli, chunk_trs=5).entry
+    return entry, raw
+
+
+def test_dataset_serves_each_run_with_its_own_stimulus_and_windows_stay_in_the_run(store, stimuli, runs_entry):
+    from giblet_store.torch import StoreDataset
+
+    entry, raw = runs_entry
+    per_run = [({"1": stimuli["1"], "2": stimuli["2"]}, "loudness")]
+    ds = StoreDataset(store, entry, per_run, window=2, shuffle=True, seed=3)
+    assert ds.runs == ["1", "2"] and len(ds) == 2 * ((12 - 2) + (8 - 2))
+    seen = set()
+    loud = {r: np.linspace(0, 1, n, dtype=np.float32) for r, n in LENGTHS.items()}
+    for x in ds:
+        s, t, j = ds.subjects[int(x["subject"])], int(x["tr"]), int(x["run"])
+        run = ds.runs[j]
+        off = 0 if run == "1" else 12
+        within = t - off
+        assert 2 <= within < LENGTHS[run]  # the window never reaches into the other run
+        np.testing.assert_allclose(x["loudness"].numpy(), loud[run][within - 2 : within + 1])
+        np.testing.assert_allclose(x["fmri"].numpy(), raw[(s, run)][within], rtol=1e-6)
+        seen.add((s, t))
+    assert len(seen) == len(ds)
+    assert all(a < b and ds.plan.run_of(a) == ds.plan.run_of(b - 1) for _, a, b in ds.units_for())
+    first = ds[0]
+    assert int(first["tr"]) == 2 and int(first["run"]) == 0
+
+
+def test_leave_one_run_out(store, stimuli, runs_entry):
+    from giblet_store.samples import split_trs
+    from giblet_store.torch import StoreDataset
+
+    entry, _ = runs_entry
+    sp = split_trs(runs=entry, leave_out="2")
+    assert sp == {"train": [(0, 12)], "test": [(12, 20)]}
+    assert split_trs(runs={"a": 5, "b": 6, "c": 7}, leave_out="b", val="c") == {
+        "train": [(0, 5)], "val": [(11, 18)], "test": [(5, 11)]}
+    features = [({"1": stimuli["1"], "2": stimuli["2"]}, "loudness")]
+    test = StoreDataset(store, entry, features, trs=sp["test"], shuffle=False)
+    assert {int(x["run"]) for x in test} == {1} and len(test) == 2 * 8
+    train = StoreDataset(store, entry, features, trs=sp["train"], shuffle=False)
+    assert {int(x["tr"]) for x in train} == set(range(12))
+    with pytest.raises(ParameterError, match="not a run of this entry"):
+        split_trs(runs=entry, leave_out="3")
+    with pytest.raises(ParameterError, match="needs a training run"):
+        split_trs(runs={"1": 4}, leave_out="1")
+
+
+def test_dataset_request_errors_with_runs(store, stimuli, runs_entry):
+    from giblet_store.errors import DatasetRequestError
+    from giblet_store.samples import plan_samples
+
+    entry, _ = runs_entry
+    with pytest.raises(DatasetRequestError, match="name no entry for run '2'"):
+        plan_samples(store, entry, [({"1": stimuli["1"]}, "loudness")])
+    with pytest.raises(DatasetRequestError, match="comes from stimulus"):  # run 2's TRs joined with run 1's stimulus
+        plan_samples(store, entry, [(stimuli["1"], "loudness")])
+    with pytest.raises(DatasetRequestError, match="not within the 20 TRs"):
+        plan_samples(store, entry, None, trs=[(0, 25)])
+    plan = plan_samples(store, entry, None, trs=[(10, 14)])  # fMRI only: a range may span runs; samples do not
+    assert plan.ranges == ((10, 12), (12, 14)) and plan.n_samples == 2 * 4
+
+
+def test_a_short_run_stimulus_limits_that_runs_samples(store, tmp_path):
+    from giblet_store.errors import DatasetRequestError
+    from giblet_store.samples import plan_samples
+
+    files, subj, runs, _ = write_runs(tmp_path, subjects=("s1",))
+    short = stimulus_entry(store, n_trs=10, source="c" * 64)
+    full = stimulus_entry(store, n_trs=8, source="d" * 64)
+    with pytest.warns(PairingWarning):
+        entry = ingest_fmri(store, files, subj, runs=runs, mask=MASK, stimulus=[short, full]).entry
+    plan = plan_samples(store, entry, [({"1": short, "2": full}, "loudness")])
+    assert plan.ranges == ((0, 10), (12, 20))  # run 1's TRs 10:12 have no stimulus
+    with pytest.raises(DatasetRequestError, match="reaches TRs of run '1' from 10 on"):
+        plan_samples(store, entry, [({"1": short, "2": full}, "loudness")], trs=[(0, 12)])
