@@ -102,6 +102,10 @@ def _cmd_evaluate(args) -> int:
         mean = "undefined" if a["r_mean_all"] is None else round(a["r_mean_all"], 4)
         print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  trs={a['trs'][0]}:{a['trs'][1]} "
               f"mean r={mean}")
+        for run in a.get("runs") or []:
+            r = "undefined" if run["r_mean_all"] is None else round(run["r_mean_all"], 4)
+            span = "-" if run["trs"] is None else f"{run['trs'][0]}:{run['trs'][1]}"
+            print(f"  run {run['run']}: trs={span} ({run['n_trs_used']} TRs) mean r={r}")
         if note := undefined_note(a):
             print(f"giblet-store: note: {note}", file=sys.stderr)
     return 0

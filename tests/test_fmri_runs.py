@@ -234,3 +234,37 @@ def test_a_short_run_stimulus_limits_that_runs_samples(store, tmp_path):
     assert plan.ranges == ((0, 10), (12, 20))  # run 1's TRs 10:12 have no stimulus
     with pytest.raises(DatasetRequestError, match="reaches TRs of run '1' from 10 on"):
         plan_samples(store, entry, [({"1": short, "2": full}, "loudness")], trs=[(0, 12)])
+
+
+# ------------------------------------------------------------------------------------ evaluate per run
+def _pearson(a, b):
+    a, b = a - a.mean(0), b - b.mean(0)
+    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+
+
+def test_evaluate_reports_per_run(store, runs_entry, capsys):
+    from giblet_store.evaluation import evaluate
+    from giblet_store.predictions import write_predictions
+
+    entry, _ = runs_entry
+    y = store.open(entry)["fmri"].values
+    rng = np.random.default_rng(0)
+    pred_values = y + rng.standard_normal(y.shape).astype(np.float32) * np.r_[np.full(12, 0.3), np.full(8, 3.0)][:, None]
+    pred, _ = write_predictions(store, pred_values, entry, model_name="ridge", checkpoint_sha256="0" * 64)
+    assert list(store.open(pred)["run"].values[[0, 12]]) == ["1", "2"]  # predictions carry the run coordinates
+    ev, created = evaluate(store, pred)
+    a, ds = ev.attrs, store.open(ev)
+    assert created and [r["run"] for r in a["runs"]] == ["1", "2"] and [r["n_trs_used"] for r in a["runs"]] == [12, 8]
+    assert ds["r_run"].dims == ("subject", "run_id", "voxel")
+    for j, (lo, hi) in enumerate([(0, 12), (12, 20)]):
+        np.testing.assert_allclose(ds["r_run"].values[:, j], _pearson(pred_values[:, lo:hi].transpose(1, 0, 2),
+                                                                       y[:, lo:hi].transpose(1, 0, 2)), atol=1e-5)
+    assert a["runs"][0]["r_mean_all"] > a["runs"][1]["r_mean_all"] + 0.3  # run 2 was predicted worse
+    test_only, _ = evaluate(store, pred, trs=[(12, 20)])
+    t = test_only.attrs
+    assert t["trs"] == [12, 20] and t["runs"][0]["n_trs_used"] == 0 and t["runs"][0]["r_mean_all"] is None
+    assert np.isnan(store.open(test_only)["r_run"].values[:, 0]).all()
+    np.testing.assert_allclose(store.open(test_only)["r"].values, ds["r_run"].values[:, 1], atol=1e-6)
+    assert main(["evaluate", store.url, pred.key[:12], "--trs", "12:20"]) == 0
+    out = capsys.readouterr().out
+    assert "run 2: trs=12:20 (8 TRs) mean r=" in out and "run 1: trs=- (0 TRs) mean r=undefined" in out
