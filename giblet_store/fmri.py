@@ -175,54 +175,39 @@ def ingest_fmri(
     mask: Any = None,
     mask_params: MaskParams | None = None,
     stimulus: Any = None,
-    chunk_trs: int | None = None,
-    block_bytes: int = BLOCK_BYTES,
-    parallel_reads: int = 2,
-    scheduler: Any = "threads",
+    chunk_trs: int | None = None, block_bytes: int = BLOCK_BYTES, parallel_reads: int = 2, scheduler: Any = "threads",
 ) -> IngestResult:
     """Ingest one 4D NIfTI per subject (or per (subject, run)) as an ``fmri`` entry (or return the cached one).
 
     Parameters
     ----------
     store : Store
-    niftis : paths of 4D NIfTI series (x, y, z, tr), one per subject (or per (subject, run)), all in
-        one voxel grid
-    subjects : subject IDs, one per file, in the same order
-    runs : run IDs, one per file, in the same order (None: one run per subject, the layout before
-        runs). Every subject needs every run once; runs are stored in order of first appearance,
-        concatenated along ``tr`` with ``run``/``tr_in_run`` coordinates (see :mod:`giblet_store.runs`)
-    params : FmriParams (TR, cropping, z-scoring on a training range, NaN policy); with runs,
-        ``zscore_trs`` is a range of TRs *within each run* and each run is z-scored on its own
-    mask : path of a 3D NIfTI mask, (x, y, z) bool array, or None to compute one with ``mask_params``
-    mask_params : MaskParams (default: the reference rule, std > 10th percentile in >= half the
-        subjects; with runs every (subject, run) series votes)
-    stimulus : a stimulus entry (codes, mel, embeddings, features) or its key; with runs, one per
-        run (a list in run order, or ``{run: key}``). Its TR must equal the fMRI's. Recorded by
-        reference (``stimulus_key``, ``stimulus_sha256``; per run in ``runs``), never copied. A
-        stimulus with another TR count than its run warns (:class:`PairingWarning`).
-    chunk_trs : TRs per stored chunk (default: ~4 MiB chunks)
-    block_bytes : bound on one block of full volumes (float64) read at a time
-    parallel_reads : files read at once while writing (memory: about this many blocks plus chunks)
-    scheduler : Dask scheduler for the write ("threads", "sync", or a distributed Client)
+    niftis, subjects : 4D NIfTI paths (x, y, z, tr) in one voxel grid, and a subject ID per file
+    runs : a run ID per file (None: no runs, the layout before runs). Every subject needs every run
+        once; runs lie along ``tr`` in order of first appearance (:mod:`giblet_store.runs`)
+    params : FmriParams (TR, cropping, NaN policy, z-scoring on training TRs: with runs, TRs within
+        each run, each run z-scored on its own)
+    mask, mask_params : a 3D NIfTI mask path or (x, y, z) bool array; else computed by MaskParams
+        (every (subject, run) series votes)
+    stimulus : a stimulus entry or key on the fMRI's TR (with runs: a list in run order or
+        ``{run: key}``), referenced, never copied; another TR count than its run's warns (PairingWarning)
+    chunk_trs, block_bytes, parallel_reads, scheduler : stored chunk TRs (default ~4 MiB chunks),
+        bound on one read block, files read at once, Dask scheduler (name or distributed Client)
 
     Returns
     -------
     IngestResult
-        ``entry.open()`` holds ``fmri`` (subject, tr, voxel) float32, ``mask`` (x, y, z) bool,
-        ``voxel_ijk`` (voxel, ijk) int32 and, when z-scored, ``zscore_mean``/``zscore_std``
-        (subject, voxel) float32 in the original units ((subject, run_id, voxel) with runs).
+        ``fmri`` (subject, tr, voxel) float32, ``mask`` (x, y, z) bool, ``voxel_ijk`` (voxel, ijk) int32;
+        z-scored: ``zscore_mean``/``zscore_std`` (subject, voxel) float32 (subject, run_id, voxel) with runs
 
     Raises
     ------
     FmriError
-        3D input, different shapes/affines/TRs/lengths, all-NaN volumes, NaN voxels with
-        ``nan_policy="error"``, a bad or empty mask, a TR that differs from the stimulus', a runs
-        list that does not match the files, a missing (subject, run).
-    ParameterError
-        Invalid parameters. In every case nothing was written.
+        3D input, shapes/affines/TRs/lengths that differ, all-NaN volumes, NaN voxels (policy "error"), a
+        bad mask, a stimulus on another TR, runs that do not match the files. ParameterError: bad
+        parameters. In every case nothing was written.
     """
-    params = params or FmriParams()
-    mask_params = mask_params or MaskParams()
+    params, mask_params = params or FmriParams(), mask_params or MaskParams()
     layout = open_layout(niftis, subjects, runs, params)
     tr_s = resolve_tr(layout.series, params.tr_s)
     stims = check_stimuli(store, stimulus, tr_s, layout.runs)
@@ -231,33 +216,47 @@ def ingest_fmri(
     scan = scan_and_hash(layout.series, layout.labels, layout.series_trs, given_flat, mask_params.std_percentile,
                          mask_params.sample_trs, params.zscore_trs, block_bytes)
     inputs = _inputs(layout, scan[0], params, tr_s, given, mask_params, stims)
-    key = content_key(inputs)
-    if (hit := store.lookup(key, "fmri")) is not None:
+    if (hit := store.lookup(content_key(inputs), "fmri")) is not None:
         return IngestResult(hit, False)
-    mask_flat, dropped = final_mask(layout.series[0].shape, layout.labels, given_flat, *scan[1:3], mask_params,
-                                    params.nan_policy)
-    if dropped:
-        warnings.warn(f"nan_policy='mask': dropped {dropped} voxel(s) that are NaN/inf at some TR from the mask",
-                      UserWarning, stacklevel=2)
-    mask3 = mask_flat.reshape(layout.series[0].shape, order="F")
-    flat = flat_index(np.argwhere(mask3), layout.series[0].shape)
-    z = params.zscore_trs
-    mean = std = None
-    n_const = 0
-    if z is not None:
-        mean, std, n_const = zscore_stats(layout.series, scan[3], mask_flat, given_flat, flat, z, block_bytes)
-    c = int(chunk_trs) if chunk_trs else auto_chunk_trs(len(flat), layout.n_trs)
-    data = lazy_fmri(layout, flat, mean, std, c, block_bytes, parallel_reads)
-    records = _records(layout, stims, tr_s)
-    ds = _dataset(layout, data, mask3, mean, std, records, tr_s)
-    attrs = _attrs(layout, ds, inputs, key, params, mask_params, given is not None, scan, stims, records,
-                   zscore_constant_voxels=n_const, n_voxels_dropped_nonfinite=dropped, chunk_trs=c)
+    ds, attrs, c = _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes,
+                          parallel_reads)
+    attrs.update(key=content_key(inputs), inputs=inputs, onset_s=inputs["onset_s"], mask_rule="given",
+                 mask_params=None)
+    if given is None:
+        attrs.update(mask_rule="std_percentile_vote", mask_params=mask_params.to_dict())
+    return IngestResult(*_write(store, ds, attrs, fmri_encoding(ds, ["fmri"], c), scheduler))
+
+
+def _write(store: Store, ds, attrs: dict, encoding: dict, scheduler) -> tuple[Entry, bool]:
+    """The staged write, computing the lazy reads on ``scheduler`` (a name or a distributed Client)."""
     import dask
 
     ctx = dask.config.set(scheduler=scheduler) if isinstance(scheduler, str) else dask.config.set(scheduler=scheduler.get)
     with ctx:
-        entry, created = store.write(ds, attrs, fmri_encoding(ds, ["fmri"], c))
-    return IngestResult(entry, created)
+        return store.write(ds, attrs, encoding)
+
+
+def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes, parallel_reads):
+    """Passes 2 and 3 (lazily): the final mask, the z-score statistics, the Dataset; its attributes; chunk TRs."""
+    shape = layout.series[0].shape
+    mask_flat, dropped = final_mask(shape, layout.labels, given_flat, *scan[1:3], mask_params, params.nan_policy)
+    if dropped:
+        warnings.warn(f"nan_policy='mask': dropped {dropped} voxel(s) that are NaN/inf at some TR from the mask",
+                      UserWarning, stacklevel=3)
+    mask3 = mask_flat.reshape(shape, order="F")
+    flat = flat_index(np.argwhere(mask3), shape)
+    mean = std = None
+    n_const = 0
+    if params.zscore_trs is not None:
+        mean, std, n_const = zscore_stats(layout.series, scan[3], mask_flat, given_flat, flat, params.zscore_trs,
+                                          block_bytes)
+    c = int(chunk_trs) if chunk_trs else auto_chunk_trs(len(flat), layout.n_trs)
+    data = lazy_fmri(layout, flat, mean, std, c, block_bytes, parallel_reads)
+    records = _records(layout, stims, tr_s)
+    ds = _dataset(layout, data, mask3, mean, std, records, tr_s)
+    attrs = _attrs(layout, ds, tr_s, params, scan, stims, records, zscore_constant_voxels=n_const,
+                   n_voxels_dropped_nonfinite=dropped, chunk_trs=c)
+    return ds, attrs, c
 
 
 def _inputs(layout, digests, params, tr_s, given, mask_params, stims) -> dict:
@@ -341,8 +340,8 @@ def _stimulus_attrs(layout, stims, records: list[dict]) -> dict:
     return out
 
 
-def _attrs(layout, ds, inputs, key, params, mask_params, given: bool, scan, stims, records, **more) -> dict:
-    """The entry's attributes (``more``: counts and the chunking decided while building it)."""
+def _attrs(layout, ds, tr_s, params, scan, stims, records, **more) -> dict:
+    """The entry's attributes but its key, inputs and mask rule (``more``: counts and the chunking)."""
     first, z = layout.series[0], params.zscore_trs
     subj = [s for s in layout.subjects for _ in range(layout.n_runs)]
     sources = [{"subject": x, "source_name": s.path.name, "source_sha256": d, "n_volumes": s.n_volumes}
@@ -351,15 +350,13 @@ def _attrs(layout, ds, inputs, key, params, mask_params, given: bool, scan, stim
         for src, run in zip(sources, layout.runs * len(layout.subjects)):
             src["run"] = run
     return {
-        "kind": "fmri", "key": key, "tr_s": inputs["fmri"]["tr_s"], **raw_header_tr(layout.series, params.tr_s),
-        "onset_s": inputs["onset_s"], "n_trs": layout.n_trs, "n_subjects": len(layout.subjects),
-        "n_voxels": int(ds.sizes["voxel"]), "subjects": layout.subjects, "sources": sources,
+        "kind": "fmri", "tr_s": tr_s, **raw_header_tr(layout.series, params.tr_s), "n_trs": layout.n_trs,
+        "n_subjects": len(layout.subjects), "n_voxels": int(ds.sizes["voxel"]), "subjects": layout.subjects,
+        "sources": sources,
         "volume_shape": list(first.shape), "voxel_size_mm": list(first.zooms_mm),
         "affine": np.asarray(first.affine).tolist(), "xform_code": first.xform_code,
-        "mask_rule": "given" if given else "std_percentile_vote",
-        "mask_params": None if given else mask_params.to_dict(),
         "mask_thresholds": [None if not math.isfinite(t) else t for t in scan[4]],
         "normalize": "zscore" if z else "none", "zscore_trs": list(z) if z else None, **more,
-        "nan_policy": params.nan_policy, "hrf": "none", "algorithm_version": ALGORITHM_VERSION, "inputs": inputs,
+        "nan_policy": params.nan_policy, "hrf": "none", "algorithm_version": ALGORITHM_VERSION,
         **_stimulus_attrs(layout, stims, [dict(r) for r in records]),
     }

@@ -22,6 +22,7 @@ from .errors import DatasetRequestError, ParameterError  # noqa: F401
 from .runs import run_table
 from .sample_runs import run_attrs, sample_ranges, split_trs, units as _run_units
 from .store import Entry, Store, open_store
+from .validate import int_in_range
 
 __all__ = ["DatasetRequestError", "split_trs", "Feature", "SamplePlan", "plan_samples", "out_dtype", "TrReader"]
 
@@ -166,9 +167,7 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
         lie within the TRs that fmri and every feature share.
     """
     st = store if isinstance(store, Store) else open_store(store, mode="r")
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0:
-        raise ParameterError(f"window must be an integer >= 0, got {window!r}")
-    window = int(window)
+    window = int_in_range("window", window, 0)
     fe = st.get(fmri)
     if fe.kind != "fmri":
         raise DatasetRequestError(f"entry {fe.key[:16]} is a {fe.kind!r} entry; give an fmri entry as fmri")

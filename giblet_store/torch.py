@@ -50,6 +50,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .errors import ParameterError
 from .samples import DatasetRequestError, SamplePlan, TrReader, out_dtype, plan_samples, split_trs
 from .store import Entry, Store, open_store
+from .validate import int_in_range
 
 __all__ = ["StoreDataset", "Batch", "DatasetRequestError", "split_trs", "SamplePlan"]
 
@@ -126,12 +127,10 @@ class StoreDataset(IterableDataset):
         super().__init__()
         for name, v, lo in (("window", window, 0), ("chunks_in_memory", chunks_in_memory, 1), ("seed", seed, 0),
                             ("world_size", world_size, 1), ("rank", rank, 0), ("io_threads", io_threads, 0)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ParameterError(f"{name} must be an integer >= {lo}, got {v!r}")
+            int_in_range(name, v, lo)
         if rank >= world_size:
             raise ParameterError(f"rank={rank} must be < world_size={world_size}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise ParameterError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        batch_size = int_in_range("batch_size", batch_size, 1, optional=True)
         self.window, self.batch_size, self.shuffle, self.seed = int(window), batch_size, bool(shuffle), int(seed)
         self.drop_last, self.chunks_in_memory, self.epoch = bool(drop_last), int(chunks_in_memory), 0
         self.feature_cache_bytes, self.rank, self.world_size = int(feature_cache_bytes), int(rank), int(world_size)
