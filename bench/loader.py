@@ -40,7 +40,7 @@ def build_store(root: Path, n_trs: int, n_voxels: int, seed: int = 0):
     import giblet_store as gs
     from giblet_store.fmri import FmriParams, ingest_fmri
     from giblet_store.grid import to_tr
-    from giblet_store.nifti import write_nifti
+    from giblet_store.nifti_write import write_nifti
     from giblet_store.store import default_encoding
 
     store = gs.open_store(root / "store")

@@ -27,7 +27,7 @@ from .hrf import Fir, Hrf, convolve_causal, delay, hrf_kernel  # noqa: E402
 from .resample import Resample  # noqa: E402
 from .derive import Embeddings, lineage  # noqa: E402
 from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
-from .nifti import to_nifti  # noqa: E402
+from .nifti_write import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, write_predictions  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 from .reconstruction import write_reconstruction  # noqa: E402

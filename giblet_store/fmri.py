@@ -38,7 +38,8 @@ from .errors import ParameterError
 from .fmri_inputs import check_stimuli, given_mask, mask_key, open_layout, raw_header_tr, resolve_tr
 from .fmri_write import final_mask, lazy_fmri, zscore_stats
 from .ingest_scan import scan_and_hash
-from .nifti import BLOCK_BYTES, FmriError, flat_index, fmri_entry_of, to_nifti
+from .nifti import BLOCK_BYTES, FmriError, flat_index
+from .nifti_write import fmri_entry_of, to_nifti
 from .params import ALGORITHM_VERSION, Params, content_key
 from .runs import DEFAULT_RUN, run_coords, run_pairing_warning
 from .schema import FORMAT_VERSION

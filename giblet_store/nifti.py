@@ -4,31 +4,24 @@ Reading: :func:`open_series` checks a 4D series and reads its TR from the header
 header's time units); :func:`iter_blocks` streams it as ``(voxel_flat, k)`` float64 blocks of at most
 ``max_bytes``. The streamed passes of an fMRI ingest are built on it: :func:`scan_series` (non-finite
 values, the mask vote, moments), :func:`voxel_moments` and :func:`read_masked` (one output chunk).
-Writing: :func:`write_nifti` streams a ``(voxel,)`` or ``(tr, voxel)`` array back into a volume with a
-mask and an affine, volume by volume, so a long series never has to fit in memory as a 4D array;
-:func:`to_nifti` does it with an fmri entry's stored mask and affine.
+Writing back to NIfTI is :mod:`giblet_store.nifti_write`.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import FmriError, ParameterError  # noqa: F401 (FmriError re-exported)
+from .errors import FmriError  # noqa: F401 (FmriError re-exported)
 from .grid import MAX_TR_S
-
-if TYPE_CHECKING:
-    from .store import Entry, Store
 
 __all__ = [
     "FmriError", "NiftiSeries", "open_series", "header_tr", "iter_blocks", "flat_index", "load_mask", "Moments",
-    "scan_series", "voxel_moments", "read_masked", "write_nifti", "to_nifti", "fmri_entry_of",
+    "scan_series", "voxel_moments", "read_masked", "add_vote", "dead_volumes", "per_series",
 ]
 
 #: default bound on one streamed block of full volumes (float64)
@@ -241,81 +234,6 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int, int], affine: np.n
     return mask
 
 
-def write_nifti(
-    path: str | os.PathLike,
-    data,
-    mask: np.ndarray,
-    affine: np.ndarray,
-    tr_s: float | None = None,
-    fill: float = 0.0,
-    xform_code: int = 2,
-    block_trs: int = 64,
-) -> Path:
-    """Write masked values back to a NIfTI volume (3D) or series (4D), volume by volume.
-
-    Parameters
-    ----------
-    path : .nii or .nii.gz
-    data : (voxel,) or (tr, voxel) array (numpy, dask or xarray), any real dtype; written float32
-    mask : (x, y, z) bool with ``data.shape[-1]`` True voxels, in ``np.argwhere`` order
-    affine : (4, 4) voxel -> mm
-    tr_s : TR in seconds for 4D output (pixdim[4], unit sec)
-    fill : value outside the mask
-    xform_code : sform/qform code (1 scanner, 2 aligned, 3 Talairach, 4 MNI)
-    block_trs : TRs pulled from ``data`` at a time (bounds memory for lazy arrays)
-
-    Returns
-    -------
-    Path
-        Written atomically (temporary file, then rename).
-    """
-    import nibabel as nib
-
-    mask = np.asarray(mask, dtype=bool)
-    shape3 = tuple(int(s) for s in mask.shape)
-    n_vox = int(mask.sum())
-    if data.ndim not in (1, 2) or int(data.shape[-1]) != n_vox:
-        raise FmriError(
-            f"an array of shape {tuple(data.shape)} cannot be written with this mask; expected (voxel,) or "
-            f"(tr, voxel) with voxel = {n_vox} (the mask's voxel count)"
-        )
-    n_t = None if data.ndim == 1 else int(data.shape[0])
-    flat = flat_index(np.argwhere(mask), shape3)
-    hdr = nib.Nifti1Header()
-    hdr.set_data_shape(shape3 if n_t is None else shape3 + (n_t,))
-    hdr.set_data_dtype(np.float32)
-    hdr.set_qform(affine, code=int(xform_code) or 2)
-    hdr.set_sform(affine, code=int(xform_code) or 2)
-    hdr.set_xyzt_units("mm", "sec")
-    if n_t is not None:
-        hdr.set_zooms(tuple(hdr.get_zooms()[:3]) + (float(tr_s or 0.0),))
-    hdr["vox_offset"] = 352
-    hdr["scl_slope"] = 1.0
-    hdr["scl_inter"] = 0.0
-    out = Path(path)
-    tmp = out.with_name(out.name + ".tmp")
-    opener = gzip.open if out.name.endswith(".gz") else open
-    vol = np.full(int(np.prod(shape3)), fill, dtype="<f4")
-    try:
-        with opener(tmp, "wb") as f:
-            f.write(hdr.binaryblock)
-            f.write(b"\x00" * 4)  # no extensions
-            if n_t is None:
-                vol[flat] = np.asarray(data, dtype=np.float32)
-                f.write(vol.tobytes())
-            else:
-                for t0 in range(0, n_t, block_trs):
-                    block = np.asarray(data[t0 : t0 + block_trs], dtype=np.float32)
-                    for row in block:
-                        vol[flat] = row
-                        f.write(vol.tobytes())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
-
-
 # ------------------------------------------------------------------------------------ streamed passes
 class Moments:
     """Per-voxel mean/std accumulated over streamed rows, shifted by the first row for precision."""
@@ -344,8 +262,7 @@ class Moments:
 def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs, zscore_trs, max_bytes):
     """Pass 1, streamed: non-finite values, the computed mask's votes, and (given mask) moments.
 
-    A subject stored as integers with finite scaling cannot hold NaN/inf, so only the TRs the vote
-    needs are read (none with a given mask); other subjects are read entirely.
+    Integer series with finite scaling cannot hold NaN/inf: only the TRs the vote needs are read.
 
     Parameters
     ----------
@@ -472,44 +389,3 @@ def read_masked(series: NiftiSeries, a: int, b: int, flat, mean, std, max_bytes,
 def done(_x) -> int:
     """A token that a read finished (orders the next read without holding its data)."""
     return 0
-
-
-# ------------------------------------------------------------------------------------ back out
-def fmri_entry_of(store: Store, entry: Entry | str) -> Entry:
-    """The fmri entry behind ``entry``: itself, or the one named by its ``fmri_key`` attribute."""
-    entry = store.get(entry)
-    if entry.kind == "fmri":
-        return entry
-    key = entry.attrs.get("fmri_key")
-    if not key:
-        raise ParameterError(
-            f"entry {entry.key[:16]} is a {entry.kind!r} entry with no fmri_key; NIfTI export needs an fmri entry "
-            "or one derived from it (predictions, evaluation)"
-        )
-    found = store.lookup(key, "fmri")
-    if found is None:
-        raise ParameterError(f"entry {entry.key[:16]} names fmri entry {key[:16]}, which is not in the store")
-    return found
-
-
-def to_nifti(store: Store, fmri: Entry | str, data, path, fill: float = 0.0):
-    """Write a (voxel,) or (tr, voxel) array to NIfTI with the fmri entry's stored mask and affine.
-
-    Parameters
-    ----------
-    store : Store
-    fmri : the fmri entry (or an entry derived from it: predictions, evaluation)
-    data : (voxel,) or (tr, voxel) array, numpy/dask/xarray; voxel = the entry's voxel count
-    path : output .nii or .nii.gz (3D for (voxel,), 4D with the entry's TR for (tr, voxel))
-    fill : value outside the mask
-
-    Returns
-    -------
-    Path
-    """
-    entry = fmri_entry_of(store, fmri)
-    mask = store.open(entry)["mask"].values
-    if hasattr(data, "dims") and hasattr(data, "variable"):  # xarray.DataArray -> its dask/numpy array
-        data = data.data
-    return write_nifti(path, data, mask, np.asarray(entry.attrs["affine"]), tr_s=entry.attrs["tr_s"], fill=fill,
-                       xform_code=int(entry.attrs.get("xform_code") or 2))
