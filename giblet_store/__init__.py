@@ -30,6 +30,7 @@ from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .nifti_write import to_nifti  # noqa: E402
 from .predictions import entry_to_nifti, write_predictions  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
+from .runs import run_table, select_run  # noqa: E402
 from .reconstruction import write_reconstruction  # noqa: E402
 from .quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
 from .decoding import decode_codes, decode_reconstruction, reconstruction_audio  # noqa: E402
@@ -59,7 +60,7 @@ __all__ = [
     "delay", "Resample", "lineage",
     # fMRI, predictions, training
     "FmriParams", "MaskParams", "ingest_fmri", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
-    "split_trs", "plan_samples", "StoreDataset",
+    "split_trs", "plan_samples", "StoreDataset", "run_table", "select_run",
     # audio quality
     "QualityParams", "QualityResult", "score_audio", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",
     "stoi_scores", "pesq_scores", "compare_codecs", "CompareReport",
