@@ -152,6 +152,15 @@ def test_cli_ingest_runs_and_bad_input_exit_2(tmp_path, capsys):
         assert main(args[:-2] + ["--zscore-trs", "0:10"]) == 2  # run 2 has 8 TRs
     assert "shortest run (8 TRs" in capsys.readouterr().err
     assert snapshot(store) == before
+    part1 = stimulus_entry(store, n_trs=12, source="1" * 64)
+    part2_at_1_5 = stimulus_entry(store, tr_s=1.5, n_trs=8, source="2" * 64)
+    before = snapshot(store)
+    assert main(args + ["--stimulus", part1.key[:12], part2_at_1_5.key[:12]]) == 2
+    err = capsys.readouterr().err
+    assert "run '2': TR mismatch: the fMRI TR is 2 s" in err and "1.5 s grid" in err and "Traceback" not in err
+    assert main(args + ["--stimulus", part1.key[:12]]) == 2
+    assert "1 stimulus entr(ies) for 2 runs" in capsys.readouterr().err
+    assert snapshot(store) == before
 
 
 # ------------------------------------------------------------------------------------ dataset, splits
