@@ -13,18 +13,6 @@ from .cli_util import dump, tr_range
 __all__ = ["add_ingest_fmri", "add_evaluate", "add_to_nifti"]
 
 
-def _add_no_progress(p) -> None:
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (bars are shown only when stderr is a terminal)")
-
-
-def _progress(args, desc: str):
-    """A progress bar for the Dask work of one command (off when stderr is no terminal or --no-progress)."""
-    from .progress import progress_bar
-
-    return progress_bar(desc, enabled=False if getattr(args, "no_progress", False) else None)
-
-
 def _dump_entry(entry, created: bool) -> None:
     """The ``--json`` shape of every command: ``{"entries": [entry]}`` with ``created``."""
     dump({"entries": [{**entry.to_json(), "created": created}]})
@@ -54,19 +42,21 @@ def add_ingest_fmri(sub) -> None:
     p.add_argument("--mask-fraction", type=float, default=0.5, help="computed mask: fraction of subjects to vote")
     p.add_argument("--chunk-trs", type=int, default=None, help="TRs per stored chunk (default ~4 MiB chunks)")
     p.add_argument("--json", action="store_true")
-    _add_no_progress(p)
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (bars are shown only when stderr is a terminal)")
     p.set_defaults(func=_cmd_ingest_fmri)
 
 
 def _cmd_ingest_fmri(args) -> int:
     from .fmri import FmriParams, MaskParams, ingest_fmri
+    from .progress import progress_bar
     from .store import open_store
 
     params = FmriParams(tr_s=args.tr, n_trs=args.n_trs, zscore_trs=tr_range(args.zscore_trs),
                         nan_policy=args.nan_policy)
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
     store = open_store(args.store)
-    with _progress(args, "ingest-fmri"):
+    with progress_bar("ingest-fmri", enabled=False if args.no_progress else None):
         stimulus = args.stimulus[0] if args.stimulus and len(args.stimulus) == 1 and not args.run else args.stimulus
         r = ingest_fmri(store, args.nifti, args.subject, runs=args.run, params=params, mask=args.mask,
                         mask_params=mask_params, stimulus=stimulus, chunk_trs=args.chunk_trs)
