@@ -110,6 +110,8 @@ def add_to_nifti(sub) -> None:
     p.add_argument("--subject", default=None, help="subject ID (evaluation: default is the mean over subjects)")
     p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean)")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range of a 4D export")
+    p.add_argument("--run", default=None, metavar="RUN",
+                   help="only this run's TRs (an entry with runs); --trs then counts within the run")
     p.set_defaults(func=_cmd_to_nifti)
 
 
@@ -117,7 +119,27 @@ def _cmd_to_nifti(args) -> int:
     from .predictions import entry_to_nifti
     from .store import open_store
 
-    out = entry_to_nifti(open_store(args.store, mode="r"), args.key, args.output, subject=args.subject,
-                         variable=args.var, trs=tr_range(args.trs))
+    store = open_store(args.store, mode="r")
+    trs = tr_range(args.trs)
+    if args.run is not None:
+        trs = _run_trs(store, args.key, args.run, trs)
+    out = entry_to_nifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs)
     print(f"wrote {out}")
     return 0
+
+
+def _run_trs(store, key: str, run: str, within: tuple[int, int] | None) -> tuple[int, int]:
+    """The global TR range of run ``run`` of the fmri entry behind ``key`` (``within``: TRs inside the run)."""
+    from .errors import ParameterError
+    from .nifti_write import fmri_entry_of
+    from .runs import run_table
+
+    table = run_table(fmri_entry_of(store, key).attrs)
+    rec = next((r for r in table if str(r["run"]) == str(run)), None)
+    if rec is None:
+        raise ParameterError(f"run {run!r} is not in entry {key}; its runs are {[r['run'] for r in table]}")
+    off, n = int(rec["tr_offset"]), int(rec["n_trs"])
+    a, b = within if within is not None else (0, n)
+    if not 0 <= a < b <= n:
+        raise ParameterError(f"--trs {a}:{b} is not within the {n} TRs of run {run!r}; give 0 <= START < STOP <= {n}")
+    return off + a, off + b

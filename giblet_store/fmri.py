@@ -1,4 +1,9 @@
-"""4D NIfTI series of several subjects -> one ``fmri`` entry (subject, tr, voxel) float32.
+"""4D NIfTI series of several subjects (and runs) -> one ``fmri`` entry (subject, tr, voxel) float32.
+
+With runs (one file per (subject, run), ``runs=``), the runs lie one after the other along ``tr``
+with ``run``/``tr_in_run`` coordinates and a ``runs`` attribute (:mod:`giblet_store.runs`); each
+run keeps its own length and stimulus and is z-scored on its own training TRs. Without runs the
+entry (and its key) is what it was before runs existed.
 
 The series are read volume block by volume block (:mod:`giblet_store.nifti`), never as a whole:
 peak memory is a few volumes plus one output chunk, whatever the number of TRs or subjects.
@@ -12,7 +17,11 @@ Three streamed passes, all before or inside the staged write (so bad input leave
    mean/std over the training TRs, reading only those TRs and gathering only mask voxels;
 3. **write**: one Dask task per output chunk ``(1 subject, chunk_trs, voxel)``; the tasks of one
    subject read in order, so a ``.nii.gz`` is decompressed once. Mask voxels are gathered from the
-   stored values before scaling (:mod:`giblet_store.nifti_read`).
+   stored values before scaling (:mod:`giblet_store.nifti_read`). A chunk that spans two runs
+   reads the end of one run's file and the start of the next.
+
+The inputs are opened and checked by :mod:`giblet_store.fmri_inputs`; the final mask, z-score
+statistics and lazy array come from :mod:`giblet_store.fmri_write`.
 
 The mask is stored with the data: ``mask`` (x, y, z) bool, ``voxel_ijk`` (voxel, ijk) int32 in
 ``np.argwhere(mask)`` order, and the affine in the attributes, so the voxel set never drifts between

@@ -277,3 +277,18 @@ def test_evaluate_reports_per_run(store, runs_entry, capsys):
     assert main(["evaluate", store.url, pred.key[:12], "--trs", "12:20"]) == 0
     out = capsys.readouterr().out
     assert "run 2: trs=12:20 (8 TRs) mean r=" in out and "run 1: trs=- (0 TRs) mean r=undefined" in out
+
+
+def test_cli_to_nifti_of_one_run(store, runs_entry, tmp_path, capsys):
+    entry, raw = runs_entry
+    out = tmp_path / "s1_run2.nii.gz"
+    assert main(["to-nifti", store.url, entry.key[:12], "-o", str(out), "--subject", "s1", "--run", "2",
+                 "--trs", "1:5"]) == 0
+    img = nib.load(out)
+    assert img.shape == MASK.shape + (4,)
+    np.testing.assert_allclose(img.get_fdata()[MASK].T, raw[("s1", "2")][1:5], rtol=1e-6)
+    capsys.readouterr()
+    assert main(["to-nifti", store.url, entry.key[:12], "-o", str(out), "--subject", "s1", "--run", "3"]) == 2
+    assert "run '3' is not in entry" in capsys.readouterr().err
+    assert main(["to-nifti", store.url, entry.key[:12], "-o", str(out), "--run", "2", "--trs", "0:9"]) == 2
+    assert "not within the 8 TRs of run '2'" in capsys.readouterr().err
