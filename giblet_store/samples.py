@@ -159,6 +159,10 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
                  trs: tuple[int, int] | None = None, window: int = 0) -> SamplePlan:
     """Check a request against the store and plan its samples; see :class:`giblet_store.torch.StoreDataset`.
 
+    For an fmri entry with runs, ``trs`` may be a list of (start, stop) global TR ranges (as
+    ``split_trs(runs=..., leave_out=...)`` makes them), a feature reference may be ``{run: entry}``
+    (each run joined with its own stimulus), and no served range, window or unit crosses a run.
+
     Raises
     ------
     DatasetRequestError
