@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .derive import _Plan, register_model_transform
+from .derive import register_model_transform
+from .derive_plan import Plan
 from .errors import ParameterError
 from .params import Params
 
@@ -199,7 +200,7 @@ def _frame_slots(parent) -> int:
     return math.ceil(Fraction(parent.attrs["frames_per_tr"]))
 
 
-def plan_quantise(store, parent, transform: Quantise, model: str | None, device: str) -> _Plan:
+def plan_quantise(store, parent, transform: Quantise, model: str | None, device: str) -> Plan:
     """The derive plan of :class:`Quantise` (see :func:`giblet_store.derive.derive`)."""
     feature = parent.attrs.get("feature")
     if parent.kind != "reconstruction" or feature not in ("embeddings", "embedding_mean"):
@@ -237,7 +238,7 @@ def plan_quantise(store, parent, transform: Quantise, model: str | None, device:
         }
         return out, extra
 
-    return _Plan("reconstruction", {}, build)
+    return Plan("reconstruction", {}, build)
 
 
 register_model_transform(Quantise, plan_quantise)
