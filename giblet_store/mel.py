@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .audio import audio_info, load_audio, write_wav
+from .conventions import source_attrs
 from .hashing import sha256_file
 from .validate import finite, int_in_range
 from .errors import AudioError, ParameterError
@@ -298,11 +299,7 @@ def _mel_dataset(stream: np.ndarray, params: MelParams, grid: TrGrid, info, inpu
     ds["mel_hz"].attrs.update(units="Hz", description="centre frequency of each mel band")
     ds["tr_start_s"].attrs.update(units="s", description="stimulus time at which the TR starts")
     attrs = {
-        "source_sha256": inputs["source_sha256"],
-        "duration_s": info.duration_s,
-        "source_sample_rate_hz": info.sample_rate_hz,
-        "source_channels": info.channels,
-        **info.container_attrs(),
+        **source_attrs(info, inputs["source_sha256"]),
         "feature": "mel",
         "mel_params": params.to_dict(),
         "sample_rate_hz": params.sample_rate_hz,
