@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import PairingWarning
 
-__all__ = ["annotate", "tr_start_s", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
+__all__ = ["annotate", "tr_start_s", "source_attrs", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
 
 #: variables that are always coordinates of an opened entry
 COORDINATE_VARIABLES = ("voxel_ijk",)
@@ -79,6 +79,21 @@ def annotate(ds) -> Any:
 def tr_start_s(onset_s: float, tr_s: float, trs) -> np.ndarray:
     """(tr,) float64 stimulus time (s) at which each TR index in ``trs`` starts."""
     return float(onset_s) + float(tr_s) * np.asarray(trs, dtype=np.float64)
+
+
+def source_attrs(info: Any, source_sha256: str) -> dict[str, Any]:
+    """Attributes of an entry made from one audio source (codes, mel).
+
+    Parameters
+    ----------
+    info : giblet_store.audio.AudioInfo
+        The source as read: ``duration_s`` (s), ``sample_rate_hz`` (Hz, before resampling),
+        ``channels``, and the container's stream/offset/codec (none for files soundfile reads).
+    source_sha256 : the sha256 of the source file's bytes
+    """
+    return {"source_sha256": source_sha256, "duration_s": info.duration_s,
+            "source_sample_rate_hz": info.sample_rate_hz, "source_channels": info.channels,
+            **info.container_attrs()}
 
 
 def eager_coords(ds):

@@ -36,6 +36,7 @@ from .hrf import INTEGER_CODES_MESSAGE, Fir, Hrf, convolve_causal, delay, hrf_ke
 from .params import ALGORITHM_VERSION, Params, content_key
 from .resample import Resample, resample_array, resample_plan
 from .schema import FORMAT_VERSION
+from .derive_plan import Plan, carried, select_variables, time_axis, tr_grid, with_tr_start
 from .entry import Entry, lineage, parents_of, refresh  # noqa: F401 (lineage, parents_of re-exported)
 from .scheduling import use_scheduler
 from .store import Store, default_encoding
@@ -62,15 +63,6 @@ class Embeddings(Params):
     """
 
     name: ClassVar[str] = "embeddings"
-
-
-@dataclass
-class _Plan:
-    kind: str
-    options: dict
-    build: Callable[[], tuple[Any, dict]]
-    #: parent attributes that do not hold for the child (e.g. the frame grid after resampling)
-    dropped: frozenset = frozenset()
 
 
 # ------------------------------------------------------------------------------------- derive
@@ -126,7 +118,7 @@ def _plan_kwargs(kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k in allowed}
 
 
-def _inputs(parent: Entry, transform: Params, plan: _Plan) -> dict[str, Any]:
+def _inputs(parent: Entry, transform: Params, plan: Plan) -> dict[str, Any]:
     return {
         "kind": plan.kind,
         "parent": parent.key,
@@ -182,16 +174,16 @@ def _prepare(ds):
 
 # ------------------------------------------------------------------------------------- planning
 #: Transforms defined in modules above this one (e.g. :class:`giblet_store.quantise.Quantise`):
-#: type -> planner(store, parent, transform, model, device) -> _Plan. Registered on import.
-_MODEL_TRANSFORMS: dict[type, Callable[..., _Plan]] = {}
+#: type -> planner(store, parent, transform, model, device) -> Plan. Registered on import.
+_MODEL_TRANSFORMS: dict[type, Callable[..., Plan]] = {}
 
 
-def register_model_transform(cls: type, planner: Callable[..., _Plan]) -> None:
+def register_model_transform(cls: type, planner: Callable[..., Plan]) -> None:
     """Let :func:`derive` plan ``cls`` transforms (that take ``model=``) with ``planner``."""
     _MODEL_TRANSFORMS[cls] = planner
 
 
-def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_codes=False, model=None, device="cpu") -> _Plan:
+def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_codes=False, model=None, device="cpu") -> Plan:
     for cls, planner in _MODEL_TRANSFORMS.items():
         if isinstance(transform, cls):
             if variables is not None or axis is not None or reference_codes:
@@ -214,86 +206,33 @@ def _plan(store, parent: Entry, transform, variables=None, axis=None, reference_
     )
 
 
-def _time_axis(parent: Entry, ds, axis: str | None) -> str:
-    if axis is None:
-        if parent.kind == "fmri":
-            raise ParameterError(
-                f"entry {parent.key[:16]} is an fmri entry, dims {list(ds.dims)}: its time axis is not "
-                "the first; give the axis explicitly (axis='tr', CLI --axis tr). Note fMRI is already "
-                "haemodynamic: HRF-convolving it is rarely what you want"
-            )
-        axis = "tr"
-    if not isinstance(axis, str) or axis not in ds.dims:
-        raise ParameterError(f"axis {axis!r} is not a dimension of entry {parent.key[:16]}; its dims are {list(ds.dims)}")
-    return axis
-
-
-def _grid(parent: Entry) -> tuple[float, float]:
-    a = parent.attrs
-    if not isinstance(a.get("tr_s"), (int, float)):
-        raise ParameterError(f"entry {parent.key[:16]} has no tr_s attribute; it is not on a TR grid")
-    return float(a["tr_s"]), float(a.get("onset_s", 0.0))
-
-
-def _select(parent: Entry, ds, axis: str, variables, floats_only: bool) -> list[str]:
-    if variables is not None:
-        if isinstance(variables, str):
-            variables = [variables]
-        names = list(variables)
-        for n in names:
-            if n not in ds.data_vars:
-                raise ParameterError(f"entry {parent.key[:16]} has no data variable {n!r}; it has {sorted(ds.data_vars)}")
-            if axis not in ds[n].dims:
-                raise ParameterError(f"variable {n!r} {tuple(ds[n].dims)} has no {axis!r} axis to transform along")
-        if not names:
-            raise ParameterError("variables is empty; name at least one data variable")
-        return names
-    names = [n for n, v in ds.data_vars.items()
-             if axis in v.dims and "frame" not in v.dims and (v.dtype.kind == "f" or not floats_only)]
-    if not names:
-        raise ParameterError(
-            f"entry {parent.key[:16]} ({parent.kind}) has no per-TR float variable along {axis!r} "
-            f"(variables: {sorted(ds.data_vars)}); frame-level arrays hold NaN tails, so transform a "
-            "per-TR mean (embedding_mean, mel_mean) or name variables= explicitly"
-        )
-    return names
-
-
-def _tr_coords(ds, axis: str, parent: Entry):
-    if "tr_start_s" in ds.coords and ds["tr_start_s"].dims == (axis,):
-        return ds
-    tr, onset = _grid(parent)
-    return ds.assign_coords(tr_start_s=((axis,), onset + tr * np.arange(ds.sizes[axis], dtype=np.float64)))
-
-
-def _carry(ds, names: list[str], axis: str):
-    """The variables to transform, plus the ones without the time axis (masks, ...) unchanged."""
-    keep = [n for n, v in ds.data_vars.items() if n in names or axis not in v.dims]
-    return ds[keep]
-
-
-def _plan_hrf(store, parent: Entry, transform, variables, axis, reference_codes: bool) -> _Plan:
-    ds = store.open(parent)
-    axis = _time_axis(parent, ds, axis)
+def _hrf_variables(parent: Entry, ds, axis: str, transform, variables, reference_codes: bool) -> tuple[list[str], bool]:
+    """The variables an HRF/FIR convolves and whether they are integer codes (refused unless
+    ``reference_codes`` asks for the reference project's convolve-round-clip)."""
     if parent.attrs.get("hrf", "none") != "none":
         raise ParameterError(
             f"entry {parent.key[:16]} is already HRF-convolved (hrf={parent.attrs['hrf']!r}); derive from "
             f"its parent {str(parent.attrs.get('parent', '?'))[:16]} instead of convolving twice"
         )
-    tr_s, _ = _grid(parent)
-    n = ds.sizes[axis]
     if parent.kind == "codes" and variables is None:
         names = ["codes"]
     else:
-        names = _select(parent, ds, axis, variables, floats_only=variables is None)
+        names = select_variables(parent, ds, axis, variables, floats_only=variables is None)
     codes = any(ds[n].dtype.kind in "iub" for n in names)
     if codes:
         if isinstance(transform, Fir):
             raise ParameterError("FIR delays of integer codes are not offered; derive embeddings first and delay those")
         if not reference_codes:
             raise ParameterError(INTEGER_CODES_MESSAGE)
+        if int(parent.attrs.get("codebook_size", 0)) < 2:
+            raise ParameterError(f"entry {parent.key[:16]} has no codebook_size attribute to clip codes to")
     elif reference_codes:
         raise ParameterError(f"reference_codes applies to integer codes; entry {parent.key[:16]} is {parent.kind!r}")
+    return names, codes
+
+
+def _hrf_kernel(parent: Entry, transform, tr_s: float, n: int) -> tuple[np.ndarray | None, dict]:
+    """``(kernel (taps,) float64 or None for FIR, the attributes naming it)``, checked against ``n`` TRs."""
     if isinstance(transform, Hrf):
         taps = transform.n_taps(tr_s)
         if taps > n:
@@ -303,19 +242,23 @@ def _plan_hrf(store, parent: Entry, transform, variables, axis, reference_codes:
                 f"<= {n * tr_s:g} s, or a longer series"
             )
         kernel = hrf_kernel(transform, tr_s)
-        extra = {"hrf": transform.model, "hrf_params": transform.to_dict(), "hrf_kernel": kernel.tolist()}
-    else:
-        if transform.max_delay >= n:
-            raise ParameterError(
-                f"FIR delay {transform.max_delay} TRs is not shorter than entry {parent.key[:16]} ({n} TRs); "
-                "use shorter delays or a longer series"
-            )
-        kernel = None
-        extra = {"hrf": "fir", "hrf_params": transform.to_dict()}
-    codebook_size = int(parent.attrs.get("codebook_size", 0)) if codes else None
+        return kernel, {"hrf": transform.model, "hrf_params": transform.to_dict(), "hrf_kernel": kernel.tolist()}
+    if transform.max_delay >= n:
+        raise ParameterError(
+            f"FIR delay {transform.max_delay} TRs is not shorter than entry {parent.key[:16]} ({n} TRs); "
+            "use shorter delays or a longer series"
+        )
+    return None, {"hrf": "fir", "hrf_params": transform.to_dict()}
+
+
+def _plan_hrf(store, parent: Entry, transform, variables, axis, reference_codes: bool) -> Plan:
+    ds = store.open(parent)
+    axis = time_axis(parent, ds, axis)
+    names, codes = _hrf_variables(parent, ds, axis, transform, variables, reference_codes)
+    tr_s, _ = tr_grid(parent)
+    kernel, extra = _hrf_kernel(parent, transform, tr_s, ds.sizes[axis])
+    codebook_size = int(parent.attrs["codebook_size"]) if codes else None
     if codes:
-        if not codebook_size or codebook_size < 2:
-            raise ParameterError(f"entry {parent.key[:16]} has no codebook_size attribute to clip codes to")
         warnings.warn(
             "convolving integer codes the reference project's way (convolve, round, clip to "
             f"[0, {codebook_size - 1}]): the result is not a code sequence any model produced; use it "
@@ -328,7 +271,7 @@ def _plan_hrf(store, parent: Entry, transform, variables, axis, reference_codes:
         options["hrf_algorithm_version"] = HRF_ALGORITHM_VERSION
 
     def build():
-        out = _tr_coords(_carry(ds, names + (["n_frames"] if codes and "n_frames" in ds else []), axis), axis, parent)
+        out = with_tr_start(carried(ds, names + (["n_frames"] if codes and "n_frames" in ds else []), axis), axis, parent)
         for name in names:
             x = out[name]
             if codes:
@@ -346,18 +289,18 @@ def _plan_hrf(store, parent: Entry, transform, variables, axis, reference_codes:
             out[name].attrs["transform"] = desc
         return out, {**extra, "variables": names, "axis": axis}
 
-    return _Plan("features", options, build)
+    return Plan("features", options, build)
 
 
-def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -> _Plan:
+def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -> Plan:
     ds = store.open(parent)
-    axis = _time_axis(parent, ds, axis)
-    tr_s, onset_s = _grid(parent)
+    axis = time_axis(parent, ds, axis)
+    tr_s, onset_s = tr_grid(parent)
     n = ds.sizes[axis]
     if parent.kind == "codes" and variables is None:
         names = ["codes", "n_frames"]
     else:
-        names = _select(parent, ds, axis, variables, variables is None)
+        names = select_variables(parent, ds, axis, variables, variables is None)
     plans = {}
     for name in names:
         integer = ds[name].dtype.kind in "iub"
@@ -366,7 +309,7 @@ def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -
     options = {"axis": axis, "variables": sorted(names)}
 
     def build():
-        base = _carry(ds, names, axis)
+        base = carried(ds, names, axis)
         base = base.drop_vars([c for c in base.coords if axis in base[c].dims])
         out = {}
         for name in names:
@@ -392,10 +335,10 @@ def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -
         }
         return res, extra
 
-    return _Plan("features", options, build, dropped=frozenset(_GRID_ONLY))
+    return Plan("features", options, build, dropped=frozenset(_GRID_ONLY))
 
 
-def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> _Plan:
+def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> Plan:
     if parent.kind != "codes":
         raise ParameterError(
             f"Embeddings dequantise codes; entry {parent.key[:16]} is a {parent.kind!r} entry. "
@@ -433,7 +376,7 @@ def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> _P
         extra = {"dequantiser": "rvq-sum (EncodecModel.quantizer.decode)", "embedding_dim": dim, "hrf": "none"}
         return out, extra
 
-    return _Plan("embeddings", {}, build)
+    return Plan("embeddings", {}, build)
 
 
 def _dequantise_block(block: np.ndarray, spec: tuple, dim: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import ParameterError
+from .validate import finite
 
 if TYPE_CHECKING:
     from .store import Store
@@ -35,16 +36,12 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_age(text: "str | float | int") -> float:
     """Seconds from ``"90s"``, ``"30m"``, ``"1h"``, ``"2d"`` or a plain number of seconds."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
-        if not m:
-            raise ParameterError(f"--older-than must be a duration like 90s, 30m, 1h or 2d, got {text!r}")
-        value = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if value < 0:
-        raise ParameterError(f"--older-than must not be negative, got {text!r}")
-    return value
+    if not isinstance(text, str):
+        return finite("--older-than (seconds)", text, minimum=0.0)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise ParameterError(f"--older-than must be a duration like 90s, 30m, 1h or 2d, got {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
 @dataclass(frozen=True)

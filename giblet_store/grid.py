@@ -74,7 +74,7 @@ class TrGrid(Params):
     def __post_init__(self):
         object.__setattr__(self, "tr_s", tr_seconds(self.tr_s))
         object.__setattr__(self, "onset_s", finite("onset_s (seconds)", self.onset_s))
-        if isinstance(self.n_trs, (int, np.integer)) and not isinstance(self.n_trs, bool) and self.n_trs == 0:
+        if int_in_range("n_trs", self.n_trs, optional=True) == 0:
             raise ParameterError("n_trs=0 would make an empty entry; give a positive n_trs, or leave it unset "
                                  "(None: as many TRs as the stimulus fills)")
         object.__setattr__(self, "n_trs", int_in_range("n_trs", self.n_trs, 1, optional=True))

@@ -26,11 +26,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from .validate import finite
+from .validate import finite, int_in_range, positive_seconds
 from .errors import ParameterError
 from .params import Params
 
@@ -60,10 +60,6 @@ INTEGER_CODES_MESSAGE = (
     "convolve-round-clip explicitly (reference_codes=True, CLI --reference-codes) only to compare with it"
 )
 _MAX_DELAY = 10_000
-
-
-def _number(name: str, v: Any, *, positive: bool = False, non_negative: bool = False) -> float:
-    return finite(name, v, positive=positive, minimum=0.0 if non_negative else None)
 
 
 @dataclass(frozen=True)
@@ -114,16 +110,12 @@ class Hrf(Params):
         object.__setattr__(self, "model", model)
         for field, default in HRF_MODELS[model].items():
             v = getattr(self, field)
-            v = default if v is None else _number(field, v, positive=field != "ratio", non_negative=True)
+            v = default if v is None else finite(field, v, positive=field != "ratio", minimum=0.0)
             object.__setattr__(self, field, float(v))
-        object.__setattr__(self, "length_s", _number("length_s", self.length_s, positive=True))
-        object.__setattr__(self, "onset_s", _number("onset_s", self.onset_s, non_negative=True))
-        os_ = self.oversampling
-        if isinstance(os_, bool) or not isinstance(os_, (int, np.integer)) or not 1 <= os_ <= _MAX_OVERSAMPLING:
-            raise ParameterError(
-                f"oversampling must be an integer from 1 to {_MAX_OVERSAMPLING} (sub-samples per TR), got {os_!r}"
-            )
-        object.__setattr__(self, "oversampling", int(os_))
+        object.__setattr__(self, "length_s", finite("length_s", self.length_s, positive=True))
+        object.__setattr__(self, "onset_s", finite("onset_s", self.onset_s, minimum=0.0))
+        os_ = int_in_range("oversampling", self.oversampling, 1, _MAX_OVERSAMPLING, hint=" (sub-samples per TR)")
+        object.__setattr__(self, "oversampling", os_)
         if self.onset_s >= self.length_s:
             raise ParameterError(f"onset_s={self.onset_s:g} s must be shorter than length_s={self.length_s:g} s")
 
@@ -162,11 +154,8 @@ class Fir(Params):
         if not d:
             raise ParameterError("delays is empty; give at least one whole-TR delay, e.g. [1, 2, 3, 4]")
         for v in d:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ParameterError(
-                    f"FIR delays are whole TRs (integers); got {v!r} in {list(d)}. "
-                    "For sub-TR shifts resample first or use an Hrf with onset_s"
-                )
+            int_in_range(f"each FIR delay in {list(d)}", v, hint=": FIR delays are whole TRs. For sub-TR shifts "
+                         "resample first or use an Hrf with onset_s")
             if v < 0:
                 raise ParameterError(
                     f"FIR delay {v} is negative: it would use the future stimulus; give delays >= 0"
@@ -216,9 +205,7 @@ def hrf_kernel(hrf: Hrf, tr_s: float) -> np.ndarray:
     -------
     (tap,) float64, ``ceil(length_s / tr_s)`` taps summing to 1; ``h[0]`` is lag 0.
     """
-    tr = float(tr_s)
-    if not math.isfinite(tr) or tr <= 0:
-        raise ParameterError(f"tr_s must be a positive number of seconds, got {tr_s!r}")
+    tr = positive_seconds("tr_s", tr_s)
     n, os_ = hrf.n_taps(tr), hrf.oversampling
     t = (np.arange(n)[:, None] + np.arange(os_)[None, :] / os_) * tr
     h = hrf_curve(t.ravel(), hrf).reshape(n, os_).mean(axis=1)

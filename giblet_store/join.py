@@ -79,6 +79,26 @@ def join(*items: Any, store: Store | None = None):
     if len(items) < 2:
         raise ParameterError(f"join needs two or more entries (e.g. gs.join(codes, fmri)), got {len(items)}")
     dss = [_as_dataset(x, store) for x in items]
+    _check_joinable(dss)
+    trs = [np.asarray(ds["tr"].values) for ds in dss]
+    common = trs[0]
+    for t in trs[1:]:
+        common = np.intersect1d(common, t)
+    first = dss[0].attrs
+    _warn_lengths(dss, trs, float(first["tr_s"]))
+    parts = []
+    for ds in dss:
+        ds = ds.sel(tr=common)
+        drop = [c for c in ("tr_start_s",) if c in ds.coords]
+        parts.append(ds.drop_vars(drop) if parts else ds)
+    out = xr.merge(parts, join="exact", combine_attrs="drop")
+    out.attrs = {"joined": [ds.attrs.get("key") for ds in dss], "tr_s": first["tr_s"],
+                 "onset_s": first.get("onset_s", 0.0)}
+    return out
+
+
+def _check_joinable(dss: list) -> None:
+    """Every dataset has a ``tr`` axis and ``tr_s``, all on the first one's TR grid, no variable twice."""
     for ds in dss:
         if "tr" not in ds.dims or "tr_s" not in ds.attrs:
             raise ParameterError(f"cannot join a {ds.attrs.get('kind', 'dataset')!r} without a `tr` axis and a "
@@ -96,20 +116,6 @@ def join(*items: Any, store: Store | None = None):
     if clash:
         raise ParameterError(f"variables {clash} appear in more than one item; select variables first "
                              f"(e.g. ds[[...]]) or rename them (ds.rename({{'{clash[0]}': ...}}))")
-    trs = [np.asarray(ds["tr"].values) for ds in dss]
-    common = trs[0]
-    for t in trs[1:]:
-        common = np.intersect1d(common, t)
-    _warn_lengths(dss, trs, float(first["tr_s"]))
-    parts = []
-    for ds in dss:
-        ds = ds.sel(tr=common)
-        drop = [c for c in ("tr_start_s",) if c in ds.coords]
-        parts.append(ds.drop_vars(drop) if parts else ds)
-    out = xr.merge(parts, join="exact", combine_attrs="drop")
-    out.attrs = {"joined": [ds.attrs.get("key") for ds in dss], "tr_s": first["tr_s"],
-                 "onset_s": first.get("onset_s", 0.0)}
-    return out
 
 
 _BOLD_KINDS = ("fmri", "predictions")

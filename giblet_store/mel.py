@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .audio import audio_info, load_audio, write_wav
+from .conventions import source_attrs
 from .hashing import sha256_file
-from .validate import finite, int_in_range
+from .validate import finite, flag, int_in_range, positive_seconds
 from .errors import AudioError, ParameterError
 from .entry import ExtractResult
 from .scheduling import use_scheduler
@@ -37,10 +38,6 @@ from .store import Entry, Store, default_encoding
 __all__ = ["MelParams", "mel_key_inputs", "extract_mel", "mel_stream", "decode_mel"]
 
 _WINDOWS = ("hann", "hamming", "blackman", "blackmanharris", "bartlett", "boxcar")
-
-
-_int = int_in_range
-_float = finite
 
 
 @dataclass(frozen=True)
@@ -100,44 +97,42 @@ class MelParams(Params):
     chunk_s: float = 60.0
 
     def __post_init__(self):
-        sr = _int("sample_rate_hz", self.sample_rate_hz, 1000, 384_000)
-        n_fft = _int("n_fft", self.n_fft, 16, 1 << 16)
-        hop = _int("hop", self.hop, 1)
+        sr = int_in_range("sample_rate_hz", self.sample_rate_hz, 1000, 384_000)
+        n_fft = int_in_range("n_fft", self.n_fft, 16, 1 << 16)
+        hop = int_in_range("hop", self.hop, 1)
         if n_fft < hop:
             raise ParameterError(
                 f"n_fft={n_fft} is smaller than hop={hop}: samples between frames would never be "
                 f"analysed; give n_fft >= hop (e.g. n_fft={max(2048, hop)}, hop={hop})"
             )
-        win = n_fft if self.win_length is None else _int("win_length", self.win_length, 1, n_fft)
+        win = n_fft if self.win_length is None else int_in_range("win_length", self.win_length, 1, n_fft)
         if self.window not in _WINDOWS:
             raise ParameterError(f"window {self.window!r} is not offered; choose one of {', '.join(_WINDOWS)}")
         max_mels = n_fft // 2 + 1
-        n_mels = _int("n_mels", self.n_mels, 1)
+        n_mels = int_in_range("n_mels", self.n_mels, 1)
         if n_mels > max_mels:
             raise ParameterError(
                 f"n_mels={n_mels} exceeds the {max_mels} frequency bins of n_fft={n_fft} "
                 f"(n_fft // 2 + 1); use n_mels <= {max_mels} or a larger n_fft"
             )
-        fmin = _float("fmin_hz", self.fmin_hz)
-        fmax = sr / 2 if self.fmax_hz is None else _float("fmax_hz", self.fmax_hz)
+        fmin = finite("fmin_hz", self.fmin_hz)
+        fmax = sr / 2 if self.fmax_hz is None else finite("fmax_hz", self.fmax_hz)
         if fmin < 0 or fmax > sr / 2 or fmin >= fmax:
             raise ParameterError(
                 f"need 0 <= fmin_hz < fmax_hz <= sample_rate_hz / 2 = {sr / 2:g}; got fmin_hz={fmin:g}, fmax_hz={fmax:g}"
             )
-        if not isinstance(self.htk, bool) or not isinstance(self.db, bool):
-            raise ParameterError(f"htk and db must be True or False, got htk={self.htk!r}, db={self.db!r}")
         if self.norm not in ("slaney", None):
             raise ParameterError(f"norm must be 'slaney' or None, got {self.norm!r}")
-        power = _float("power", self.power)
+        power = finite("power", self.power)
         if power not in (1.0, 2.0):
             raise ParameterError(f"power must be 1 (magnitude) or 2 (power), got {power:g}")
-        ref, amin, chunk = _float("ref", self.ref), _float("amin", self.amin), _float("chunk_s", self.chunk_s)
+        ref, amin = finite("ref", self.ref), finite("amin", self.amin)
         if ref <= 0 or amin <= 0:
             raise ParameterError(f"ref and amin must be > 0 (fixed dB reference and floor), got ref={ref:g}, amin={amin:g}")
-        if chunk <= 0:
-            raise ParameterError(f"chunk_s must be positive seconds, got {chunk:g}")
+        chunk = positive_seconds("chunk_s", self.chunk_s)
         for k, v in dict(sample_rate_hz=sr, n_fft=n_fft, hop=hop, win_length=win, n_mels=n_mels,
-                         fmin_hz=fmin, fmax_hz=float(fmax), power=power, ref=ref, amin=amin, chunk_s=chunk).items():
+                         fmin_hz=fmin, fmax_hz=float(fmax), power=power, ref=ref, amin=amin, chunk_s=chunk,
+                         htk=flag("htk", self.htk), db=flag("db", self.db)).items():
             object.__setattr__(self, k, v)
 
     @property
@@ -298,11 +293,7 @@ def _mel_dataset(stream: np.ndarray, params: MelParams, grid: TrGrid, info, inpu
     ds["mel_hz"].attrs.update(units="Hz", description="centre frequency of each mel band")
     ds["tr_start_s"].attrs.update(units="s", description="stimulus time at which the TR starts")
     attrs = {
-        "source_sha256": inputs["source_sha256"],
-        "duration_s": info.duration_s,
-        "source_sample_rate_hz": info.sample_rate_hz,
-        "source_channels": info.channels,
-        **info.container_attrs(),
+        **source_attrs(info, inputs["source_sha256"]),
         "feature": "mel",
         "mel_params": params.to_dict(),
         "sample_rate_hz": params.sample_rate_hz,

@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,15 +18,13 @@ import numpy as np
 from .errors import PredictionsError  # noqa: F401 (re-exported)
 from .evaluation import evaluate  # noqa: F401 (re-exported)
 from .fmri import auto_chunk_trs, fmri_encoding, fmri_entry_of, to_nifti
-from .params import ALGORITHM_VERSION, canonical_json, content_key
+from .params import ALGORITHM_VERSION, content_key
+from .provenance import ModelProvenance, as_array, digests, tr_range, tr_rows
 from .runs import target_coords as _time_voxel_coords
 from .schema import FORMAT_VERSION
 from .store import Entry, Store
 
 __all__ = ["PredictionsError", "write_predictions", "evaluate", "entry_to_nifti"]
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
 
 
 def _target(store: Store, fmri) -> tuple[Entry, Any]:
@@ -38,30 +34,34 @@ def _target(store: Store, fmri) -> tuple[Entry, Any]:
     return fe, store.open(fe)
 
 
-def _as_array(predictions) -> tuple[np.ndarray, tuple | None, dict]:
-    """(array, dims or None, coords) from numpy / torch / xarray."""
-    if hasattr(predictions, "dims") and hasattr(predictions, "variable"):  # xarray.DataArray
-        coords = {d: np.asarray(predictions[d].values) for d in predictions.dims if d in predictions.coords}
-        return np.asarray(predictions.values), tuple(predictions.dims), coords
-    if hasattr(predictions, "detach"):  # torch.Tensor
-        predictions = predictions.detach().cpu().numpy()
-    return np.asarray(predictions), None, {}
-
-
-def _tr_index(trs, n: int, n_target: int) -> np.ndarray:
-    if trs is None:
-        if n != n_target:
-            raise PredictionsError(
-                f"predictions have {n} TRs but the target has {n_target}; give trs=(start, stop) or the TR indices")
-        return np.arange(n, dtype=np.int64)
-    t = np.asarray(trs, dtype=np.int64)
-    if t.ndim == 1 and t.size == 2 and n != 2:
-        t = np.arange(t[0], t[1], dtype=np.int64)
-    if t.ndim != 1 or t.size != n:
-        raise PredictionsError(f"trs give {t.size} TR(s) but the predictions have {n} along tr")
-    if t.size and (t.min() < 0 or t.max() >= n_target or np.any(np.diff(t) <= 0)):
-        raise PredictionsError(f"trs must be increasing TR indices within 0:{n_target} of the target, got {t[:5]}...")
-    return t
+def _checked(predictions, fe: Entry, fds, subjects, trs) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(values (subject, tr, voxel) float32, subject IDs, target TR index of each row), all checked."""
+    target_dims = tuple(fds["fmri"].dims)
+    values, dims, coords = as_array(predictions)
+    if dims is not None and dims != target_dims:
+        raise PredictionsError(f"predictions have dims {dims}; their target {fe.key[:16]}'s fmri has {target_dims}")
+    if values.ndim != 3:
+        raise PredictionsError(
+            f"predictions have shape {values.shape} ({values.ndim} dims); expected {target_dims} like the target "
+            f"(add a subject axis of 1 for one subject: x[None])")
+    if values.dtype.kind not in "fiu":
+        raise PredictionsError(f"predictions must be real numbers, got dtype {values.dtype}")
+    n_vox = int(fds.sizes["voxel"])
+    if values.shape[2] != n_vox:
+        raise PredictionsError(
+            f"predictions have {values.shape[2]} voxels; fmri entry {fe.key[:16]} has {n_vox} (its mask's count)")
+    all_subjects = [str(s) for s in fds["subject"].values]
+    subj = coords.get("subject", subjects)
+    subj = all_subjects if subj is None else [str(s) for s in np.atleast_1d(subj)]
+    if len(subj) != values.shape[0] or len(set(subj)) != len(subj) or any(s not in all_subjects for s in subj):
+        raise PredictionsError(
+            f"subjects {subj} do not fit the {values.shape[0]} predicted subject(s) or are not in the target "
+            f"({all_subjects})")
+    tr = tr_rows(coords.get("tr", trs), values.shape[1], int(fds.sizes["tr"]), PredictionsError, "predictions array")
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise PredictionsError(f"predictions hold {int((~np.isfinite(values)).sum())} NaN/inf value(s); fix the model")
+    return values, subj, tr
 
 
 def write_predictions(
@@ -108,71 +108,36 @@ def write_predictions(
     import xarray as xr
 
     fe, fds = _target(store, fmri)
-    target_dims = tuple(fds["fmri"].dims)
-    values, dims, coords = _as_array(predictions)
-    if dims is not None and dims != target_dims:
-        raise PredictionsError(f"predictions have dims {dims}; their target {fe.key[:16]}'s fmri has {target_dims}")
-    if values.ndim != 3:
-        raise PredictionsError(
-            f"predictions have shape {values.shape} ({values.ndim} dims); expected {target_dims} like the target "
-            f"(add a subject axis of 1 for one subject: x[None])")
-    if values.dtype.kind not in "fiu":
-        raise PredictionsError(f"predictions must be real numbers, got dtype {values.dtype}")
-    n_vox = int(fds.sizes["voxel"])
-    if values.shape[2] != n_vox:
-        raise PredictionsError(
-            f"predictions have {values.shape[2]} voxels; fmri entry {fe.key[:16]} has {n_vox} (its mask's count)")
-    all_subjects = [str(s) for s in fds["subject"].values]
-    subj = coords.get("subject", subjects)
-    subj = all_subjects if subj is None else [str(s) for s in np.atleast_1d(subj)]
-    if len(subj) != values.shape[0] or len(set(subj)) != len(subj) or any(s not in all_subjects for s in subj):
-        raise PredictionsError(
-            f"subjects {subj} do not fit the {values.shape[0]} predicted subject(s) or are not in the target "
-            f"({all_subjects})")
-    tr = _tr_index(coords.get("tr", trs), values.shape[1], int(fds.sizes["tr"]))
-    values = np.ascontiguousarray(values, dtype=np.float32)
-    if not np.isfinite(values).all():
-        raise PredictionsError(f"predictions hold {int((~np.isfinite(values)).sum())} NaN/inf value(s); fix the model")
-    if model_name is None or not str(model_name).strip():
-        raise PredictionsError("model_name is required (e.g. the model class and size)")
-    if checkpoint is not None:
-        from .hashing import sha256_file
-
-        if not os.path.isfile(checkpoint):
-            raise PredictionsError(f"checkpoint {str(checkpoint)!r} does not exist; give the saved model file")
-        checkpoint_sha256 = sha256_file(checkpoint)
-    if not isinstance(checkpoint_sha256, str) or not _HEX64.match(checkpoint_sha256):
-        raise PredictionsError("give checkpoint= (a file) or checkpoint_sha256= (64 hex digits) for provenance")
-    training_params = dict(training_params or {})
-    canonical_json(training_params)  # ParameterError if not plain JSON
-    feature_keys = []
-    for f in features:
-        feature_keys.append(store.get(f).key)
+    values, subj, tr = _checked(predictions, fe, fds, subjects, trs)
+    prov = ModelProvenance.of(model_name, checkpoint, checkpoint_sha256, training_params, PredictionsError)
     inputs = {
         "kind": "predictions", "algorithm_version": ALGORITHM_VERSION, "format_version": FORMAT_VERSION,
-        "fmri_key": fe.key, "target_var": "fmri", "model_name": str(model_name),
-        "checkpoint_sha256": checkpoint_sha256, "training_params": training_params, "feature_keys": feature_keys,
-        "subjects": subj, "trs_sha256": hashlib.sha256(tr.tobytes()).hexdigest(),
-        "values_sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+        "fmri_key": fe.key, "target_var": "fmri", **prov.to_dict(),
+        "feature_keys": [store.get(f).key for f in features],
+        "subjects": subj, **digests(tr, values),
     }
     key = content_key(inputs)
     if (hit := store.lookup(key, "predictions")) is not None:
         return hit, False
-    ds = xr.Dataset({"predictions": (target_dims, values)},
-                    coords={"subject": np.array(subj, dtype=object), "tr": tr,
-                            **_time_voxel_coords(fe, fds, tr)})
+    ds = xr.Dataset({"predictions": (tuple(fds["fmri"].dims), values)},
+                    coords={"subject": np.array(subj, dtype=object), "tr": tr, **_time_voxel_coords(fe, fds, tr)})
     ds["predictions"].attrs.update(description="predicted fmri values (same units as the target's fmri)")
-    attrs = {
-        "kind": "predictions", "key": key, "parent": [fe.key, *feature_keys], "fmri_key": fe.key,
-        "feature_keys": feature_keys, "target_var": "fmri", "model_name": str(model_name),
-        "checkpoint_sha256": checkpoint_sha256, "training_params": training_params,
+    c = int(chunk_trs) if chunk_trs else auto_chunk_trs(values.shape[2], max(1, tr.size))
+    return store.write(ds, _attrs(fe, key, inputs, tr, values.shape[2]), fmri_encoding(ds, ["predictions"], c))
+
+
+def _attrs(fe: Entry, key: str, inputs: dict, tr: np.ndarray, n_vox: int) -> dict:
+    """A predictions entry's attributes: its inputs, parents (fmri, then features) and TR grid."""
+    subj = inputs["subjects"]
+    return {
+        "kind": "predictions", "key": key, "parent": [fe.key, *inputs["feature_keys"]], "fmri_key": fe.key,
+        "feature_keys": inputs["feature_keys"], "target_var": "fmri", "model_name": inputs["model_name"],
+        "checkpoint_sha256": inputs["checkpoint_sha256"], "training_params": inputs["training_params"],
         "tr_s": fe.attrs["tr_s"], "onset_s": fe.attrs.get("onset_s", 0.0), "n_trs": int(tr.size),
-        "tr_range": [int(tr.min()), int(tr.max()) + 1] if tr.size else [0, 0], "subjects": subj,
+        "tr_range": tr_range(tr), "subjects": subj,
         "n_subjects": len(subj), "n_voxels": n_vox, "normalize": fe.attrs.get("normalize", "none"),
         "algorithm_version": ALGORITHM_VERSION, "inputs": inputs,
     }
-    c = int(chunk_trs) if chunk_trs else auto_chunk_trs(n_vox, max(1, tr.size))
-    return store.write(ds, attrs, fmri_encoding(ds, ["predictions"], c))
 
 
 def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | None = None,

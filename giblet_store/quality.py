@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import MetricUndefinedError, ParameterError, QualityError
 from .params import Params
+from .validate import finite, int_in_range
 
 __all__ = [
     "METRICS", "METRIC_VARIABLES", "QualityParams", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",
@@ -100,15 +101,9 @@ class QualityParams(Params):
             raise ParameterError(f"unknown or no metric(s) {unknown or names}; choose from {', '.join(METRICS)}")
         object.__setattr__(self, "metrics", tuple(n for n in METRICS if n in names))  # canonical order
         for f in ("lsd_n_fft", "lsd_hop", "mel_n_fft", "mel_hop", "mel_n_mels", "block_trs"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ParameterError(f"{f} must be a positive integer, got {v!r}")
-            object.__setattr__(self, f, int(v))
+            object.__setattr__(self, f, int_in_range(f, getattr(self, f), 1))
         for f in ("mel_floor_db", "amin", "silence_dbfs"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ParameterError(f"{f} must be a finite number, got {v!r}")
-            object.__setattr__(self, f, float(v))
+            object.__setattr__(self, f, finite(f, getattr(self, f)))
         if self.amin <= 0:
             raise ParameterError(f"amin must be > 0 (a power floor), got {self.amin}")
         if self.lsd_hop > self.lsd_n_fft or self.mel_hop > self.mel_n_fft:

@@ -72,12 +72,9 @@ def _as_entry(store, x):
         if looks_like_key:
             raise QualityError(f"{s!r} is not a file; if it is an entry key, give the store (--store S)")
         return None  # a missing file: audio_info says so
-    try:
-        return store.get(s)
-    except Exception:
-        if any(c not in "0123456789abcdef" for c in s.strip().lower()):
-            return None  # not hex: a missing file path
-        raise
+    if any(c not in "0123456789abcdef" for c in s.strip().lower()):
+        return None  # not hex, so not a key: a missing file path (audio_info says so)
+    return store.get(s)  # hex: an entry key, or EntryNotFoundError naming the store
 
 
 def source_descriptor(store, x) -> dict[str, Any]:

@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .derive import _Plan, register_model_transform
+from .derive import register_model_transform
+from .derive_plan import Plan
 from .errors import ParameterError
 from .params import Params
+from .validate import finite
 
 __all__ = ["Quantise", "codebooks", "quantise", "dequantise"]
 
@@ -61,9 +63,7 @@ def codebooks(model) -> np.ndarray:
 
 
 def _n_levels(m, bandwidth_kbps) -> int:
-    if isinstance(bandwidth_kbps, bool) or not isinstance(bandwidth_kbps, (int, float)) or not math.isfinite(
-            bandwidth_kbps):
-        raise ParameterError(f"bandwidth_kbps must be a number, got {bandwidth_kbps!r}")
+    bandwidth_kbps = finite("bandwidth_kbps", bandwidth_kbps)
     offered = [float(b) for b in m.config.target_bandwidths]
     if not any(math.isclose(bandwidth_kbps, b) for b in offered):
         raise ParameterError(f"bandwidth {bandwidth_kbps:g} kbps is not offered by this model; choose one of "
@@ -187,10 +187,7 @@ class Quantise(Params):
     bandwidth_kbps: float = 6.0
 
     def __post_init__(self):
-        v = self.bandwidth_kbps
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ParameterError(f"bandwidth_kbps must be a positive number, got {v!r}")
-        object.__setattr__(self, "bandwidth_kbps", float(v))
+        object.__setattr__(self, "bandwidth_kbps", finite("bandwidth_kbps", self.bandwidth_kbps, positive=True))
 
 
 def _frame_slots(parent) -> int:
@@ -199,7 +196,7 @@ def _frame_slots(parent) -> int:
     return math.ceil(Fraction(parent.attrs["frames_per_tr"]))
 
 
-def plan_quantise(store, parent, transform: Quantise, model: str | None, device: str) -> _Plan:
+def plan_quantise(store, parent, transform: Quantise, model: str | None, device: str) -> Plan:
     """The derive plan of :class:`Quantise` (see :func:`giblet_store.derive.derive`)."""
     feature = parent.attrs.get("feature")
     if parent.kind != "reconstruction" or feature not in ("embeddings", "embedding_mean"):
@@ -237,7 +234,7 @@ def plan_quantise(store, parent, transform: Quantise, model: str | None, device:
         }
         return out, extra
 
-    return _Plan("reconstruction", {}, build)
+    return Plan("reconstruction", {}, build)
 
 
 register_model_transform(Quantise, plan_quantise)

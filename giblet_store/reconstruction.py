@@ -21,22 +21,19 @@ sha256, the training parameters and the TR list; ``parent`` is ``[fmri_key, targ
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import ReconstructionError
-from .params import ALGORITHM_VERSION, canonical_json, content_key
+from .params import ALGORITHM_VERSION, content_key
+from .provenance import ModelProvenance, as_array, digests, tr_range, tr_rows
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
 
 __all__ = ["FEATURES", "write_reconstruction"]
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 #: feature -> (variable dims, the target kind it must sit on)
 FEATURES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -55,14 +52,6 @@ _CARRIED = (
 )
 
 
-def _values(x) -> tuple[np.ndarray, tuple | None]:
-    if hasattr(x, "dims") and hasattr(x, "variable"):  # xarray.DataArray
-        return np.asarray(x.values), tuple(x.dims)
-    if hasattr(x, "detach"):  # torch.Tensor
-        x = x.detach().cpu().numpy()
-    return np.asarray(x), None
-
-
 def _feature_of(values: np.ndarray, target: Entry, feature: str | None) -> str:
     if feature is None:
         feature = {"codes": "codes", "mel": "mel"}.get(target.kind)
@@ -79,25 +68,6 @@ def _feature_of(values: np.ndarray, target: Entry, feature: str | None) -> str:
             f"{target.kind!r} entry. Give the {want} entry the model predicts "
             f"(`giblet-store ls STORE --kind {want}`)")
     return feature
-
-
-def _tr_list(trs, n: int, n_target: int) -> np.ndarray:
-    if trs is None:
-        if n != n_target:
-            raise ReconstructionError(
-                f"the reconstruction has {n} TRs but the target has {n_target}; give trs=(start, stop) or the "
-                "target TR index of each row")
-        return np.arange(n, dtype=np.int64)
-    t = np.asarray(trs, dtype=np.int64)
-    if t.ndim == 1 and t.size == 2 and n != 2:
-        t = np.arange(t[0], t[1], dtype=np.int64)
-    if t.ndim != 1 or t.size != n:
-        raise ReconstructionError(f"trs give {t.size} TR(s) but the reconstruction has {n} along tr")
-    if t.size and (t.min() < 0 or t.max() >= n_target or np.any(np.diff(t) <= 0)):
-        raise ReconstructionError(
-            f"trs must be increasing TR indices within the target's 0:{n_target}, got {t[:3].tolist()}..."
-            f"{t[-1:].tolist()}")
-    return t
 
 
 def _check_shape(values: np.ndarray, dims, feature: str, tds, target: Entry) -> None:
@@ -147,22 +117,6 @@ def _checked_values(values: np.ndarray, feature: str, n_frames: np.ndarray, code
     return out
 
 
-def _provenance(model_name, checkpoint, checkpoint_sha256, training_params) -> tuple[str, dict]:
-    if model_name is None or not str(model_name).strip():
-        raise ReconstructionError("model_name is required (e.g. the model class and size)")
-    if checkpoint is not None:
-        from .hashing import sha256_file
-
-        if not os.path.isfile(checkpoint):
-            raise ReconstructionError(f"checkpoint {str(checkpoint)!r} does not exist; give the saved model file")
-        checkpoint_sha256 = sha256_file(checkpoint)
-    if not isinstance(checkpoint_sha256, str) or not _HEX64.match(checkpoint_sha256):
-        raise ReconstructionError("give checkpoint= (a file) or checkpoint_sha256= (64 hex digits) for provenance")
-    training_params = dict(training_params or {})
-    canonical_json(training_params)  # ParameterError if not plain JSON
-    return checkpoint_sha256, training_params
-
-
 def _fmri_side(store: Store, fmri, subjects, target: Entry) -> tuple[Entry, list[str]]:
     fe = store.get(fmri)
     if fe.kind != "fmri":
@@ -196,6 +150,19 @@ def _dataset(values: np.ndarray, feature: str, tds, tr: np.ndarray):
                              "frame >= n_frames[tr]" if "frame" in dims else f"predicted {feature} per TR")
     ds["n_frames"].attrs.update(description="real frames in each TR (the target's)")
     return ds
+
+
+def _checked(store: Store, values, target, trs, feature: str | None) -> tuple[Entry, Any, str, np.ndarray, np.ndarray]:
+    """(target entry, its dataset, feature, target TR of each row, the array to store), all checked."""
+    te = store.get(target)
+    arr, dims, _ = as_array(values)
+    feature = _feature_of(arr, te, feature)
+    tds = store.open(te)
+    _check_shape(arr, dims, feature, tds, te)
+    tr = tr_rows(trs, arr.shape[0], int(tds.sizes["tr"]), ReconstructionError, "reconstruction")
+    n_frames = tds["n_frames"].values[tr].astype(np.int64)
+    stored = _checked_values(arr, feature, n_frames, int(te.attrs.get("codebook_size", 0) or 0))
+    return te, tds, feature, tr, stored
 
 
 def write_reconstruction(
@@ -244,22 +211,13 @@ def write_reconstruction(
         entry of the wrong kind or another TR; non-finite values; codes outside the codebook; missing
         provenance. Nothing is written.
     """
-    te = store.get(target)
-    arr, dims = _values(values)
-    feature = _feature_of(arr, te, feature)
-    tds = store.open(te)
-    _check_shape(arr, dims, feature, tds, te)
-    tr = _tr_list(trs, arr.shape[0], int(tds.sizes["tr"]))
-    n_frames = tds["n_frames"].values[tr].astype(np.int64)
-    stored = _checked_values(arr, feature, n_frames, int(te.attrs.get("codebook_size", 0) or 0))
+    te, tds, feature, tr, stored = _checked(store, values, target, trs, feature)
     fe, subj = _fmri_side(store, fmri, subjects, te)
-    ck_sha, training_params = _provenance(model_name, checkpoint, checkpoint_sha256, training_params)
+    prov = ModelProvenance.of(model_name, checkpoint, checkpoint_sha256, training_params, ReconstructionError)
     inputs = {
         "kind": "reconstruction", "algorithm_version": ALGORITHM_VERSION, "format_version": FORMAT_VERSION,
         "feature": feature, "target_key": te.key, "fmri_key": fe.key, "subjects": subj,
-        "model_name": str(model_name), "checkpoint_sha256": ck_sha, "training_params": training_params,
-        "trs_sha256": hashlib.sha256(tr.tobytes()).hexdigest(),
-        "values_sha256": hashlib.sha256(stored.tobytes()).hexdigest(),
+        **prov.to_dict(), **digests(tr, stored),
     }
     key = content_key(inputs)
     if (hit := store.lookup(key, "reconstruction")) is not None:
@@ -276,7 +234,7 @@ def _attrs(te: Entry, fe: Entry, inputs: dict, key: str, tr: np.ndarray, n_targe
         "n_subjects": len(inputs["subjects"]), "model_name": inputs["model_name"],
         "checkpoint_sha256": inputs["checkpoint_sha256"], "training_params": inputs["training_params"],
         "n_trs": int(tr.size), "target_n_trs": n_target,
-        "tr_range": [int(tr.min()), int(tr.max()) + 1] if tr.size else [0, 0], "hrf": "none",
+        "tr_range": tr_range(tr), "hrf": "none",
         "algorithm_version": ALGORITHM_VERSION, "inputs": inputs,
     })
     return attrs

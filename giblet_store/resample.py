@@ -33,6 +33,7 @@ import numpy as np
 from .errors import ParameterError
 from .grid import TrGrid, exact
 from .params import Params
+from .validate import flag, int_in_range
 
 __all__ = ["Resample", "RESAMPLE_METHODS", "resample_plan", "resample_array", "antialias_taps"]
 
@@ -72,17 +73,14 @@ class Resample(Params):
     def __post_init__(self):
         if self.method not in RESAMPLE_METHODS:
             raise ParameterError(f"unknown resampling method {self.method!r}; choose one of {', '.join(RESAMPLE_METHODS)}")
-        if not isinstance(self.antialias, bool):
-            raise ParameterError(f"antialias must be True or False, got {self.antialias!r}")
+        object.__setattr__(self, "antialias", flag("antialias", self.antialias))
         if self.method == "stretch":
             if self.tr_s is not None:
                 raise ParameterError(
                     "method='stretch' sets the TR from n_trs (tr * n / n_trs); give n_trs and leave tr_s unset"
                 )
-            n = self.n_trs
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ParameterError(f"method='stretch' needs n_trs, a positive integer (the TR count to stretch to); got {n!r}")
-            object.__setattr__(self, "n_trs", int(n))
+            n = int_in_range("n_trs", self.n_trs, 1, hint="; method='stretch' needs n_trs, the TR count to stretch to")
+            object.__setattr__(self, "n_trs", n)
             on = self.onset_s
             TrGrid(1.0, on)  # validates onset
             object.__setattr__(self, "onset_s", float(on))

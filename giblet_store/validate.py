@@ -23,7 +23,7 @@ import numpy as np
 from .errors import EntryNotFoundError, ParameterError
 
 __all__ = [
-    "MAX_TR_S", "finite", "positive_seconds", "int_in_range", "choice", "tr_seconds",
+    "MAX_TR_S", "finite", "number_like", "positive_seconds", "int_in_range", "flag", "choice", "tr_seconds",
     "ResampleMethod", "HrfModel", "NanPolicy", "KINDS", "parse_kind", "parse_key", "parse_output_path", "register_kind",
 ]
 
@@ -74,19 +74,30 @@ def tr_seconds(value: Any, name: str = "tr_s") -> float:
     )
 
 
-def int_in_range(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, optional: bool = False) -> int | None:
-    """An integer in ``[lo, hi]`` (either bound may be open); ``None`` passes when ``optional``."""
+def int_in_range(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, optional: bool = False,
+                 hint: str = "") -> int | None:
+    """An integer in ``[lo, hi]`` (either bound may be open); ``None`` passes when ``optional``.
+
+    ``hint`` is appended to the message (e.g. ``"; FIR delays are whole TRs"``).
+    """
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, _INTEGER):
-        raise ParameterError(f"{name} must be an integer, got {value!r}")
+        raise ParameterError(f"{name} must be an integer, got {value!r}{hint}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         if hi is None and lo in (0, 1):
             wanted = "a non-negative integer" if lo == 0 else "a positive integer"
         else:
             wanted = f"an integer in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-        raise ParameterError(f"{name} must be {wanted}, got {value}")
+        raise ParameterError(f"{name} must be {wanted}, got {value}{hint}")
     return int(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (not 1, 0, "yes" or None)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def choice(name: str, value: Any, options: "type[enum.Enum] | Iterable[str]") -> str:

@@ -63,6 +63,11 @@ def test_bad_age_is_refused():
     assert parse_age("90s") == 90 and parse_age("30m") == 1800 and parse_age("2d") == 172800
     with pytest.raises(ParameterError, match="duration like"):
         parse_age("soon")
+    assert parse_age(90) == 90.0 and parse_age(0.5) == 0.5
+    for bad, match in ((float("nan"), "finite number"), (float("inf"), "finite number"), (True, "finite number"),
+                       (-1, ">= 0, got -1")):  # NaN once passed and then matched nothing as stale
+        with pytest.raises(ParameterError, match=match):
+            parse_age(bad)
     assert main(["gc", "/nonexistent-store-13", "--older-than", "yesterday"]) == 2
 
 

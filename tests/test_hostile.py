@@ -225,7 +225,7 @@ CASES = [
     Case("derive-resample-0", ("derive", "{st}", "{k12}", "--resample-tr", "0"), ("got 0.0", "positive number")),
     Case("derive-resample-nan", ("derive", "{st}", "{k12}", "--resample-tr", "nan"), ("got nan", "positive number")),
     Case("derive-resample-negative", ("derive", "{st}", "{k12}", "--resample-tr", "-2"), ("got -2.0", "positive")),
-    Case("derive-stretch-0", ("derive", "{st}", "{k12}", "--stretch", "0"), ("got 0", "needs n_trs, a positive integer")),
+    Case("derive-stretch-0", ("derive", "{st}", "{k12}", "--stretch", "0"), ("n_trs must be a positive integer, got 0", "method='stretch' needs n_trs")),
     Case("derive-fir-text", ("derive", "{st}", "{k12}", "--hrf", "fir:a"), ("'fir:a'", "whole-TR delays, e.g. fir:1,2")),
     Case("derive-key-traversal", ("derive", "{st}", "../../x", "--embeddings"), ("'../../x' is not a key",)),
     # ---------------------------------------------------------------- fmri

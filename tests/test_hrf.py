@@ -80,7 +80,7 @@ def test_hrf_params_round_trip_and_model_defaults():
         (dict(model="canonical"), "unknown HRF model 'canonical'.*glover, spm"),
         (dict(model=3), "unknown HRF model"),
         (dict(peak_dispersion=-1.0), "peak_dispersion must be > 0"),
-        (dict(oversampling=0), "oversampling must be an integer from 1"),
+        (dict(oversampling=0), r"oversampling must be an integer in \[1, 1000\], got 0 \(sub-samples per TR\)"),
         (dict(oversampling=2.5), "oversampling must be an integer"),
         (dict(onset_s=-1.0), "onset_s must be >= 0"),
         (dict(length_s=float("nan")), "length_s must be a finite number"),

@@ -103,7 +103,7 @@ def test_bad_predictions_leave_the_store_unchanged(store, fmri, checkpoint, tmp_
         write_predictions(store, xr.DataArray(y.transpose(1, 0, 2), dims=("tr", "subject", "voxel")), fmri, **ok)
     with pytest.raises(PredictionsError, match="18 TRs but the target has 20"):
         write_predictions(store, y[:, 2:], fmri, **ok)
-    with pytest.raises(PredictionsError, match="within 0:20"):
+    with pytest.raises(PredictionsError, match="within the target.s 0:20"):
         write_predictions(store, y[:, :4], fmri, trs=[17, 18, 19, 20], **ok)
     with pytest.raises(PredictionsError, match="not in the target"):
         write_predictions(store, y, fmri, subjects=["sub-02"], **ok)

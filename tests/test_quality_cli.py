@@ -161,3 +161,13 @@ def test_codes_entry_is_decoded_on_its_own_grid(run, tmp_path, model_dir):
 def test_entry_key_without_store_says_give_the_store(run, wavs):
     code, _, err = run("quality", wavs["ref"], "0123abcdef")
     assert code == 2 and "--store" in err and "0123abcdef" in err
+
+
+def test_a_missing_path_is_a_file_but_a_missing_hex_key_is_named(tmp_path):
+    from giblet_store.errors import EntryNotFoundError
+    from giblet_store.quality_sources import _as_entry
+
+    store = open_store(tmp_path / "s")
+    assert _as_entry(store, tmp_path / "missing.wav") is None  # audio_info then says the file is missing
+    with pytest.raises(EntryNotFoundError, match="no complete entry .* starting with 'abcd1234'"):
+        _as_entry(store, "abcd1234")

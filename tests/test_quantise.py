@@ -113,7 +113,7 @@ def test_quantise_transform_refusals(env, model_dir):
     store = env["store"]
     with pytest.raises(ParameterError, match="reconstruction of embeddings"):
         store.derive(env["emb"], gs.Quantise(bandwidth_kbps=3), model=str(model_dir))
-    with pytest.raises(ParameterError, match="bandwidth_kbps must be a positive"):
+    with pytest.raises(ParameterError, match="bandwidth_kbps must be > 0, got -1"):
         gs.Quantise(bandwidth_kbps=-1)
     assert gs.Quantise(6).to_dict() == {"bandwidth_kbps": 6.0}
 

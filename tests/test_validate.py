@@ -82,3 +82,16 @@ def test_choice_takes_enums_or_strings_and_lists_the_options():
         choice("nan_policy", "drop", NanPolicy)
     with pytest.raises(ParameterError, match=r"mode must be one of 'a', 'b'"):
         choice("mode", "c", ("a", "b"))
+
+
+def test_int_in_range_hint_and_flag():
+    with pytest.raises(ParameterError, match=r"d must be an integer, got 1.5; whole TRs only"):
+        int_in_range("d", 1.5, 0, hint="; whole TRs only")
+    with pytest.raises(ParameterError, match=r"d must be a non-negative integer, got -1; whole TRs only"):
+        int_in_range("d", -1, 0, hint="; whole TRs only")
+    from giblet_store.validate import flag
+
+    assert flag("db", True) is True and flag("db", np.bool_(False)) is False
+    for bad in (1, 0, "yes", None):
+        with pytest.raises(ParameterError, match=r"db must be True or False, got"):
+            flag("db", bad)
