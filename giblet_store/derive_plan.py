@@ -51,6 +51,12 @@ def time_axis(parent: "Entry", ds, axis: str | None) -> str:
         axis = "tr"
     if not isinstance(axis, str) or axis not in ds.dims:
         raise ParameterError(f"axis {axis!r} is not a dimension of entry {parent.key[:16]}; its dims are {list(ds.dims)}")
+    n_runs = parent.attrs.get("n_runs", 1)
+    if axis == "tr" and isinstance(n_runs, int) and n_runs > 1:
+        raise ParameterError(
+            f"entry {parent.key[:16]} holds {n_runs} runs one after another along tr; a filter or resampling "
+            "along tr would run across the run boundaries. Derive each run's stimulus features instead, or "
+            "ingest each run as its own entry")
     return axis
 
 

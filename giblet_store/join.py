@@ -47,6 +47,20 @@ def _as_dataset(x: Any, store: Store | None):
     raise ParameterError(f"join takes entries, keys or xarray Datasets, got {type(x).__name__}")
 
 
+def _one_run(ds):
+    """An entry of several runs (along ``tr``) is refused: a stimulus pairs with one run. One run
+    (:func:`~giblet_store.runs.select_run`) is joined on its own TRs (``tr_in_run``)."""
+    if "run" not in ds.coords or "tr_in_run" not in ds.coords:
+        return ds
+    ids = list(dict.fromkeys(str(r) for r in ds["run"].values))
+    if len(ids) > 1:
+        raise ParameterError(
+            f"{ds.attrs.get('kind', 'the')} entry {str(ds.attrs.get('key', ''))[:16]} holds {len(ids)} runs {ids} "
+            "one after another along tr, and a stimulus pairs with one run; join one run at a time: "
+            f"gs.join(features_of_that_run, gs.select_run(ds, {ids[0]!r}))")
+    return ds.assign_coords(tr=("tr", np.asarray(ds["tr_in_run"].values, dtype=np.int64)))
+
+
 def join(*items: Any, store: Store | None = None):
     """Stimulus features and fMRI (or predictions) side by side on one ``tr`` axis.
 
@@ -66,8 +80,9 @@ def join(*items: Any, store: Store | None = None):
     Raises
     ------
     ParameterError
-        Items on different TR grids (TR length or onset), without a ``tr`` axis, or with
-        variables of the same name (select variables first: ``ds[["codes"]]``).
+        Items on different TR grids (TR length or onset), without a ``tr`` axis, with
+        variables of the same name (select variables first: ``ds[["codes"]]``), or an fmri-side
+        entry of several runs (join one run, ``gs.select_run(ds, run)``, with that run's features).
 
     Warns
     -----
@@ -78,7 +93,7 @@ def join(*items: Any, store: Store | None = None):
 
     if len(items) < 2:
         raise ParameterError(f"join needs two or more entries (e.g. gs.join(codes, fmri)), got {len(items)}")
-    dss = [_as_dataset(x, store) for x in items]
+    dss = [_one_run(_as_dataset(x, store)) for x in items]
     _check_joinable(dss)
     trs = [np.asarray(ds["tr"].values) for ds in dss]
     common = trs[0]

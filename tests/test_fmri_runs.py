@@ -292,3 +292,26 @@ def test_cli_to_nifti_of_one_run(store, runs_entry, tmp_path, capsys):
     assert "run '3' is not in entry" in capsys.readouterr().err
     assert main(["to-nifti", store.url, entry.key[:12], "-o", str(out), "--run", "2", "--trs", "0:9"]) == 2
     assert "not within the 8 TRs of run '2'" in capsys.readouterr().err
+
+
+def test_join_pairs_one_run_with_its_own_stimulus_and_refuses_several(store, stimuli, runs_entry):
+    import giblet_store as gs
+
+    entry, raw = runs_entry
+    fds = store.open(entry)
+    with pytest.raises(ParameterError, match=r"holds 2 runs \['1', '2'\].*select_run"):
+        gs.join(stimuli["2"], fds)
+    both = gs.join(stimuli["2"], select_run(fds, "2"))  # run 2 sits at entry TRs 12:20
+    assert both.sizes["tr"] == LENGTHS["2"] and list(both["tr"].values) == list(range(LENGTHS["2"]))
+    np.testing.assert_allclose(both["fmri"].values, select_run(fds, "2")["fmri"].values)
+    np.testing.assert_allclose(both["loudness"].values, np.linspace(0, 1, LENGTHS["2"], dtype=np.float32))
+
+
+def test_derive_along_tr_of_an_entry_with_runs_is_refused(store, runs_entry):
+    from giblet_store.resample import Resample
+
+    entry, _ = runs_entry
+    before = snapshot(store)
+    with pytest.raises(ParameterError, match="holds 2 runs one after another along tr"):
+        store.derive(entry, Resample(tr_s=1.0), axis="tr")
+    assert snapshot(store) == before
