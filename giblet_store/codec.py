@@ -44,7 +44,8 @@ __all__ = [
 
 
 #: how a file is encoded: one pass with carried state, or chunks with recomputed left context
-ENCODERS = ("stream", "chunked")
+#: (``model_chunks``: a normalised, chunked model's own chunking, chosen for such models: :mod:`.normalised`)
+ENCODERS = ("stream", "chunked", "model_chunks")
 
 
 @dataclass(frozen=True)
