@@ -206,6 +206,14 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
                 mel_jobs.append((idx, job, item))
             continue
         model, identity = models[(job.codec.model, job.codec.revision)]
+        if model.config.chunk_length_s is not None:  # giblet_store.normalised: extract_codes encodes those
+            done.append((idx, _replace(item, reason=f"ParameterError: {model.name} encodes in its own normalised "
+                                       "chunks (the 48 kHz model), which batch does not plan; run `giblet-store "
+                                       "extract` on this file")))
+            continue
+        if info.channels != model.channels:  # the channel rule (giblet_store.channels), said in the item's note
+            item = _replace(item, note=f"{info.channels} channel(s) mixed to the model's {model.channels} "
+                                       f"({'mean' if model.channels == 1 else 'duplicated'})")
         inputs = codes_key_inputs(shas[job.path], job.codec, job.grid, identity)
         key = content_key(inputs)
         item = _replace(item, key=key)
@@ -421,7 +429,8 @@ def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | 
             continue
         already = store.done_chunks(staging)
         _, n_chunks = staging.chunk_len("codes")
-        note = f"resumed: {len(already)} of {n_chunks} chunks were already written" if already else ""
+        resumed = f"resumed: {len(already)} of {n_chunks} chunks were already written" if already else ""
+        note = "; ".join(n for n in (plan.item.note, resumed) if n)
         writes = []
         for i in range(n_chunks):
             if f"codes.{i}" in already:
