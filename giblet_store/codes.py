@@ -193,11 +193,21 @@ def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, sc
 
 
 def _normalised_dataset(model, audio, info, codec, grid, identity, inputs, device, n_q):
-    from .codes_normalised import normalised_attrs, normalised_codes
+    from .codes_normalised import normalised_codes
     from .normalised import model_chunking
 
     chunking = model_chunking(model)
-    codes, layout, variables, coords = normalised_codes(model, chunking, audio, codec.bandwidth_kbps, grid)
+    laid = normalised_codes(model, chunking, audio, codec.bandwidth_kbps, grid)
+    ds, attrs = _normalised_template(model, laid, info, codec, grid, identity, inputs, device, n_q)
+    return ds, {**attrs, "n_samples": int(audio.shape[-1])}
+
+
+def _normalised_template(model, laid, info, codec, grid, identity, inputs, device, n_q):
+    """:func:`_codes_template` plus the variables of a normalised-chunk entry (``laid``: see ``lay_chunks``)."""
+    from .codes_normalised import normalised_attrs
+    from .normalised import model_chunking
+
+    codes, layout, variables, coords = laid
     ds, attrs = _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q)
     ds = ds.assign_coords(coords).assign(variables)
     ds["frame_time_s"].attrs.update(units="s", description="stimulus time at which the frame starts; NaN past n_frames")
@@ -205,7 +215,7 @@ def _normalised_dataset(model, audio, info, codec, grid, identity, inputs, devic
     ds["scales"].attrs.update(description="scale each chunk was divided by before encoding (decoded audio x scale)")
     ds["chunk_frames"].attrs.update(description="frames of each chunk")
     ds["chunk_start_s"].attrs.update(units="s", description="stimulus time at which each chunk starts")
-    return ds, {**attrs, **normalised_attrs(chunking, model), "n_samples": int(audio.shape[-1])}
+    return ds, {**attrs, **normalised_attrs(model_chunking(model), model)}
 
 
 def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q):

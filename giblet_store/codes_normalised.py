@@ -28,7 +28,7 @@ from .errors import ParameterError
 from .grid import TrGrid, to_tr
 from .normalised import ModelChunking, chunk_weight, encode_chunks, iter_decode_chunks, layout_positions
 
-__all__ = ["normalised_codes", "normalised_attrs", "iter_decode_entry", "DecodeIncompleteWarning"]
+__all__ = ["normalised_codes", "lay_chunks", "entry_chunks", "normalised_attrs", "iter_decode_entry", "DecodeIncompleteWarning"]
 
 
 class DecodeIncompleteWarning(UserWarning):
@@ -53,6 +53,11 @@ def normalised_codes(codec, chunking: ModelChunking, audio: np.ndarray, bandwidt
     for codes, scale in encode_chunks(codec, audio, bandwidth_kbps):
         parts.append(codes)
         scales.append(scale)
+    return lay_chunks(parts, scales, chunking, grid)
+
+
+def lay_chunks(parts: list, scales: list, chunking: ModelChunking, grid: TrGrid):
+    """:func:`normalised_codes` from chunks already encoded (``parts``: (codebook, frame) each; ``scales``)."""
     n_k = np.array([p.shape[-1] for p in parts], np.int64)
     starts = np.arange(len(parts), dtype=np.int64) * chunking.stride
     pos = np.concatenate([s + chunking.hop * np.arange(n) for s, n in zip(starts, n_k)])
@@ -138,3 +143,26 @@ def iter_decode_entry(codec, ds, sel: slice):
             DecodeIncompleteWarning, stacklevel=3)
     pieces.sort(key=lambda p: p[0])
     return iter_decode_chunks(codec, pieces, weight, out_start, out_stop), out_stop - out_start
+
+
+def entry_chunks(ds) -> list[tuple[np.ndarray, float]]:
+    """Every chunk of a normalised-chunk codes dataset: [(codes (codebook, frame) int16, scale float32)].
+
+    Raises
+    ------
+    ParameterError
+        Frames of some chunk are not stored (the grid's onset_s / n_trs cut them).
+    """
+    sr = int(ds.attrs["sample_rate_hz"])
+    codes, pos, chunk = _frames(ds, sr)
+    counts = np.bincount(chunk, minlength=ds.sizes["chunk"])
+    want = ds["chunk_frames"].values.astype(np.int64)
+    if (counts != want).any():
+        bad = np.flatnonzero(counts != want).tolist()
+        raise ParameterError(f"entry {str(ds.attrs.get('key', ''))[:16]} does not store every frame of chunk(s) "
+                             f"{bad[:5]} (its TR grid cut them: frames_before_grid / frames_after_grid); extract the "
+                             "stimulus again on a grid that holds it all (onset_s <= 0, n_trs unset)")
+    order = np.lexsort((pos, chunk))
+    starts = np.concatenate([[0], np.cumsum(want)])
+    scales = ds["scales"].values
+    return [(codes[:, order[a:b]], np.float32(scales[k])) for k, (a, b) in enumerate(zip(starts[:-1], starts[1:]))]

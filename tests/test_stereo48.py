@@ -173,3 +173,34 @@ def test_slots_hold_the_densest_tr():
         w = int(round(tr_s * SR))
         densest = int((np.searchsorted(pos, pos + w, side="left") - np.arange(len(pos))).max())
         assert densest <= ch.slots(tr_s) <= densest + 12
+
+
+def test_ecdc_export_import_round_trip_is_bit_exact(store, model48, stereo_wav, tmp_path):
+    import json
+    import struct
+
+    from giblet_store.ecdc import unpack_codes
+    from giblet_store.exchange import export_codes, import_codes
+
+    r = extract_codes(store, stereo_wav, CodecParams(model=str(model48), bandwidth_kbps=6), TrGrid(tr_s=0.5))
+    out = export_codes(store, r.entry, tmp_path / "a.ecdc")
+    raw = out.read_bytes()
+    magic, version, size = struct.unpack("!4sBI", raw[:9])
+    meta = json.loads(raw[9 : 9 + size])
+    assert (magic, version) == (b"ECDC", 0)
+    assert meta == {"m": "encodec_48khz", "al": 110400, "nc": 4, "lm": False}
+    ref_codes, ref_scales, _ = _model_encode(model48, stereo_wav, 6.0)
+    at = 9 + size  # segment 0: its scale (big-endian float32), then 150 frames x 4 codebooks x 10 bits
+    assert struct.unpack("!f", raw[at : at + 4])[0] == ref_scales[0]
+    np.testing.assert_array_equal(unpack_codes(raw[at + 4 : at + 4 + 750], 10, 4, 150), ref_codes[0])
+    assert len(raw) == at + 2 * (4 + 750) + 4 + 240  # last segment: 15360 samples = 48 frames
+    imp = import_codes(store, out, model=str(model48), grid=TrGrid(tr_s=0.5))
+    assert imp.created and imp.entry.attrs["imported_from"]["format"] == "ecdc"
+    a, b = r.entry.open(), imp.entry.open()
+    for name in ("codes", "n_frames", "frame_time_s", "frame_chunk", "scales", "chunk_frames"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    assert export_codes(store, imp.entry, tmp_path / "b.ecdc").read_bytes() == raw
+    with pytest.raises(ParameterError, match="which only a whole-file .ecdc holds; export it with --format ecdc"):
+        export_codes(store, r.entry, tmp_path / "a.npy")
+    with pytest.raises(ParameterError, match="and no --trs"):
+        export_codes(store, r.entry, tmp_path / "c.ecdc", trs="0:2")
