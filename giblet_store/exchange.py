@@ -4,7 +4,9 @@ Formats (``fmt``; by default from the file suffix):
 
 ``ecdc``
     The facebookresearch/encodec command line's file without ``--lm`` (:mod:`giblet_store.ecdc`):
-    ``encodec out.ecdc out.wav`` decodes an export of a ``facebook/encodec_24khz`` entry.
+    ``encodec out.ecdc out.wav`` decodes an export of a ``facebook/encodec_24khz`` entry, and of a
+    ``facebook/encodec_48khz`` one (whole entries only: per model chunk its scale, then its codes).
+    Entries of the 48 kHz model go out (and come in) as ``.ecdc`` only: their chunks overlap.
 ``acomp``
     Text: line 1 the channels, line 2 the bandwidth (kbps), then one line per time step (frame) with
     that frame's code index for each codebook, separated by spaces. On import every whitespace-
@@ -69,9 +71,9 @@ def _ecdc_bytes(attrs: dict, stream: np.ndarray, whole: bool) -> bytes:
     sr, hop = int(attrs["sample_rate_hz"]), int(attrs["hop_samples"])
     name = ECDC_MODELS.get((sr, int(attrs["audio_channels"])))
     if name != "encodec_24khz":
-        raise ParameterError(f"entry {attrs['key'][:16]} is {sr} Hz, {attrs['audio_channels']} channel(s); .ecdc "
-                             "export is wired up for the 24 kHz mono model only (the 48 kHz one needs per-chunk "
-                             "scales); export it as npy, acomp or csv")
+        raise ParameterError(f"entry {attrs['key'][:16]} is {sr} Hz, {attrs['audio_channels']} channel(s) in one "
+                             "stream; the encodec command line has no such model (.ecdc names encodec_24khz or "
+                             "encodec_48khz); export it as npy, acomp or csv")
     n = stream.shape[1]
     length = int(round(float(attrs["duration_s"]) * sr)) if whole else n * hop
     if -(-length // hop) != n:  # frames outside the grid were left out: the audio is the frames' span
@@ -184,8 +186,7 @@ def _read_ecdc_file(path: Path, codec) -> tuple[np.ndarray, float, int]:
     mine = ECDC_MODELS.get((codec.sample_rate_hz, codec.channels))
     if header.model != mine:
         raise CodesFileError(f"{path.name} was written by {header.model!r}; the model given is {mine or codec.name!r} "
-                             f"({codec.sample_rate_hz} Hz, {codec.channels} ch). Give the matching model (--model); "
-                             "only the 24 kHz model is wired up in this version")
+                             f"({codec.sample_rate_hz} Hz, {codec.channels} ch). Give the matching model (--model)")
     return stream, _bandwidth_for(codec, header.n_codebooks, path.name), header.audio_length
 
 
