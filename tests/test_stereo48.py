@@ -204,3 +204,17 @@ def test_ecdc_export_import_round_trip_is_bit_exact(store, model48, stereo_wav, 
         export_codes(store, r.entry, tmp_path / "a.npy")
     with pytest.raises(ParameterError, match="and no --trs"):
         export_codes(store, r.entry, tmp_path / "c.ecdc", trs="0:2")
+
+
+def test_frames_cut_by_the_grid_are_counted_and_their_chunk_decodes_from_the_rest(store, model48, stereo_wav, tmp_path):
+    from giblet_store import DecodeIncompleteWarning
+
+    with pytest.warns(UserWarning, match="75 frame.s. precede TR 0 and 0 follow the last TR"):
+        r = extract_codes(store, stereo_wav, CodecParams(model=str(model48), bandwidth_kbps=3), TrGrid(0.5, onset_s=0.5))
+    assert r.entry.attrs["frames_before_grid"] == 75 and r.entry.attrs["frames_after_grid"] == 0
+    assert int(r.entry.open().n_frames.values.sum()) == 348 - 75
+    _, _, ref = _model_encode(model48, stereo_wav, 3.0)
+    with pytest.warns(DecodeIncompleteWarning, match=r"chunk\(s\) \[0\] have frames outside the TR grid"):
+        part, _ = sf.read(decode_entry(store, r.entry, tmp_path / "p.wav", trs="0:3"), dtype="float32", always_2d=True)
+    assert part.shape[0] == 72000  # TRs 0:3 = stimulus 0.5..2.0 s
+    np.testing.assert_allclose(part[24000:].T, ref[:, 48000:96000], atol=1e-5)  # past chunk 0: the model's samples
