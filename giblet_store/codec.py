@@ -247,9 +247,19 @@ def decode_stream(codec: Codec, codes: np.ndarray, chunk_s: float = 20.0, contex
     Returns
     -------
     (channel, sample) float32 with exactly ``frame * hop`` samples.
+
+    Raises
+    ------
+    ParameterError
+        A normalised, chunked model (48 kHz): its codes need their chunks' scales (:func:`decode_entry`).
     """
     import torch
 
+    if codec.config.chunk_length_s is not None:
+        raise ParameterError(
+            f"{codec.name!r} decodes in normalised overlapping chunks, each times its own scale (the 48 kHz "
+            "model): one code stream without its chunks' scales cannot be decoded. Decode its codes entry with "
+            "decode_entry (giblet-store decode), which has them")
     codes = prepare_codes(codes, codec.codebook_size)
     n = codes.shape[-1]
     fr = codec.frame_rate

@@ -218,3 +218,10 @@ def test_frames_cut_by_the_grid_are_counted_and_their_chunk_decodes_from_the_res
         part, _ = sf.read(decode_entry(store, r.entry, tmp_path / "p.wav", trs="0:3"), dtype="float32", always_2d=True)
     assert part.shape[0] == 72000  # TRs 0:3 = stimulus 0.5..2.0 s
     np.testing.assert_allclose(part[24000:].T, ref[:, 48000:96000], atol=1e-5)  # past chunk 0: the model's samples
+
+
+def test_a_bare_stream_is_not_decoded_with_the_stereo_model(model48):
+    from giblet_store.codec import decode_stream, load_codec
+
+    with pytest.raises(ParameterError, match="one code stream without its chunks' scales cannot be decoded"):
+        decode_stream(load_codec(str(model48)), np.zeros((2, 10), np.int64))
