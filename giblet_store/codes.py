@@ -215,7 +215,7 @@ def _normalised_template(model, laid, info, codec, grid, identity, inputs, devic
     ds["scales"].attrs.update(description="scale each chunk was divided by before encoding (decoded audio x scale)")
     ds["chunk_frames"].attrs.update(description="frames of each chunk")
     ds["chunk_start_s"].attrs.update(units="s", description="stimulus time at which each chunk starts")
-    return ds, {**attrs, **normalised_attrs(model_chunking(model), model)}
+    return ds, {**attrs, **normalised_attrs(model_chunking(model), model, grid)}
 
 
 def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q):

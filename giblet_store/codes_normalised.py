@@ -21,11 +21,12 @@ them as ``EncodecModel.decode`` does, so the samples equal those of the model's 
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 
 import numpy as np
 
 from .errors import ParameterError
-from .grid import TrGrid, to_tr
+from .grid import TrGrid, exact, to_tr
 from .normalised import ModelChunking, chunk_weight, encode_chunks, iter_decode_chunks, layout_positions
 
 __all__ = ["normalised_codes", "lay_chunks", "entry_chunks", "normalised_attrs", "iter_decode_entry", "DecodeIncompleteWarning"]
@@ -76,10 +77,16 @@ def lay_chunks(parts: list, scales: list, chunking: ModelChunking, grid: TrGrid)
     return to_tr(stream, layout, fill=-1), layout, variables, coords
 
 
-def normalised_attrs(chunking: ModelChunking, codec) -> dict:
-    """Attributes of a normalised-chunk entry (also what its key records of the model's chunking)."""
+def normalised_attrs(chunking: ModelChunking, codec, grid: TrGrid) -> dict:
+    """Attributes of a normalised-chunk entry.
+
+    ``frames_per_tr`` is the exact mean over whole chunks (their frames per stride x TR: 2500/11 for a
+    1.5 s TR at 48 kHz, where the 24 kHz-style ``frame_rate x tr`` would say 225).
+    """
+    per_chunk = -(-chunking.length // chunking.hop)
+    mean = exact(grid.tr_s) * Fraction(per_chunk * chunking.sample_rate_hz, chunking.stride)
     return {**chunking.to_dict(), "chunk_length_s": float(codec.config.chunk_length_s),
-            "chunk_overlap": float(codec.config.overlap)}
+            "chunk_overlap": float(codec.config.overlap), "frames_per_tr": str(mean)}
 
 
 def _needed_chunks(attrs: dict, chunk_frames: np.ndarray, out_start: int, out_stop: int) -> np.ndarray:

@@ -74,6 +74,7 @@ def test_codes_and_scales_equal_the_models_own_encode(store, model48, stereo_wav
     a = r.entry.attrs
     assert a["encoder"] == "model_chunks" and a["audio_channels"] == 2 and a["source_channels"] == 2
     assert a["chunk_stride_samples"] == 47520 and a["chunk_length_samples"] == 48000 and a["frame_rate"] == "150"
+    assert a["frames_per_tr"] == "2500/33"  # 0.5 s x 150 frames per 0.99 s stride
     assert a["inputs"]["codec"]["chunking"] == {"chunk_length_s": 1.0, "overlap": 0.01, "normalize": True}
     assert a["inputs"]["codec"]["encoder"] == "model_chunks" and "context_s" not in a["inputs"]["codec"]
 
