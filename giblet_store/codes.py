@@ -2,7 +2,9 @@
 
 ``extract_codes`` is the main job: hash the source, build the key from every input, return the
 entry if it exists (no model run), else load+resample, encode lazily in chunks (one Dask task per
-chunk), lay the stream on the TR grid and write the entry through the store's staging.
+chunk), lay the stream on the TR grid and write the entry through the store's staging. A normalised,
+chunked model (the 48 kHz one) is encoded in its own chunks instead, each frame laid on the grid by its
+own start time, and decoded by overlap-add (:mod:`giblet_store.codes_normalised`).
 """
 
 from __future__ import annotations
