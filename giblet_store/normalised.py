@@ -142,7 +142,7 @@ def _decode_one(codec, codes: np.ndarray, scale: float) -> np.ndarray:
     return (out * torch.tensor(scale, dtype=out.dtype).view(1, 1, 1))[0].cpu().numpy()
 
 
-def iter_decode_chunks(codec, chunks: Iterable[tuple[int, np.ndarray, float]], weight: np.ndarray,
+def iter_decode_chunks(codec, chunks: Iterable[tuple[int, np.ndarray, float, int]], weight: np.ndarray,
                        out_start: int, out_stop: int) -> Iterator[np.ndarray]:
     """Decode chunks and overlap-add them as ``EncodecModel.decode``, yielding finished samples in order.
 
