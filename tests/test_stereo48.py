@@ -226,3 +226,21 @@ def test_a_bare_stream_is_not_decoded_with_the_stereo_model(model48):
 
     with pytest.raises(ParameterError, match="one code stream without its chunks' scales cannot be decoded"):
         decode_stream(load_codec(str(model48)), np.zeros((2, 10), np.int64))
+
+
+def test_cli_extract_and_decode_a_stereo_entry(model48, stereo_wav, tmp_path):
+    import json
+
+    from giblet_store.cli import main
+
+    st = tmp_path / "cli-store"
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        assert main(["extract", str(stereo_wav), "--store", str(st), "--model", str(model48), "--bandwidth", "3",
+                     "--tr", "1.0", "--json", "--no-progress"]) == 0
+    (entry,) = json.loads(out.getvalue())["entries"]
+    assert entry["attrs"]["encoder"] == "model_chunks" and entry["attrs"]["n_codebooks"] == 2
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert main(["decode", str(st), entry["key"][:12], "-o", str(tmp_path / "o.wav"), "--trs", "1:2"]) == 0
+    audio, sr = sf.read(str(tmp_path / "o.wav"), always_2d=True)
+    assert sr == SR and audio.shape == (96000 - 48160, 2)  # first frame of TR 1 (chunk 1, j=2) to the end of its last
