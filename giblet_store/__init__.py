@@ -48,13 +48,15 @@ from .exchange import export_codes, import_codes  # noqa: E402
 from .catalog import reindex  # noqa: E402
 from .gc import collect as collect_garbage  # noqa: E402
 from .stream import StreamDecoder, StreamEncoder, stream_decode, stream_encode  # noqa: E402
+from .channels import ChannelsMixedWarning  # noqa: E402
+from .codes_normalised import DecodeIncompleteWarning  # noqa: E402
 
 __all__ = [
     "__version__",
     # store
     "open_store", "Store", "Entry", "content_key", "open_dataset", "join", "progress_bar",
     # codes
-    "TrGrid", "CodecParams", "extract_codes", "decode_entry",
+    "TrGrid", "CodecParams", "extract_codes", "decode_entry", "ChannelsMixedWarning", "DecodeIncompleteWarning",
     # features
     "MelParams", "extract_mel", "decode_mel", "Embeddings", "Hrf", "Fir", "hrf_kernel", "convolve_causal",
     "delay", "Resample", "lineage",

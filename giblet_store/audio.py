@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .channels import mix_channels
+from .channels import ChannelsMixedWarning, check_channels, mix_channels
 from .errors import AudioError
 
-__all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav"]
+__all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav", "ChannelsMixedWarning"]
 
 _BLOCK_FRAMES = 1 << 16
 
@@ -122,10 +122,12 @@ def load_audio(
     sample_rate_hz : int
         Target rate (24000 for ``facebook/encodec_24khz``).
     channels : {1, 2}
-        1 mixes every channel to mono (mean); 2 keeps stereo (a mono file is duplicated).
+        1 mixes every channel to mono (mean); 2 keeps stereo (a mono file is duplicated); either mix
+        warns (:class:`ChannelsMixedWarning`), and more than 2 channels for 2 is an error
+        (:mod:`giblet_store.channels`).
     out : path, optional
-        Write the samples to this ``.npy`` file and return a read-only memory map of it, so that
-        resident memory does not grow with the length of the file (the pages are file-backed).
+        Write the samples to this ``.npy`` file and return a read-only memory map of it (resident
+        memory does not grow with the file's length).
     audio_stream : int, optional
         Container stream index (read with PyAV); default: soundfile, else the default audio stream.
 
@@ -139,66 +141,66 @@ def load_audio(
     Raises
     ------
     AudioError
-        Missing, unreadable, empty, or non-finite (NaN/inf) audio.
+        Missing, unreadable, empty, or non-finite (NaN/inf) audio; more than 2 channels for stereo.
     """
-    import soundfile as sf
-    import soxr
-
     if channels not in (1, 2):
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     info = audio_info(path, audio_stream)
+    check_channels(info.channels, channels, path)  # the channel rule: warn what is done, or refuse
     if info.reader != "soundfile":
         return _load_container(path, sample_rate_hz, channels, out, audio_stream)
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
-    if out is None:
-        buf = np.zeros((n_out, channels), dtype=np.float32)
-    else:
-        buf = np.lib.format.open_memmap(os.fspath(out), mode="w+", dtype=np.float32, shape=(n_out, channels))
-    stream = None
-    if info.sample_rate_hz != sample_rate_hz:
-        stream = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, channels, dtype="float32")
-    pos = 0
-    n_read = 0
-
-    def _put(block: np.ndarray) -> None:
-        nonlocal pos
-        take = min(len(block), n_out - pos)
-        if take > 0:
-            buf[pos : pos + take] = block[:take]
-        pos += max(take, 0)
-
+    shape = (n_out, channels)
+    buf = np.zeros(shape, np.float32) if out is None else np.lib.format.open_memmap(
+        os.fspath(out), mode="w+", dtype=np.float32, shape=shape)
     try:
-        with sf.SoundFile(str(path)) as f:
-            for start in range(0, info.n_samples, _BLOCK_FRAMES):
-                block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-                n_read += len(block)
-                if not np.isfinite(block).all():
-                    bad = int(start + np.argwhere(~np.isfinite(block))[0, 0])
-                    raise AudioError(
-                        f"{str(path)!r} has NaN or infinite samples (first at sample {bad}, "
-                        f"{bad / info.sample_rate_hz:.3f} s); repair or re-export the audio"
-                    )
-                block = mix_channels(block, channels, path)
-                if stream is None:
-                    _put(block)
-                else:
-                    _put(stream.resample_chunk(np.ascontiguousarray(block)))
-            if stream is not None:
-                _put(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True))
-    except AudioError:
-        raise
+        n_read = _read_resampled(path, info, sample_rate_hz, channels, buf)
     except Exception as exc:
-        raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
+        raise exc if isinstance(exc, AudioError) else AudioError(f"could not decode {str(path)!r}: {exc}") from None
     if n_read < info.n_samples:
         raise AudioError(
             f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "
             f"({info.duration_s:.3f} s) but only {n_read} could be read; re-export or repair the file"
         )
-    if out is not None:
-        buf.flush()
-        del buf
-        return np.load(os.fspath(out), mmap_mode="r").T, info
-    return np.ascontiguousarray(buf.T), info
+    if out is None:
+        return np.ascontiguousarray(buf.T), info
+    buf.flush()
+    del buf
+    return np.load(os.fspath(out), mmap_mode="r").T, info
+
+
+def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, buf: np.ndarray) -> int:
+    """Read ``path`` block by block, mix, resample into ``buf`` (sample, channel); source samples read."""
+    import soundfile as sf
+    import soxr
+
+    stream = None
+    if info.sample_rate_hz != sample_rate_hz:
+        stream = soxr.ResampleStream(info.sample_rate_hz, sample_rate_hz, channels, dtype="float32")
+    pos = n_read = 0
+
+    def _put(block: np.ndarray) -> None:
+        nonlocal pos
+        take = min(len(block), len(buf) - pos)
+        if take > 0:
+            buf[pos : pos + take] = block[:take]
+        pos += max(take, 0)
+
+    with sf.SoundFile(str(path)) as f:
+        for start in range(0, info.n_samples, _BLOCK_FRAMES):
+            block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            n_read += len(block)
+            if not np.isfinite(block).all():
+                bad = int(start + np.argwhere(~np.isfinite(block))[0, 0])
+                raise AudioError(
+                    f"{str(path)!r} has NaN or infinite samples (first at sample {bad}, "
+                    f"{bad / info.sample_rate_hz:.3f} s); repair or re-export the audio"
+                )
+            block = mix_channels(block, channels, path)
+            _put(block if stream is None else stream.resample_chunk(np.ascontiguousarray(block)))
+        if stream is not None:
+            _put(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True))
+    return n_read
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -> Path:

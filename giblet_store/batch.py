@@ -206,6 +206,9 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
                 mel_jobs.append((idx, job, item))
             continue
         model, identity = models[(job.codec.model, job.codec.revision)]
+        if (item := _model_fit(item, info, model)).reason:  # 48 kHz refused; channel rule in the note
+            done.append((idx, item))
+            continue
         inputs = codes_key_inputs(shas[job.path], job.codec, job.grid, identity)
         key = content_key(inputs)
         item = _replace(item, key=key)
@@ -232,6 +235,17 @@ def _mel_lookup(store: Store, job: Job, sha: str) -> Entry | None:
 
 def _replace(item: BatchItem, **kw) -> BatchItem:
     return BatchItem(**{**item.__dict__, **kw})
+
+
+def _model_fit(item: BatchItem, info: AudioInfo, model) -> BatchItem:
+    """``item`` with a reason if batch cannot encode for ``model``, or a note of the channel rule applied."""
+    if model.config.chunk_length_s is not None:  # giblet_store.normalised: extract_codes encodes those
+        return _replace(item, reason=f"ParameterError: {model.name} encodes in its own normalised chunks (the 48 kHz "
+                        "model), which batch does not plan; run `giblet-store extract` on this file")
+    if info.channels != model.channels:  # the channel rule (giblet_store.channels), said in the item's note
+        return _replace(item, note=f"{info.channels} channel(s) mixed to the model's {model.channels} "
+                        f"({'mean' if model.channels == 1 else 'duplicated'})")
+    return item
 
 
 def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device, tr_chunk, sha) -> _CodesPlan:
@@ -421,7 +435,8 @@ def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | 
             continue
         already = store.done_chunks(staging)
         _, n_chunks = staging.chunk_len("codes")
-        note = f"resumed: {len(already)} of {n_chunks} chunks were already written" if already else ""
+        resumed = f"resumed: {len(already)} of {n_chunks} chunks were already written" if already else ""
+        note = "; ".join(filter(None, (plan.item.note, resumed)))  # the channel rule's note, if any, first
         writes = []
         for i in range(n_chunks):
             if f"codes.{i}" in already:

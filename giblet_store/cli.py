@@ -61,7 +61,8 @@ def _add_extract(sub) -> None:
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per encode call (bounds memory)")
     p.add_argument("--context-seconds", type=float, default=2.0, help="left context per chunk")
     p.add_argument("--encoder", choices=("stream", "chunked"), default="stream",
-                   help="stream: one exact pass with carried state (causal models); chunked: chunks with context")
+                   help="stream: one exact pass with carried state (causal models); chunked: chunks with context. "
+                        "A model with normalised chunks (48 kHz) always uses its own chunks (model_chunks)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     _add_no_progress(p)

@@ -45,6 +45,8 @@ __all__ = [
 
 #: how a file is encoded: one pass with carried state, or chunks with recomputed left context
 ENCODERS = ("stream", "chunked")
+#: what a normalised, chunked model (48 kHz) is encoded with, whatever ``encoder`` asked (:mod:`.normalised`)
+MODEL_CHUNKS = "model_chunks"
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,15 @@ class CodecParams(Params):
         peak RSS with two threads, and faster than one whole-file call. Unused by the stream encoder.
     revision : str or None
         Hub revision (branch, tag or commit); ignored for local directories.
-    encoder : {"stream", "chunked"}
+    encoder : {"stream", "chunked", "model_chunks"}
         ``stream`` (default; causal models only): one pass over the file with carried state
         (:mod:`giblet_store.stream`), codes equal to one whole-file call up to rare argmin ties, one
         chunk in memory; ``context_s`` is unused and left out of the key (``chunk_s`` stays in it:
         a different piece size can flip a tie).
         ``chunked``: independent chunks with recomputed left context, one Dask task each (spreads one
         file over many workers; ~0.1% of codes differ from the whole-file call).
+        ``model_chunks``: a normalised, chunked model's own chunks (the 48 kHz model; chosen for such a
+        model whatever is asked, recorded in its entries: :mod:`giblet_store.normalised`).
     """
 
     name: ClassVar[str] = "codec"
@@ -97,7 +101,7 @@ class CodecParams(Params):
             raise ParameterError(f"context_s must be >= 0 seconds, got {self.context_s}")
         if not isinstance(self.model, str) or not self.model:
             raise ParameterError(f"model must be a hub name or a directory, got {self.model!r}")
-        if self.encoder not in ENCODERS:
+        if self.encoder not in ENCODERS and self.encoder != MODEL_CHUNKS:
             raise ParameterError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
 
 
@@ -243,9 +247,19 @@ def decode_stream(codec: Codec, codes: np.ndarray, chunk_s: float = 20.0, contex
     Returns
     -------
     (channel, sample) float32 with exactly ``frame * hop`` samples.
+
+    Raises
+    ------
+    ParameterError
+        A normalised, chunked model (48 kHz): its codes need their chunks' scales (:func:`decode_entry`).
     """
     import torch
 
+    if codec.config.chunk_length_s is not None:
+        raise ParameterError(
+            f"{codec.name!r} decodes in normalised overlapping chunks, each times its own scale (the 48 kHz "
+            "model): one code stream without its chunks' scales cannot be decoded. Decode its codes entry with "
+            "decode_entry (giblet-store decode), which has them")
     codes = prepare_codes(codes, codec.codebook_size)
     n = codes.shape[-1]
     fr = codec.frame_rate

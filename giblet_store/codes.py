@@ -2,7 +2,9 @@
 
 ``extract_codes`` is the main job: hash the source, build the key from every input, return the
 entry if it exists (no model run), else load+resample, encode lazily in chunks (one Dask task per
-chunk), lay the stream on the TR grid and write the entry through the store's staging.
+chunk), lay the stream on the TR grid and write the entry through the store's staging. A normalised,
+chunked model (the 48 kHz one) is encoded in its own chunks instead, each frame laid on the grid by its
+own start time, and decoded by overlap-add (:mod:`giblet_store.codes_normalised`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .audio import audio_info, load_audio, write_wav
 from .hashing import sha256_file
 from .bounds import check_grid_bounds
 from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity, prepare_codes
-from .errors import AudioError
+from .errors import AudioError, ParameterError
 from .entry import ExtractResult
 from .grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
 from .params import ALGORITHM_VERSION, content_key
@@ -33,17 +35,20 @@ __all__ = ["ExtractResult", "codes_key_inputs", "extract_codes", "decode_entry",
 
 
 def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, identity: dict,
-                     audio_stream: int | None = None) -> dict[str, Any]:
+                     audio_stream: int | None = None, chunking: dict | None = None) -> dict[str, Any]:
     """Everything that determines a codes entry's bytes: hashed into its key, stored as ``inputs``.
 
     ``audio_stream`` (the stream index of a container read with PyAV) is part of the key only for
-    containers, so the keys of files soundfile reads do not change.
+    containers, so the keys of files soundfile reads do not change. ``chunking`` (a normalised,
+    chunked model's ``chunk_length_s``, ``overlap``, ``normalize``) likewise only for such models.
     """
     codec_d = codec.to_dict()
     codec_d.pop("model")  # the name/path is not identity: the weights are (identity below)
     codec_d.pop("revision")
-    if codec_d.get("encoder") == "stream":  # no left context is recomputed; chunk_s can still flip an argmin tie
+    if codec_d.get("encoder") in ("stream", "model_chunks"):  # no left context is recomputed
         codec_d.pop("context_s")
+    if chunking is not None:
+        codec_d["chunking"] = dict(chunking)
     return {
         "kind": "codes",
         "algorithm_version": ALGORITHM_VERSION,
@@ -97,7 +102,8 @@ def extract_codes(
     info = audio_info(audio_path, audio_stream)  # missing / not audio / empty: fail before any model work
     source_sha = sha256_file(audio_path)
     identity = model_identity(codec.model, codec.revision)
-    inputs = codes_key_inputs(source_sha, codec, grid, identity, info.stream)
+    codec, chunking = resolve_encoder(codec)
+    inputs = codes_key_inputs(source_sha, codec, grid, identity, info.stream, chunking)
     key = content_key(inputs)
     if (hit := store.lookup(key, "codes")) is not None:
         return ExtractResult(hit, False, str(audio_path))
@@ -109,6 +115,12 @@ def extract_codes(
         from .stream import _check_streamable
 
         _check_streamable(model, "encoder")  # a non-causal model: error before reading audio
+    return _load_and_encode(store, info, audio_path, model, codec, grid, identity, inputs, key, device,
+                            scheduler, n_q)
+
+
+def _load_and_encode(store, info, audio_path, model, codec, grid, identity, inputs, key, device, scheduler,
+                     n_q) -> ExtractResult:
     with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
         # long inputs are resampled into a file-backed memory map: RSS does not grow with length
         # (containers always: their length is known only once decoded)
@@ -120,6 +132,27 @@ def extract_codes(
                                    key, device, scheduler, n_q)
         del audio
     return result
+
+
+def resolve_encoder(codec: CodecParams) -> tuple[CodecParams, dict | None]:
+    """The encoder a model takes, and its chunking (None for models encoded in one call).
+
+    A normalised, chunked model (the 48 kHz one) is encoded exactly only by its own chunking: any
+    ``encoder`` becomes ``"model_chunks"``, ``chunk_s`` the model's ``chunk_length_s`` and
+    ``context_s`` 0 (so attributes say what was done). ``"model_chunks"`` with another model is an error.
+    """
+    import dataclasses
+
+    from .normalised import config_chunking
+
+    chunking = config_chunking(codec.model, codec.revision)
+    if chunking is not None:
+        return dataclasses.replace(codec, encoder="model_chunks", chunk_s=chunking["chunk_length_s"],
+                                   context_s=0.0), chunking
+    if codec.encoder == "model_chunks":
+        raise ParameterError(f"encoder 'model_chunks' needs a model that encodes in its own chunks (the 48 kHz "
+                             f"model); {codec.model!r} has no chunk_length_s. Use encoder 'stream' or 'chunked'")
+    return codec, None
 
 
 def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identity, inputs, key, device,
@@ -139,6 +172,8 @@ def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identi
 def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, scheduler, n_q):
     from .codec import encode_stream
 
+    if codec.encoder == "model_chunks":  # the model's own normalised chunks, one at a time
+        return _normalised_dataset(model, audio, info, codec, grid, identity, inputs, device, n_q)
     if codec.encoder == "stream":  # one pass with carried state, one chunk in memory (giblet_store.stream)
         import dask
 
@@ -157,6 +192,32 @@ def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, sc
     layout = grid.layout(stream.shape[-1], model.frame_rate)
     codes = to_tr(stream, layout, fill=-1)
     return _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q)
+
+
+def _normalised_dataset(model, audio, info, codec, grid, identity, inputs, device, n_q):
+    from .codes_normalised import normalised_codes
+    from .normalised import model_chunking
+
+    chunking = model_chunking(model)
+    laid = normalised_codes(model, chunking, audio, codec.bandwidth_kbps, grid)
+    ds, attrs = _normalised_template(model, laid, info, codec, grid, identity, inputs, device, n_q)
+    return ds, {**attrs, "n_samples": int(audio.shape[-1])}
+
+
+def _normalised_template(model, laid, info, codec, grid, identity, inputs, device, n_q):
+    """:func:`_codes_template` plus the variables of a normalised-chunk entry (``laid``: see ``lay_chunks``)."""
+    from .codes_normalised import normalised_attrs
+    from .normalised import model_chunking
+
+    codes, layout, variables, coords = laid
+    ds, attrs = _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q)
+    ds = ds.assign_coords(coords).assign(variables)
+    ds["frame_time_s"].attrs.update(units="s", description="stimulus time at which the frame starts; NaN past n_frames")
+    ds["frame_chunk"].attrs.update(description="model chunk the frame belongs to; -1 past n_frames")
+    ds["scales"].attrs.update(description="scale each chunk was divided by before encoding (decoded audio x scale)")
+    ds["chunk_frames"].attrs.update(description="frames of each chunk")
+    ds["chunk_start_s"].attrs.update(units="s", description="stimulus time at which each chunk starts")
+    return ds, {**attrs, **normalised_attrs(model_chunking(model), model, grid)}
 
 
 def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, device, n_q):
@@ -220,6 +281,12 @@ def entry_stream(store: Store, entry: Entry | str, trs=None) -> tuple[np.ndarray
     entry : Entry
     """
     entry = store.get(entry, kind="codes", purpose="decoding to audio")
+    if "chunk_stride_samples" in entry.attrs:
+        raise ParameterError(
+            f"entry {entry.key[:16]} holds the codes of a model that encodes in overlapping normalised chunks "
+            f"({entry.attrs.get('sample_rate_hz')} Hz, {entry.attrs.get('audio_channels')} channels): they are "
+            "no single frame stream; decode it with decode_entry, or read its codes, frame_chunk and scales"
+        )
     ds = store.open(entry)
     sel = parse_tr_range(trs, ds.sizes["tr"])
     part = ds.isel(tr=sel)
@@ -242,6 +309,9 @@ def decode_entry(
     from .validate import parse_output_path
 
     parse_output_path(out_path, "output wav")
+    entry = store.get(entry, kind="codes", purpose="decoding to audio")
+    if "chunk_stride_samples" in entry.attrs:
+        return _decode_normalised(store, entry, out_path, trs, model, device)
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     out = Path(out_path)
@@ -253,6 +323,29 @@ def decode_entry(
                     f.write(piece.T)
         else:
             return write_wav(out, decode_stream(codec, stream), codec.sample_rate_hz)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return out
+
+
+def _decode_normalised(store: Store, entry: Entry, out_path, trs, model, device) -> Path:
+    """:func:`decode_entry` for a normalised-chunk entry (:mod:`giblet_store.codes_normalised`)."""
+    import soundfile as sf
+
+    from .codes_normalised import iter_decode_entry
+
+    ds = store.open(entry)
+    sel = parse_tr_range(trs, ds.sizes["tr"])
+    codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
+    pieces, _ = iter_decode_entry(codec, ds, sel)
+    out = Path(out_path)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with sf.SoundFile(str(tmp), "w", codec.sample_rate_hz, codec.channels, subtype="FLOAT", format="WAV") as f:
+            for piece in pieces:
+                f.write(piece.T)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -25,7 +25,8 @@ import numpy as np
 
 from .errors import CodesFileError, ParameterError
 
-__all__ = ["ECDC_MAGIC", "ECDC_VERSION", "EcdcHeader", "pack_codes", "unpack_codes", "write_ecdc", "read_ecdc"]
+__all__ = ["ECDC_MAGIC", "ECDC_VERSION", "EcdcHeader", "pack_codes", "unpack_codes", "write_ecdc", "read_ecdc",
+           "write_ecdc_segments", "read_ecdc_segments"]
 
 ECDC_MAGIC = b"ECDC"
 ECDC_VERSION = 0
@@ -117,3 +118,52 @@ def read_ecdc(fo: BinaryIO, name: str, bits: int, frame_rate: float, sample_rate
             f"samples = {n_frames} frames of {bits}-bit codes) needs {need}; the file is "
             f"{'truncated' if len(data) < need else 'not one segment of this model'}")
     return h, unpack_codes(data, bits, h.n_codebooks, n_frames)
+
+
+_SCALE = struct.Struct("!f")
+
+
+def write_ecdc_segments(fo: BinaryIO, header: EcdcHeader, segments, bits: int) -> None:
+    """Write a normalising model's file: per segment its big-endian float32 scale, then its packed codes.
+
+    ``segments``: [(codes (codebook, frame) int, scale float32)] in the model's chunk order; each segment's
+    codes end on a byte boundary (the encodec command line flushes its bit packer per segment).
+    """
+    meta = json.dumps(header.to_json()).encode("utf-8")
+    fo.write(_HEADER.pack(ECDC_MAGIC, ECDC_VERSION, len(meta)))
+    fo.write(meta)
+    for codes, scale in segments:
+        fo.write(_SCALE.pack(float(scale)))
+        fo.write(pack_codes(codes, bits))
+
+
+def read_ecdc_segments(fo: BinaryIO, name: str, bits: int, hop: int, length: int, stride: int):
+    """Read a normalising model's ``.ecdc`` (segments of ``length`` samples every ``stride``).
+
+    Returns
+    -------
+    header : EcdcHeader
+    segments : [(codes (codebook, frame) int32, scale float32)], ``ceil(len / hop)`` frames each
+
+    Raises
+    ------
+    CodesFileError
+        Another magic or version, the language-model variant, a damaged header, too few / too many bytes.
+    """
+    h = _read_header(fo, name)
+    data = fo.read()
+    segments, at = [], 0
+    for offset in range(0, h.audio_length, stride):
+        n_frames = -(-min(h.audio_length - offset, length) // hop)
+        need = _SCALE.size + math.ceil(h.n_codebooks * n_frames * bits / 8)
+        if at + need > len(data):
+            raise CodesFileError(f"{name} ends in segment {len(segments)} (byte {len(data)} of the codes, "
+                                 f"{at + need} needed for {h.audio_length} samples); the file is truncated")
+        (scale,) = _SCALE.unpack(data[at : at + _SCALE.size])
+        codes = unpack_codes(data[at + _SCALE.size : at + need], bits, h.n_codebooks, n_frames)
+        segments.append((codes, np.float32(scale)))
+        at += need
+    if at != len(data):
+        raise CodesFileError(f"{name} holds {len(data) - at} bytes after its last segment; it is not one file of "
+                             f"this model's chunking ({length} samples every {stride})")
+    return h, segments

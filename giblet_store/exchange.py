@@ -4,7 +4,9 @@ Formats (``fmt``; by default from the file suffix):
 
 ``ecdc``
     The facebookresearch/encodec command line's file without ``--lm`` (:mod:`giblet_store.ecdc`):
-    ``encodec out.ecdc out.wav`` decodes an export of a ``facebook/encodec_24khz`` entry.
+    ``encodec out.ecdc out.wav`` decodes an export of a ``facebook/encodec_24khz`` entry, and of a
+    ``facebook/encodec_48khz`` one (whole entries only: per model chunk its scale, then its codes).
+    Entries of the 48 kHz model go out (and come in) as ``.ecdc`` only: their chunks overlap.
 ``acomp``
     Text: line 1 the channels, line 2 the bandwidth (kbps), then one line per time step (frame) with
     that frame's code index for each codebook, separated by spaces. On import every whitespace-
@@ -33,7 +35,7 @@ import numpy as np
 from .audio import AudioInfo
 from .hashing import sha256_file
 from .codec import DEFAULT_MODEL, CodecParams, load_codec
-from .ecdc import EcdcHeader, read_ecdc, write_ecdc
+from .ecdc import EcdcHeader, read_ecdc, read_ecdc_segments, write_ecdc, write_ecdc_segments
 from .errors import CodesFileError, ParameterError
 from .codes import _codes_template, codes_key_inputs, entry_stream
 from .entry import ExtractResult
@@ -69,9 +71,9 @@ def _ecdc_bytes(attrs: dict, stream: np.ndarray, whole: bool) -> bytes:
     sr, hop = int(attrs["sample_rate_hz"]), int(attrs["hop_samples"])
     name = ECDC_MODELS.get((sr, int(attrs["audio_channels"])))
     if name != "encodec_24khz":
-        raise ParameterError(f"entry {attrs['key'][:16]} is {sr} Hz, {attrs['audio_channels']} channel(s); .ecdc "
-                             "export is wired up for the 24 kHz mono model only (the 48 kHz one needs per-chunk "
-                             "scales); export it as npy, acomp or csv")
+        raise ParameterError(f"entry {attrs['key'][:16]} is {sr} Hz, {attrs['audio_channels']} channel(s) in one "
+                             "stream; the encodec command line has no such model (.ecdc names encodec_24khz or "
+                             "encodec_48khz); export it as npy, acomp or csv")
     n = stream.shape[1]
     length = int(round(float(attrs["duration_s"]) * sr)) if whole else n * hop
     if -(-length // hop) != n:  # frames outside the grid were left out: the audio is the frames' span
@@ -118,25 +120,53 @@ def export_codes(store: Store, entry: Entry | str, out_path: str | os.PathLike, 
     Raises
     ------
     ParameterError
-        Not a codes entry, an unknown format, a TR range outside the entry, ``ecdc`` of a 48 kHz entry.
+        Not a codes entry, an unknown format, a TR range outside the entry; a 48 kHz entry in another
+        format than a whole-file ``ecdc``.
     """
     out = Path(out_path)
     fmt = _format(out, fmt, EXPORT_FORMATS)
-    stream, entry = entry_stream(store, entry, trs)
-    if fmt == "ecdc":
-        data = _ecdc_bytes(entry.attrs, stream, trs is None)
-    elif fmt == "acomp":
-        data = _acomp_bytes(entry.attrs, stream)
-    elif fmt == "csv":
-        data = _csv_bytes(store, entry, stream, trs)
+    entry = store.get(entry, kind="codes", purpose="decoding to audio")  # the wording entry_stream gives
+    if "chunk_stride_samples" in entry.attrs:  # a normalised chunked model (48 kHz): segments with scales
+        data = _normalised_ecdc_bytes(store, entry, fmt, trs)
     else:
-        buf = io.BytesIO()
-        np.save(buf, stream.astype(np.int16), allow_pickle=False)
-        data = buf.getvalue()
+        data = _stream_bytes(store, entry, fmt, trs)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, out)
     return out
+
+
+def _stream_bytes(store: Store, entry: Entry, fmt: str, trs) -> bytes:
+    stream, entry = entry_stream(store, entry, trs)
+    if fmt == "ecdc":
+        return _ecdc_bytes(entry.attrs, stream, trs is None)
+    if fmt == "acomp":
+        return _acomp_bytes(entry.attrs, stream)
+    if fmt == "csv":
+        return _csv_bytes(store, entry, stream, trs)
+    buf = io.BytesIO()
+    np.save(buf, stream.astype(np.int16), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _normalised_ecdc_bytes(store: Store, entry: Entry, fmt: str, trs) -> bytes:
+    """The ``.ecdc`` of a normalised-chunk entry: per chunk its scale and codes, as the encodec CLI writes."""
+    from .codes_normalised import entry_chunks
+
+    a = entry.attrs
+    if fmt != "ecdc" or trs is not None:
+        raise ParameterError(
+            f"entry {entry.key[:16]} holds a normalised chunked model's codes ({a['sample_rate_hz']} Hz, "
+            f"{a['audio_channels']} channels): overlapping chunks with per-chunk scales, which only a whole-file "
+            ".ecdc holds; export it with --format ecdc and no --trs (or read codes, frame_chunk and scales)")
+    name = ECDC_MODELS.get((int(a["sample_rate_hz"]), int(a["audio_channels"])))
+    if name != "encodec_48khz":
+        raise ParameterError(f"entry {entry.key[:16]} is {a['sample_rate_hz']} Hz, {a['audio_channels']} channel(s) "
+                             "in normalised chunks; the encodec command line has no such model, so no .ecdc")
+    buf = io.BytesIO()
+    header = EcdcHeader(name, int(a["n_samples"]), int(a["n_codebooks"]), False)
+    write_ecdc_segments(buf, header, entry_chunks(store.open(entry)), _bits(a["codebook_size"]))
+    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------------ import
@@ -156,8 +186,7 @@ def _read_ecdc_file(path: Path, codec) -> tuple[np.ndarray, float, int]:
     mine = ECDC_MODELS.get((codec.sample_rate_hz, codec.channels))
     if header.model != mine:
         raise CodesFileError(f"{path.name} was written by {header.model!r}; the model given is {mine or codec.name!r} "
-                             f"({codec.sample_rate_hz} Hz, {codec.channels} ch). Give the matching model (--model); "
-                             "only the 24 kHz model is wired up in this version")
+                             f"({codec.sample_rate_hz} Hz, {codec.channels} ch). Give the matching model (--model)")
     return stream, _bandwidth_for(codec, header.n_codebooks, path.name), header.audio_length
 
 
@@ -223,6 +252,8 @@ def import_codes(store: Store, path: str | os.PathLike, model: str = DEFAULT_MOD
         raise CodesFileError(f"codes file {str(path)!r} does not exist or is not a file; check the path")
     grid = grid or TrGrid()
     codec = load_codec(model, None, device)
+    if codec.config.chunk_length_s is not None:
+        return _import_normalised(store, path, model, codec, grid, fmt, device)
     stream, bandwidth, length = _READERS[fmt](path, codec)
     stream = _check_values(stream, codec.codebook_size, path.name)
     sha = sha256_file(path)
@@ -238,5 +269,40 @@ def import_codes(store: Store, path: str | os.PathLike, model: str = DEFAULT_MOD
                                 inputs, device, stream.shape[0])
     attrs["source_name"] = path.name
     attrs["imported_from"] = {"format": fmt, "source_name": path.name, "source_sha256": sha}
+    entry, created = store.write(ds, {**attrs, "kind": "codes", "key": key}, default_encoding(ds))
+    return ExtractResult(entry, created, str(path))
+
+
+def _import_normalised(store: Store, path: Path, model: str, codec, grid: TrGrid, fmt: str, device: str):
+    """:func:`import_codes` of an ``.ecdc`` of a normalised chunked model (the 48 kHz one)."""
+    from .codes import _normalised_template
+    from .codes_normalised import lay_chunks
+    from .normalised import config_chunking, model_chunking
+
+    mine = ECDC_MODELS.get((codec.sample_rate_hz, codec.channels))
+    if fmt != "ecdc":
+        raise CodesFileError(f"model {Path(codec.name).name} encodes in normalised chunks with per-chunk scales, "
+                             f"which a .{fmt} file does not hold; import an .ecdc written for it")
+    ch = model_chunking(codec)
+    with open(path, "rb") as f:
+        header, segments = read_ecdc_segments(f, path.name, _bits(codec.codebook_size), ch.hop, ch.length, ch.stride)
+    if header.model != mine:
+        raise CodesFileError(f"{path.name} was written by {header.model!r}; the model given is {mine or codec.name!r} "
+                             f"({codec.sample_rate_hz} Hz, {codec.channels} ch). Give the matching model (--model)")
+    bandwidth = _bandwidth_for(codec, header.n_codebooks, path.name)
+    parts = [_check_values(c, codec.codebook_size, path.name) for c, _ in segments]
+    sha = sha256_file(path)
+    chunking = config_chunking(model)
+    params = CodecParams(model=model, bandwidth_kbps=bandwidth, chunk_s=chunking["chunk_length_s"], context_s=0.0,
+                         encoder="model_chunks")
+    inputs = {**codes_key_inputs(sha, params, grid, codec.identity, None, chunking), "imported_format": fmt}
+    key = content_key(inputs)
+    if (hit := store.lookup(key, "codes")) is not None:
+        return ExtractResult(hit, False, str(path))
+    laid = lay_chunks(parts, [s for _, s in segments], ch, grid)
+    info = AudioInfo(str(path), codec.sample_rate_hz, codec.channels, header.audio_length)
+    ds, attrs = _normalised_template(codec, laid, info, params, grid, codec.identity, inputs, device, len(parts[0]))
+    attrs.update(source_name=path.name, n_samples=header.audio_length,
+                 imported_from={"format": fmt, "source_name": path.name, "source_sha256": sha})
     entry, created = store.write(ds, {**attrs, "kind": "codes", "key": key}, default_encoding(ds))
     return ExtractResult(entry, created, str(path))

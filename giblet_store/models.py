@@ -241,11 +241,11 @@ def _load_cached(name: str, revision: str | None, device: str, stamp: tuple) -> 
         raise ModelError(_no_weights_message(name, f"{type(exc).__name__}: {exc}")) from None
     if getattr(model.config, "model_type", None) != "encodec":
         raise ModelError(f"{name!r} is not an EnCodec model")
-    if model.config.chunk_length_s is not None or model.config.normalize:
+    if model.config.normalize and model.config.chunk_length_s is None:
         raise ModelError(
-            f"{name!r} normalises audio in {model.config.chunk_length_s} s chunks with per-chunk scales "
-            "(the 48 kHz model); the store reserves a `scales` variable for it, but only causal, "
-            "unnormalised models (facebook/encodec_24khz) are wired up in this version"
+            f"{name!r} normalises audio (normalize=true) without chunk_length_s, so EncodecModel.decode has "
+            "no per-chunk scale to undo it; set chunk_length_s and overlap in its config.json (the 48 kHz "
+            "model: 1.0 and 0.01)"
         )
     try:
         model = model.to(device)
@@ -293,6 +293,7 @@ def codec_for_entry(attrs: dict, model: str | None = None, device: str = "cpu", 
     """
     name = entry_model_name(attrs, model)
     codec = load_codec(name, attrs.get("model_revision") if model is None else None, device)
+    _check_same_architecture(attrs, codec, purpose)
     mine = {k: attrs[k] for k in ("model_sha256", "model_id") if k in attrs}
     if mine and not all(codec.identity.get(k) == v for k, v in mine.items()):
         raise ParameterError(
@@ -300,6 +301,22 @@ def codec_for_entry(attrs: dict, model: str | None = None, device: str = "cpu", 
             f"(entry: {mine}, given: {codec.identity}); {purpose} with the same weights"
         )
     return codec
+
+
+def _check_same_architecture(attrs: dict, codec: "Codec", purpose: str) -> None:
+    """A clear error when an entry of one architecture (24 kHz mono, 48 kHz stereo) meets the other."""
+    def describe(rate, channels, chunked):
+        return f"{rate} Hz, {channels} channel(s), " + ("normalised overlapping chunks" if chunked else "one stream")
+
+    theirs = (attrs.get("sample_rate_hz"), attrs.get("audio_channels"), "chunk_stride_samples" in attrs)
+    given = (codec.sample_rate_hz, codec.channels, codec.config.chunk_length_s is not None)
+    known = (theirs[0] is not None, theirs[1] is not None, attrs.get("kind") == "codes")  # what the entry says
+    if any(k and t != g for k, t, g in zip(known, theirs, given)):
+        raise ParameterError(
+            f"entry {str(attrs.get('key', ''))[:16]} was made by a model of another architecture "
+            f"({describe(*theirs)}; model {attrs.get('model')!r}) than {codec.name!r} ({describe(*given)}); "
+            f"{purpose} with the model that made it"
+        )
 
 
 def load_codec(name: str = DEFAULT_MODEL, revision: str | None = None, device: str = "cpu") -> Codec:

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["synth_audio", "write_wav", "make_test_model", "save_test_model"]
+__all__ = ["synth_audio", "write_wav", "make_test_model", "save_test_model", "STEREO_48KHZ"]
+
+#: ``EncodecConfig`` overrides for a small model of the 48 kHz stereo architecture (facebook/encodec_48khz:
+#: normalised 1 s chunks with 1 % overlap, 2 channels, non-causal, time_group_norm, 3/6/12/24 kbps -> 2/4/8/16
+#: codebooks of 1024, 150 frames/s); only the widths are smaller, so tests run in seconds
+STEREO_48KHZ = {
+    "sampling_rate": 48000, "audio_channels": 2, "normalize": True, "chunk_length_s": 1.0, "overlap": 0.01,
+    "target_bandwidths": [3.0, 6.0, 12.0, 24.0], "use_causal_conv": False, "norm_type": "time_group_norm",
+    "upsampling_ratios": [8, 5, 4, 2], "num_filters": 4, "hidden_size": 32, "codebook_dim": 32,
+    "num_lstm_layers": 2, "compress": 2,
+}
 
 
 def synth_audio(seconds: float, sample_rate_hz: int = 24000, seed: int = 0, channels: int = 1) -> np.ndarray:
@@ -67,7 +77,10 @@ def make_test_model(seed: int = 0, fill_seconds: float = 30.0, **config):
     torch.manual_seed(seed)
     model = EncodecModel(EncodecConfig(**config)).eval()
     sr = model.config.sampling_rate
-    audio = np.concatenate([synth_audio(fill_seconds / 2, sr, seed + i)[:1] for i in range(2)], axis=1)
+    ch = model.config.audio_channels
+    audio = np.concatenate([synth_audio(fill_seconds / 2, sr, seed + i, channels=ch) for i in range(2)], axis=1)
+    if model.config.normalize:  # what the encoder sees: audio divided by its RMS
+        audio = audio / (np.sqrt(np.mean(audio.mean(axis=0) ** 2)) + 1e-8)
     gen = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
         emb = model.encoder(torch.from_numpy(audio)[None])  # (1, dim, frame)

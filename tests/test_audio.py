@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 
 from giblet_store.audio import audio_info, load_audio
+from giblet_store.channels import ChannelsMixedWarning
 from giblet_store.hashing import sha256_file
 from giblet_store.errors import AudioError
 from giblet_store.testing import synth_audio, write_wav
@@ -31,11 +32,26 @@ def test_stereo_is_mixed_to_mono_and_kept_for_stereo(tmp_path):
     x = synth_audio(1.0, 24000, channels=2)
     x[1] *= 0.5
     write_wav(tmp_path / "s.flac", x, 24000)
-    mono, info = load_audio(tmp_path / "s.flac", 24000, channels=1)
+    with pytest.warns(ChannelsMixedWarning, match="has 2 channels and the model takes mono: their mean is encoded"):
+        mono, info = load_audio(tmp_path / "s.flac", 24000, channels=1)
     assert info.channels == 2
     np.testing.assert_allclose(mono[0], x.mean(axis=0), atol=2 / 32768)
-    stereo, _ = load_audio(tmp_path / "s.flac", 24000, channels=2)
+    stereo, _ = load_audio(tmp_path / "s.flac", 24000, channels=2)  # as it is: no warning
     assert stereo.shape == (2, 24000)
+
+
+def test_mono_is_duplicated_for_stereo_and_many_channels_refused(tmp_path):
+    x = synth_audio(0.5, 24000, seed=1)
+    write_wav(tmp_path / "m.wav", x, 24000)
+    with pytest.warns(ChannelsMixedWarning, match="is mono and the model takes stereo: the channel is encoded on both"):
+        both, _ = load_audio(tmp_path / "m.wav", 24000, channels=2)
+    np.testing.assert_array_equal(both[0], both[1])
+    write_wav(tmp_path / "six.wav", np.tile(x, (6, 1)), 24000)
+    with pytest.raises(AudioError, match="has 6 channels; a stereo model takes 1 or 2. Mix it down to stereo"):
+        load_audio(tmp_path / "six.wav", 24000, channels=2)
+    with pytest.warns(ChannelsMixedWarning, match="has 6 channels and the model takes mono"):
+        mono, _ = load_audio(tmp_path / "six.wav", 24000, channels=1)
+    np.testing.assert_allclose(mono[0], x[0], atol=2 / 32768)
 
 
 def test_ogg_reads(tmp_path):

@@ -3,6 +3,7 @@ chunk tasks spread over workers, idempotence, failures that stay local, object-s
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -20,6 +21,7 @@ from giblet_store.cli import main
 from giblet_store.batch import ClusterError, run_batch
 from giblet_store.errors import ParameterError, StoreError
 from giblet_store.batch_manifest import ManifestError, load_manifest
+from giblet_store.channels import ChannelsMixedWarning
 from giblet_store.testing import synth_audio, write_wav
 
 HAS_MEL = importlib.util.find_spec("giblet_store.mel") is not None
@@ -60,7 +62,9 @@ def reference(tmp_path, model_dir, stim, jobs) -> Path:
     """Entries made one by one with the single-process extract_codes."""
     ref = open_store(tmp_path / f"ref-{uuid.uuid4().hex[:6]}")
     for name, bw, tr in jobs:
-        extract_codes(ref, stim / name, CodecParams(str(model_dir), bandwidth_kbps=bw, **CHUNK), TrGrid(tr))
+        stereo = name in ("c.wav", "e.flac")  # the channel rule warns (batch says it in the item's note)
+        with pytest.warns(ChannelsMixedWarning, match="mean is encoded") if stereo else contextlib.nullcontext():
+            extract_codes(ref, stim / name, CodecParams(str(model_dir), bandwidth_kbps=bw, **CHUNK), TrGrid(tr))
     return Path(ref.root)
 
 
@@ -76,6 +80,8 @@ def test_batch_equals_single_process_extract_byte_for_byte(client, model_dir, st
     report = run_batch(m, tmp_path / "batch", scheduler=client, progress=False)
     assert report.counts == {"created": 10, "cached": 0, "failed": 0} and report.ok
     assert all(it.key and it.path.startswith("codes/") for it in report.items)
+    notes = {Path(it.source).name: it.note for it in report.items}
+    assert notes["c.wav"] == notes["e.flac"] == "2 channel(s) mixed to the model's 1 (mean)" and notes["a.wav"] == ""
     ref = reference(tmp_path, model_dir, stim, [(n, bw, 1.5) for n in names for bw in (1.5, 3)])
     assert tree(tmp_path / "batch" / "codes") == tree(ref / "codes")
     assert [p.name for p in (tmp_path / "batch" / "_staging").iterdir()] == ["zarr.json"]  # nothing left behind
