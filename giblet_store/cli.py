@@ -17,7 +17,7 @@ from .errors import GibletStoreError, ParameterError
 
 __all__ = ["main", "build_parser"]
 
-from .cli_util import EXIT_ERROR, tr_range as _tr_range  # noqa: E402
+from .cli_util import EXIT_ERROR, field_default as _default, tr_range as _tr_range  # noqa: E402
 from .cli_common import (  # noqa: E402,F401  (shared by the subcommand modules)
     add_no_progress as _add_no_progress, dump_entries as _dump_entries, extract_each as _extract_each,
     progress as _progress,
@@ -26,20 +26,27 @@ from .cli_common import (  # noqa: E402,F401  (shared by the subcommand modules)
 
 # ------------------------------------------------------------------------------------ extract
 def _add_extract(sub) -> None:
+    from .codec import ENCODERS, CodecParams as C
+    from .grid import TrGrid as G
+
     p = sub.add_parser("extract", help="encode audio files to EnCodec codes on a TR grid")
     p.add_argument("audio", nargs="+", help="wav/flac/ogg files, or video/audio containers (mp4, mkv, mov, ...)")
     p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
-    p.add_argument("--model", default="facebook/encodec_24khz", help="hub name or save_pretrained directory")
-    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    p.add_argument("--model", default=_default(C, "model"), help="hub name or save_pretrained directory")
+    p.add_argument("--revision", default=_default(C, "revision"), help="hub revision (branch, tag or commit)")
     p.add_argument("--audio-stream", type=int, default=None, metavar="N",
                    help="container stream index (as ffprobe's Stream #0:N); default: the default audio stream")
-    p.add_argument("--bandwidth", type=float, default=6.0, help="kbps (24 kHz: 1.5, 3, 6, 12, 24)")
-    p.add_argument("--tr", type=float, default=1.5, help="TR in seconds")
-    p.add_argument("--onset", type=float, default=0.0, help="stimulus time (s) at which TR 0 starts")
-    p.add_argument("--n-trs", type=int, default=None, help="pad with empty TRs or crop (with a warning)")
-    p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per encode call (bounds memory)")
-    p.add_argument("--context-seconds", type=float, default=2.0, help="left context per chunk")
-    p.add_argument("--encoder", choices=("stream", "chunked"), default="stream",
+    p.add_argument("--bandwidth", type=float, default=_default(C, "bandwidth_kbps"),
+                   help="kbps (24 kHz: 1.5, 3, 6, 12, 24)")
+    p.add_argument("--tr", type=float, default=_default(G, "tr_s"), help="TR in seconds")
+    p.add_argument("--onset", type=float, default=_default(G, "onset_s"),
+                   help="stimulus time (s) at which TR 0 starts")
+    p.add_argument("--n-trs", type=int, default=_default(G, "n_trs"),
+                   help="pad with empty TRs or crop (with a warning)")
+    p.add_argument("--chunk-seconds", type=float, default=_default(C, "chunk_s"),
+                   help="audio per encode call (bounds memory)")
+    p.add_argument("--context-seconds", type=float, default=_default(C, "context_s"), help="left context per chunk")
+    p.add_argument("--encoder", choices=ENCODERS, default=_default(C, "encoder"),
                    help="stream: one exact pass with carried state (causal models); chunked: chunks with context")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps)")
     p.add_argument("--json", action="store_true", help="print a JSON list")

@@ -15,6 +15,9 @@ __all__ = ["add_batch"]
 
 
 def add_batch(sub) -> None:
+    from .cli_util import field_default
+    from .codec import CodecParams
+
     p = sub.add_parser("batch", help="extract every entry of a manifest on a Dask cluster (resumable)")
     p.add_argument("manifest", help="CSV, YAML or JSON manifest: stimuli x kinds x bandwidths x TRs")
     p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
@@ -26,7 +29,7 @@ def add_batch(sub) -> None:
     p.add_argument("--connect-timeout", type=float, default=5.0, help="seconds to wait for a scheduler address")
     p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
                    help="hub name or save_pretrained directory for stimuli that name none "
-                        "(default: the manifest's, else facebook/encodec_24khz)")
+                        f"(default: the manifest's, else {field_default(CodecParams, 'model')})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_batch)

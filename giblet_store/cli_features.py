@@ -31,7 +31,8 @@ def add_mel(sub) -> None:
     p.add_argument("--n-trs", type=int, default=_default(TrGrid, "n_trs"),
                    help="pad with empty TRs or crop (with a warning)")
     m = MelParams
-    p.add_argument("--sample-rate", type=int, default=_default(m, "sample_rate_hz"), help="Hz the audio is resampled to")
+    p.add_argument("--sample-rate", type=int, default=_default(m, "sample_rate_hz"),
+                   help="Hz the audio is resampled to")
     p.add_argument("--n-fft", type=int, default=_default(m, "n_fft"), help="STFT size (samples)")
     p.add_argument("--hop", type=int, default=_default(m, "hop"), help="STFT hop (samples)")
     p.add_argument("--n-mels", type=int, default=_default(m, "n_mels"), help="mel bands (<= n_fft/2 + 1)")

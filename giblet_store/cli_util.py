@@ -58,7 +58,7 @@ def tr_range(text: str | None) -> tuple[int, int] | None:
 
 
 def field_default(cls: type, name: str) -> Any:
-    """The default of field ``name`` of the parameter dataclass ``cls``: what a CLI option mirroring it defaults to.
+    """The default of field ``name`` of the parameter dataclass ``cls``: a mirroring CLI option's default.
 
     Options read their defaults from here, never from a hand-written copy, so ``--help`` and the
     Python API cannot drift apart.
