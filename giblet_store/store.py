@@ -20,7 +20,8 @@ from .entry import KEY_PATH_LEN, STAGING, Entry, check_kind, default_encoding, e
 from .conventions import eager_coords
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 from .staging import StagedWriter, Staging
-from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match, matches  # noqa: F401
+from .attr_match import matches
+from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
 from .validate import parse_key, parse_kind
 
@@ -36,8 +37,6 @@ def _check_version(attrs: Mapping, where: str) -> None:
             f"{where} has format_version {version!r}; this giblet_store reads 1 to {FORMAT_VERSION}. "
             f"Upgrade giblet_store (pip install -U giblet_store) to read it, or delete the entry"
         )
-
-
 
 
 class Store:
