@@ -31,7 +31,7 @@ def add_quality(sub) -> None:
     p.add_argument("--store", default=None, help="store: resolves entry keys and keeps the scores as a quality entry")
     p.add_argument("--trs", default=None, metavar="A:B", help="TR range (stop exclusive); default every TR")
     p.add_argument("--metrics", default=_metrics_default(),
-                   help=f"comma-separated: {_metrics_default()} (default all)")
+                   help="comma-separated metrics; the default is all of them")
     p.add_argument("--align", action="store_true", help="trim both to the shorter when lengths differ")
     p.add_argument("--tr", type=float, default=None,
                    help=f"TR in seconds for two files (default {_grid_default('tr_s'):g})")
