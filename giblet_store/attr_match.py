@@ -1,7 +1,7 @@
 """How :meth:`Store.find` (and ``giblet-store ls --where``) compares entry attributes with wanted values.
 
-Numbers compare by value within a relative 1e-9 (``bandwidth_kbps=6`` matches 6.0), booleans only
-with booleans, a wanted list matches any of its values (unless the attribute is a list itself), and
+Numbers compare by value within a relative 1e-9 (``bandwidth_kbps=6`` matches 6.0), booleans
+exactly (``==``, never by closeness), a wanted list matches any of its values (unless the attribute is a list itself), and
 dotted names reach into nested attributes (``hrf_params.peak_delay_s``).
 """
 
