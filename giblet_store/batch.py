@@ -26,13 +26,12 @@ on one store write identical bytes to the same places and publish once.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,82 +41,16 @@ from .audio import AudioInfo, audio_info
 from .hashing import sha256_file
 from .errors import AudioError, ClusterError, GibletStoreError, ParameterError  # noqa: F401
 from .batch_manifest import Job, Manifest, ManifestError, load_manifest
+from .batch_report import BatchItem, BatchReport, _reason, _replace
+from .batch_cluster import _connect, _progress_mode
 from .params import content_key
+from .validate import int_in_range
 from .store import Entry, Store, default_encoding, open_store
 from .batch_tasks import (  # the functions workers run
     _commit_task, _encode_task, _load_task, _mel_task, _seeks_exactly, _slice_task, _Source, _write_task,
 )
 
 __all__ = ["run_batch", "BatchReport", "BatchItem", "ClusterError"]
-
-
-# ------------------------------------------------------------------------------------ report
-@dataclass(frozen=True)
-class BatchItem:
-    """What happened to one job: ``status`` is ``created``, ``cached`` or ``failed`` (with ``reason``)."""
-
-    source: str
-    kind: str
-    params: str
-    status: str
-    key: str | None = None
-    path: str | None = None
-    reason: str = ""
-    note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class BatchReport:
-    """Every job of a batch and its outcome, in manifest order."""
-
-    items: list = field(default_factory=list)
-    store: str = ""
-    wall_s: float = 0.0
-
-    @property
-    def counts(self) -> dict[str, int]:
-        out = {"created": 0, "cached": 0, "failed": 0}
-        for it in self.items:
-            out[it.status] += 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        """True when no job failed."""
-        return self.counts["failed"] == 0
-
-    @property
-    def failed(self) -> list:
-        return [it for it in self.items if it.status == "failed"]
-
-    def summary(self) -> str:
-        c = self.counts
-        return f"{c['created']} created, {c['cached']} cached, {c['failed']} failed ({self.wall_s:.1f} s)"
-
-    def table(self) -> str:
-        """A plain-text table (status, kind, source, parameters, key, reason) and a summary line."""
-        rows = [(it.status, it.kind, Path(it.source).name, it.params, (it.key or "-")[:16],
-                 _first_line(it.reason or it.note)) for it in self.items]
-        header = ("STATUS", "KIND", "SOURCE", "PARAMETERS", "KEY", "REASON / NOTE")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-        lines = ["  ".join([*(c.ljust(w) for c, w in zip(r[:5], widths)), r[5]]).rstrip() for r in [header, *rows]]
-        return "\n".join([*lines, self.summary()])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"store": self.store, "wall_s": self.wall_s, "counts": self.counts,
-                "items": [it.to_json() for it in self.items]}
-
-
-def _first_line(text: str, limit: int = 160) -> str:
-    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 # ------------------------------------------------------------------------------------ planning
@@ -146,14 +79,13 @@ def _hash_all(paths) -> dict[Path, str]:
         return dict(zip(paths, pool.map(sha256_file, paths)))
 
 
-def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
-    """Split jobs into finished items (cached / failed) and plans for the missing codes entries.
+def _check_manifest(manifest: Manifest) -> tuple[dict, dict]:
+    """``(models, shas)``: each codes model loaded once with its identity, each stimulus's sha256.
 
-    Raises ManifestError for problems that concern the manifest as a whole (model, bandwidth,
-    duplicate content): those are reported before any work starts.
+    Raises ManifestError listing every problem that concerns the manifest as a whole (a model that
+    does not load, a bandwidth it does not offer, two stimuli with the same content).
     """
     from .codec import load_codec, model_identity
-    from .codes import codes_key_inputs
 
     problems: list[str] = []
     models: dict[tuple, Any] = {}
@@ -181,20 +113,37 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
         first.setdefault(sha, p)
     if problems:
         raise ManifestError(manifest.source, sorted(set(problems), key=problems.index))
+    return models, shas
 
+
+def _readable(job: Job, infos: dict) -> "AudioInfo | AudioError":
+    """The stimulus's :class:`AudioInfo` (read once per file), or why batch cannot read it by range."""
+    if job.path not in infos:
+        try:
+            infos[job.path] = audio_info(job.path)
+        except AudioError as exc:
+            infos[job.path] = exc
+    info = infos[job.path]
+    if not isinstance(info, AudioError) and info.reader != "soundfile":  # length known only once decoded
+        info = AudioError(f"{job.path.name} is a {info.container_format} container; batch reads wav/flac/ogg "
+                          "by range. Run `giblet-store extract` on it, or extract its audio to flac first")
+    return info
+
+
+def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
+    """Split jobs into finished items (cached / failed) and plans for the missing codes entries.
+
+    Raises ManifestError for problems that concern the manifest as a whole (model, bandwidth,
+    duplicate content): those are reported before any work starts.
+    """
+    from .codes import codes_key_inputs
+
+    models, shas = _check_manifest(manifest)
     done, plans, mel_jobs = [], [], []
     infos: dict[Path, AudioInfo | AudioError] = {}
     for idx, job in enumerate(manifest.jobs):
         item = BatchItem(str(job.path), job.kind, job.describe(), "failed")
-        if job.path not in infos:
-            try:
-                infos[job.path] = audio_info(job.path)
-            except AudioError as exc:
-                infos[job.path] = exc
-        info = infos[job.path]
-        if not isinstance(info, AudioError) and info.reader != "soundfile":  # length known only once decoded
-            info = AudioError(f"{job.path.name} is a {info.container_format} container; batch reads wav/flac/ogg "
-                              "by range. Run `giblet-store extract` on it, or extract its audio to flac first")
+        info = _readable(job, infos)
         if isinstance(info, AudioError):  # a corrupt file fails its own jobs only
             done.append((idx, _replace(item, reason=_reason(info))))
             continue
@@ -231,10 +180,6 @@ def _mel_lookup(store: Store, job: Job, sha: str) -> Entry | None:
 
     params = MelParams.from_dict(job.mel) if job.mel else MelParams()
     return store.lookup(content_key(mel_key_inputs(sha, params, job.grid)), "mel")
-
-
-def _replace(item: BatchItem, **kw) -> BatchItem:
-    return BatchItem(**{**item.__dict__, **kw})
 
 
 def _model_fit(item: BatchItem, info: AudioInfo, model) -> BatchItem:
@@ -280,59 +225,6 @@ def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device
         bounds, chunk_frames = [(0, 0, n_samples)], n_stream
     return _CodesPlan(job, item, key, ds, attrs, encoding, source, layout.starts, layout.slots, n_q,
                       int(chunks[0]), chunk_frames, bounds, model.hop, (model.name, revision, device), token)
-
-
-def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, stack):
-    """A distributed Client: a new LocalCluster (``"local"``), a scheduler address, or a given Client."""
-    import distributed
-
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ParameterError(f"workers must be a whole number >= 1, got {workers!r}")
-    if isinstance(scheduler, distributed.Client):
-        if workers is not None:
-            raise ParameterError("workers sets the size of a local cluster; the given Client has its own workers")
-        return scheduler, False
-    if scheduler in (None, "local"):
-        n = workers or os.cpu_count() or 1
-        try:
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=not in_process, dashboard_address=":0",
-                silence_logs=logging.CRITICAL))
-            return stack.enter_context(distributed.Client(cluster)), True
-        except Exception as exc:
-            raise ClusterError(f"could not start a LocalCluster with {n} worker(s): {_reason(exc)}") from None
-    if not isinstance(scheduler, str) or not scheduler.strip():
-        raise ClusterError(f"scheduler must be 'local' or an address like tcp://host:8786, got {scheduler!r}")
-    if workers is not None:
-        raise ParameterError(f"--workers sets the size of a local cluster; the cluster at {scheduler} has its own "
-                             "workers. Drop --workers, or use --scheduler local")
-    if in_process:
-        raise ClusterError(f"the store lives in this process's memory (memory://), which workers of the cluster at "
-                           f"{scheduler} cannot reach; give a shared directory or an object-store URL")
-    try:
-        client = distributed.Client(scheduler, timeout=timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(
-            f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s ({exc}); check the address "
-            "(`dask scheduler` prints it), or run with --scheduler local"
-        ) from None
-    stack.callback(client.close)
-    try:
-        client.wait_for_workers(1, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(f"the Dask scheduler at {scheduler!r} has no workers after {timeout:g} s ({exc}); start "
-                           "some (`dask worker ADDRESS`) and rerun") from None
-    return client, False
-
-
-def _progress_mode(progress, own_cluster: bool) -> str | None:
-    if progress is False:
-        return None
-    if progress in ("tqdm", "distributed"):
-        return progress
-    if progress is None and not sys.stderr.isatty():
-        return None
-    return "tqdm" if own_cluster else "distributed"
 
 
 # ------------------------------------------------------------------------------------ running
@@ -386,17 +278,7 @@ def run_batch(
     import contextlib
 
     t0 = time.perf_counter()
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, model=model)
-    elif model is not None:
-        raise ParameterError("model= applies when the manifest is read here; pass load_manifest(..., model=...) "
-                             "for a Manifest that is already loaded")
-    if not isinstance(store, Store):
-        store = open_store(store)
-    if tr_chunk is None:
-        tr_chunk = manifest.tr_chunk
-    elif isinstance(tr_chunk, bool) or not isinstance(tr_chunk, int) or tr_chunk < 1:
-        raise ParameterError(f"tr_chunk must be a whole number of TRs >= 1, got {tr_chunk!r}")
+    manifest, store, tr_chunk = _inputs(manifest, store, tr_chunk, model)
     done, plans, mel_jobs = _plan(manifest, store, tr_chunk)
     results = dict(done)
     if plans or mel_jobs:
@@ -408,10 +290,24 @@ def run_batch(
     return BatchReport(items, store.url, time.perf_counter() - t0)
 
 
+def _inputs(manifest, store, tr_chunk, model) -> tuple[Manifest, Store, int | None]:
+    """:func:`run_batch`'s arguments as a loaded Manifest, an open Store and the TRs per chunk to write."""
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest, model=model)
+    elif model is not None:
+        raise ParameterError("model= applies when the manifest is read here; pass load_manifest(..., model=...) "
+                             "for a Manifest that is already loaded")
+    if not isinstance(store, Store):
+        store = open_store(store)
+    if tr_chunk is None:
+        tr_chunk = manifest.tr_chunk
+    else:
+        tr_chunk = int_in_range("tr_chunk", tr_chunk, 1)
+    return manifest, store, tr_chunk
+
+
 def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | None) -> dict[int, BatchItem]:
     """Stage every planned entry, submit its graph, wait, and turn futures into report items."""
-    import distributed
-
     run = uuid.uuid4().hex[:8]
     out: dict[int, BatchItem] = {}
     pending: list = []  # (idx, item, final future, note)
@@ -457,6 +353,14 @@ def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | 
     shared.clear()
     _wait(client, tasks, progress)
     tasks.clear()  # release the futures
+    return {**out, **_collect(pending)}
+
+
+def _collect(pending: list) -> dict[int, BatchItem]:
+    """Report items of finished (or failed) futures: ``(idx, item, future, note)`` each."""
+    import distributed
+
+    out = {}
     for idx, item, fut, note in pending:
         if fut.status == "finished":
             key, path, created = fut.result()

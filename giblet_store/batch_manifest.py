@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .codec import CodecParams
-from .validate import number_like
+from .validate import int_in_range, number_like
 from .errors import ManifestError, ParameterError  # noqa: F401 (ManifestError re-exported)
 from .grid import TrGrid
 
@@ -293,98 +293,139 @@ def _mel_params(d: Any) -> tuple[dict, str | None]:
 
 # ------------------------------------------------------------------------------------ building
 def _build(name: str, base: Path, top: dict, rows: list[tuple[str, dict]], problems: list[str]) -> Manifest:
+    """The Manifest of a parsed file: top-level defaults and one row per stimulus, every problem at once."""
     problems = list(problems)
     defaults = {**_defaults(), **top}
-    device = defaults["device"]
-    if not isinstance(device, str) or not device:
-        problems.append(f"device must be a torch device name (cpu, cuda, cuda:1, mps), got {device!r}")
-    tr_chunk = defaults["tr_chunk"]
-    if tr_chunk is not None and (isinstance(tr_chunk, bool) or not isinstance(tr_chunk, int) or tr_chunk < 1):
-        problems.append(f"tr_chunk must be a whole number of TRs >= 1 (or absent), got {tr_chunk!r}")
-        tr_chunk = None
-    mel_params, mel_problem, mel_checked = {}, None, False
-
+    device, tr_chunk = _top_level(defaults, problems)
+    mel: dict[str, Any] = {}  # the mel parameters, checked once a stimulus asks for mel
     jobs, stimuli, seen = [], [], {}
     for where, row in rows:
         cfg = {**defaults, **row}
         label = f"{where} ({row.get('path', '?')})"
-        path = cfg.get("path")
-        if not isinstance(path, str) or not path.strip():
-            problems.append(f"{where}: no path given")
+        p = _stimulus(where, label, cfg.get("path"), base, seen, problems)
+        if p is None:
             continue
-        p = (base / path.strip()).expanduser().resolve()
-        if not p.exists():
-            problems.append(f"{label}: file {str(p)!r} does not exist; check the path (relative paths are "
-                            f"read from {str(base)!r})")
-        elif p.is_dir():
-            problems.append(f"{label}: {str(p)!r} is a directory; expected an audio file")
-        if p in seen:
-            problems.append(f"{label}: repeats {seen[p]}; list each stimulus once and give several values in "
-                            "its bandwidths/trs/kinds instead")
-            continue
-        seen[p] = where
         stimuli.append(p)
-
-        values: dict[str, Any] = {}
-        for list_name in _LISTS:
-            items = _split(cfg[list_name])
-            if not items:
-                problems.append(f"{label}: {list_name} is empty")
-            values[list_name] = items
-        kinds = []
-        for k in values["kinds"]:
-            if k not in KINDS:
-                problems.append(f"{label}: unknown kind {k!r}; expected some of {list(KINDS)}")
-            elif k in kinds:
-                problems.append(f"{label}: kind {k!r} is listed twice")
-            else:
-                kinds.append(k)
-        numbers = {}
-        for list_name, unit in (("bandwidths", "bandwidth_kbps"), ("trs", "tr_s")):
-            numbers[list_name] = []
-            for v in values[list_name]:
-                try:
-                    x = _number(v, unit)
-                except ParameterError as exc:
-                    problems.append(f"{label}: {exc}")
-                    continue
-                if x in numbers[list_name]:
-                    problems.append(f"{label}: {list_name} lists {x:g} twice")
-                else:
-                    numbers[list_name].append(x)
-        try:
-            onset = _number(cfg["onset_s"], "onset_s")
-            n_trs = _n_trs(cfg["n_trs"])
-            grids = [TrGrid(tr_s=tr, onset_s=onset, n_trs=n_trs) for tr in numbers["trs"]]
-        except ParameterError as exc:
-            problems.append(f"{label}: {exc}")
-            grids = []
-        codecs = []
-        if "codes" in kinds:
-            try:
-                model = _model(cfg["model"], base)
-                chunk_s = _number(cfg["chunk_s"], "chunk_s")
-                context_s = _number(cfg["context_s"], "context_s")
-                revision = cfg["revision"]
-                if revision is not None and not isinstance(revision, str):
-                    revision = str(revision)
-                codecs = [CodecParams(model=model, bandwidth_kbps=bw, chunk_s=chunk_s, context_s=context_s,
-                                      revision=revision, encoder=cfg["encoder"]) for bw in numbers["bandwidths"]]
-            except ParameterError as exc:
-                problems.append(f"{label}: {exc}")
-        if "mel" in kinds and not mel_checked:
-            mel_params, mel_problem = _mel_params(defaults["mel"])
-            mel_checked = True
-            if mel_problem:
-                problems.append(mel_problem)
-        for kind in kinds:
-            for grid in grids:
-                if kind == "codes":
-                    jobs += [Job(p, "codes", grid, codec=c, where=where) for c in codecs]
-                else:
-                    jobs.append(Job(p, "mel", grid, mel=dict(mel_params), where=where))
+        jobs += _row_jobs(p, where, label, cfg, base, mel, defaults["mel"], problems)
     if not rows and not problems:
         problems.append("no stimuli listed")
     if problems:
         raise ManifestError(name, problems)
     return Manifest(name, tuple(jobs), tuple(stimuli), device=device, tr_chunk=tr_chunk)
+
+
+def _top_level(defaults: dict, problems: list[str]) -> tuple[Any, int | None]:
+    """``(device, tr_chunk)`` of the manifest (problems noted; a bad tr_chunk becomes None)."""
+    device = defaults["device"]
+    if not isinstance(device, str) or not device:
+        problems.append(f"device must be a torch device name (cpu, cuda, cuda:1, mps), got {device!r}")
+    try:
+        tr_chunk = int_in_range("tr_chunk", defaults["tr_chunk"], 1, optional=True)
+    except ParameterError as exc:
+        problems.append(f"{exc} (TRs per Zarr chunk; leave it out for the store's chunking)")
+        tr_chunk = None
+    return device, tr_chunk
+
+
+def _stimulus(where: str, label: str, path: Any, base: Path, seen: dict, problems: list[str]) -> Path | None:
+    """The stimulus file a row names (a missing file is noted, not skipped); None: no path, or a repeat."""
+    if not isinstance(path, str) or not path.strip():
+        problems.append(f"{where}: no path given")
+        return None
+    p = (base / path.strip()).expanduser().resolve()
+    if not p.exists():
+        problems.append(f"{label}: file {str(p)!r} does not exist; check the path (relative paths are "
+                        f"read from {str(base)!r})")
+    elif p.is_dir():
+        problems.append(f"{label}: {str(p)!r} is a directory; expected an audio file")
+    if p in seen:
+        problems.append(f"{label}: repeats {seen[p]}; list each stimulus once and give several values in "
+                        "its bandwidths/trs/kinds instead")
+        return None
+    seen[p] = where
+    return p
+
+
+def _row_jobs(p: Path, where: str, label: str, cfg: dict, base: Path, mel: dict, mel_cfg: Any,
+              problems: list[str]) -> list["Job"]:
+    """The jobs of one stimulus: ``kinds x trs`` (x ``bandwidths`` for codes); problems noted."""
+    values: dict[str, Any] = {}
+    for list_name in _LISTS:
+        items = _split(cfg[list_name])
+        if not items:
+            problems.append(f"{label}: {list_name} is empty")
+        values[list_name] = items
+    kinds = _kinds(values["kinds"], label, problems)
+    numbers = {name: _distinct_numbers(values[name], name, unit, label, problems)
+               for name, unit in (("bandwidths", "bandwidth_kbps"), ("trs", "tr_s"))}
+    grids = _grids(cfg, numbers["trs"], label, problems)
+    codecs = _codecs(cfg, base, numbers["bandwidths"], label, problems) if "codes" in kinds else []
+    if "mel" in kinds and not mel:
+        params, problem = _mel_params(mel_cfg)
+        mel["params"] = params
+        if problem:
+            problems.append(problem)
+    jobs = []
+    for kind in kinds:
+        for grid in grids:
+            if kind == "codes":
+                jobs += [Job(p, "codes", grid, codec=c, where=where) for c in codecs]
+            else:
+                jobs.append(Job(p, "mel", grid, mel=dict(mel["params"]), where=where))
+    return jobs
+
+
+def _kinds(names: list, label: str, problems: list[str]) -> list[str]:
+    """The known, distinct kinds of ``names`` in order (unknown and repeated ones noted)."""
+    kinds: list[str] = []
+    for k in names:
+        if k not in KINDS:
+            problems.append(f"{label}: unknown kind {k!r}; expected some of {list(KINDS)}")
+        elif k in kinds:
+            problems.append(f"{label}: kind {k!r} is listed twice")
+        else:
+            kinds.append(k)
+    return kinds
+
+
+def _distinct_numbers(items: list, list_name: str, unit: str, label: str, problems: list[str]) -> list[float]:
+    """The numbers of a list cell, each once (bad and repeated values noted)."""
+    out: list[float] = []
+    for v in items:
+        try:
+            x = _number(v, unit)
+        except ParameterError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        if x in out:
+            problems.append(f"{label}: {list_name} lists {x:g} twice")
+        else:
+            out.append(x)
+    return out
+
+
+def _grids(cfg: dict, trs: list[float], label: str, problems: list[str]) -> list[TrGrid]:
+    """One TR grid per TR of the row (none when onset or n_trs is invalid: noted)."""
+    try:
+        onset = _number(cfg["onset_s"], "onset_s")
+        n_trs = _n_trs(cfg["n_trs"])
+        return [TrGrid(tr_s=tr, onset_s=onset, n_trs=n_trs) for tr in trs]
+    except ParameterError as exc:
+        problems.append(f"{label}: {exc}")
+        return []
+
+
+def _codecs(cfg: dict, base: Path, bandwidths: list[float], label: str, problems: list[str]) -> list[CodecParams]:
+    """One CodecParams per bandwidth of the row (none when a codec field is invalid: noted)."""
+    try:
+        model = _model(cfg["model"], base)
+        chunk_s = _number(cfg["chunk_s"], "chunk_s")
+        context_s = _number(cfg["context_s"], "context_s")
+        revision = cfg["revision"]
+        if revision is not None and not isinstance(revision, str):
+            revision = str(revision)
+        return [CodecParams(model=model, bandwidth_kbps=bw, chunk_s=chunk_s, context_s=context_s,
+                            revision=revision, encoder=cfg["encoder"]) for bw in bandwidths]
+    except ParameterError as exc:
+        problems.append(f"{label}: {exc}")
+        return []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from .errors import ParameterError
 
-__all__ = ["EXIT_ERROR", "parse_value", "where", "json_default", "dump", "tr_range"]
+__all__ = ["EXIT_ERROR", "parse_value", "where", "json_default", "dump", "tr_range", "field_default"]
 
 #: Exit status of every error a user can act on.
 EXIT_ERROR = 2
@@ -54,3 +55,17 @@ def tr_range(text: str | None) -> tuple[int, int] | None:
         return int(a), int(b)
     except ValueError:
         raise ParameterError(f"a TR range is START:STOP with integers (stop exclusive, e.g. 0:800), got {text!r}") from None
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the parameter dataclass ``cls``: a mirroring CLI option's default.
+
+    Options read their defaults from here, never from a hand-written copy, so ``--help`` and the
+    Python API cannot drift apart.
+    """
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is dataclasses.MISSING:
+                raise TypeError(f"{cls.__name__}.{name} has no plain default")
+            return f.default
+    raise TypeError(f"{cls.__name__} has no field {name!r}")

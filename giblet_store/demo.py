@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import ModelError
 
-__all__ = ["run_demo", "random_model_dir"]
+__all__ = ["run_demo", "random_model_dir", "add_demo"]
 
 DEMO_SECONDS = 30.0
 
@@ -73,3 +73,19 @@ def run_demo(store_path: str = "demo_store", model: str = "facebook/encodec_24kh
     print(f"decoded TRs 0:4 -> {out}\n\ngiblet-store ls {store.url}\n")
     print_table(store.entries())
     return 0
+
+
+def add_demo(sub) -> None:
+    """Register ``giblet-store demo`` (called by :mod:`giblet_store.cli`)."""
+    from .cli_util import field_default
+    from .codec import CodecParams
+
+    p = sub.add_parser("demo", help="encode a bundled stimulus into a local store and show it")
+    p.add_argument("--store", default="demo_store",
+                   help="store directory; the stimulus and decoded wav files are written beside it")
+    p.add_argument("--model", default=field_default(CodecParams, "model"), help="hub name or save_pretrained directory")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    return run_demo(args.store, args.model)

@@ -3,7 +3,7 @@
 Used by batch extraction (:mod:`giblet_store.batch`) for entries too big or too slow for one
 process. Each chunk is written whole and a marker (outside the entry) records it, so a rerun after a
 crash writes only the missing chunks. Local disk: the arrays live in ``_staging/<key16>-<tag>`` (a
-template made whole-or-absent by a rename) and :meth:`StagedWrites.commit` renames it into place.
+template made whole-or-absent by a rename) and :meth:`StagedWriter.commit` renames it into place.
 Object stores (no atomic rename): the arrays are written in place and the entry's own ``zarr.json``,
 holding ``status: complete``, is withheld until ``commit`` writes it last; readers skip a group
 without it. Chunk bytes are deterministic, so concurrent writers of one key write identical objects.
@@ -24,7 +24,7 @@ from .errors import StoreError
 from .conventions import annotate
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 
-__all__ = ["Staging", "StagedWrites", "STAGING"]
+__all__ = ["Staging", "StagedWriter", "STAGING"]
 
 
 @dataclass(frozen=True)
@@ -76,18 +76,27 @@ class Staging:
                          f"{[r[0] for r in self.regions]}")
 
 
-class StagedWrites:
-    """The chunk-by-chunk write methods of :class:`giblet_store.store.Store` (a mixin)."""
+class StagedWriter:
+    """Writes entries chunk by chunk into one store, possibly alongside other processes; publishes them once.
 
-    def _prepare(self, ds, attrs: Mapping[str, Any]):
+    A collaborator of :class:`giblet_store.store.Store` (``store.staged``): ``Store.begin_write``,
+    ``write_chunk``, ``done_chunks`` and ``commit`` delegate here. It reaches the store only through
+    its public state (``url``, ``local``, ``fs``, ``zstore``, ``lookup``) and its object primitives
+    (``_p``, ``_put``, ``_remove``, ``_read_group_attrs``, ``_ensure_group``, ``_check_writable``).
+    """
+
+    def __init__(self, store):
+        self.store = store
+
+    def prepare(self, ds, attrs: Mapping[str, Any]):
         """Before any byte is written: ``(ds without attrs, complete attrs, existing entry or None)``.
 
         Raises SchemaError (nothing written) when the entry would not match its kind's schema.
         """
-        self._check_writable()
+        self.store._check_writable()
         attrs = dict(attrs)
         kind, key = attrs["kind"], attrs["key"]
-        if (existing := self.lookup(key, kind)) is not None:
+        if (existing := self.store.lookup(key, kind)) is not None:
             return ds, attrs, existing
         attrs.setdefault("format_version", FORMAT_VERSION)
         attrs["all_chunks_stored"] = True  # written with write_empty_chunks: a missing chunk is damage
@@ -98,14 +107,6 @@ class StagedWrites:
         doc["attrs"] = json.loads(json.dumps(attrs))
         validate_entry(doc, where=f"new {kind} entry")
         return ds, attrs, None
-
-    # (see the module docstring) An entry too big or too slow for one process is written chunk by chunk, by any number of
-    # processes, and published once every chunk is there. Each chunk is written whole, and a marker
-    # (outside the entry) records it. Local disk: the arrays live in ``_staging/<key16>-<tag>`` (a
-    # template made whole-or-absent by a rename) and ``commit`` renames it into place. Object stores
-    # (no atomic rename): the arrays are written in place and the entry's own ``zarr.json``, holding
-    # ``status: complete``, is withheld until ``commit`` writes it last; readers skip a group without it.
-    # Chunk bytes are deterministic, so concurrent writers of one key write identical objects.
 
     def begin_write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> "Staging | Entry":
         """Start, join or resume writing ``ds`` chunk by chunk.
@@ -126,12 +127,11 @@ class StagedWrites:
         -------
         Staging, or the complete Entry when one with this key exists.
         """
-        import zarr
+        from .params import content_key
 
-        ds, attrs, existing = self._prepare(ds, attrs)
+        ds, attrs, existing = self.prepare(ds, attrs)
         if existing is not None:
             return existing
-        kind, key = attrs["kind"], attrs["key"]
         enc = default_encoding(ds) if encoding is None else encoding
         regions, layout = [], {}
         for name, var in ds.data_vars.items():
@@ -141,44 +141,54 @@ class StagedWrites:
             regions.append((str(name), chunks[0], -(-var.shape[0] // chunks[0])))
             ds[name] = var.chunk(dict(zip(var.dims, chunks)))
             layout[str(name)] = [list(var.shape), list(chunks)]
-        from .params import content_key
-
-        tag = content_key(layout)[:8]
-        staging = Staging(self.url, kind, key, tag, tuple(regions), self.local)
-        if self.local:
-            if self._staging_id(staging) is not None:  # resume or join: the template is whole
-                return staging
-            self._remove(staging.data)  # chunks a late writer left after the entry was published
-            tmp = f"{staging.data}.tmp-{uuid.uuid4().hex[:8]}"
-            try:
-                ds.to_zarr(self.zstore, group=tmp, mode="w", compute=False, consolidated=False,
-                           zarr_format=3, encoding=enc, write_empty_chunks=True)
-                staged = {**attrs, "status": "writing", "staging_id": uuid.uuid4().hex}
-                zarr.open_group(self.zstore, path=tmp, mode="r+", zarr_format=3).attrs.put(staged)
-                try:
-                    os.rename(self._p(tmp), self._p(staging.data))
-                except OSError:  # another writer's template (same bytes) got there first
-                    if self._staging_id(staging) is None:
-                        raise
-            finally:
-                self._remove(tmp)
+        st = self.store
+        staging = Staging(st.url, attrs["kind"], attrs["key"], content_key(layout)[:8], tuple(regions), st.local)
+        if st.local:
+            if self._staging_id(staging) is None:  # else resume or join: the template is whole
+                self._make_local_template(staging, ds, attrs, enc)
         elif self._marker(f"{staging.markers}/{_GROUP_DOC}") is None:  # else the template is whole: join it
-            mem = zarr.storage.MemoryStore()
-            ds.to_zarr(mem, mode="w", compute=False, consolidated=False, zarr_format=3, encoding=enc,
-                      write_empty_chunks=True)
-            zarr.open_group(mem, mode="r+", zarr_format=3).attrs.put(attrs)
-            files = _store_items(mem)
-            for name, data in files.items():
-                if name != "zarr.json":
-                    self._put(f"{staging.data}/{name}", data)
-            self._put(f"{staging.markers}/{_GROUP_DOC}", files["zarr.json"])
+            self._put_object_template(staging, ds, attrs, enc)
         return staging
+
+    def _make_local_template(self, staging: Staging, ds, attrs: dict, enc: dict) -> None:
+        """Local disk: the staged template (metadata, eager variables), made whole-or-absent by a rename."""
+        import zarr
+
+        st = self.store
+        st._remove(staging.data)  # chunks a late writer left after the entry was published
+        tmp = f"{staging.data}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            ds.to_zarr(st.zstore, group=tmp, mode="w", compute=False, consolidated=False,
+                       zarr_format=3, encoding=enc, write_empty_chunks=True)
+            staged = {**attrs, "status": "writing", "staging_id": uuid.uuid4().hex}
+            zarr.open_group(st.zstore, path=tmp, mode="r+", zarr_format=3).attrs.put(staged)
+            try:
+                os.rename(st._p(tmp), st._p(staging.data))
+            except OSError:  # another writer's template (same bytes) got there first
+                if self._staging_id(staging) is None:
+                    raise
+        finally:
+            st._remove(tmp)
+
+    def _put_object_template(self, staging: Staging, ds, attrs: dict, enc: dict) -> None:
+        """Object stores: the template written in place, its group document withheld among the markers."""
+        import zarr
+
+        mem = zarr.storage.MemoryStore()
+        ds.to_zarr(mem, mode="w", compute=False, consolidated=False, zarr_format=3, encoding=enc,
+                   write_empty_chunks=True)
+        zarr.open_group(mem, mode="r+", zarr_format=3).attrs.put(attrs)
+        files = _store_items(mem)
+        for name, data in files.items():
+            if name != "zarr.json":
+                self.store._put(f"{staging.data}/{name}", data)
+        self.store._put(f"{staging.markers}/{_GROUP_DOC}", files["zarr.json"])
 
     def _staging_id(self, staging: "Staging") -> str | None:
         """The id of the staged template chunks are counted against (object stores: always "")."""
         if not staging.local:
             return ""
-        attrs = self._read_group_attrs(staging.data)
+        attrs = self.store._read_group_attrs(staging.data)
         if not attrs or attrs.get("key") != staging.key:
             return None
         return attrs.get("staging_id")
@@ -189,7 +199,7 @@ class StagedWrites:
         if sid is None:
             return set()
         try:
-            names = self.fs.ls(self._p(staging.markers), detail=False)
+            names = self.store.fs.ls(self.store._p(staging.markers), detail=False)
         except FileNotFoundError:
             return set()
         wanted = set(staging.chunk_names())
@@ -202,7 +212,7 @@ class StagedWrites:
 
     def _marker(self, path: str) -> str | None:
         try:
-            return self.fs.cat_file(self._p(path)).decode()
+            return self.store.fs.cat_file(self.store._p(path)).decode()
         except (FileNotFoundError, OSError, UnicodeDecodeError):
             return None
 
@@ -221,44 +231,49 @@ class StagedWrites:
             False when nothing was written: the chunk was already there, or the entry is complete
             (another writer published it).
         """
-        import zarr
-
-        self._check_writable()
+        st = self.store
+        st._check_writable()
         chunk_len, n = staging.chunk_len(name)
         if not 0 <= i < n:
             raise StoreError(f"chunk {i} of {name!r} does not exist; the variable has chunks 0..{n - 1}")
         marker = f"{staging.markers}/{name}.{i}"
         sid = self._staging_id(staging)
-        if self.lookup(staging.key, staging.kind) is not None:
+        if st.lookup(staging.key, staging.kind) is not None:
             return False
         if sid is None:
             raise StoreError(f"no staged template for {staging.kind} entry {staging.key[:16]} in "
-                             f"{self.url!r}; call begin_write first (or rerun the batch)")
+                             f"{st.url!r}; call begin_write first (or rerun the batch)")
         if self._marker(marker) == sid:
             return False
         try:
-            arr = zarr.open_array(self.zstore, path=f"{staging.data}/{name}", mode="r+", zarr_format=3)
-            arr = arr.with_config({"write_empty_chunks": True})  # every chunk on disk (see `verify`)
-            start, stop = i * chunk_len, min((i + 1) * chunk_len, arr.shape[0])
-            data = np.asarray(data)
-            if data.shape != (stop - start, *arr.shape[1:]):
-                raise StoreError(f"chunk {i} of {name!r} must have shape {(stop - start, *arr.shape[1:])}, "
-                                 f"got {data.shape}")
-            arr[start:stop] = data
+            self._write_rows(staging, name, i * chunk_len, (i + 1) * chunk_len, i, data)
         except StoreError:
             raise
         except Exception:
             # another writer published the entry while we wrote (its rename moved our path)
-            if self.lookup(staging.key, staging.kind) is not None or self._marker(marker) == sid:
+            if st.lookup(staging.key, staging.kind) is not None or self._marker(marker) == sid:
                 return False
             raise
-        self._put(marker, sid.encode())
-        if self.lookup(staging.key, staging.kind) is not None:
+        st._put(marker, sid.encode())
+        if st.lookup(staging.key, staging.kind) is not None:
             # another writer published the entry while we wrote: what we wrote (a re-created staging
             # path, a marker) is left over; the published entry is complete without it
             self._discard(staging)
             return False
         return True
+
+    def _write_rows(self, staging: Staging, name: str, start: int, stop: int, i: int, data) -> None:
+        """Rows ``start:stop`` (clipped to the array) of staged variable ``name``: chunk ``i``, whole."""
+        import zarr
+
+        arr = zarr.open_array(self.store.zstore, path=f"{staging.data}/{name}", mode="r+", zarr_format=3)
+        arr = arr.with_config({"write_empty_chunks": True})  # every chunk on disk (see `verify`)
+        stop = min(stop, arr.shape[0])
+        data = np.asarray(data)
+        if data.shape != (stop - start, *arr.shape[1:]):
+            raise StoreError(f"chunk {i} of {name!r} must have shape {(stop - start, *arr.shape[1:])}, "
+                             f"got {data.shape}")
+        arr[start:stop] = data
 
     def commit(self, staging: "Staging") -> tuple[Entry, bool]:
         """Publish a staging whose every chunk is written.
@@ -270,14 +285,13 @@ class StagedWrites:
         StoreError
             Chunks are missing (rerun to write them); nothing becomes visible.
         """
-        import zarr
-
-        self._check_writable()
-        if (existing := self.lookup(staging.key, staging.kind)) is not None:
+        st = self.store
+        st._check_writable()
+        if (existing := st.lookup(staging.key, staging.kind)) is not None:
             self._discard(staging)
             return existing, False
         missing = [c for c in staging.chunk_names() if c not in self.done_chunks(staging)]
-        if missing and (existing := self.lookup(staging.key, staging.kind)) is not None:
+        if missing and (existing := st.lookup(staging.key, staging.kind)) is not None:
             # another writer published the entry (and discarded the markers) while we counted them
             self._discard(staging)
             return existing, False
@@ -287,64 +301,57 @@ class StagedWrites:
                 f"written ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); rerun to write them"
             )
         try:
-            self._ensure_group(staging.kind)
-            if self.local:
-                group = zarr.open_group(self.zstore, path=staging.data, mode="r+", zarr_format=3)
-                attrs = group.attrs.asdict()
-                attrs.pop("staging_id", None)
-                attrs["status"] = "complete"
-                group.attrs.put(attrs)
-                self._sweep_partials(staging.data)  # temp files of writers killed mid-chunk
-                self._rename_over_broken(staging)
-                self._sweep_partials(staging.final)  # a concurrent writer's temp file moved along
-            else:
-                doc = self.fs.cat_file(self._p(f"{staging.markers}/{_GROUP_DOC}"))
-                attrs = json.loads(doc)["attributes"]
-                self._put(f"{staging.final}/zarr.json", doc)  # the last write: now it is visible
+            st._ensure_group(staging.kind)
+            attrs = self._publish(staging)
         except Exception:
-            if (existing := self.lookup(staging.key, staging.kind)) is not None:
+            if (existing := st.lookup(staging.key, staging.kind)) is not None:
                 self._discard(staging)
                 return existing, False
             raise
         self._discard(staging)
-        entry = Entry(self, staging.final, attrs)
+        entry = Entry(st, staging.final, attrs)
         from .catalog import record
 
-        record(self, entry)
+        record(st, entry)
         return entry, True
 
-    def _rename_over_broken(self, staging: "Staging") -> None:
-        """Rename the staged entry into place, moving a broken entry in the way aside (quarantine)."""
-        try:
-            os.rename(self._p(staging.data), self._p(staging.final))
-        except OSError:
-            if self.lookup(staging.key, staging.kind) is not None or not os.path.isdir(self._p(staging.final)):
-                raise
-            from .verify import quarantine
+    def _publish(self, staging: Staging) -> dict:
+        """Make the staged entry visible (rename on local disk; its ``zarr.json`` last on object stores).
 
-            quarantine(self, staging.final, "it is not a complete entry with its own key; rebuilt")
-            os.rename(self._p(staging.data), self._p(staging.final))
+        Raises when another writer published it first: :meth:`commit` then returns that entry.
+        """
+        import zarr
+
+        st = self.store
+        if not st.local:
+            doc = st.fs.cat_file(st._p(f"{staging.markers}/{_GROUP_DOC}"))
+            st._put(f"{staging.final}/zarr.json", doc)  # the last write: now it is visible
+            return json.loads(doc)["attributes"]
+        group = zarr.open_group(st.zstore, path=staging.data, mode="r+", zarr_format=3)
+        attrs = group.attrs.asdict()
+        attrs.pop("staging_id", None)
+        attrs["status"] = "complete"
+        group.attrs.put(attrs)
+        self._sweep_partials(staging.data)  # temp files of writers killed mid-chunk
+        # the rename that publishes whole writes too (a broken entry in the way is quarantined)
+        if st._publish(staging.data, staging.final, staging.key, staging.kind) is not None:
+            raise StoreError(f"{staging.kind} entry {staging.key[:16]} was published by another writer")
+        self._sweep_partials(staging.final)  # a concurrent writer's temp file moved along
+        return attrs
 
     def _discard(self, staging: "Staging") -> None:
-        self._remove(staging.markers)
+        self.store._remove(staging.markers)
         if staging.local:
-            self._remove(staging.data)
+            self.store._remove(staging.data)
 
     def _sweep_partials(self, path: str) -> None:
-        for folder, _, files in os.walk(self._p(path)):
+        for folder, _, files in os.walk(self.store._p(path)):
             for f in files:
                 if f.endswith(".partial"):
                     try:
                         os.unlink(os.path.join(folder, f))
                     except OSError:
                         pass
-
-    def _put(self, path: str, data: bytes) -> None:
-        """Write one object (atomically on local disk, as one PUT on object stores)."""
-        from zarr.core.buffer import cpu
-        from zarr.core.sync import sync
-
-        sync(self.zstore.set(path, cpu.Buffer.from_bytes(data)))
 
 
 _GROUP_DOC = "_group.json"

@@ -11,23 +11,17 @@ complete`` is the last thing written. Readers never serve an entry whose status 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from typing import Any, Callable, Mapping
 
-from .errors import (
-    AmbiguousKeyError,
-    EntryNotFoundError,
-    FormatVersionError,
-    NotAStoreError,
-    SchemaError,
-    StoreError,
-)
+from .errors import AmbiguousKeyError, EntryNotFoundError, FormatVersionError, NotAStoreError, SchemaError, StoreError
 from .entry import KEY_PATH_LEN, STAGING, Entry, check_kind, default_encoding, entry_path, lineage
 from .conventions import eager_coords
 from .schema import FORMAT_VERSION, entry_document, validate_entry
-from .staging import StagedWrites, Staging
+from .staging import StagedWriter, Staging
+from .attr_match import matches
+from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
 from .validate import parse_key, parse_kind
 
@@ -45,32 +39,11 @@ def _check_version(attrs: Mapping, where: str) -> None:
         )
 
 
-def _match(value: Any, wanted: Any) -> bool:
-    if isinstance(wanted, (list, tuple)) and not isinstance(value, (list, tuple)):
-        return any(_match(value, w) for w in wanted)
-    if isinstance(value, bool) or isinstance(wanted, bool):
-        return value is wanted or value == wanted
-    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)):
-        return math.isclose(value, wanted, rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(value, (list, tuple)) and isinstance(wanted, (list, tuple)):
-        return len(value) == len(wanted) and all(_match(a, b) for a, b in zip(value, wanted))
-    return value == wanted
-
-
-def _lookup_attr(attrs: Mapping, name: str) -> Any:
-    cur: Any = attrs
-    for part in name.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return _MISSING
-        cur = cur[part]
-    return cur
-
-
-_MISSING = object()
-
-
-class Store(StagedWrites):
+class Store:
     """A giblet store. Use :func:`open_store` to get one.
+
+    Chunk-by-chunk writes (batch) go through ``store.staged``, a :class:`~giblet_store.staging.StagedWriter`;
+    :meth:`begin_write`, :meth:`write_chunk`, :meth:`done_chunks` and :meth:`commit` delegate to it.
 
     Examples
     --------
@@ -87,6 +60,7 @@ class Store(StagedWrites):
         self.zstore = zstore
         self.local = local
         self.read_only = read_only
+        self.staged = StagedWriter(self)
 
     def __repr__(self) -> str:
         return f"<giblet_store.Store {self.url!r}>"
@@ -156,15 +130,7 @@ class Store(StagedWrites):
         Numbers compare by value (``bandwidth_kbps=6`` matches 6.0); a list matches any of its
         values; dotted names reach into nested attributes (``hrf_params.peak_delay_s=6``).
         """
-        out = []
-        for e in self.entries(kind):
-            for n, w in where.items():
-                v = _lookup_attr(e.attrs, n)
-                if v is _MISSING or not _match(v, w):
-                    break
-            else:
-                out.append(e)
-        return out
+        return [e for e in self.entries(kind) if matches(e.attrs, where)]
 
     def lookup(self, key: str, kind: str | None = None) -> Entry | None:
         """The complete entry with exactly this key, or None. Cheap: reads one zarr.json per kind.
@@ -281,7 +247,7 @@ class Store(StagedWrites):
             from .object_write import write_in_place
 
             return write_in_place(self, ds, attrs, encoding)
-        ds, attrs, existing = self._prepare(ds, attrs)
+        ds, attrs, existing = self.staged.prepare(ds, attrs)
         if existing is not None:
             return existing, False
         kind, key = attrs["kind"], attrs["key"]
@@ -296,13 +262,11 @@ class Store(StagedWrites):
                        write_empty_chunks=True)  # every chunk on disk: `verify` can tell a missing one
             # status (in attrs) is the last thing written: before it, readers skip the group
             zarr.open_group(self.zstore, path=target, mode="r+", zarr_format=3).attrs.put(attrs)
-            if self.local:
-                self._ensure_group(kind)
-                if (existing := self._publish(target, final, key, kind)) is not None:
-                    return existing, False
+            self._ensure_group(kind)
+            if (existing := self._publish(target, final, key, kind)) is not None:
+                return existing, False
         except BaseException as exc:
-            if self.local:
-                self._remove(target)
+            self._remove(target)
             if isinstance(exc, PermissionError):
                 raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
                                  "make the store writable, or give a store you can write to") from None
@@ -381,12 +345,61 @@ class Store(StagedWrites):
             self._remove(f"{STAGING}/{it.rstrip('/').rsplit('/', 1)[-1]}")
         return len(items)
 
+    def _put(self, path: str, data: bytes) -> None:
+        """Write one object (atomically on local disk, as one PUT on object stores)."""
+        from zarr.core.buffer import cpu
+        from zarr.core.sync import sync
+
+        sync(self.zstore.set(path, cpu.Buffer.from_bytes(data)))
 
     # ------------------------------------------------------------------------------ staged chunk writes
+    def begin_write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> "Staging | Entry":
+        """Start, join or resume writing ``ds`` chunk by chunk; see :meth:`StagedWriter.begin_write`."""
+        return self.staged.begin_write(ds, attrs, encoding)
+
+    def done_chunks(self, staging: Staging) -> set[str]:
+        """Names (``"<name>.<i>"``) of the chunks already written; see :meth:`StagedWriter.done_chunks`."""
+        return self.staged.done_chunks(staging)
+
+    def write_chunk(self, staging: Staging, name: str, i: int, data) -> bool:
+        """Write chunk ``i`` of ``name`` whole, then its marker; see :meth:`StagedWriter.write_chunk`."""
+        return self.staged.write_chunk(staging, name, i, data)
+
+    def commit(self, staging: Staging) -> tuple[Entry, bool]:
+        """Publish a staging whose every chunk is written; see :meth:`StagedWriter.commit`."""
+        return self.staged.commit(staging)
 
 
 def _is_url(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
+
+
+def _filesystem(url: str, given_options: dict) -> tuple[str, Any, str, bool, dict]:
+    """``(url, fs, root, local, storage_options)`` of a store path or fsspec URL (see :func:`open_store`)."""
+    import fsspec
+
+    storage_options: dict = {}
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    if not _is_url(url):
+        url = os.path.abspath(os.path.expanduser(url))
+        if os.path.isfile(url):
+            raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
+        return url, fsspec.filesystem("file"), url, True, storage_options
+    from .remote import storage_options_for, unknown_protocol_error
+
+    storage_options = storage_options_for(url, given_options)
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **storage_options)
+    except (ImportError, ValueError) as exc:
+        raise unknown_protocol_error(url, exc) from None
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem):
+        # local://path: a local directory with object-store semantics (no rename; status last)
+        fs = fsspec.filesystem("file", auto_mkdir=True)
+        storage_options = {"auto_mkdir": True}
+    return url, fs, root, False, storage_options
 
 
 def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict | None = None) -> Store:
@@ -411,75 +424,23 @@ def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict 
     StoreError
         The store does not exist (mode "r"), or its filesystem is not installed.
     """
-    import fsspec
     import zarr
+
+    from .remote import OBJECT_PROTOCOLS, probe, protocol_of
+    from .storeroot import check_root, create_root, root_document
 
     if mode not in ("a", "r"):
         raise StoreError(f"mode must be 'a' (read/write, create if absent) or 'r' (read-only), got {mode!r}")
-    url = os.fspath(url)
     given_options = dict(storage_options or {})
-    storage_options = {}
-    if url.startswith("file://"):
-        url = url[len("file://"):]
-    local = not _is_url(url)
-    if local:
-        url = os.path.abspath(os.path.expanduser(url))
-        if os.path.isfile(url):
-            raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
-        fs = fsspec.filesystem("file")
-        root = url
-    else:
-        from .remote import OBJECT_PROTOCOLS, probe, protocol_of, storage_options_for, unknown_protocol_error
-
-        storage_options = storage_options_for(url, given_options)
-        try:
-            fs, root = fsspec.core.url_to_fs(url, **storage_options)
-        except (ImportError, ValueError) as exc:
-            raise unknown_protocol_error(url, exc) from None
-        from fsspec.implementations.local import LocalFileSystem
-
-        if isinstance(fs, LocalFileSystem):
-            # local://path: a local directory with object-store semantics (no rename; status last)
-            fs = fsspec.filesystem("file", auto_mkdir=True)
-            storage_options = {"auto_mkdir": True}
+    url, fs, root, local, storage_options = _filesystem(os.fspath(url), given_options)
     if not local and protocol_of(url) in OBJECT_PROTOCOLS:
         probe(fs, root, url, write=(mode == "a"))  # unreachable, no bucket, bad credentials: said here
-    from .storeroot import RootState, create_local_root, root_document, root_state
-
-    state, marker = root_state(fs, root, ROOT_ATTR)
-    if state is RootState.FOREIGN:
-        if fs.isfile(root):
-            raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
-        raise NotAStoreError(
-            f"{url!r} is a non-empty directory that is not a giblet store (no zarr.json with "
-            f"'{ROOT_ATTR}' attributes); give a new or empty directory, or the store's own directory"
-        )
-    if marker is not None:
-        version = marker.get("format_version") if isinstance(marker, dict) else None
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-            raise FormatVersionError(
-                f"store {url!r} has format_version {version!r}; this giblet_store reads 1 to "
-                f"{FORMAT_VERSION}. Upgrade giblet_store to use it"
-            )
-    elif mode == "r":
-        hint = (" (its creation was interrupted; any write, e.g. `giblet-store extract`, finishes it)"
-                if state is RootState.INTERRUPTED else "")
-        raise StoreError(f"no giblet store at {url!r}{hint}; create one with open_store(path) or "
-                         "`giblet-store extract`")
+    marker = check_root(fs, root, url, mode, ROOT_ATTR, FORMAT_VERSION)
     if local:
         zstore = zarr.storage.LocalStore(root, read_only=(mode == "r"))
     else:
         zstore = zarr.storage.FsspecStore.from_url(url, read_only=(mode == "r"), storage_options=storage_options)
     if marker is None:
         doc = root_document(ROOT_ATTR, {"format_version": FORMAT_VERSION, "created_by": f"giblet_store {__version__}"})
-        try:
-            if local:
-                create_local_root(root, doc)
-            else:
-                fs.pipe_file(f"{root.rstrip('/')}/zarr.json", doc)
-        except PermissionError as exc:
-            raise StoreError(f"cannot create a store at {url!r}: permission denied ({exc.filename}); "
-                             "give a directory you can write to") from None
+        create_root(fs, root, url, local, doc)
     return Store(url, fs, root, zstore, local, read_only=(mode == "r"), storage_options=given_options)
-
-

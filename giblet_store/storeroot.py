@@ -15,7 +15,9 @@ import os
 import uuid
 from enum import Enum
 
-__all__ = ["RootState", "root_state", "root_document", "create_local_root"]
+from .errors import FormatVersionError, NotAStoreError, StoreError
+
+__all__ = ["RootState", "root_state", "root_document", "create_local_root", "check_root", "create_root"]
 
 
 class RootState(Enum):
@@ -95,3 +97,50 @@ def create_local_root(root: str, document: bytes) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_root(fs, root: str, url: str, mode: str, marker_attr: str, format_version: int) -> dict | None:
+    """The store's marker at ``root``, or None when there is no store yet (``mode="a"`` creates one).
+
+    Raises
+    ------
+    NotAStoreError
+        ``root`` is a regular file, or a non-empty directory that is not a giblet store.
+    FormatVersionError
+        The store was written by a newer giblet_store (its ``format_version`` > ``format_version``).
+    StoreError
+        No store there and ``mode="r"``.
+    """
+    state, marker = root_state(fs, root, marker_attr)
+    if state is RootState.FOREIGN:
+        if fs.isfile(root):
+            raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
+        raise NotAStoreError(
+            f"{url!r} is a non-empty directory that is not a giblet store (no zarr.json with "
+            f"'{marker_attr}' attributes); give a new or empty directory, or the store's own directory"
+        )
+    if marker is not None:
+        version = marker.get("format_version") if isinstance(marker, dict) else None
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= format_version:
+            raise FormatVersionError(
+                f"store {url!r} has format_version {version!r}; this giblet_store reads 1 to "
+                f"{format_version}. Upgrade giblet_store to use it"
+            )
+    elif mode == "r":
+        hint = (" (its creation was interrupted; any write, e.g. `giblet-store extract`, finishes it)"
+                if state is RootState.INTERRUPTED else "")
+        raise StoreError(f"no giblet store at {url!r}{hint}; create one with open_store(path) or "
+                         "`giblet-store extract`")
+    return marker
+
+
+def create_root(fs, root: str, url: str, local: bool, document: bytes) -> None:
+    """Write a new store's root document (:func:`create_local_root` on local disk, one PUT elsewhere)."""
+    try:
+        if local:
+            create_local_root(root, document)
+        else:
+            fs.pipe_file(f"{root.rstrip('/')}/zarr.json", document)
+    except PermissionError as exc:
+        raise StoreError(f"cannot create a store at {url!r}: permission denied ({exc.filename}); "
+                         "give a directory you can write to") from None

@@ -69,3 +69,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def run(capsys):
+    """Run ``giblet-store ARGV...`` in-process (``giblet_store.cli.main``) with captured streams.
+
+    ``run("ls", store_path, "--json")`` returns ``(exit status, stdout, stderr)``; arguments may be
+    paths or numbers (each is passed as ``str``).
+    """
+    from giblet_store.cli import main
+
+    def _run(*argv) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run

@@ -204,7 +204,7 @@ def test_unreachable_scheduler_is_a_clear_error(model_dir, stim, tmp_path, capsy
     assert rc == 2 and "cannot reach the Dask scheduler" in capsys.readouterr().err
     with pytest.raises(ParameterError, match="--workers sets the size of a local cluster"):
         run_batch(m, tmp_path / "s", scheduler=address, workers=2, progress=False)
-    with pytest.raises(ParameterError, match="workers must be a whole number >= 1"):
+    with pytest.raises(ParameterError, match="workers must be a positive integer, got 0"):
         run_batch(m, tmp_path / "s", workers=0, progress=False)
 
 

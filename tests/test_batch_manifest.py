@@ -130,7 +130,7 @@ def test_invalid_values(wavs):
         "encoder: fast": "encoder must be one of stream, chunked, got 'fast'",
         "kinds: [codes, codes]": "kind 'codes' is listed twice",
         "kinds: []": "kinds is empty",
-        "tr_chunk: 0": "tr_chunk must be a whole number of TRs >= 1",
+        "tr_chunk: 0": "tr_chunk must be a positive integer, got 0",
         "device: ''": "device must be a torch device name",
     }
     for line, expected in cases.items():

@@ -11,20 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from giblet_store.cli import main
 from giblet_store.testing import synth_audio, write_wav
 
 from test_store import snapshot
-
-
-@pytest.fixture
-def run(capsys):
-    def _run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 @pytest.fixture

@@ -278,13 +278,13 @@ def test_commit_racing_another_publisher_returns_its_entry(job, tmp_path):
     """Writer B counts the markers just as writer A publishes and discards them: B must report A's
     entry (created=False), not "chunks are not written" (a failure once seen in CI)."""
     a, b, staging, _ = _staged(tmp_path / "s", job)
-    real = b.done_chunks
+    real = b.staged.done_chunks
 
     def done_chunks_after_a_published(st):
         a.commit(st)
         return real(st)
 
-    b.done_chunks = done_chunks_after_a_published
+    b.staged.done_chunks = done_chunks_after_a_published  # what B's commit counts with
     entry, created = b.commit(staging)
     assert not created and entry.key == staging.key
     assert staging_leftovers(tmp_path / "s") == []
@@ -302,7 +302,7 @@ def test_chunk_written_after_another_writer_published_leaves_nothing(job, tmp_pa
         return real_put(path, data)
 
     b._put = put_after_a_published
-    b._marker = lambda path: None  # B has not seen A's marker for this chunk
+    b.staged._marker = lambda path: None  # B has not seen A's marker for this chunk
     assert b.write_chunk(staging, "codes", 0, chunk) is False
     assert staging_leftovers(tmp_path / "s") == []
     assert a.lookup(staging.key, "codes") is not None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,6 @@ import pytest
 import soundfile as sf
 
 import giblet_store as gs
-from giblet_store.cli import main
 from giblet_store.codec import decode_stream
 from giblet_store.decoding import CodesAdjustedWarning
 from giblet_store.errors import ParameterError
@@ -28,13 +25,6 @@ def env(tmp_path_factory, model_dir, tone_wav):
     e["rec_emb"] = gs.write_reconstruction(store, store.open(e["emb"])["embeddings"].values, e["emb"], **prov)[0]
     e["rec_mel"] = gs.write_reconstruction(store, store.open(e["mel"])["mel"].values, e["mel"], **prov)[0]
     return e
-
-
-def run(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def snapshot(store) -> tuple:
@@ -115,7 +105,7 @@ def test_mel_reconstruction_uses_seeded_griffin_lim(env):
     assert r > 0.7 and r > r_flipped + 0.05, (r, r_flipped)  # the audio has the reconstructed spectrum
 
 
-def test_cli_decodes_reconstructions_and_refuses_bad_requests(env, model_dir, tmp_path):
+def test_cli_decodes_reconstructions_and_refuses_bad_requests(env, model_dir, tmp_path, run):
     store = env["store"]
     out = tmp_path / "r.wav"
     rc, stdout, err = run("decode", store.root, env["rec_emb"].key[:12], "-o", out, "--trs", "1:3",

@@ -6,23 +6,12 @@ import numpy as np
 import pytest
 
 from giblet_store import open_store
-from giblet_store.cli import main
 from giblet_store.testing import synth_audio, write_wav
 
 from test_store import snapshot
 
 SR = 16000
 METRIC_KEYS = {"snr_db", "si_sdr_db", "lsd_db", "mel_distance_db", "stoi", "estoi", "pesq_wb", "pesq_nb"}
-
-
-@pytest.fixture
-def run(capsys):
-    def _run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 @pytest.fixture(scope="module")

@@ -118,23 +118,13 @@ def test_quantise_transform_refusals(env, model_dir):
     assert gs.Quantise(6).to_dict() == {"bandwidth_kbps": 6.0}
 
 
-def test_cli_derive_quantise(env, model_dir):
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
+def test_cli_derive_quantise(env, model_dir, run):
     from pathlib import Path
-
-    from giblet_store.cli import main
 
     store = env["store"]
     true = store.open(env["emb"])["embeddings"].values
     rec, _ = gs.write_reconstruction(store, true[:2] * 0.99, env["emb"], trs=(0, 2), fmri=env["fmri"], model_name="m",
                                      checkpoint=env["ckpt"])
-
-    def run(*argv):
-        out, err = io.StringIO(), io.StringIO()
-        with redirect_stdout(out), redirect_stderr(err):
-            rc = main([str(a) for a in argv])
-        return rc, out.getvalue(), err.getvalue()
 
     rc, out, err = run("derive", store.root, rec.key[:16], "--quantise", "1.5", "--model", model_dir)
     assert rc == 0 and "created" in out, err

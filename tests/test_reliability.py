@@ -14,23 +14,12 @@ import numpy as np
 import pytest
 
 from giblet_store import open_store
-from giblet_store.cli import main
 from giblet_store.errors import EntryNotFoundError, ManifestError, ModelError, NotAStoreError, ParameterError
 from giblet_store.testing import synth_audio, write_wav
 
 from test_store import snapshot
 
 FAST = ["--bandwidth", "1.5", "--chunk-seconds", "1", "--context-seconds", "0.5"]
-
-
-@pytest.fixture
-def run(capsys):
-    def _run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 @pytest.fixture(scope="module")

@@ -25,16 +25,6 @@ from s3_fixture import TEST_KEY_ID, TEST_SECRET
 FUNCTIONAL = Path(nibabel.testing.data_path) / "functional.nii"
 
 
-@pytest.fixture
-def run(capsys):
-    def _run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
-
-
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory) -> Path:
     return write_wav(tmp_path_factory.mktemp("s3audio") / "tone.wav", synth_audio(3.0, 24000, seed=5), 24000)

@@ -12,22 +12,11 @@ from pathlib import Path
 import pytest
 
 from giblet_store import open_store
-from giblet_store.cli import main
 from giblet_store.errors import StoreError
 
 from s3_fixture import TEST_KEY_ID, TEST_SECRET, free_port
 from test_catalog import write
 from test_s3 import assert_no_secret, objects
-
-
-@pytest.fixture
-def run(capsys):
-    def _run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 @pytest.fixture

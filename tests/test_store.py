@@ -286,3 +286,12 @@ def test_long_input_path_through_a_memory_map_gives_the_same_entry(tmp_path, ton
     b = extract_codes(open_store(tmp_path / "b"), tone_wav, params, TrGrid(1.5)).entry
     assert a.key == b.key
     np.testing.assert_array_equal(a.open().codes.values, b.open().codes.values)
+
+
+def test_staged_writes_are_a_collaborator_not_a_base_class(tmp_path):
+    from giblet_store.staging import StagedWriter
+    from giblet_store.store import Store
+
+    store = open_store(tmp_path / "s")
+    assert Store.__mro__ == (Store, object)  # no mixin: staging reaches the store through store.staged
+    assert isinstance(store.staged, StagedWriter) and store.staged.store is store
