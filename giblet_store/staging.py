@@ -340,9 +340,28 @@ class StagedWriter:
         return attrs
 
     def _discard(self, staging: "Staging") -> None:
-        self.store._remove(staging.markers)
-        if staging.local:
-            self.store._remove(staging.data)
+        """Remove the staging's markers (and its local template) once the entry is published.
+
+        A concurrent writer may add a marker or chunk file while the folder is being removed
+        (``Directory not empty``): removal is retried. Cleanup never fails a write whose entry is
+        published; what could not be removed is left for ``giblet-store gc`` and logged.
+        """
+        import logging
+        import time
+
+        for attempt in range(5):
+            try:
+                self.store._remove(staging.markers)
+                if staging.local:
+                    self.store._remove(staging.data)
+                return
+            except OSError as exc:
+                if attempt == 4:
+                    logging.getLogger(__name__).warning(
+                        "could not remove the staging of %s entry %s (%s); `giblet-store gc` removes it",
+                        staging.kind, staging.key[:16], exc)
+                    return
+                time.sleep(0.02 * (attempt + 1))
 
     def _sweep_partials(self, path: str) -> None:
         for folder, _, files in os.walk(self.store._p(path)):

@@ -306,3 +306,23 @@ def test_chunk_written_after_another_writer_published_leaves_nothing(job, tmp_pa
     assert b.write_chunk(staging, "codes", 0, chunk) is False
     assert staging_leftovers(tmp_path / "s") == []
     assert a.lookup(staging.key, "codes") is not None
+
+
+def test_a_file_added_while_the_staging_is_removed_does_not_fail_the_publish(job, tmp_path):
+    """Another writer's marker lands while the publisher removes the markers folder (``Directory not
+    empty``): the publish still succeeds and the removal is retried until nothing is left."""
+    import errno
+
+    a, _, staging, _ = _staged(tmp_path / "s", job)
+    real_remove, failures = a._remove, []
+
+    def remove_racing_a_marker(path):
+        if path == staging.markers and not failures:
+            failures.append(path)
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", path)
+        return real_remove(path)
+
+    a._remove = remove_racing_a_marker
+    entry, created = a.commit(staging)
+    assert failures and created and entry.key == staging.key
+    assert staging_leftovers(tmp_path / "s") == []
