@@ -33,31 +33,69 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 QUERY = {"kind": "codes", "bandwidth_kbps": 6, "tr_s": 1.5}
 
 
-def synthetic_objects(n: int) -> dict[str, bytes]:
-    """Objects of ``n`` codes entries: group zarr.json with codes attributes + a tiny int16 array."""
-    import numpy as np
-    import xarray as xr
-    import zarr
+BANDWIDTHS = (1.5, 3, 6, 12, 24)
+TRS = (1.5, 2.0)
 
-    mem = zarr.storage.MemoryStore()
-    xr.Dataset({"n_frames": (("tr",), np.full(4, 112, np.int16))}).to_zarr(mem, mode="w", zarr_format=3,
-                                                                          consolidated=False)
-    from giblet_store.staging import _store_items
 
-    items = _store_items(mem)
-    group = json.loads(items.pop("zarr.json"))
+def make_templates(folder: Path) -> Path:
+    """A local store with one real codes entry per (bandwidth, TR) of :data:`BANDWIDTHS` x :data:`TRS`.
+
+    ``extract_codes`` of 3 s of synthetic audio with the random-weight model of the real 24 kHz
+    architecture: real attributes (schema-valid), tiny arrays (2 TRs).
+    """
+    from giblet_store import CodecParams, TrGrid, extract_codes, open_store
+    from giblet_store.demo import random_model_dir
+    from giblet_store.testing import synth_audio, write_wav
+
+    store = open_store(folder / "templates")
+    wav = write_wav(folder / "template.wav", synth_audio(3.0, 24000, seed=0), 24000)
+    model = str(random_model_dir())
+    for bw in BANDWIDTHS:
+        for tr in TRS:
+            extract_codes(store, wav, CodecParams(model=model, bandwidth_kbps=bw), TrGrid(tr_s=tr), scheduler="sync")
+    return folder / "templates"
+
+
+def synthetic_objects(n: int, templates: Path) -> dict[str, bytes]:
+    """Objects of ``n`` codes entries: copies of the real template entries under new keys.
+
+    Entry ``i`` is a byte copy of the template of bandwidth ``BANDWIDTHS[i % 5]`` and TR
+    ``TRS[(i // 5) % 2]`` (10 % of the entries match the bench's query) whose ``zarr.json`` says it
+    is the entry of another source file: its own ``key`` (whose first 16 hex digits name its folder),
+    ``source_name`` and ``source_sha256`` (also in ``inputs``). Each lists, opens and verifies like an
+    entry ``extract_codes`` wrote; its key is not the hash of its inputs (nothing recomputes it).
+    """
+    import hashlib
+
+    by_combo = {}
+    for group in sorted(p for p in (templates / "codes").iterdir() if p.is_dir()):
+        files = {str(p.relative_to(group)): p.read_bytes() for p in sorted(group.rglob("*")) if p.is_file()}
+        meta = json.loads(files.pop("zarr.json"))
+        by_combo[(float(meta["attributes"]["bandwidth_kbps"]), float(meta["attributes"]["tr_s"]))] = (meta, files)
     out = {}
     for i in range(n):
-        key = f"{i:064x}"
-        name = key[-16:]
-        attrs = {"kind": "codes", "key": key, "status": "complete", "format_version": 1,
-                 "bandwidth_kbps": [1.5, 3, 6, 12, 24][i % 5], "tr_s": [1.5, 2.0][(i // 5) % 2],
-                 "source_name": f"stim{i}.wav", "source_sha256": f"{i * 7:064x}", "model": "bench",
-                 "n_codebooks": 8, "n_trs": 4, "onset_s": 0.0, "sample_rate_hz": 24000, "frame_rate_hz": 75,
-                 "frames_per_tr": "225/2", "inputs": {"i": i}}
-        out[f"codes/{name}/zarr.json"] = json.dumps({**group, "attributes": attrs}).encode()
-        for k, v in items.items():
-            out[f"codes/{name}/{k}"] = v
+        meta, files = by_combo[(float(BANDWIDTHS[i % 5]), TRS[(i // 5) % 2])]
+        key = hashlib.sha256(f"bench entry {i}".encode()).hexdigest()
+        sha = hashlib.sha256(f"bench source {i}".encode()).hexdigest()
+        attrs = {**meta["attributes"], "key": key, "source_name": f"stim{i}.wav", "source_sha256": sha}
+        if isinstance(attrs.get("inputs"), dict) and "source_sha256" in attrs["inputs"]:
+            attrs["inputs"] = {**attrs["inputs"], "source_sha256": sha}
+        out[f"codes/{key[:16]}/zarr.json"] = json.dumps({**meta, "attributes": attrs}, indent=2).encode()
+        out.update({f"codes/{key[:16]}/{k}": v for k, v in files.items()})
+    return out
+
+
+def root_objects() -> dict[str, bytes]:
+    """The objects ``open_store`` writes for a new store (made on fsspec's memory filesystem)."""
+    import fsspec
+
+    from giblet_store import open_store
+
+    root = f"/bench-{uuid.uuid4().hex[:8]}/store"
+    open_store(f"memory://{root}")
+    fs = fsspec.filesystem("memory")
+    out = {p[len(root) + 1:]: fs.cat_file(p) for p in fs.find(root)}
+    fs.rm(root, recursive=True)
     return out
 
 
@@ -86,7 +124,7 @@ def timed(fn, repeat: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def measure(url: str, repeat: int) -> dict:
+def measure(url: str, n: int, repeat: int) -> dict:
     from giblet_store import catalog, open_store, reindex
 
     store = open_store(url)
@@ -98,53 +136,90 @@ def measure(url: str, repeat: int) -> dict:
     assert store.fs.exists(store._p(f"{catalog.CATALOG}/codes/{catalog.INDEX}"))
     t_cat, got = timed(lambda: sorted(e.key for e in store.find(**QUERY)), repeat)
     assert first == want == got, "catalogue and scan disagree"
+    listed = store.find(kind="codes")  # ls: every entry, from the catalogue
+    store.open(listed[0]).load()  # a real entry: opens and matches its schema
+    assert len(listed) == n and len(got) == n // 10, (len(listed), len(got))
     return {"hits": len(got), "scan_s": t_scan, "parallel_s": t_parallel, "rebuild_s": t_rebuild,
             "catalogue_s": t_cat, "speedup": t_scan / t_cat}
 
 
-def local(n: int, repeat: int) -> dict:
+def local(n: int, repeat: int, templates: Path) -> dict:
     from giblet_store import open_store
 
     d = Path(tempfile.mkdtemp(prefix="bench-catalog-")) / "store"
     open_store(d)
-    for path, data in synthetic_objects(n).items():
+    for path, data in synthetic_objects(n, templates).items():
         p = d / path
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
-    return measure(str(d), repeat)
+    return measure(str(d), n, repeat)
 
 
-def s3(n: int, repeat: int) -> dict:
+def serve_moto(port: int, bucket: str, n: int, templates: Path) -> None:
+    """Child process: a moto S3 server on 127.0.0.1:``port`` whose ``bucket`` already holds ``n`` entries.
+
+    The entries' objects are put into moto's own backend in this process before the server starts
+    (the same objects a PUT stores; no HTTP request each), so 30,000 objects take seconds instead of the
+    ~11 minutes that 30,000 PUTs to a local moto took. Prints ``ready <seconds>`` when serving; stops
+    when stdin closes.
+    """
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+    from moto.server import ThreadedMotoServer
+
+    t = time.perf_counter()
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend.create_bucket(bucket, "us-east-1")
+    objects = {**root_objects(), **synthetic_objects(n, templates)}
+    for key, data in objects.items():
+        backend.put_object(bucket, f"store/{key}", data)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    print(f"ready {time.perf_counter() - t:.2f} {len(objects)}", flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        server.stop()
+
+
+def _start_moto(n: int, templates: Path) -> tuple[subprocess.Popen, str, float, int]:
+    """(server process, bucket, seconds its entries took, objects); the AWS_* variables point at it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    server = subprocess.Popen([sys.executable, __file__, "--serve-moto", str(port), bucket, str(n), str(templates)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = server.stdout.readline().split()
+    if not line or line[0] != "ready":
+        server.kill()
+        server.wait()
+        raise SystemExit(f"the moto server did not start (exit {server.poll()})")
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
                       AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
-    try:
-        import s3fs
+    return server, bucket, float(line[1]), int(line[2])
 
-        fs = s3fs.S3FileSystem(use_listings_cache=False)
-        for _ in range(100):
-            try:
-                fs.ls("")
-                break
-            except Exception:  # noqa: BLE001 - the server is starting
-                time.sleep(0.1)
-        bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        fs.mkdir(bucket)
+
+def _stop(server: subprocess.Popen) -> None:
+    server.stdin.close()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def s3(n: int, repeat: int, templates: Path) -> dict:
+    server, bucket, t_fill, n_objects = _start_moto(n, templates)
+    try:
         from giblet_store import open_store
 
-        open_store(f"s3://{bucket}/store")
-        objs = synthetic_objects(n)
-        t = time.perf_counter()
-        fs.pipe({f"{bucket}/store/{k}": v for k, v in objs.items()}, batch_size=64)
-        print(f"  (uploaded {len(objs)} objects in {time.perf_counter() - t:.1f} s)", file=sys.stderr)
-        return measure(f"s3://{bucket}/store", repeat)
+        print(f"  ({n_objects} objects of {n} entries put into moto's backend in {t_fill:.1f} s)", file=sys.stderr)
+        url = f"s3://{bucket}/store"
+        open_store(url)  # checks the bucket, credentials and a write over HTTP, like any store
+        return {**measure(url, n, repeat), "fill_s": t_fill}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop(server)
 
 
 def main(argv=None) -> int:
@@ -154,10 +229,16 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-s3", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--serve-moto", nargs=4, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    rows = {"local": local(args.n, args.repeat)}
+    if args.serve_moto:
+        port, bucket, n, templates = args.serve_moto
+        serve_moto(int(port), bucket, int(n), Path(templates))
+        return 0
+    templates = make_templates(Path(tempfile.mkdtemp(prefix="bench-catalog-templates-")))
+    rows = {"local": local(args.n, args.repeat, templates)}
     if not args.no_s3:
-        rows["moto S3"] = s3(args.s3_n, args.repeat)
+        rows["moto S3"] = s3(args.s3_n, args.repeat, templates)
     print(f"find(kind='codes', bandwidth_kbps=6, tr_s=1.5) over {args.n} entries (local), {args.s3_n} (S3)")
     print(f"| store | hits | scan (s) | no index, parallel reads (s) | reindex (s) | catalogue (s) | speed-up |")
     print("|---|---|---|---|---|---|---|")
