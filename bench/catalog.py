@@ -2,16 +2,20 @@
 
     python bench/catalog.py [--n 10000] [--s3-n 10000] [--repeat 3] [--no-s3] [--json OUT]
 
-Builds ``--n`` synthetic codes entries (real attribute documents with varied bandwidth and TR, one tiny
-array each) on a local directory and on a moto S3 server (a separate process on 127.0.0.1), then
-times ``find(kind="codes", bandwidth_kbps=6, tr_s=1.5)``:
+Builds ``--n`` codes entries on a local directory and ``--s3-n`` on a moto S3 server (a separate
+process on 127.0.0.1): byte copies, under new keys and sources, of ten real ``extract_codes`` entries
+(5 bandwidths x 2 TRs, 3 s of audio, tiny arrays), so every entry lists, opens and verifies. The S3
+entries are put into moto's backend inside the server process before it serves (seconds; 130,000 PUTs
+over HTTP to a local moto would take over 10 minutes). Then it times
+``find(kind="codes", bandwidth_kbps=6, tr_s=1.5)``:
 
 * ``scan``: the pre-catalogue ``Store.entries`` -- list the kind folder, read every ``zarr.json`` in turn;
 * ``no index``: a query on a store without a catalogue (every entry read, in parallel);
 * ``reindex``: rebuilding the index (what the first publish on such a store does);
 * ``catalogue``: queries with the index (one listing, one index read).
 
-Both return the same entries (checked). Prints times and ratios measured in this run; not a test.
+All return the same entries (checked), 10 % of them; ``find(kind="codes")`` lists all ``n``. Prints
+times and ratios measured in this run (``--json OUT``: the figures of ``bench/benchjson.py``); not a test.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +32,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchjson
 
 QUERY = {"kind": "codes", "bandwidth_kbps": 6, "tr_s": 1.5}
 
@@ -155,13 +159,13 @@ def local(n: int, repeat: int, templates: Path) -> dict:
     return measure(str(d), n, repeat)
 
 
-def serve_moto(port: int, bucket: str, n: int, templates: Path) -> None:
-    """Child process: a moto S3 server on 127.0.0.1:``port`` whose ``bucket`` already holds ``n`` entries.
+def serve_moto(bucket: str, n: int, templates: Path) -> None:
+    """Child process: a moto S3 server on 127.0.0.1 (a free port) whose ``bucket`` holds ``n`` entries.
 
     The entries' objects are put into moto's own backend in this process before the server starts
-    (the same objects a PUT stores; no HTTP request each), so 30,000 objects take seconds instead of the
-    ~11 minutes that 30,000 PUTs to a local moto took. Prints ``ready <seconds>`` when serving; stops
-    when stdin closes.
+    (the same objects a PUT stores; no HTTP request each): 130,000 objects in seconds, where 30,000
+    PUTs to a local moto took ~11 minutes. Prints ``ready <port> <seconds> <objects>`` when serving;
+    stops when stdin closes.
     """
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
@@ -173,9 +177,9 @@ def serve_moto(port: int, bucket: str, n: int, templates: Path) -> None:
     objects = {**root_objects(), **synthetic_objects(n, templates)}
     for key, data in objects.items():
         backend.put_object(bucket, f"store/{key}", data)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the OS picks a free port
     server.start()
-    print(f"ready {time.perf_counter() - t:.2f} {len(objects)}", flush=True)
+    print(f"ready {server.get_host_and_port()[1]} {time.perf_counter() - t:.2f} {len(objects)}", flush=True)
     try:
         sys.stdin.read()
     finally:
@@ -184,11 +188,8 @@ def serve_moto(port: int, bucket: str, n: int, templates: Path) -> None:
 
 def _start_moto(n: int, templates: Path) -> tuple[subprocess.Popen, str, float, int]:
     """(server process, bucket, seconds its entries took, objects); the AWS_* variables point at it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
-    server = subprocess.Popen([sys.executable, __file__, "--serve-moto", str(port), bucket, str(n), str(templates)],
+    server = subprocess.Popen([sys.executable, __file__, "--serve-moto", bucket, str(n), str(templates)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = server.stdout.readline().split()
     if not line or line[0] != "ready":
@@ -196,8 +197,8 @@ def _start_moto(n: int, templates: Path) -> tuple[subprocess.Popen, str, float, 
         server.wait()
         raise SystemExit(f"the moto server did not start (exit {server.poll()})")
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
-    return server, bucket, float(line[1]), int(line[2])
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{line[1]}")
+    return server, bucket, float(line[2]), int(line[3])
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -229,11 +230,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-s3", action="store_true")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--serve-moto", nargs=4, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-moto", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve_moto:
-        port, bucket, n, templates = args.serve_moto
-        serve_moto(int(port), bucket, int(n), Path(templates))
+        bucket, n, templates = args.serve_moto
+        serve_moto(bucket, int(n), Path(templates))
         return 0
     templates = make_templates(Path(tempfile.mkdtemp(prefix="bench-catalog-templates-")))
     rows = {"local": local(args.n, args.repeat, templates)}
@@ -245,9 +246,24 @@ def main(argv=None) -> int:
     for name, r in rows.items():
         print(f"| {name} | {r['hits']} | {r['scan_s']:.3f} | {r['parallel_s']:.3f} | {r['rebuild_s']:.3f} | "
               f"{r['catalogue_s']:.3f} | {r['speedup']:.1f}x |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    _write_figures(args.json, rows, args.n, args.s3_n)
     return 0
+
+
+def _write_figures(path: str | None, rows: dict, n: int, s3_n: int) -> None:
+    """The figures of bench/benchjson.py: the catalogue's find against the scan, per store."""
+    from benchjson import row, write
+
+    out = []
+    if "local" in rows:
+        r = rows["local"]
+        out.append(row("catalog", f"find, {n:,} entries, local", "s", "scan, one read after another", r["scan_s"],
+                       r["catalogue_s"], r["speedup"], "< 0.5 s", on="ours", op="<=", value=0.5))
+    if "moto S3" in rows:
+        r = rows["moto S3"]
+        out.append(row("catalog", f"find, {s3_n:,} entries, moto S3", "s", "scan, one read after another",
+                       r["scan_s"], r["catalogue_s"], r["speedup"], ">= 20x", value=20))
+    write(path, out)
 
 
 if __name__ == "__main__":
