@@ -33,13 +33,6 @@ class S3Server:
         return name
 
 
-def free_port() -> int:
-    """A port free now (another process may take it before it is bound: prefer binding port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def refused_port():
     """A port on 127.0.0.1 that refuses every connection while the block runs: bound here (so no other
@@ -54,7 +47,7 @@ def s3_server():
     pytest.importorskip("s3fs", reason="s3 tests need s3fs (pip install 'giblet_store[s3]')")
     moto_server = pytest.importorskip("moto.server", reason="s3 tests need moto[server]")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    # port 0: the OS picks a free port at bind time. A port chosen beforehand (free_port) can be taken
+    # port 0: the OS picks a free port at bind time. A port found free beforehand can be taken
     # by another process before moto binds it, and then ThreadedMotoServer.start() waits forever.
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
