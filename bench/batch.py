@@ -1,7 +1,7 @@
 """Batch extraction on a LocalCluster vs the plain single-process loop: wall time and peak RSS.
 
     python bench/batch.py [--stimuli 8] [--minutes 2] [--long-minutes 20] [--bandwidth 6]
-                          [--workers 1 2] [--chunk-s S] [--context-s S] [--model DIR] [--json OUT]
+                          [--workers 1 2] [--chunk-s S] [--context-s S] [--model DIR] [--json OUT] [--no-s3]
 
 Two workloads on synthetic stimuli at 24 kHz and one model (default: a random-weight model of the
 real 24 kHz architecture; encoding cost is the architecture's, the codes mean nothing):
@@ -10,6 +10,11 @@ real 24 kHz architecture; encoding cost is the architecture's, the codes mean no
   vs ``run_batch`` on a ``LocalCluster`` of 1 and of 2 workers (one thread each);
 * one ``--long-minutes`` file: ``extract_codes`` vs ``run_batch`` with 2 workers (its encode chunks
   spread over both).
+
+The S3 column (``--no-s3`` skips it): the many-stimuli batch with the most ``--workers`` writing to a
+moto S3 server (a separate process on 127.0.0.1; the workers get the endpoint and credentials from
+the AWS_* environment they inherit) vs the same batch on the local directory (ratio), its objects
+compared byte for byte with the local entries.
 
 Every run is its own subprocess (peak RSS is its own; the batch's workers report theirs). Batch
 times include starting the cluster. The stores are compared byte for byte at the end. Prints ratios
@@ -72,10 +77,10 @@ def _child(mode: str, manifest: str, store: str, workers: int) -> None:
     print(json.dumps(out))
 
 
-def _run(mode: str, manifest: dict, tmp: Path, name: str, workers: int = 0) -> dict:
+def _run(mode: str, manifest: dict, tmp: Path, name: str, workers: int = 0, store: "str | None" = None) -> dict:
     mpath = tmp / f"{name}.json"
     mpath.write_text(json.dumps(manifest))
-    store = tmp / f"store-{name}"
+    store = store or tmp / f"store-{name}"
     p = subprocess.run([sys.executable, __file__, "--child", mode, "--manifest", str(mpath), "--store", str(store),
                         "--child-workers", str(workers)], capture_output=True, text=True)
     if p.returncode:
@@ -100,6 +105,7 @@ def main() -> None:
     p.add_argument("--context-s", type=float, default=None, help="left context (default: CodecParams's)")
     p.add_argument("--model", default=None)
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--no-s3", action="store_true", help="skip the batch on a moto S3 server")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--manifest", default=None, help=argparse.SUPPRESS)
     p.add_argument("--store", default=None, help=argparse.SUPPRESS)
@@ -131,6 +137,9 @@ def main() -> None:
         rows.append((f"batch, {n} worker(s)", _run("cluster", many, tmp, f"many-w{n}", n)))
     ref = _tree(Path(rows[0][1]["store"]) / "codes")
     _report(rows, audio_s, ref, results["many"])
+    if not a.no_s3:
+        w = max(a.workers)
+        results["s3"] = _s3_column(many, tmp, ref, w, dict(rows)[f"batch, {w} worker(s)"])
     if a.long_minutes > 0:
         long_wav = str(write_wav(tmp / "long.wav", synth_audio(a.long_minutes * 60, 24000, seed=99), 24000))
         one = {**base, "stimuli": [long_wav]}
@@ -140,6 +149,54 @@ def main() -> None:
         _report(rows, a.long_minutes * 60, _tree(Path(rows[0][1]["store"]) / "codes"), results["long"])
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
+
+
+def _start_moto() -> tuple[subprocess.Popen, str]:
+    """A moto S3 server (its own process on 127.0.0.1, a free port) with a bucket; AWS_* point at it."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")  # inherited by the child and its workers
+    import s3fs
+
+    fs = s3fs.S3FileSystem(use_listings_cache=False)
+    for _ in range(300):
+        try:
+            fs.mkdir("bench")
+            return server, "bench"
+        except Exception:  # noqa: BLE001 - the server is starting
+            if server.poll() is not None:
+                break
+            time.sleep(0.1)
+    server.kill()
+    server.wait()
+    raise SystemExit(f"the moto server on port {port} did not start (exit {server.poll()})")
+
+
+def _s3_column(manifest: dict, tmp: Path, ref: dict, workers: int, local: dict) -> dict:
+    """The ``workers``-worker batch on a moto S3 server; ratio against the local run ``local``."""
+    import s3fs
+
+    server, bucket = _start_moto()
+    try:
+        r = _run("cluster", manifest, tmp, f"many-w{workers}-s3", workers, store=f"s3://{bucket}/store")
+        fs = s3fs.S3FileSystem(use_listings_cache=False)
+        root = f"{bucket}/store/codes/"
+        got = {p[len(root):]: fs.cat_file(p) for p in sorted(fs.find(root))}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    same = got == ref
+    print(f"\nS3 (moto on 127.0.0.1), batch with {workers} worker(s): {r['seconds']:.1f} s (batch alone "
+          f"{r['batch_seconds']:.1f} s) vs {local['seconds']:.1f} s ({local['batch_seconds']:.1f} s) on the local "
+          f"directory: {r['seconds'] / local['seconds']:.2f}x the time; identical objects: {same} "
+          f"({len(got)} objects, {len(ref)} local files)")
+    return {**r, "local_seconds": local["seconds"], "ratio": r["seconds"] / local["seconds"], "identical": same}
 
 
 def _report(rows, audio_s: float, ref: dict, out: dict) -> None:

@@ -11,8 +11,9 @@ always measured within one run on the same data.
 
 Defaults take a few minutes on a quiet 2-core machine: encode at 30 s of audio (``--encode-seconds
 30 120 600`` adds the runs of issue 14), storage at its 300 s default (at 60 s the entry's fixed
-metadata bytes alone break its 1.10x-entropy target). ``bench/batch.py`` (a cluster, ~10+ minutes) is not run
-here; run it on its own.
+metadata bytes alone break its 1.10x-entropy target), catalog at 10,000 entries locally and 1,000 on
+its moto S3 server (``python bench/catalog.py`` alone: 10,000 on both). ``bench/batch.py`` (a
+cluster, ~10+ minutes) is not run here; run it on its own.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def benches(encode_seconds: list[float]) -> list[tuple[str, list[str]]]:
     out = [("hrf", ["hrf.py"]), ("ingest", ["ingest.py"]), ("loader", ["loader.py"])]
     out += [(f"encode {s:g} s", ["encode.py", "--seconds", f"{s:g}"]) for s in encode_seconds]
     out += [("storage", ["storage.py"])]  # its 300 s default: the size its targets are stated for
+    out += [("catalog", ["catalog.py", "--n", "10000", "--s3-n", "1000"])]  # S3 at 1,000 entries: ~3 min in all
     return out
 
 
@@ -100,7 +102,8 @@ def markdown(rows: list[dict], header: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1, help="runs of each bench; the table shows medians")
-    ap.add_argument("--only", nargs="+", default=None, help="bench names (hrf, ingest, loader, encode, storage)")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="bench names (hrf, ingest, loader, encode, storage, catalog)")
     ap.add_argument("--encode-seconds", type=float, nargs="+", default=[30.0])
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args(argv)

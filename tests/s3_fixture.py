@@ -1,8 +1,8 @@
 """A real S3 API for the tests: moto's server mode on 127.0.0.1 and a free port, with s3fs.
 
-``s3_server`` (session) starts one :class:`moto.server.ThreadedMotoServer` and points the AWS_*
-environment variables at it (inherited by subprocesses and Dask workers); ``s3_url`` gives each test
-a fresh bucket. Credentials are fake and come only from the environment.
+``s3_server`` (session) starts one :class:`moto.server.ThreadedMotoServer` (on a port the OS picks
+at bind time) and points the AWS_* environment variables at it (inherited by subprocesses and Dask
+workers); ``s3_url`` gives each test a fresh bucket. Credentials are fake and come only from the environment.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -32,10 +33,13 @@ class S3Server:
         return name
 
 
-def free_port() -> int:
+@contextmanager
+def refused_port():
+    """A port on 127.0.0.1 that refuses every connection while the block runs: bound here (so no other
+    process can start listening on it, as one could on a port merely found free) but never listening."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +47,11 @@ def s3_server():
     pytest.importorskip("s3fs", reason="s3 tests need s3fs (pip install 'giblet_store[s3]')")
     moto_server = pytest.importorskip("moto.server", reason="s3 tests need moto[server]")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # port 0: the OS picks a free port at bind time. A port found free beforehand can be taken
+    # by another process before moto binds it, and then ThreadedMotoServer.start() waits forever.
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    port = server.get_host_and_port()[1]
     env = {"AWS_ACCESS_KEY_ID": TEST_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEST_SECRET,
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     saved = {k: os.environ.get(k) for k in env}

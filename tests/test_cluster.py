@@ -18,7 +18,6 @@ from giblet_store import CodecParams, TrGrid, extract_codes, open_store
 from giblet_store.cli import main
 from giblet_store.testing import synth_audio, write_wav
 
-from s3_fixture import free_port
 from test_s3 import objects
 
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -43,6 +42,20 @@ def stop(p: subprocess.Popen) -> None:
             p.wait(timeout=30)
 
 
+def scheduler_address(sched: subprocess.Popen, scheduler_file: Path, timeout: float = 120) -> str:
+    """The address a scheduler started with ``--port 0`` bound (the OS picked the port: no race with other
+    processes for a port chosen beforehand), from its scheduler file; only the test reads that file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sched.poll() is not None:
+            raise AssertionError(f"dask scheduler exited with {sched.returncode} before it served")
+        try:
+            return json.loads(scheduler_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):  # not written yet, or half written
+            time.sleep(0.1)
+    raise AssertionError(f"dask scheduler wrote no {scheduler_file} within {timeout} s")
+
+
 def wait_for_workers(address: str, n: int, timeout: float = 180) -> None:
     from distributed import Client
 
@@ -58,10 +71,12 @@ def test_scheduler_and_two_workers_batch_to_s3_survives_a_killed_worker(s3_url, 
     write_wav(stim / "b.wav", synth_audio(3.0, 24000, seed=22), 24000)
     (stim / "m.json").write_text(json.dumps({"model": str(model_dir), "bandwidths": [1.5], "trs": [1.0], **CHUNK,
                                              "stimuli": ["a.wav", "b.wav"]}))
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], tmp_path / "sched")]
+    sched_file = tmp_path / "sched" / "scheduler.json"
+    procs = [spawn(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
+                    str(sched_file)], tmp_path / "sched")]
     try:
+        address = scheduler_address(procs[0], sched_file)
+        assert address.startswith("tcp://127.0.0.1:")
         for i in (1, 2):
             procs.append(spawn(["worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
                                 "--local-directory", str(tmp_path / f"w{i}"), "--name", f"w{i}"], tmp_path / f"w{i}"))

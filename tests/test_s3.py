@@ -142,6 +142,17 @@ def writer(url: str, *args) -> subprocess.Popen:
                                 [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])})
 
 
+def finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[tuple[str, str]]:
+    """(stdout, stderr) of each writer; one still running after ``timeout`` (or on any error) is killed."""
+    try:
+        return [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
 @pytest.fixture(scope="module")
 def reference_objects(s3_server) -> dict[str, bytes]:
     """The entry written once, uninterrupted, by this process."""
@@ -159,7 +170,7 @@ def test_sigkill_mid_write_then_rerun_gives_identical_objects(s3_url, reference_
     import s3_writer
 
     p = writer(s3_url, point, nth)
-    _, err = p.communicate(timeout=300)
+    [(_, err)] = finish([p])
     assert p.returncode == -signal.SIGKILL, err
     store = open_store(s3_url)
     assert store.entries() == [] and store.lookup(s3_writer.entry()[1]["key"]) is None  # nothing visible
@@ -177,14 +188,16 @@ def test_two_writers_of_one_entry_and_a_reader_never_see_a_torn_entry(s3_url, re
     start = time.time() + 4.0
     procs = [writer(s3_url, "none", 0, start) for _ in range(2)]
     reader, polls, seen = open_store(s3_url), 0, 0
-    while any(p.poll() is None for p in procs):
-        polls += 1
-        for e in reader.find(kind="features"):
-            got = reader.open(e).load()  # a listed entry is always whole
-            np.testing.assert_array_equal(got["emb"].values, ds["emb"].values)
-            np.testing.assert_array_equal(got["count"].values, ds["count"].values)
-            seen += 1
-    outs = [p.communicate(timeout=300) for p in procs]
+    try:
+        while any(p.poll() is None for p in procs):
+            polls += 1
+            for e in reader.find(kind="features"):
+                got = reader.open(e).load()  # a listed entry is always whole
+                np.testing.assert_array_equal(got["emb"].values, ds["emb"].values)
+                np.testing.assert_array_equal(got["count"].values, ds["count"].values)
+                seen += 1
+    finally:  # a failed read still stops both writers
+        outs = finish(procs)
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert polls > 0
     assert sorted(o[0].split()[0] for o in outs) in (["cached", "created"], ["created", "created"])

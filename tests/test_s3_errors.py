@@ -14,7 +14,7 @@ import pytest
 from giblet_store import open_store
 from giblet_store.errors import StoreError
 
-from s3_fixture import TEST_KEY_ID, TEST_SECRET, free_port
+from s3_fixture import TEST_KEY_ID, TEST_SECRET, refused_port
 from test_catalog import write
 from test_s3 import assert_no_secret, objects
 
@@ -47,11 +47,12 @@ def test_missing_bucket_and_unknown_scheme(run, s3_server):
 
 
 def test_unreachable_endpoint(run, s3_url, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    code, out, err = run("ls", s3_url)
-    assert code == 2 and "cannot be reached" in err and "AWS_ENDPOINT_URL" in err
-    with pytest.raises(StoreError, match="cannot be reached"):
-        open_store(s3_url, storage_options={"endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    with refused_port() as port:  # nothing listens there, and nothing can start to during the test
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        code, out, err = run("ls", s3_url)
+        assert code == 2 and "cannot be reached" in err and "AWS_ENDPOINT_URL" in err
+        with pytest.raises(StoreError, match="cannot be reached"):
+            open_store(s3_url, storage_options={"endpoint_url": f"http://127.0.0.1:{port}"})
     assert_no_secret(out, err)
 
 
