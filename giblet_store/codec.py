@@ -13,7 +13,6 @@ bandwidth``), never a table: 24 kHz gives 1.5/3/6/12/24 kbps -> 2/4/8/16/32.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import warnings
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 
 from .errors import ParameterError
 from .params import Params
+from .validate import finite
 from .models import (  # noqa: F401 (re-exported: loading and identity live in models.py)
     DEFAULT_MODEL, Codec, codec_for_entry, entry_model_name, load_codec, model_identity,
 )
@@ -89,10 +89,7 @@ class CodecParams(Params):
 
     def __post_init__(self):
         for field in ("bandwidth_kbps", "chunk_s", "context_s"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ParameterError(f"{field} must be a finite number, got {v!r}")
-            object.__setattr__(self, field, float(v))
+            object.__setattr__(self, field, finite(field, getattr(self, field)))
         if self.bandwidth_kbps <= 0:
             raise ParameterError(f"bandwidth_kbps must be positive, got {self.bandwidth_kbps}")
         if self.chunk_s <= 0:

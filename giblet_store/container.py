@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudioError
+from .validate import is_integer
 
 __all__ = ["ContainerInfo", "probe_container", "decode_container"]
 
@@ -86,7 +87,7 @@ def _pick_stream(container, path: str, index: int | None):
         )
     if index is None:
         return container.streams.best("audio") or audio[0]
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+    if not is_integer(index):
         raise AudioError(f"audio_stream must be a stream index (an integer), got {index!r}")
     for s in audio:
         if s.index == int(index):

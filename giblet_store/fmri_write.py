@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import FmriError
 from .nifti import done, read_masked, voxel_moments
+from .validate import NanPolicy
 
 __all__ = ["final_mask", "zscore_stats", "lazy_fmri", "read_pieces"]
 
@@ -52,7 +53,7 @@ def final_mask(shape, labels, given_flat, votes, nonfinite, mask_params, nan_pol
         if bad.any():
             ijk = np.unravel_index(np.flatnonzero(bad)[:3], shape, order="F")
             where = [tuple(int(c[i]) for c in ijk) for i in range(len(ijk[0]))]
-            if nan_policy == "error":
+            if nan_policy == NanPolicy.ERROR:
                 raise _nonfinite_error(label, int(bad.sum()), where, given_flat is not None)
             dropped_flat |= bad  # a voxel bad in two subjects is one voxel dropped
             mask_flat &= ~bad

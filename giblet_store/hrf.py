@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .validate import finite, int_in_range, positive_seconds
+from .validate import HrfModel, finite, int_in_range, is_choice, positive_seconds
 from .errors import ParameterError
 from .params import Params
 
@@ -44,11 +44,11 @@ __all__ = [
     "delay",
 ]
 
-#: Double-gamma parameters of each model (nilearn's / SPM's values).
+#: Double-gamma parameters of each model (nilearn's / SPM's values), one per :class:`~giblet_store.validate.HrfModel`.
 HRF_MODELS: dict[str, dict[str, float]] = {
-    "spm": dict(peak_delay_s=6.0, undershoot_delay_s=16.0, peak_dispersion=1.0,
+    HrfModel.SPM.value: dict(peak_delay_s=6.0, undershoot_delay_s=16.0, peak_dispersion=1.0,
                 undershoot_dispersion=1.0, ratio=0.167),
-    "glover": dict(peak_delay_s=6.0, undershoot_delay_s=12.0, peak_dispersion=0.9,
+    HrfModel.GLOVER.value: dict(peak_delay_s=6.0, undershoot_delay_s=12.0, peak_dispersion=0.9,
                    undershoot_dispersion=0.9, ratio=0.48),
 }
 _MAX_OVERSAMPLING = 1000
@@ -101,7 +101,7 @@ class Hrf(Params):
     onset_s: float = 0.0
 
     def __post_init__(self):
-        if not isinstance(self.model, str) or self.model.lower() not in HRF_MODELS:
+        if not isinstance(self.model, str) or not is_choice(self.model.lower(), HrfModel):
             raise ParameterError(
                 f"unknown HRF model {self.model!r}; choose one of {', '.join(sorted(HRF_MODELS))} "
                 "(or Fir(delays=...) for FIR delays)"

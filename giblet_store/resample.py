@@ -33,11 +33,12 @@ import numpy as np
 from .errors import ParameterError
 from .grid import TrGrid, exact
 from .params import Params
-from .validate import flag, int_in_range
+from .validate import ResampleMethod, flag, int_in_range, is_choice
 
 __all__ = ["Resample", "RESAMPLE_METHODS", "resample_plan", "resample_array", "antialias_taps"]
 
-RESAMPLE_METHODS = ("auto", "linear", "previous", "stretch")
+#: The methods' names, from :class:`~giblet_store.validate.ResampleMethod` (the one list).
+RESAMPLE_METHODS = tuple(m.value for m in ResampleMethod)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Resample(Params):
     antialias: bool = True
 
     def __post_init__(self):
-        if self.method not in RESAMPLE_METHODS:
+        if not is_choice(self.method, ResampleMethod):
             raise ParameterError(f"unknown resampling method {self.method!r}; choose one of {', '.join(RESAMPLE_METHODS)}")
         object.__setattr__(self, "antialias", flag("antialias", self.antialias))
         if self.method == "stretch":

@@ -23,7 +23,7 @@ from .staging import StagedWriter, Staging
 from .attr_match import matches
 from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
-from .validate import parse_key, parse_kind
+from .validate import is_format_version, parse_key, parse_kind
 
 __all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
 
@@ -32,7 +32,7 @@ ROOT_ATTR = "giblet_store"
 
 def _check_version(attrs: Mapping, where: str) -> None:
     version = attrs.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+    if not is_format_version(version, FORMAT_VERSION):
         raise FormatVersionError(
             f"{where} has format_version {version!r}; this giblet_store reads 1 to {FORMAT_VERSION}. "
             f"Upgrade giblet_store (pip install -U giblet_store) to read it, or delete the entry"

@@ -16,6 +16,7 @@ import uuid
 from enum import Enum
 
 from .errors import FormatVersionError, NotAStoreError, StoreError
+from .validate import is_format_version
 
 __all__ = ["RootState", "root_state", "root_document", "create_local_root", "check_root", "create_root"]
 
@@ -121,7 +122,7 @@ def check_root(fs, root: str, url: str, mode: str, marker_attr: str, format_vers
         )
     if marker is not None:
         version = marker.get("format_version") if isinstance(marker, dict) else None
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= format_version:
+        if not is_format_version(version, format_version):
             raise FormatVersionError(
                 f"store {url!r} has format_version {version!r}; this giblet_store reads 1 to "
                 f"{format_version}. Upgrade giblet_store to use it"

@@ -68,8 +68,9 @@ def _check_streamable(codec, what: str) -> None:
 
 
 def _chunk_frames(codec, chunk_s: float) -> int:
-    if isinstance(chunk_s, bool) or not isinstance(chunk_s, (int, float)) or not math.isfinite(chunk_s) or chunk_s <= 0:
-        raise ParameterError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
+    from .validate import positive_seconds  # here, not at the top: the encoder's imports are h14's (speed) lines
+
+    chunk_s = positive_seconds("chunk_s", chunk_s)
     return max(STREAM_MIN_CHUNK_FRAMES, round(chunk_s * codec.sample_rate_hz / codec.hop))
 
 

@@ -24,6 +24,7 @@ from .errors import EntryNotFoundError, ParameterError
 
 __all__ = [
     "MAX_TR_S", "finite", "number_like", "positive_seconds", "int_in_range", "flag", "choice", "tr_seconds",
+    "is_integer", "is_choice", "is_format_version",
     "ResampleMethod", "HrfModel", "NanPolicy", "KINDS", "parse_kind", "parse_key", "parse_output_path", "register_kind",
 ]
 
@@ -93,6 +94,23 @@ def int_in_range(name: str, value: Any, lo: int | None = None, hi: int | None = 
     return int(value)
 
 
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (``int`` or numpy integer; ``bool`` is not).
+
+    The predicate behind :func:`int_in_range`, for callers whose error is not a
+    :class:`ParameterError` (an audio stream index raises :class:`~giblet_store.errors.AudioError`).
+    """
+    return not isinstance(value, bool) and isinstance(value, _INTEGER)
+
+
+def is_format_version(value: Any, newest: int) -> bool:
+    """Whether ``value`` is a format version this code reads: an integer in ``[1, newest]``.
+
+    Callers raise :class:`~giblet_store.errors.FormatVersionError` with their own ``where`` when not.
+    """
+    return isinstance(value, int) and is_integer(value) and 1 <= value <= newest
+
+
 def flag(name: str, value: Any) -> bool:
     """``value`` if it is ``True`` or ``False`` (not 1, 0, "yes" or None)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -100,9 +118,13 @@ def flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def _values(options: "type[enum.Enum] | Iterable[str]") -> list:
+    return [m.value for m in options] if isinstance(options, type) and issubclass(options, enum.Enum) else list(options)
+
+
 def choice(name: str, value: Any, options: "type[enum.Enum] | Iterable[str]") -> str:
     """One of ``options`` (an Enum of strings, or strings): returns the plain string."""
-    allowed = [m.value for m in options] if isinstance(options, type) and issubclass(options, enum.Enum) else list(options)
+    allowed = _values(options)
     if isinstance(value, enum.Enum):
         value = value.value
     if value not in allowed:
@@ -110,9 +132,21 @@ def choice(name: str, value: Any, options: "type[enum.Enum] | Iterable[str]") ->
     return value
 
 
-class ResampleMethod(str, enum.Enum):
-    """How :class:`~giblet_store.resample.Resample` moves a series to another TR grid."""
+def is_choice(value: Any, options: "type[enum.Enum] | Iterable[str]") -> bool:
+    """Whether ``value`` (a string or an enum member) is one of ``options``; :func:`choice` without the raise.
 
+    For options whose message names more than the list (e.g. the HRF model's pointer to ``Fir``).
+    """
+    return (value.value if isinstance(value, enum.Enum) else value) in _values(options)
+
+
+class ResampleMethod(str, enum.Enum):
+    """How :class:`~giblet_store.resample.Resample` moves a series to another TR grid.
+
+    ``auto``: linear for float arrays, previous for integer codes.
+    """
+
+    AUTO = "auto"
     LINEAR = "linear"
     PREVIOUS = "previous"
     STRETCH = "stretch"

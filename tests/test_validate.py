@@ -95,3 +95,31 @@ def test_int_in_range_hint_and_flag():
     for bad in (1, 0, "yes", None):
         with pytest.raises(ParameterError, match=r"db must be True or False, got"):
             flag("db", bad)
+
+
+def test_predicates_for_rules_whose_error_is_not_a_parameter_error():
+    from giblet_store.validate import is_choice, is_format_version, is_integer
+
+    assert is_integer(3) and is_integer(np.int64(3)) and not is_integer(True) and not is_integer(3.0)
+    assert is_format_version(1, 2) and is_format_version(2, 2)
+    for bad in (0, 3, True, 1.0, "1", None):
+        assert not is_format_version(bad, 2), bad
+    assert is_choice("auto", ResampleMethod) and is_choice(HrfModel.SPM, HrfModel) and not is_choice("drop", NanPolicy)
+
+
+def test_option_lists_come_from_the_enums():
+    from giblet_store.hrf import HRF_MODELS
+    from giblet_store.resample import RESAMPLE_METHODS
+
+    assert RESAMPLE_METHODS == tuple(m.value for m in ResampleMethod) and "auto" in RESAMPLE_METHODS
+    assert sorted(HRF_MODELS) == sorted(m.value for m in HrfModel)
+
+
+def test_no_inline_bool_number_checks_outside_validate():
+    """Every 'isinstance(x, bool) or ...' rule lives in validate.py (attr_match compares, it does not validate)."""
+    import re
+
+    pattern = re.compile(r"isinstance\([^)]*bool\)")
+    found = [f"{p.name}:{i}" for p in (ROOT / "giblet_store").glob("*.py") if p.name not in ("validate.py", "attr_match.py")
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, found
