@@ -31,15 +31,20 @@ place by hand, run ``giblet-store reindex``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterable
+
+from .errors import StoreError
 
 if TYPE_CHECKING:
     from .entry import Entry
     from .store import Store
 
 __all__ = ["CATALOG", "CATALOG_VERSION", "COMPACT_AT", "entries", "record", "forget", "reindex"]
+
+_log = logging.getLogger(__name__)
 
 CATALOG = "_catalog"
 CATALOG_VERSION = 1
@@ -67,20 +72,39 @@ def _names(store: "Store", folder: str, dirs: bool) -> list[str]:
     return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in infos if i.get("type") == want)
 
 
+_MISSING = (FileNotFoundError, NotADirectoryError)  # removed since it was listed: a concurrent delete or gc
+
+
+def _missing_or_raise(store: "Store", path: str, got) -> bytes | None:
+    """``got`` if bytes; None if it is a missing-file error; any other error as a :class:`StoreError`."""
+    if isinstance(got, bytes):
+        return got
+    if got is None or isinstance(got, _MISSING):
+        return None
+    raise StoreError(f"cannot read {path!r} in {store.url!r} ({type(got).__name__}: {got}); check that this "
+                     "user may read the store (permissions, credentials), then rerun")
+
+
 def _read_many(store: "Store", paths: list[str]) -> dict[str, bytes | None]:
-    """Bytes of many objects at once (a thread pool; s3fs batches them concurrently). None if missing."""
+    """Bytes of many objects at once (a thread pool; s3fs batches them concurrently).
+
+    None for an object removed since it was listed; any other failure (permission denied, I/O
+    error) raises :class:`StoreError` naming the object rather than passing for "missing".
+    """
     if not paths:
         return {}
     if not store.local:
         full = [store._p(p) for p in paths]
         got = store.fs.cat(full, on_error="return")
-        return {p: (v if isinstance(v, bytes) else None) for p, v in zip(paths, (got.get(f) for f in full))}
+        return {p: _missing_or_raise(store, p, got.get(f)) for p, f in zip(paths, full)}
 
     def one(p: str) -> bytes | None:
         try:
             return store.fs.cat_file(store._p(p))
-        except OSError:
+        except _MISSING:
             return None
+        except OSError as exc:
+            return _missing_or_raise(store, p, exc)
 
     with ThreadPoolExecutor(min(_THREADS, len(paths))) as pool:
         return dict(zip(paths, pool.map(one, paths)))
@@ -102,7 +126,7 @@ def _stamp(store: "Store", kind: str, name: str) -> list | None:
         return None
     try:
         st = os.stat(store._p(f"{kind}/{name}/zarr.json"))
-    except OSError:
+    except _MISSING:
         return None
     return [st.st_mtime_ns, st.st_size]
 
@@ -176,7 +200,7 @@ def remove_path(store: "Store", path: str) -> None:
     if store.local and os.path.isfile(full):
         try:
             os.unlink(full)
-        except OSError:
+        except FileNotFoundError:  # removed meanwhile (another compactor, gc): the goal is reached
             pass
     else:
         store._remove(path)
@@ -190,8 +214,9 @@ def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: I
         store._put(f"{CATALOG}/{kind}/{INDEX}", json.dumps(doc, sort_keys=True).encode())
         for n in merged_logs:
             remove_path(store, f"{CATALOG}/{kind}/log/{n}")
-    except OSError:  # the catalogue is a cache: the next query repairs it
-        pass
+    except OSError as exc:  # the catalogue is a cache: the next query repairs it
+        _log.warning("could not rewrite the %s catalogue of %s (%s); queries read the entries until it is rewritten",
+                     kind, store.url, exc)
 
 
 def record(store: "Store", entry: "Entry") -> None:
@@ -205,8 +230,9 @@ def record(store: "Store", entry: "Entry") -> None:
         logs = _names(store, f"{CATALOG}/{entry.kind}/log", dirs=False)
         if len(logs) > COMPACT_AT or not store.fs.exists(store._p(f"{CATALOG}/{entry.kind}/{INDEX}")):
             kind_entries(store, entry.kind, maintain=True)
-    except OSError:  # a missing record is found by the next query, and re-added by the next compaction
-        pass
+    except (OSError, StoreError) as exc:  # a missing record is found by the next query, and re-added by the next compaction
+        _log.warning("could not record %s entry %s in the catalogue of %s (%s); queries read it directly",
+                     entry.kind, entry.key[:16], store.url, exc)
 
 
 def forget(store: "Store", kind: str, name: str) -> None:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ParameterError
+from .errors import ParameterError, StoreError
 from .validate import finite
 
 if TYPE_CHECKING:
@@ -68,14 +68,17 @@ def _newest_mtime(store: "Store", path: str) -> float:
             for n in [folder] + [os.path.join(folder, f) for f in files]:
                 try:
                     newest = max(newest, os.stat(n).st_mtime)
-                except OSError:
+                except FileNotFoundError:  # removed while we walked (its writer published or cleaned up)
                     pass
+                except OSError as exc:  # unknown age must not read as "very old" (that would remove it)
+                    raise StoreError(f"gc cannot read the age of {n!r} ({exc}); it stopped before touching "
+                                     f"{path!r}: fix the permissions and rerun") from None
         if not newest and os.path.isfile(full):
             newest = os.stat(full).st_mtime
         return newest
     try:
         infos = store.fs.find(full, detail=True, withdirs=False)
-    except (FileNotFoundError, OSError):
+    except FileNotFoundError:  # gone: nothing is left to age (any other error must not read as "very old")
         return 0.0
     if not infos and store.fs.isfile(full):
         infos = {full: store.fs.info(full)}

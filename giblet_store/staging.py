@@ -12,6 +12,7 @@ without it. Chunk bytes are deterministic, so concurrent writers of one key writ
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -346,7 +347,6 @@ class StagedWriter:
         (``Directory not empty``): removal is retried. Cleanup never fails a write whose entry is
         published; what could not be removed is left for ``giblet-store gc`` and logged.
         """
-        import logging
         import time
 
         for attempt in range(5):
@@ -369,8 +369,11 @@ class StagedWriter:
                 if f.endswith(".partial"):
                     try:
                         os.unlink(os.path.join(folder, f))
-                    except OSError:
+                    except FileNotFoundError:  # its writer renamed or removed it meanwhile
                         pass
+                    except OSError as exc:  # a stray temp file must not fail the publish: say it stays
+                        logging.getLogger(__name__).warning("could not remove the temporary file %s (%s); "
+                                                            "remove it by hand", os.path.join(folder, f), exc)
 
 
 _GROUP_DOC = "_group.json"
