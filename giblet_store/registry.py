@@ -11,6 +11,7 @@ served only while its files still hash to the same sha256.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -47,8 +48,8 @@ def _read() -> dict[str, list[str]]:
 def remember_model(sha256: str, directory: str | os.PathLike) -> None:
     """Record that ``directory`` holds the weights with ``sha256`` (most recent first).
 
-    Best effort: a cache directory that cannot be written leaves the registry as it was (the user
-    can still pass ``model=``).
+    Best effort: a cache directory that cannot be written leaves the registry as it was and logs a
+    warning (the user can still pass ``model=``).
     """
     path = str(Path(directory).expanduser().resolve())
     models = _read()
@@ -63,8 +64,10 @@ def remember_model(sha256: str, directory: str | os.PathLike) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump({"models": models}, f, indent=1, sort_keys=True)
         os.replace(tmp, target)
-    except OSError:
-        pass
+    except OSError as exc:  # best effort, but said: later commands will need model= / --model
+        logging.getLogger(__name__).warning(
+            "could not remember where the model %s... lives (%s: %s); give model= / --model to later "
+            "decode or derive --embeddings, or set GIBLET_STORE_CACHE to a writable folder", sha256[:12], target, exc)
 
 
 def registered_model_dirs(sha256: str) -> list[str]:

@@ -105,3 +105,35 @@ def test_a_stray_temp_file_that_cannot_be_removed_is_logged_not_raised(store, mo
         StagedWriter(store)._sweep_partials("features/sweep")  # a publish must not fail on a stray temp file
     assert "could not remove the temporary file" in caplog.text and "x.partial" in caplog.text
     assert "Permission denied" in caplog.text and "y.partial" not in caplog.text  # already gone: nothing to say
+
+
+def test_an_unwritable_model_registry_is_logged(tmp_path, monkeypatch, caplog):
+    from giblet_store.registry import registered_model_dirs, remember_model
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("GIBLET_STORE_CACHE", str(tmp_path / "afile" / "cache"))  # under a file: cannot be made
+    with caplog.at_level(logging.WARNING, logger="giblet_store.registry"):
+        remember_model("ab" * 32, tmp_path)
+    assert "could not remember where the model abababababab... lives" in caplog.text
+    assert "GIBLET_STORE_CACHE" in caplog.text and registered_model_dirs("ab" * 32) == []
+
+
+def test_random_model_dir_tolerates_only_losing_the_race(tmp_path, monkeypatch):
+    from giblet_store import demo, testing
+
+    monkeypatch.setenv("GIBLET_STORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(testing, "save_test_model", lambda d, seed: (Path(d) / "config.json").write_text("{}"))
+    orig = os.replace
+
+    def lost_race(src, dst):  # another process publishes the same model first
+        shutil.copytree(src, dst)
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(os, "replace", lost_race)
+    d = demo.random_model_dir()
+    assert (d / "config.json").exists() and sorted(p.name for p in d.parent.iterdir()) == [d.name]  # no leftover
+    shutil.rmtree(d)
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(PermissionError):
+        demo.random_model_dir()
+    monkeypatch.setattr(os, "replace", orig)
