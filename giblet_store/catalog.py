@@ -230,7 +230,7 @@ def record(store: "Store", entry: "Entry") -> None:
         logs = _names(store, f"{CATALOG}/{entry.kind}/log", dirs=False)
         if len(logs) > COMPACT_AT or not store.fs.exists(store._p(f"{CATALOG}/{entry.kind}/{INDEX}")):
             kind_entries(store, entry.kind, maintain=True)
-    except (OSError, StoreError) as exc:  # a missing record is found by the next query, and re-added by the next compaction
+    except (OSError, StoreError) as exc:  # a missing record is found by the next query, re-added by the next compaction
         _log.warning("could not record %s entry %s in the catalogue of %s (%s); queries read it directly",
                      entry.kind, entry.key[:16], store.url, exc)
 

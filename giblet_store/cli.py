@@ -17,14 +17,13 @@ from .errors import GibletStoreError, ParameterError
 
 __all__ = ["main", "build_parser"]
 
-from .cli_util import EXIT_ERROR, field_default as _default  # noqa: E402
+from .cli_util import EXIT_ERROR, add_grid_options, field_default as _default  # noqa: E402
 from .cli_common import add_no_progress as _add_no_progress, extract_each as _extract_each  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ extract
 def _add_extract(sub) -> None:
     from .codec import ENCODERS, CodecParams as C
-    from .grid import TrGrid as G
 
     p = sub.add_parser("extract", help="encode audio files to EnCodec codes on a TR grid")
     p.add_argument("audio", nargs="+", help="wav/flac/ogg files, or video/audio containers (mp4, mkv, mov, ...)")
@@ -35,11 +34,7 @@ def _add_extract(sub) -> None:
                    help="container stream index (as ffprobe's Stream #0:N); default: the default audio stream")
     p.add_argument("--bandwidth", type=float, default=_default(C, "bandwidth_kbps"),
                    help="kbps (24 kHz: 1.5, 3, 6, 12, 24)")
-    p.add_argument("--tr", type=float, default=_default(G, "tr_s"), help="TR in seconds")
-    p.add_argument("--onset", type=float, default=_default(G, "onset_s"),
-                   help="stimulus time (s) at which TR 0 starts")
-    p.add_argument("--n-trs", type=int, default=_default(G, "n_trs"),
-                   help="pad with empty TRs or crop (with a warning)")
+    add_grid_options(p)
     p.add_argument("--chunk-seconds", type=float, default=_default(C, "chunk_s"),
                    help="audio per encode call (bounds memory)")
     p.add_argument("--context-seconds", type=float, default=_default(C, "context_s"), help="left context per chunk")

@@ -29,9 +29,8 @@ def _cmd_export(args) -> int:
 
 
 def _add_import(sub) -> None:
-    from .cli_util import field_default as _default
+    from .cli_util import add_grid_options, field_default as _default
     from .codec import CodecParams
-    from .grid import TrGrid
 
     p = sub.add_parser("import", help="make a codes entry from an .ecdc (no --lm), acomp text or .npy codes file")
     p.add_argument("file", help="codes file")
@@ -39,11 +38,7 @@ def _add_import(sub) -> None:
     p.add_argument("--format", choices=("acomp", "ecdc", "npy"), default=None, help="default: from the suffix")
     p.add_argument("--model", default=_default(CodecParams, "model"),
                    help="hub name or save_pretrained directory of the model that made the codes")
-    p.add_argument("--tr", type=float, default=_default(TrGrid, "tr_s"), help="TR in seconds")
-    p.add_argument("--onset", type=float, default=_default(TrGrid, "onset_s"),
-                   help="stimulus time (s) at which TR 0 starts")
-    p.add_argument("--n-trs", type=int, default=_default(TrGrid, "n_trs"),
-                   help="pad with empty TRs or crop (with a warning)")
+    add_grid_options(p)
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--json", action="store_true", help="print the entry as JSON")
     p.set_defaults(func=_cmd_import)

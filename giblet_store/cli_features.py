@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from .cli_common import add_no_progress, dump_entries, extract_each, progress
-from .cli_util import field_default as _default
+from .cli_util import add_grid_options, field_default as _default
 from .errors import ParameterError
 from .grid import TrGrid
 from .hrf import Hrf
@@ -25,11 +25,7 @@ def add_mel(sub) -> None:
     p = sub.add_parser("mel", help="mel spectrograms of audio files on a TR grid (the legacy feature path)")
     p.add_argument("audio", nargs="+", help="wav/flac/ogg files")
     p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
-    p.add_argument("--tr", type=float, default=_default(TrGrid, "tr_s"), help="TR in seconds")
-    p.add_argument("--onset", type=float, default=_default(TrGrid, "onset_s"),
-                   help="stimulus time (s) at which TR 0 starts")
-    p.add_argument("--n-trs", type=int, default=_default(TrGrid, "n_trs"),
-                   help="pad with empty TRs or crop (with a warning)")
+    add_grid_options(p)
     m = MelParams
     p.add_argument("--sample-rate", type=int, default=_default(m, "sample_rate_hz"),
                    help="Hz the audio is resampled to")

@@ -8,7 +8,8 @@ from typing import Any
 
 from .errors import ParameterError
 
-__all__ = ["EXIT_ERROR", "parse_value", "where", "json_default", "dump", "tr_range", "field_default"]
+__all__ = ["EXIT_ERROR", "parse_value", "where", "json_default", "dump", "tr_range", "field_default",
+           "add_grid_options"]
 
 #: Exit status of every error a user can act on.
 EXIT_ERROR = 2
@@ -69,3 +70,15 @@ def field_default(cls: type, name: str) -> Any:
                 raise TypeError(f"{cls.__name__}.{name} has no plain default")
             return f.default
     raise TypeError(f"{cls.__name__} has no field {name!r}")
+
+
+def add_grid_options(p) -> None:
+    """``--tr``, ``--onset``, ``--n-trs`` on parser ``p``: the :class:`~giblet_store.grid.TrGrid` a command
+    writes on, defaults from its fields (extract, import, mel)."""
+    from .grid import TrGrid
+
+    p.add_argument("--tr", type=float, default=field_default(TrGrid, "tr_s"), help="TR in seconds")
+    p.add_argument("--onset", type=float, default=field_default(TrGrid, "onset_s"),
+                   help="stimulus time (s) at which TR 0 starts")
+    p.add_argument("--n-trs", type=int, default=field_default(TrGrid, "n_trs"),
+                   help="pad with empty TRs or crop (with a warning)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nifti import Moments, add_vote, block_volumes, dead_volumes, may_be_nonfinite, per_series, scan_series
+from .nifti import Moments, add_vote, block_volumes, count_finite_and_sample, may_be_nonfinite, per_series, scan_series
 from .nifti_read import HashedVolumes, one_read_supported, scale
 
 __all__ = ["scan_and_hash"]
@@ -31,14 +31,7 @@ def _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes, vote:
         for t0, raw in reader.blocks(n_trs, block_volumes(s.shape, max_bytes)):
             k = raw.shape[0]
             x = scale(raw, s) if (check or (std_m is not None and t0 < n_sample)) else None
-            fin = None
-            if check:
-                fin = np.isfinite(x)
-                n_finite += fin.sum(0, dtype=np.int32)
-                dead_volumes(fin, t0, s.path, subj)
-            if std_m is not None and t0 < n_sample:
-                part = x[: n_sample - t0]
-                std_m.add(part if fin is None else np.where(fin[: n_sample - t0], part, 0.0))
+            count_finite_and_sample(x, t0, n_finite, std_m, n_sample, s.path, subj)
             if z_m is not None:
                 a, b = max(zscore_trs[0], t0), min(zscore_trs[1], t0 + k)
                 if a < b:

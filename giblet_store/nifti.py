@@ -22,6 +22,7 @@ from .grid import MAX_TR_S
 __all__ = [
     "FmriError", "NiftiSeries", "open_series", "header_tr", "iter_blocks", "flat_index", "load_mask", "Moments",
     "scan_series", "voxel_moments", "read_masked", "add_vote", "dead_volumes", "per_series",
+    "count_finite_and_sample",
 ]
 
 #: default bound on one streamed block of full volumes (float64)
@@ -300,14 +301,7 @@ def scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs,
         z_m = (Moments(len(given_flat)) if (given_flat is not None and zscore_trs and stop >= zscore_trs[1])
                else None)
         for t0, x in iter_blocks(s, 0, stop, max_bytes):
-            fin = None
-            if check:
-                fin = np.isfinite(x)
-                n_finite += fin.sum(0, dtype=np.int32)
-                dead_volumes(fin, t0, s.path, subj)
-            if std_m is not None and t0 < n_sample:
-                part = x[: n_sample - t0]
-                std_m.add(part if fin is None else np.where(fin[: n_sample - t0], part, 0.0))
+            count_finite_and_sample(x, t0, n_finite, std_m, n_sample, s.path, subj)
             if z_m is not None:
                 a, b = max(zscore_trs[0], t0), min(zscore_trs[1], t0 + x.shape[0])
                 if a < b:
@@ -335,6 +329,23 @@ def dead_volumes(fin: np.ndarray, t0: int, path, subj) -> None:
             f"{path.name} (subject {subj!r}): volume(s) {vols[:10]} hold no finite value (all NaN/inf); a TR "
             "cannot be dropped without shifting the TR grid. Repair or interpolate those volumes"
         )
+
+
+def count_finite_and_sample(x, t0: int, n_finite, std_m: "Moments | None", n_sample: int, path, subj) -> None:
+    """Fold one (k, voxel) block of volumes starting at TR ``t0`` into a scan's running statistics.
+
+    ``n_finite`` (int32 (voxel,) or None when the file cannot hold NaN/inf) counts finite TRs per
+    voxel, refusing all-NaN volumes (:func:`dead_volumes`); ``std_m`` gathers the first ``n_sample``
+    TRs for the mask vote, non-finite values as 0. ``x`` may be None when neither needs it.
+    """
+    fin = None
+    if n_finite is not None:
+        fin = np.isfinite(x)
+        n_finite += fin.sum(0, dtype=np.int32)
+        dead_volumes(fin, t0, path, subj)
+    if std_m is not None and t0 < n_sample:
+        part = x[: n_sample - t0]
+        std_m.add(part if fin is None else np.where(fin[: n_sample - t0], part, 0.0))
 
 
 def add_vote(votes: np.ndarray, std_m: "Moments", bad: np.ndarray, std_percentile: float) -> float:

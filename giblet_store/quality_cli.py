@@ -5,22 +5,17 @@ from __future__ import annotations
 import math
 import sys
 
+from .cli_util import field_default
+from .grid import TrGrid
+
 __all__ = ["add_quality"]
 
 
 def _metrics_default() -> str:
     """``--metrics`` default: every metric of :class:`~giblet_store.quality.QualityParams`, comma-separated."""
-    from .cli_util import field_default
     from .quality import QualityParams
 
     return ",".join(field_default(QualityParams, "metrics"))
-
-
-def _grid_default(name: str):
-    from .cli_util import field_default
-    from .grid import TrGrid
-
-    return field_default(TrGrid, name)
 
 
 def add_quality(sub) -> None:
@@ -34,8 +29,8 @@ def add_quality(sub) -> None:
                    help="comma-separated metrics; the default is all of them")
     p.add_argument("--align", action="store_true", help="trim both to the shorter when lengths differ")
     p.add_argument("--tr", type=float, default=None,
-                   help=f"TR in seconds for two files (default {_grid_default('tr_s'):g})")
-    p.add_argument("--onset", type=float, default=_grid_default("onset_s"),
+                   help=f"TR in seconds for two files (default {field_default(TrGrid, 'tr_s'):g})")
+    p.add_argument("--onset", type=float, default=field_default(TrGrid, "onset_s"),
                    help="stimulus time (s) of TR 0 for two files")
     p.add_argument("--model", default=None, help="model directory, for entries made with a local model")
     p.add_argument("--device", default="cpu")
@@ -47,7 +42,6 @@ def add_quality(sub) -> None:
 
 def _cmd_quality(args) -> int:
     from .cli_util import dump as _dump
-    from .grid import TrGrid
     from .quality import QualityParams
     from .quality_run import _jsonable, score_audio
     from .store import open_store
@@ -55,7 +49,7 @@ def _cmd_quality(args) -> int:
     params = QualityParams(metrics=tuple(args.metrics.split(",")))
     grid = None
     if args.tr is not None or args.onset:
-        grid = TrGrid(tr_s=_grid_default("tr_s") if args.tr is None else args.tr, onset_s=args.onset)
+        grid = TrGrid(tr_s=field_default(TrGrid, "tr_s") if args.tr is None else args.tr, onset_s=args.onset)
     store = open_store(args.store) if args.store else None
     from .progress import progress_bar
 
@@ -99,24 +93,19 @@ def _floats(text: str, what: str) -> list[float]:
         raise ParameterError(f"{what} takes comma-separated numbers (e.g. 1.5,6), got {text!r}") from None
 
 
-def _codec_default(name: str):
-    from .cli_util import field_default
+def add_compare(sub) -> None:
     from .codec import CodecParams
 
-    return field_default(CodecParams, name)
-
-
-def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="codec comparison report: EnCodec bandwidths vs mel + Griffin-Lim "
                                        "(CSV, Markdown, PNG)")
     p.add_argument("audio", metavar="AUDIO", help="wav/flac/ogg file")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report directory (created)")
-    p.add_argument("--model", default=_codec_default("model"), help="hub name or save_pretrained directory")
+    p.add_argument("--model", default=field_default(CodecParams, "model"), help="hub name or save_pretrained directory")
     p.add_argument("--bandwidths", default=None, help="kbps, comma-separated (default: every one the model offers)")
     p.add_argument("--n-mels", default="64,128,512", help="mel sizes for Griffin-Lim, comma-separated")
     p.add_argument("--store", default=None, help="store for the entries (default: REPORT_DIR/store)")
     p.add_argument("--metrics", default=_metrics_default())
-    p.add_argument("--tr", type=float, default=_grid_default("tr_s"), help="TR of the entries and per-TR scores")
+    p.add_argument("--tr", type=float, default=field_default(TrGrid, "tr_s"), help="TR of the entries and per-TR scores")
     p.set_defaults(func=_cmd_compare)
 
 
