@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli_util import dump, tr_range
+from .cli_util import dump, field_default, tr_range
 
 __all__ = ["add_ingest_fmri", "add_evaluate", "add_to_nifti"]
 
@@ -20,6 +20,9 @@ def _dump_entry(entry, created: bool) -> None:
 
 # ------------------------------------------------------------------------------------ ingest-fmri
 def add_ingest_fmri(sub) -> None:
+    from .fmri import FmriParams as F, MaskParams as M
+    from .validate import NanPolicy
+
     p = sub.add_parser("ingest-fmri", help="ingest 4D NIfTI series (one per subject, or per subject and run) "
                                           "as an fmri entry")
     p.add_argument("store", help="store directory or fsspec URL (created if absent)")
@@ -29,17 +32,23 @@ def add_ingest_fmri(sub) -> None:
     p.add_argument("--run", nargs="+", action="extend", default=None, metavar="RUN",
                    help="run IDs, one per file, in the same order (e.g. --subject s1 s1 s2 s2 --run 1 2 1 2); "
                         "runs are stored one after the other along tr")
-    p.add_argument("--mask", default=None, help="3D NIfTI mask (default: computed, std > 10th pct in >= half)")
-    p.add_argument("--tr", type=float, default=None, help="TR in seconds (default: from the headers)")
+    p.add_argument("--mask", default=None, help=f"3D NIfTI mask (default: computed, std > "
+                   f"{field_default(M, 'std_percentile'):g}th pct in >= {field_default(M, 'min_subject_fraction'):g} "
+                   "of subjects)")
+    p.add_argument("--tr", type=float, default=field_default(F, "tr_s"),
+                   help="TR in seconds (default: from the headers)")
     p.add_argument("--stimulus", nargs="+", default=None, metavar="KEY",
                    help="stimulus entry whose TR grid the fMRI is on; with --run, one per run in run order")
-    p.add_argument("--n-trs", type=int, default=None, help="keep the first N volumes of every subject")
-    p.add_argument("--zscore-trs", default=None, metavar="START:STOP",
+    p.add_argument("--n-trs", type=int, default=field_default(F, "n_trs"),
+                   help="keep the first N volumes of every subject")
+    p.add_argument("--zscore-trs", default=field_default(F, "zscore_trs"), metavar="START:STOP",
                    help="z-score each voxel with the mean/std of these (training) TRs only")
-    p.add_argument("--nan-policy", choices=["error", "mask"], default="error",
+    p.add_argument("--nan-policy", choices=[m.value for m in NanPolicy], default=field_default(F, "nan_policy"),
                    help="mask voxels that are NaN/inf at some TR: error, or drop them from the mask")
-    p.add_argument("--mask-percentile", type=float, default=10.0, help="computed mask: std percentile per subject")
-    p.add_argument("--mask-fraction", type=float, default=0.5, help="computed mask: fraction of subjects to vote")
+    p.add_argument("--mask-percentile", type=float, default=field_default(M, "std_percentile"),
+                   help="computed mask: std percentile per subject")
+    p.add_argument("--mask-fraction", type=float, default=field_default(M, "min_subject_fraction"),
+                   help="computed mask: fraction of subjects to vote")
     p.add_argument("--chunk-trs", type=int, default=None, help="TRs per stored chunk (default ~4 MiB chunks)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true",

@@ -64,6 +64,7 @@ MIRRORED = [
     ("derive", "no_antialias", Resample, "antialias", _not),
     ("ingest-fmri", "tr", FmriParams, "tr_s", None),
     ("ingest-fmri", "n_trs", FmriParams, "n_trs", None),
+    ("ingest-fmri", "zscore_trs", FmriParams, "zscore_trs", None),
     ("ingest-fmri", "nan_policy", FmriParams, "nan_policy", None),
     ("ingest-fmri", "mask_percentile", MaskParams, "std_percentile", None),
     ("ingest-fmri", "mask_fraction", MaskParams, "min_subject_fraction", None),
@@ -82,7 +83,7 @@ NOT_MIRRORED = {
     "mel": {"audio", "store", "audio_stream", "json", "no_progress"},
     "derive": {"store", "key", "hrf", "resample_tr", "stretch", "embeddings", "quantise", "variables", "axis",
                "reference_codes", "model", "device", "json", "no_progress"},
-    "ingest-fmri": {"store", "nifti", "subject", "mask", "stimulus", "zscore_trs", "chunk_trs", "json",
+    "ingest-fmri": {"store", "nifti", "subject", "run", "mask", "stimulus", "chunk_trs", "json",
                     "no_progress"},
     "quality": {"ref", "deg", "store", "trs", "align", "tr", "model", "device", "json", "no_progress"},
     "compare": {"audio", "output", "bandwidths", "n_mels", "store"},
@@ -121,7 +122,7 @@ def test_every_defaulted_option_of_those_commands_is_listed():
         assert not missing, f"{command}: say whether {sorted(missing)} mirror a dataclass field"
 
 
-@pytest.mark.parametrize("command", ["extract", "mel", "derive", "import", "compare"])
+@pytest.mark.parametrize("command", ["extract", "mel", "derive", "import", "compare", "ingest-fmri"])
 def test_help_shows_the_dataclass_defaults(command):
     text = " ".join(_subparsers()[command].format_help().split())
     shown = [(d, cls, f, read) for c, d, cls, f, read in MIRRORED if c == command and read is None]
@@ -129,3 +130,18 @@ def test_help_shows_the_dataclass_defaults(command):
         value = _field_default(cls, field)
         if value is not None:
             assert f"(default: {value})" in text, (command, dest)
+
+
+FOLLOWING = [row for row in MIRRORED if row[4] is not _not]  # a --no-X switch is False whatever the field says
+
+
+@pytest.mark.parametrize("command, dest, cls, field, read", FOLLOWING,
+                         ids=[f"{c}--{d}" for c, d, *_ in FOLLOWING])
+def test_option_default_follows_a_changed_field_default(command, dest, cls, field, read, monkeypatch):
+    """Equal values could be a hand-written copy: change the field's default and the option must follow."""
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == field]
+    changed = {bool: lambda v: not v, str: lambda v: v + "-changed", int: lambda v: v + 7,
+               float: lambda v: v + 0.25, tuple: lambda v: (*v, "changed")}.get(type(f.default), lambda v: 3)
+    monkeypatch.setattr(f, "default", changed(f.default))
+    expected = read(f.default) if read else f.default
+    assert _subparsers()[command].get_default(dest) == expected
