@@ -117,19 +117,28 @@ def eager_coords(ds):
     return ds
 
 
-def pairing_warning(n_stimulus: int, n_fmri: int, tr_s: float, what: str = "stimulus") -> str | None:
-    """Warn (and return the message) when a stimulus and a scan have different TR counts.
+def pairing_warning(n_stimulus: int, n_fmri: int, tr_s: float, what: str = "stimulus", *,
+                    run: str | None = None, tr_offset: int = 0) -> str | None:
+    """Warn (:class:`~giblet_store.errors.PairingWarning`, and return the message) when a stimulus and a
+    scan have different TR counts.
 
-    The message names the TR range that pairs (``0:min``) and what to do with the rest.
+    The message names the TR range that pairs (``0:min``) and what to do with the rest. With ``run``,
+    the scan is that run of a multi-run entry, whose TR 0 is entry TR ``tr_offset``.
     """
     if n_stimulus == n_fmri:
         return None
     n = min(n_stimulus, n_fmri)
     longer = "scan" if n_fmri > n_stimulus else what
-    msg = (f"the {what} has {n_stimulus} TRs and the scan {n_fmri} TRs (TR {tr_s:g} s, "
-           f"{abs(n_fmri - n_stimulus) * tr_s:g} s more {longer}); only TRs 0:{n} pair stimulus with BOLD. "
-           f"Train and evaluate on TRs within 0:{n} (e.g. split_trs({n}, ...)), or give the {what} an "
-           f"n_trs / the scan --n-trs so they match")
+    if run is None:
+        head, scan, pairs = "", "scan", f"TRs 0:{n}"
+        advice = (f"Train and evaluate on TRs within 0:{n} (e.g. split_trs({n}, ...)), or give the {what} an "
+                  f"n_trs / the scan --n-trs so they match")
+    else:
+        head, scan, pairs = f"run {run!r}: ", "run", f"the run's TRs 0:{n} (entry TRs {tr_offset}:{tr_offset + n})"
+        advice = ("Samples and evaluations of this run use those TRs; extract the run's stimulus with "
+                  f"n_trs={n_fmri} or crop the run's files so they match")
+    msg = (f"{head}the {what} has {n_stimulus} TRs and the {scan} {n_fmri} TRs (TR {tr_s:g} s, "
+           f"{abs(n_fmri - n_stimulus) * tr_s:g} s more {longer}); only {pairs} pair stimulus with BOLD. {advice}")
     warnings.warn(msg, PairingWarning, stacklevel=3)
     return msg
 

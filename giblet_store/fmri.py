@@ -50,7 +50,7 @@ from .ingest_scan import scan_and_hash
 from .nifti import BLOCK_BYTES, FmriError, flat_index
 from .nifti_write import fmri_entry_of, to_nifti
 from .params import ALGORITHM_VERSION, Params, content_key
-from .runs import DEFAULT_RUN, run_coords, run_pairing_warning
+from .runs import DEFAULT_RUN, run_coords
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
 from .validate import NanPolicy, choice, finite, int_in_range, tr_seconds
@@ -342,7 +342,7 @@ def _stimulus_attrs(layout, stims, records: list[dict]) -> dict:
             pairing_warning(n_stim, n_run, tr_s)
         else:
             rec.update(ref)
-            run_pairing_warning(rec["run"], n_stim, n_run, rec["tr_offset"], tr_s)
+            pairing_warning(n_stim, n_run, tr_s, run=rec["run"], tr_offset=rec["tr_offset"])
     for rec in records:
         rec.pop("tr_s")
     if layout.runs is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_RUN", "run_table", "run_coords", "target_coords", "select_run", "run_of_trs", "run_pairing_warning"]
+__all__ = ["DEFAULT_RUN", "run_table", "run_coords", "target_coords", "select_run", "run_of_trs"]
 
 #: the run ID of an entry written without runs
 DEFAULT_RUN = "1"
@@ -103,22 +103,3 @@ def select_run(ds, run: str):
     if str(run) not in set(ids):
         raise ParameterError(f"run {run!r} is not in this entry; it holds runs {list(dict.fromkeys(ids))}")
     return ds.isel(tr=np.flatnonzero(ids == str(run)))
-
-
-def run_pairing_warning(run: str, n_stimulus: int, n_run: int, tr_offset: int, tr_s: float) -> str | None:
-    """Warn (:class:`~giblet_store.errors.PairingWarning`, and return the message) when a run's
-    stimulus and the run have different TR counts, naming the TRs that pair."""
-    import warnings
-
-    from .errors import PairingWarning
-
-    if n_stimulus == n_run:
-        return None
-    n = min(n_stimulus, n_run)
-    longer = "scan" if n_run > n_stimulus else "stimulus"
-    msg = (f"run {run!r}: the stimulus has {n_stimulus} TRs and the run {n_run} TRs (TR {tr_s:g} s, "
-           f"{abs(n_run - n_stimulus) * tr_s:g} s more {longer}); only the run's TRs 0:{n} (entry TRs "
-           f"{tr_offset}:{tr_offset + n}) pair stimulus with BOLD. Samples and evaluations of this run use "
-           f"those TRs; extract the run's stimulus with n_trs={n_run} or crop the run's files so they match")
-    warnings.warn(msg, PairingWarning, stacklevel=4)
-    return msg
