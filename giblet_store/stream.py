@@ -68,7 +68,7 @@ def _check_streamable(codec, what: str) -> None:
 
 
 def _chunk_frames(codec, chunk_s: float) -> int:
-    from .validate import positive_seconds  # here, not at the top: the encoder's imports are h14's (speed) lines
+    from .validate import positive_seconds
 
     chunk_s = positive_seconds("chunk_s", chunk_s)
     return max(STREAM_MIN_CHUNK_FRAMES, round(chunk_s * codec.sample_rate_hz / codec.hop))
