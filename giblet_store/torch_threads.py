@@ -1,4 +1,4 @@
-"""One torch intra-op thread while a stream encode or decode runs (process-wide, re-entrant).
+"""One torch intra-op thread while a stream encode or decode runs (per calling thread, re-entrant).
 
 The stream encoder's LSTM advances one frame at a time: each step is a (1, 512) x (512, 2048)
 matrix-vector product, far too small to split between threads. With torch's default intra-op
@@ -17,35 +17,23 @@ bits for any thread count (``tests/test_codec.py``, ``tests/test_stream.py``).
 from __future__ import annotations
 
 import contextlib
-import threading
 
 __all__ = ["one_intra_op_thread"]
-
-_LOCK = threading.Lock()
-_users = 0
-_saved: int | None = None
 
 
 @contextlib.contextmanager
 def one_intra_op_thread():
-    """``torch.set_num_threads(1)`` while inside; the count before the first entry comes back after the last exit.
+    """``torch.set_num_threads(1)`` while inside; the calling thread's count before comes back after.
 
-    Reference-counted like :func:`giblet_store.codec.reproducible_torch`: concurrent stream encodes in
-    threads of one process keep one thread until the last one ends. Other torch work running in the
-    process meanwhile also gets one intra-op thread (its results do not change, only its speed).
+    torch keeps the intra-op thread count per calling thread (OpenMP's and MKL's thread-local
+    settings), so concurrent stream encodes in threads of one process each set and restore their
+    own; nested use in one thread restores the outermost count last.
     """
-    global _users, _saved
     import torch
 
-    with _LOCK:
-        if _users == 0:
-            _saved = torch.get_num_threads()
-        _users += 1
-        torch.set_num_threads(1)  # on every entry: OpenMP's thread count is also kept per calling thread
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         yield
     finally:
-        with _LOCK:
-            _users -= 1
-            if _users == 0:
-                torch.set_num_threads(_saved)
+        torch.set_num_threads(saved)
