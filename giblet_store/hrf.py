@@ -326,7 +326,8 @@ def convolve_causal(x, kernel, axis=0, *, integer: str = "error", codebook_size:
 def _as_dask(x):
     import dask.array as da
 
-    return x if isinstance(x, da.Array) else da.from_array(np.asarray(x), chunks=-1)
+    # name=False: no sha1 of the whole array to name the graph (0.2 CPU s for 20,000 x 896 float32)
+    return x if isinstance(x, da.Array) else da.from_array(np.asarray(x), chunks=-1, name=False)
 
 
 def _convolve_dask(x, h: np.ndarray, axis: int, out_dtype):

@@ -22,16 +22,19 @@ Numerics: convolutions and matmuls run on shorter inputs than in the whole-file 
 :func:`~giblet_store.codec.reproducible_torch`); the codes are usually bit-identical, and where float32
 summation order differs a code can flip only where two codewords are (nearly) equidistant:
 :func:`tie_report` counts such frames and their distance margins.
+Speed: torch runs one intra-op thread meanwhile (:mod:`giblet_store.torch_threads`: the LSTM steps one
+frame at a time), and :func:`stream_encode` runs the LSTM of one piece in a second thread while the
+convolutions of the next piece run (same arithmetic, so the same codes).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterator
 
 import numpy as np
 
 from .errors import ParameterError
+from .torch_threads import one_intra_op_thread
 
 __all__ = ["StreamEncoder", "StreamDecoder", "stream_encode", "stream_decode", "iter_decode", "is_streamable",
            "tie_report", "STREAM_MIN_CHUNK_FRAMES"]
@@ -131,9 +134,16 @@ class _Carry:
         return (y + seq).permute(1, 2, 0)
 
     def run(self, layers, x):
-        """Apply a SEANet stack (encoder or decoder ``layers``) to the next piece."""
+        """Apply a SEANet stack (encoder or decoder ``layers``) to the next piece.
+
+        ELUs and residual sums work in place on tensors this call made (never on ``x`` itself, which
+        a residual block's shortcut still needs): the same arithmetic, fewer full-size copies.
+        """
+        import torch.nn.functional as F
+        from torch import nn
         from transformers.models.encodec import modeling_encodec as me
 
+        owned = False  # x is the caller's tensor until a layer here makes a new one
         for layer in layers:
             if isinstance(layer, me.EncodecConv1d):
                 x = self.conv(layer, x)
@@ -144,9 +154,14 @@ class _Carry:
             elif isinstance(layer, me.EncodecResnetBlock):
                 h = self.run(layer.block, x)
                 sc = layer.shortcut
-                x = (self.conv(sc, x) if isinstance(sc, me.EncodecConv1d) else sc(x)) + h
+                s = self.conv(sc, x) if isinstance(sc, me.EncodecConv1d) else sc(x)
+                x = h.add_(s) if h is not x else s + h  # shortcut + block, as the model sums (a + b == b + a)
+            elif type(layer) is nn.ELU:
+                x = F.elu(x, layer.alpha, inplace=owned)
             else:
-                x = layer(x)  # ELU and other pointwise layers
+                x = layer(x)  # another layer may hand back its input: x stays as owned as it was
+                continue
+            owned = True
         return x
 
 
@@ -168,15 +183,20 @@ class StreamEncoder:
     """
 
     def __init__(self, codec, bandwidth_kbps: float):
+        from transformers.models.encodec import modeling_encodec as me
+
         _check_streamable(codec, "encoder")
         self.codec = codec
         self.bandwidth_kbps = float(bandwidth_kbps)
         self.n_codebooks = codec.n_codebooks(self.bandwidth_kbps)
+        layers = list(codec.model.encoder.layers)
+        cut = next((i for i, layer in enumerate(layers) if isinstance(layer, me.EncodecLSTM)), len(layers))
+        self._stages = (layers[:cut], layers[cut:])  # convolutions | LSTM, ELU, last conv (+ quantiser)
         self.reset()
 
     def reset(self) -> None:
         """Forget the carried state: the next piece starts a new signal."""
-        self._carry = _Carry()
+        self._front, self._back = _Carry(), _Carry()
         self._done = False
 
     def feed(self, audio: np.ndarray, last: bool) -> np.ndarray:
@@ -194,23 +214,39 @@ class StreamEncoder:
         -------
         (codebook, frame) int16, ``ceil(sample / hop)`` frames.
         """
+        from .codec import reproducible_torch
+
+        with one_intra_op_thread(), reproducible_torch():
+            return self._back_piece(self._front_piece(audio, last), last, audio.shape[-1])
+
+    def _front_piece(self, audio: np.ndarray, last: bool):
+        """The convolutions before the LSTM on the next piece -> (1, channel, frame) float32 tensor."""
         import torch
 
-        from .codec import aligned_tensor, reproducible_torch
+        from .codec import aligned_tensor
 
-        hop, n = self.codec.hop, audio.shape[-1]
-        self._check_piece(n, last)
+        self._check_piece(audio.shape[-1], last)
         x = aligned_tensor(audio)[None].to(self.codec.device)
-        c = self._carry
+        c = self._front
         c.last = bool(last)
-        with reproducible_torch(), torch.inference_mode():
-            emb = c.run(self.codec.model.encoder.layers, x)
+        with torch.inference_mode():
+            h = c.run(self._stages[0], x)
+        c.first = False
+        self._done = bool(last)
+        return h
+
+    def _back_piece(self, h, last: bool, n: int) -> np.ndarray:
+        """The LSTM onwards and the quantiser on the front's output ``h`` for ``n`` samples -> (codebook, frame) int16."""
+        import torch
+
+        c = self._back
+        c.last = bool(last)
+        with torch.inference_mode():
+            emb = c.run(self._stages[1], h)
             codes = self.codec.model.quantizer.encode(emb, self.bandwidth_kbps)  # (codebook, batch, frame)
         c.first = False
-        if last:
-            self._done = True
         out = codes[:, 0].cpu().numpy().astype(np.int16)
-        if out.shape[-1] != -(-n // hop):
+        if out.shape[-1] != -(-n // self.codec.hop):
             raise AssertionError(f"stream encoder gave {out.shape[-1]} frames for {n} samples")  # invariant
         return out
 
@@ -223,7 +259,7 @@ class StreamEncoder:
         if not last and n % hop:
             raise ParameterError(f"a piece that is not the last must hold whole hops ({hop} samples); got {n} "
                                  f"samples ({n % hop} past the last hop)")
-        if self._carry.first and not last and n < STREAM_MIN_CHUNK_FRAMES * hop:
+        if self._front.first and not last and n < STREAM_MIN_CHUNK_FRAMES * hop:
             raise ParameterError(f"the first piece must hold at least {STREAM_MIN_CHUNK_FRAMES} hops "
                                  f"({STREAM_MIN_CHUNK_FRAMES * hop} samples) unless it is the whole signal; got {n}")
 
@@ -254,14 +290,29 @@ def stream_encode(codec, audio: np.ndarray, bandwidth_kbps: float, chunk_s: floa
     (codebook, frame) int16, ``ceil(sample / hop)`` frames: those of one whole-file encode call
     (up to argmin ties, see :func:`tie_report`).
     """
-    size = _chunk_frames(codec, chunk_s) * codec.hop
-    n = audio.shape[-1]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .codec import reproducible_torch
+
+    size, hop, n = _chunk_frames(codec, chunk_s) * codec.hop, codec.hop, audio.shape[-1]
     enc = StreamEncoder(codec, bandwidth_kbps)
-    out = np.empty((enc.n_codebooks, -(-n // codec.hop)), np.int16)
-    for start, stop in _pieces(n, size):
-        codes = enc.feed(audio[..., start:stop], last=stop == n)
-        f0 = start // codec.hop
-        out[:, f0: f0 + codes.shape[-1]] = codes
+    out = np.empty((enc.n_codebooks, -(-n // hop)), np.int16)
+
+    def back(h, start: int, stop: int) -> None:
+        with one_intra_op_thread():  # this thread's own OpenMP thread count
+            codes = enc._back_piece(h, stop == n, stop - start)
+        out[:, start // hop: start // hop + codes.shape[-1]] = codes
+
+    # a two-stage pipeline: the LSTM of piece k runs in the worker while the convolutions of piece k + 1
+    # run here (the LSTM is half the work and cannot be split: each frame needs the previous one)
+    with one_intra_op_thread(), reproducible_torch(), ThreadPoolExecutor(1, "giblet-stream-lstm") as pool:
+        pending = None
+        for start, stop in _pieces(n, size):
+            h = enc._front_piece(audio[..., start:stop], last=stop == n)
+            if pending is not None:
+                pending.result()  # at most one piece waits for the LSTM: memory stays one piece
+            pending = pool.submit(back, h, start, stop)
+        pending.result()
     return out
 
 
@@ -309,7 +360,7 @@ class StreamDecoder:
                                  f"the whole stream; got {n}")
         c = self._carry
         c.last = bool(last)
-        with torch.inference_mode():
+        with one_intra_op_thread(), torch.inference_mode():  # its LSTM too steps frame by frame
             q = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))[:, None].to(self.codec.device)
             audio = c.run(self.codec.model.decoder.layers, self.codec.model.quantizer.decode(q))
         c.first = False
