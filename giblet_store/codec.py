@@ -264,7 +264,10 @@ def decode_stream(codec: Codec, codes: np.ndarray, chunk_s: float = 20.0, contex
     context = round(context_s * fr)
     hop = codec.hop
     out = np.zeros((codec.channels, n * hop), np.float32)
-    with torch.inference_mode():
+    from .torch_threads import one_intra_op_thread
+
+    # one intra-op thread, as the stream decoder runs: the same codes give the same samples on every path
+    with one_intra_op_thread(), torch.inference_mode():
         for s in range(0, n, chunk):
             lo, stop = max(0, s - context), min(s + chunk, n)
             c = torch.from_numpy(codes[:, lo:stop])[:, None].to(codec.device)  # (codebook, batch, frame)
