@@ -43,6 +43,7 @@ from .errors import AudioError, ClusterError, GibletStoreError, ParameterError  
 from .batch_manifest import Job, Manifest, ManifestError, load_manifest
 from .batch_report import BatchItem, BatchReport, _reason, _replace
 from .batch_cluster import _connect, _progress_mode
+from .stream import stream_piece_s
 from .params import content_key
 from .validate import int_in_range
 from .store import Entry, Store, default_encoding, open_store
@@ -383,8 +384,9 @@ def _encode_future(submit, plan: _CodesPlan, j: int, run: str):
         whole = submit(_load_task, plan.source, key=f"gs-load-{run}-{sid}")
         audio = submit(_slice_task, whole, lo, stop, key=f"gs-slice-{run}-{sid}-{lo}-{stop}")
     codec = plan.job.codec
-    return submit(_encode_task, plan.spec, audio, lo, start, stop, plan.hop, codec.bandwidth_kbps,
-                  codec.chunk_s if codec.encoder == "stream" else None, key=f"gs-encode-{run}-{plan.encode_token}-{j}")
+    piece_s = stream_piece_s(codec.chunk_s) if codec.encoder == "stream" else None
+    return submit(_encode_task, plan.spec, audio, lo, start, stop, plan.hop, codec.bandwidth_kbps, piece_s,
+                  key=f"gs-encode-{run}-{plan.encode_token}-{j}")
 
 
 def _wait(client, tasks: list, progress: str | None) -> None:

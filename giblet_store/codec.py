@@ -71,8 +71,8 @@ class CodecParams(Params):
     encoder : {"stream", "chunked", "model_chunks"}
         ``stream`` (default; causal models only): one pass over the file with carried state
         (:mod:`giblet_store.stream`), codes equal to one whole-file call up to rare argmin ties, one
-        chunk in memory; ``context_s`` is unused and left out of the key (``chunk_s`` stays in it:
-        a different piece size can flip a tie).
+        piece of at most ``min(chunk_s, 5 s)`` in memory; ``context_s`` is unused and left out of the
+        key, which records that piece size (a different piece size can flip a tie).
         ``chunked``: independent chunks with recomputed left context, one Dask task each (spreads one
         file over many workers; ~0.1% of codes differ from the whole-file call).
         ``model_chunks``: a normalised, chunked model's own chunks (the 48 kHz model; chosen for such a

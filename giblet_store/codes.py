@@ -47,6 +47,7 @@ def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, ident
     codec_d.pop("revision")
     if codec_d.get("encoder") in ("stream", "model_chunks"):  # no left context is recomputed
         codec_d.pop("context_s")
+    codec_d["chunk_s"] = codec_chunk_s(codec)  # stream: the piece size the encoder is given (it can flip a tie)
     if chunking is not None:
         codec_d["chunking"] = dict(chunking)
     return {
@@ -57,6 +58,13 @@ def codes_key_inputs(source_sha256: str, codec: CodecParams, grid: TrGrid, ident
         "codec": {**codec_d, **identity},
         "grid": grid.to_dict(),
     } | ({} if audio_stream is None else {"audio_stream": int(audio_stream)})
+
+
+def codec_chunk_s(codec: CodecParams) -> float:
+    """The chunk (or, for the stream encoder, piece) length in seconds the encode actually uses."""
+    from .stream import stream_piece_s
+
+    return stream_piece_s(codec.chunk_s) if codec.encoder == "stream" else codec.chunk_s
 
 
 def extract_codes(
@@ -177,14 +185,15 @@ def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, sc
     if codec.encoder == "stream":  # one pass with carried state, one chunk in memory (giblet_store.stream)
         import dask
 
-        from .stream import stream_encode
+        from .stream import stream_encode, stream_piece_s
 
         if isinstance(scheduler, str):  # one local Dask task, so progress bars (Dask callbacks) see it
-            task = dask.delayed(stream_encode, pure=False)(model, audio, codec.bandwidth_kbps, codec.chunk_s)
+            piece_s = stream_piece_s(codec.chunk_s)
+            task = dask.delayed(stream_encode, pure=False)(model, audio, codec.bandwidth_kbps, piece_s)
             with use_scheduler(scheduler):
                 stream = task.compute()
         else:  # a distributed Client: the model and the audio stay in this process
-            stream = stream_encode(model, audio, codec.bandwidth_kbps, codec.chunk_s)
+            stream = stream_encode(model, audio, codec.bandwidth_kbps, stream_piece_s(codec.chunk_s))
     else:
         stream = encode_stream(model, audio, codec)
         with use_scheduler(scheduler):
@@ -260,7 +269,7 @@ def _codes_template(model, codes, layout, info, codec, grid, identity, inputs, d
         "codebook_size": model.codebook_size,
         "n_codebooks": n_q,
         "audio_channels": model.channels,
-        "chunk_s": codec.chunk_s,
+        "chunk_s": codec_chunk_s(codec),
         "context_s": codec.context_s,
         "encoder": codec.encoder,
         "device": device,

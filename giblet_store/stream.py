@@ -36,11 +36,18 @@ import numpy as np
 from .errors import ParameterError
 from .torch_threads import one_intra_op_thread
 
-__all__ = ["StreamEncoder", "StreamDecoder", "stream_encode", "stream_decode", "iter_decode", "is_streamable",
+__all__ = ["StreamEncoder", "StreamDecoder", "stream_encode", "stream_piece_s", "stream_decode", "iter_decode", "is_streamable",
            "tie_report", "STREAM_MIN_CHUNK_FRAMES"]
 
 #: smallest chunk (frames): the first chunk must be longer than any layer's left padding (7-tap convs: 6)
 STREAM_MIN_CHUNK_FRAMES = 8
+#: most audio (s) per stream piece in extraction: 5 s keeps 600 s under 1 GiB peak at 10 s pieces' speed
+STREAM_PIECE_MAX_S = 5.0
+
+
+def stream_piece_s(chunk_s: float) -> float:
+    """Seconds per stream piece for ``chunk_s``, at most 5 s; codes keys record it (a piece can flip a tie)."""
+    return min(float(chunk_s), STREAM_PIECE_MAX_S)
 
 
 def is_streamable(config) -> str | None:

@@ -160,6 +160,30 @@ def test_extract_records_the_encoder_and_stream_keys_ignore_context(store, model
     assert_equal_or_ties(model, emb, want, from_tr(ds.codes.values, ds.n_frames.values))
 
 
+def test_extraction_streams_pieces_of_at_most_5_s_and_the_key_records_the_piece(store, model_dir, tmp_path,
+                                                                                 monkeypatch):
+    """A piece's working set is ~20 MiB per second of audio: extraction caps pieces at 5 s (a 600 s
+    file under 1 GiB peak). The key records the piece size actually used, not the chunk_s asked."""
+    import giblet_store.stream as stream
+
+    from giblet_store.codes import codes_key_inputs
+    from giblet_store.params import content_key
+
+    pieces, real = [], stream.stream_encode
+    monkeypatch.setattr(stream, "stream_encode", lambda c, a, bw, s: pieces.append(s) or real(c, a, bw, s))
+    wav = write_wav(tmp_path / "s.wav", synth_audio(2.0, 24000, seed=9), 24000)
+    a = extract_codes(store, wav, CodecParams(str(model_dir), 1.5), TrGrid(1.5))  # chunk_s default 10 s
+    assert pieces == [stream.STREAM_PIECE_MAX_S] == [5.0]
+    assert a.entry.attrs["inputs"]["codec"]["chunk_s"] == 5.0
+
+    def key(**kw):
+        return content_key(codes_key_inputs("0" * 64, CodecParams("m", 1.5, **kw), TrGrid(1.5), {"model_sha256": "x"}))
+
+    assert key(chunk_s=10.0) == key(chunk_s=5.0) == key(chunk_s=30.0)  # the same 5 s pieces
+    assert key(chunk_s=2.0) != key(chunk_s=5.0)  # smaller pieces are used as asked
+    assert key(chunk_s=10.0, encoder="chunked") != key(chunk_s=5.0, encoder="chunked")  # chunks as asked
+
+
 def test_decode_entry_streams_to_the_whole_decode(store, model_dir, codec, tmp_path):
     import soundfile as sf
 
