@@ -36,7 +36,7 @@ def _add_extract(sub) -> None:
                    help="kbps (24 kHz: 1.5, 3, 6, 12, 24)")
     add_grid_options(p)
     p.add_argument("--chunk-seconds", type=float, default=_default(C, "chunk_s"),
-                   help="audio per encode call (bounds memory)")
+                   help="audio per chunked encode call; the stream encoder takes pieces of at most 5 s (bounds memory)")
     p.add_argument("--context-seconds", type=float, default=_default(C, "context_s"), help="left context per chunk")
     p.add_argument("--encoder", choices=ENCODERS, default=_default(C, "encoder"),
                    help="stream: one exact pass with carried state (causal models); chunked: chunks with context. "
