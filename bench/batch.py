@@ -27,18 +27,17 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchjson: the shared bench helpers
+from benchjson import peak_rss as _peak_rss  # noqa: E402
+
 MIB = 1024**2
 
-
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def run_loop(manifest: dict, store: str) -> dict:

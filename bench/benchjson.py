@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import operator
+import resource
 from pathlib import Path
 
 __all__ = ["row", "write", "met"]
@@ -48,3 +49,14 @@ def write(path: str | None, rows: list[dict]) -> None:
     """Write ``rows`` as JSON to ``path`` (nothing when ``path`` is None)."""
     if path:
         Path(path).write_text(json.dumps(rows, indent=1))
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process, all threads (on a shared, loaded machine wall time is not comparable)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,17 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchjson: the shared bench helpers
+from benchjson import cpu_s as _cpu_s, peak_rss as _peak_rss  # noqa: E402
+
 GIB = 1024**3
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def _cpu_s() -> float:
-    """CPU seconds of this process, all threads (on a shared, loaded machine wall time is not comparable)."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def worker(mode: str, model: str, bandwidth: float, wav: str, out: str) -> None:

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchjson: the shared bench helpers
+from benchjson import cpu_s as _cpu_s  # noqa: E402
 
 
 def reference(x: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -57,11 +61,6 @@ def ours(x: np.ndarray, h: np.ndarray, chunk_trs: int) -> np.ndarray:
         # path) is not; hashing 72 MB with sha1 cost ours 0.18 of its 0.4 CPU s at 20000x8x112
         return convolve_causal(da.from_array(x, chunks=(chunk_trs, -1, -1), name=False), h).compute()
 
-
-def _cpu_s() -> float:
-    """CPU seconds of this process, all threads (on a shared, loaded machine wall time is not comparable)."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def interleaved(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, float], dict]:
