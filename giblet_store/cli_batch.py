@@ -30,18 +30,22 @@ def add_batch(sub) -> None:
     p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
                    help="hub name or save_pretrained directory for stimuli that name none "
                         f"(default: the manifest's, else {field_default(CodecParams, 'model')})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (a bar is shown on stderr only when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_batch)
 
 
 def _cmd_batch(args) -> int:
     from .batch import run_batch
+    from .progress import progress_enabled
 
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {args.workers}")
+    # a tqdm bar on stderr, only on a terminal (distributed's own bar writes to stdout, which --json owns)
+    bar = "tqdm" if not args.no_progress and progress_enabled() else False
     report = run_batch(args.manifest, args.store, scheduler=args.scheduler, workers=args.workers,
-                       progress=not args.no_progress, connect_timeout=args.connect_timeout,
+                       progress=bar, connect_timeout=args.connect_timeout,
                        tr_chunk=args.tr_chunk, model=args.model)
     if args.json:
         doc = report.to_json()

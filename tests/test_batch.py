@@ -269,3 +269,34 @@ def test_real_recordings(client, model_dir, shared_data, tmp_path):
     for p in stimuli:
         extract_codes(ref, p, CodecParams(str(model_dir), bandwidth_kbps=6, chunk_s=2.5, context_s=1))
     assert tree(tmp_path / "s" / "codes") == tree(tmp_path / "ref" / "codes")
+
+
+class _Terminal:
+    """A stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_cli_batch_bar_only_on_a_terminal_and_never_in_json(client, model_dir, stim, tmp_path, capsys, monkeypatch):
+    (tmp_path / "m.json").write_text(json.dumps(manifest(model_dir, [str(stim / "a.wav")])))
+    argv = ["batch", str(tmp_path / "m.json"), "--store", str(tmp_path / "s"), "--scheduler", client.scheduler.address]
+    assert main(argv) == 0  # stderr is no terminal here (captured): no bar, as for every other command
+    out, err = capsys.readouterr()
+    assert "task" not in err and "Completed" not in out and out.splitlines()[-1].startswith("1 created")
+    (tmp_path / "m.json").write_text(json.dumps(manifest(model_dir, [str(stim / "a.wav"), str(stim / "d.wav")])))
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    assert main([*argv, "--json"]) == 0  # on a terminal: a bar on stderr, and stdout stays one JSON document
+    assert json.loads(capsys.readouterr().out)["counts"] == {"created": 1, "cached": 1, "failed": 0}
+    assert "batch" in "".join(term.parts)
