@@ -372,7 +372,8 @@ def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> Pl
         )
         out["embeddings"].attrs.update(description="sum over codebooks of each code's codebook vector "
                                        "(RVQ dequantisation); NaN where frame >= n_frames[tr]")
-        out["embedding_mean"].attrs.update(description="mean of embeddings over the TR's real frames (NaN if none)")
+        # the division kept n_frames' labels: replace them (annotate then labels embedding_mean as such)
+        out["embedding_mean"].attrs = {"description": "mean of embeddings over the TR's real frames (NaN if none)"}
         extra = {"dequantiser": "rvq-sum (EncodecModel.quantizer.decode)", "embedding_dim": dim, "hrf": "none"}
         return out, extra
 

@@ -123,3 +123,63 @@ def test_mel_hz_is_eager(paired, tmp_path):
     mel = gs.extract_mel(store, wav, gs.MelParams(n_mels=16, n_fft=512, hop=256), TrGrid(TR)).entry.open()
     assert not isinstance(mel["mel_hz"].data, dask.array.Array)
     assert mel["mel_hz"].attrs["units"] == "Hz" and "long_name" in mel["mel_hz"].attrs
+
+
+def _problems(entry) -> list[str]:
+    """Every way ``entry`` breaks the conventions of giblet_store.conventions (empty: none)."""
+    ds = entry.open()
+    out = [f"{n}: no units/long_name" for n in ds.variables if not {"units", "long_name"} <= set(ds[n].attrs)]
+    names: dict[str, str] = {}
+    for n in ds.variables:  # a label copied from another variable (arithmetic keeps attrs) misleads
+        label = ds[n].attrs.get("long_name")
+        if label in names:
+            out.append(f"{n}: long_name {label!r} is also {names[label]}'s")
+        names.setdefault(label, str(n))
+    if "tr" in ds.dims and not ("tr_start_s" in ds.coords and ds["tr_start_s"].attrs.get("units") == "s"):
+        out.append("tr axis without tr_start_s in s")
+    if "tr" in ds.dims and "run" not in ds.coords and "tr_start_s" not in ds.indexes:  # runs: per-run times
+        out.append("tr_start_s is not indexed")
+    if entry.kind in ("fmri", "predictions", "evaluation") and not (
+            "voxel" in ds.indexes and "voxel_ijk" in ds.coords):
+        out.append("no voxel index / voxel_ijk coordinate")
+    return out
+
+
+def _runs_fmri(store, d):
+    rng = np.random.default_rng(5)
+    files = []
+    for i, n in enumerate((5, 4)):
+        img = nib.Nifti1Image((100 + rng.standard_normal((3, 3, 2, n))).astype(np.float32), np.eye(4))
+        img.header.set_xyzt_units("mm", "sec")
+        img.header.set_zooms((1.0, 1.0, 1.0, TR))
+        nib.save(img, str(d / f"run{i}.nii"))
+        files.append(d / f"run{i}.nii")
+    return ingest_fmri(store, files, ["s1", "s1"], runs=["1", "2"]).entry
+
+
+@pytest.mark.skipif(importlib.util.find_spec("librosa") is None, reason="librosa (giblet_store[mel]) not installed")
+def test_every_kind_the_package_writes_follows_the_conventions(paired, model_dir, tmp_path):
+    store, codes, fmri = paired
+    m = str(model_dir)
+    wav = write_wav(tmp_path / "stim.wav", synth_audio(6.0, 24000, seed=2), 24000)  # the codes entry's source
+    emb = store.derive(codes, gs.Embeddings(), model=m)
+    mel = gs.extract_mel(store, wav, gs.MelParams(n_mels=16, n_fft=512, hop=256), TrGrid(TR)).entry
+    y = store.open(fmri)["fmri"].values
+    pred, _ = write_predictions(store, y[:, ::-1].copy(), fmri, model_name="m", checkpoint_sha256="5" * 64)
+    rec, _ = gs.write_reconstruction(store, emb.open()["embeddings"].values, emb, fmri=fmri, model_name="r",
+                                     checkpoint_sha256="6" * 64)
+    runs = _runs_fmri(store, tmp_path)
+    yr = store.open(runs)["fmri"].values
+    run_pred, _ = write_predictions(store, yr[:, ::-1].copy(), runs, model_name="m", checkpoint_sha256="7" * 64)
+    gs.export_codes(store, codes, tmp_path / "c.npy")
+    entries = [
+        codes, emb, mel, fmri, pred, rec, runs,
+        store.derive(emb, gs.Hrf("spm", length_s=6.0)), store.derive(emb, gs.Fir((1, 2))),
+        store.derive(emb, gs.Resample(tr_s=2.0)), store.derive(mel, gs.Hrf("glover", length_s=6.0)),
+        gs.evaluate(store, pred, trs=(0, 6))[0], gs.evaluate(store, run_pred)[0],
+        store.derive(rec, gs.Quantise(bandwidth_kbps=1.5), model=m),
+        gs.score_audio(wav, codes, store=store, params=gs.QualityParams(metrics=("snr",)), model=m).entry,
+        gs.import_codes(store, tmp_path / "c.npy", model=m, grid=TrGrid(TR)).entry,
+    ]
+    assert {e.kind for e in entries} == set(gs.KINDS)  # at least one entry of every kind
+    assert {e.kind: _problems(e) for e in entries if _problems(e)} == {}
