@@ -183,17 +183,13 @@ def _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, sc
     if codec.encoder == "model_chunks":  # the model's own normalised chunks, one at a time
         return _normalised_dataset(model, audio, info, codec, grid, identity, inputs, device, n_q)
     if codec.encoder == "stream":  # one pass with carried state, one chunk in memory (giblet_store.stream)
-        import dask
-
+        from .progress import seconds_bar
         from .stream import stream_encode, stream_piece_s
 
-        if isinstance(scheduler, str):  # one local Dask task, so progress bars (Dask callbacks) see it
-            piece_s = stream_piece_s(codec.chunk_s)
-            task = dask.delayed(stream_encode, pure=False)(model, audio, codec.bandwidth_kbps, piece_s)
-            with use_scheduler(scheduler):
-                stream = task.compute()
-        else:  # a distributed Client: the model and the audio stay in this process
-            stream = stream_encode(model, audio, codec.bandwidth_kbps, stream_piece_s(codec.chunk_s))
+        sr = model.sample_rate_hz  # a bar of audio seconds, one step per piece (in a progress_bar block)
+        with seconds_bar(audio.shape[-1] / sr) as step:
+            stream = stream_encode(model, audio, codec.bandwidth_kbps, stream_piece_s(codec.chunk_s),
+                                   on_piece=lambda n: step(n / sr))
     else:
         stream = encode_stream(model, audio, codec)
         with use_scheduler(scheduler):

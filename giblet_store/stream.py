@@ -1,35 +1,30 @@
 """Exact streaming EnCodec: encode and decode chunk by chunk with carried state, one chunk in memory.
 
-The 24 kHz model is causal: every convolution pads on the left only and the two LSTMs run forwards,
-so a frame depends on the audio to its left and nothing else. :class:`StreamEncoder` walks the
-encoder's layers itself, chunk by chunk, and carries from one chunk to the next exactly what the
-whole-file call would have seen:
+The 24 kHz model is causal: every convolution pads on the left only and the two LSTMs run forwards, so a
+frame depends on the audio to its left and nothing else. :class:`StreamEncoder` walks the encoder's layers
+itself, chunk by chunk, and carries from one chunk to the next exactly what the whole-file call would see:
 
 ``EncodecConv1d`` (kernel ``k``, stride ``s``, dilation ``d``)
-    the last ``(k - 1) * d + 1 - s`` samples of its (padded) input (``padding_total``). The first
-    chunk is reflect-padded on the left as the whole-file call pads the file; the last chunk gets
-    the whole-file call's extra right padding (reflect, ``(-n) % s`` samples, so the last frame
-    is complete), computed on the carried samples plus the chunk exactly as on the whole file.
-``EncodecLSTM``
-    the LSTM's ``(h, c)`` of both layers.
+    the last ``(k - 1) * d + 1 - s`` samples of its (padded) input (``padding_total``). The first chunk is
+    reflect-padded on the left as the whole-file call pads the file; the last chunk gets the whole-file
+    call's extra right padding (reflect, ``(-n) % s`` samples, so the last frame is complete), computed
+    on the carried samples plus the chunk exactly as on the whole file.
+``EncodecLSTM``: the LSTM's ``(h, c)`` of both layers.
 ``EncodecConvTranspose1d`` (decoder; kernel ``2 s``, stride ``s``)
-    the last ``ceil((k - s) / s)`` input frames, whose overlap-add reaches into this chunk.
-ELU, residual sums and 1x1 shortcuts are pointwise and carry nothing.
+    the last ``ceil((k - s) / s)`` input frames, whose overlap-add reaches into this chunk. (ELU, residual
+    sums and 1x1 shortcuts are pointwise and carry nothing.)
 
-Chunk edges lie on the hop (320 samples = 1 frame), so every strided layer sees a whole number of
-its strides in every chunk but the last. A file no longer than one chunk is a single whole-file call.
-Numerics: convolutions and matmuls run on shorter inputs than in the whole-file call (oneDNN off,
-:func:`~giblet_store.codec.reproducible_torch`); the codes are usually bit-identical, and where float32
-summation order differs a code can flip only where two codewords are (nearly) equidistant:
-:func:`tie_report` counts such frames and their distance margins.
-Speed: torch runs one intra-op thread meanwhile (:mod:`giblet_store.torch_threads`: the LSTM steps one
-frame at a time), and :func:`stream_encode` runs the LSTM of one piece in a second thread while the
-convolutions of the next piece run (same arithmetic, so the same codes).
+Chunk edges lie on the hop (320 samples = 1 frame), so every strided layer sees whole strides in every
+chunk but the last. A file no longer than one chunk is a single whole-file call. Numerics: convolutions and
+matmuls run on shorter inputs than in the whole-file call (oneDNN off, ``reproducible_torch``); codes are
+usually bit-identical; a code flips only where two codewords are (nearly) equidistant (:func:`tie_report`).
+Speed: one torch intra-op thread (:mod:`giblet_store.torch_threads`: the LSTM steps frame by frame), and
+:func:`stream_encode` runs one piece's LSTM in a second thread while the next piece's convolutions run.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -280,7 +275,8 @@ def _pieces(n: int, size: int) -> Iterator[tuple[int, int]]:
         start = stop
 
 
-def stream_encode(codec, audio: np.ndarray, bandwidth_kbps: float, chunk_s: float = 10.0) -> np.ndarray:
+def stream_encode(codec, audio: np.ndarray, bandwidth_kbps: float, chunk_s: float = 10.0,
+                  on_piece: Callable[[int], object] | None = None) -> np.ndarray:
     """Encode a whole signal with :class:`StreamEncoder`, ``chunk_s`` of audio in memory at a time.
 
     Parameters
@@ -291,6 +287,8 @@ def stream_encode(codec, audio: np.ndarray, bandwidth_kbps: float, chunk_s: floa
     chunk_s : float
         Audio per piece, rounded to whole hops (at least ``STREAM_MIN_CHUNK_FRAMES``). Sets peak memory
         (about 15 MiB per second of chunk) and speed; the codes change at most by argmin ties.
+    on_piece : callable, optional
+        Called (from a worker thread) with each piece's sample count once its codes are done: progress.
 
     Returns
     -------
@@ -309,6 +307,8 @@ def stream_encode(codec, audio: np.ndarray, bandwidth_kbps: float, chunk_s: floa
         with one_intra_op_thread():  # this thread's own OpenMP thread count
             codes = enc._back_piece(h, stop == n, stop - start)
         out[:, start // hop: start // hop + codes.shape[-1]] = codes
+        if on_piece is not None:
+            on_piece(stop - start)
 
     # a two-stage pipeline: the LSTM of piece k runs in the worker while the convolutions of piece k + 1
     # run here (the LSTM is half the work and cannot be split: each frame needs the previous one)

@@ -125,8 +125,10 @@ def test_extract_shows_a_progress_bar_on_a_terminal(tmp_path, model_dir, monkeyp
     term = _Terminal()
     monkeypatch.setattr(sys, "stderr", term)
     assert main(["extract", str(a), "--store", str(tmp_path / "st"), "--model", str(model_dir), "--bandwidth", "1.5",
-                 *argv_tail]) == 0
-    assert ("extract a.wav" in term.text and "task" in term.text) is bar
+                 "--chunk-seconds", "1", *argv_tail]) == 0
+    # the stream encoder reports each piece (1 s here): the bar moves during the encode, not once at the end
+    steps = [f"| {k}/3 s of audio" for k in range(3)]  # the last step clears the bar (leave=False)
+    assert ("extract a.wav" in term.text and all(s in term.text for s in steps)) is bar
 
 
 def test_no_bar_when_stderr_is_not_a_terminal(tmp_path, model_dir, capsys):
