@@ -170,7 +170,7 @@ def test_extraction_streams_pieces_of_at_most_5_s_and_the_key_records_the_piece(
     from giblet_store.params import content_key
 
     pieces, real = [], stream.stream_encode
-    monkeypatch.setattr(stream, "stream_encode", lambda c, a, bw, s: pieces.append(s) or real(c, a, bw, s))
+    monkeypatch.setattr(stream, "stream_encode", lambda c, a, bw, s, **kw: pieces.append(s) or real(c, a, bw, s, **kw))
     wav = write_wav(tmp_path / "s.wav", synth_audio(2.0, 24000, seed=9), 24000)
     a = extract_codes(store, wav, CodecParams(str(model_dir), 1.5), TrGrid(1.5))  # chunk_s default 10 s
     assert pieces == [stream.STREAM_PIECE_MAX_S] == [5.0]
