@@ -67,7 +67,7 @@ def _add_decode(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output .wav")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (stop exclusive)")
     p.add_argument("--model", default=None, help="model to decode with (default: the entry's hub model)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device for the decoder (cpu, cuda, cuda:1, mps)")
     p.add_argument("--bandwidth", type=float, default=None,
                    help="reconstruction of embeddings: quantise at this bandwidth (kbps; default: the target's)")
     p.set_defaults(func=_cmd_decode)

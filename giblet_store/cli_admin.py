@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
+
+from .cli_common import dump_entries
 
 __all__ = ["add_gc", "add_reindex"]
 
@@ -27,7 +28,7 @@ def _cmd_gc(args) -> int:
     store = open_store(args.store, mode="r" if args.dry_run else "a")
     items = collect(store, age, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps([it.to_dict() for it in items], indent=2))
+        dump_entries([], items=[it.to_dict() for it in items])  # no entries: the paths it removed or kept
         return 0
     verb = "would remove" if args.dry_run else "removed"
     for it in items:
@@ -51,7 +52,7 @@ def _cmd_reindex(args) -> int:
 
     counts = reindex(open_store(args.store, mode="a"))
     if args.json:
-        print(json.dumps(counts, indent=2, sort_keys=True))
+        dump_entries([], counts=dict(sorted(counts.items())))  # entries per kind in the new catalogue
     else:
         for kind, n in sorted(counts.items()):
             print(f"{kind:<14} {n} entries")

@@ -45,8 +45,7 @@ def _add_import(sub) -> None:
 
 
 def _cmd_import(args) -> int:
-    import json
-
+    from .cli_common import dump_entries
     from .exchange import import_codes
     from .grid import TrGrid
     from .store import open_store
@@ -55,7 +54,7 @@ def _cmd_import(args) -> int:
     r = import_codes(open_store(args.store), args.file, model=args.model, grid=grid, fmt=args.format,
                      device=args.device)
     if args.json:
-        print(json.dumps({**r.entry.to_json(), "created": r.created}, indent=2, default=str))
+        dump_entries([{**r.entry.to_json(), "created": r.created}])
     else:
         print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {args.file}")
     return 0

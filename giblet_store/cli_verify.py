@@ -5,8 +5,9 @@ Registered by :mod:`giblet_store.cli`; the checks live in :mod:`giblet_store.ver
 
 from __future__ import annotations
 
-import json
 import sys
+
+from .cli_common import dump_entries
 
 __all__ = ["add_verify"]
 
@@ -28,7 +29,7 @@ def _cmd_verify(args) -> int:
     store = open_store(args.store, mode="a" if args.repair else "r")
     report = verify_store(store, repair=args.repair)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        dump_entries([], **report.to_dict())  # the broken ones are in "problems" (not openable entries)
     else:
         for p in report.problems:
             fate = f"moved to {p.moved_to}" if p.moved_to else ("left in place (not repairable)" if not p.repairable

@@ -33,7 +33,7 @@ def add_quality(sub) -> None:
     p.add_argument("--onset", type=float, default=field_default(TrGrid, "onset_s"),
                    help="stimulus time (s) of TR 0 for two files")
     p.add_argument("--model", default=None, help="model directory, for entries made with a local model")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device for decoding a codes entry (cpu, cuda, mps)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (bars are shown only when stderr is a terminal)")
@@ -58,9 +58,10 @@ def _cmd_quality(args) -> int:
                         model=args.model, device=args.device)
     metrics, notes = _jsonable(r.metrics, r.notes)
     if args.json:
-        out = {"metrics": metrics, "notes": notes, "n_trs": int(r.per_tr.sizes["tr"])}
-        if r.entry is not None:
-            out.update(key=r.entry.key, created=r.created, path=r.entry.path)
+        out = {"entries": [], "metrics": metrics, "notes": notes, "n_trs": int(r.per_tr.sizes["tr"])}
+        if r.entry is not None:  # the quality entry, and (as before) its key, created and path at the top
+            out.update(entries=[{**r.entry.to_json(), "created": r.created}], key=r.entry.key, created=r.created,
+                       path=r.entry.path)
         _dump(out)
         return 0
     _print_scores(r, metrics)
@@ -104,7 +105,7 @@ def add_compare(sub) -> None:
     p.add_argument("--bandwidths", default=None, help="kbps, comma-separated (default: every one the model offers)")
     p.add_argument("--n-mels", default="64,128,512", help="mel sizes for Griffin-Lim, comma-separated")
     p.add_argument("--store", default=None, help="store for the entries (default: REPORT_DIR/store)")
-    p.add_argument("--metrics", default=_metrics_default())
+    p.add_argument("--metrics", default=_metrics_default(), help="comma-separated metrics to score every method with")
     p.add_argument("--tr", type=float, default=field_default(TrGrid, "tr_s"), help="TR of the entries and per-TR scores")
     p.set_defaults(func=_cmd_compare)
 

@@ -106,7 +106,7 @@ def test_missing_or_old_catalogue_is_rebuilt_and_reindex(store, tmp_path, capsys
     (root / INDEX).write_text("{not json")  # unreadable: read everything, rebuilt by reindex
     assert sorted(e.key for e in open_store(root, "r").find()) == sorted(e.key for e in entries)
     assert main(["reindex", str(root), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"features": 6}
+    assert json.loads(capsys.readouterr().out) == {"entries": [], "counts": {"features": 6}}
     assert json.loads((root / INDEX).read_text())["catalog_version"] == catalog.CATALOG_VERSION
     assert main(["ls", str(root), "--kind", "features", "--where", "tr_s=0.5", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["entries"]) == 3

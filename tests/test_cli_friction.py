@@ -151,3 +151,56 @@ def test_quality_shows_a_progress_bar_on_a_terminal(tmp_path, monkeypatch, argv_
     monkeypatch.setattr(sys, "stderr", term)
     assert main(["quality", str(a), str(a), "--metrics", "snr,si_sdr", *argv_tail]) == 0
     assert ("quality" in term.text and "task" in term.text) is bar
+
+
+def _subcommands() -> dict:
+    import argparse
+
+    from giblet_store.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_option_and_argument_has_help():
+    missing = [f"{name} {a.option_strings or a.dest}" for name, p in _subcommands().items() for a in p._actions
+               if not a.help]
+    assert missing == []
+
+
+def test_every_json_command_prints_one_object_with_entries(tmp_path, model_dir, capsys):
+    import json
+
+    wav = write_wav(tmp_path / "a.wav", synth_audio(4.5, 24000, seed=1), 24000)  # 3 TRs, and 3 volumes
+    rng = np.random.default_rng(2)
+    img = nib.Nifti1Image((100 + rng.standard_normal((3, 3, 2, 3))).astype(np.float32), np.eye(4))
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((1.0, 1.0, 1.0, 1.5))
+    nib.save(img, str(tmp_path / "s.nii"))
+    st, docs = str(tmp_path / "st"), {}
+
+    def js(*argv):
+        capsys.readouterr()
+        assert main([*map(str, argv), "--json"]) == 0, capsys.readouterr().err
+        docs[argv[0]] = doc = json.loads(capsys.readouterr().out)
+        return doc
+
+    key = js("extract", wav, "--store", st, "--model", model_dir, "--bandwidth", "1.5")["entries"][0]["key"]
+    js("ls", st), js("show", st, key[:10]), js("mel", wav, "--store", st, "--n-mels", "16")
+    js("derive", st, key[:10], "--embeddings", "--model", model_dir)
+    fmri = js("ingest-fmri", st, tmp_path / "s.nii", "--subject", "s1", "--stimulus", key[:10])["entries"][0]
+    store = open_store(st)
+    y = store.open(fmri["key"])["fmri"].values
+    pred, _ = gs.write_predictions(store, y[:, ::-1].copy(), fmri["key"], model_name="m", checkpoint_sha256="4" * 64)
+    js("evaluate", st, pred.key[:10])
+    js("quality", wav, key[:10], "--store", st, "--metrics", "snr", "--model", model_dir)
+    assert main(["export", st, key[:10], "-o", str(tmp_path / "c.npy")]) == 0
+    js("import", tmp_path / "c.npy", "--store", str(tmp_path / "st2"), "--model", model_dir)
+    js("verify", st), js("gc", st), js("reindex", st)
+    with_json = {n for n, p in _subcommands().items() if any(a.dest == "json" for a in p._actions)}
+    assert set(docs) == with_json - {"batch"}  # batch (a cluster): tests/test_batch.py reads doc["entries"]
+    for name, doc in docs.items():
+        assert isinstance(doc, dict) and isinstance(doc["entries"], list), name
+        assert all({"key", "kind", "path", "attrs"} <= set(e) for e in doc["entries"]), name
+    assert docs["gc"]["items"] == [] and docs["reindex"]["counts"]["codes"] == 1 and docs["verify"]["ok"]
+    assert docs["import"]["entries"][0]["created"] and docs["quality"]["entries"][0]["kind"] == "quality"

@@ -152,7 +152,7 @@ def test_cli_export_then_import(made, tmp_path, model_dir, capsys):
     assert main(["export", store.url, entry.key[:12], "-o", str(out), "--trs", "0:4"]) == 0
     assert main(["import", str(out), "--store", str(tmp_path / "s2"), "--model", str(model_dir), "--tr", "1.5",
                  "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    doc = json.loads(capsys.readouterr().out.split("\n", 1)[1])["entries"][0]
     assert doc["created"] and doc["attrs"]["imported_from"]["format"] == "ecdc" and doc["attrs"]["n_trs"] == 4
     assert main(["export", store.url, entry.key[:12], "-o", str(tmp_path / "x.bin")]) == 2
     assert "cannot tell the format" in capsys.readouterr().err

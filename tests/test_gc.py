@@ -47,7 +47,7 @@ def test_local_gc_removes_only_abandoned_staging(store, capsys):
     (live / "emb").mkdir(parents=True)
     (live / "emb" / "zarr.json").write_text("{}")
     assert main(["gc", str(root), "--dry-run", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)["items"]
     assert sorted(r["path"] for r in report if r["reason"] == "abandoned") == [
         "_staging/0123456789abcdef-cafe0000.done", "_staging/0123456789abcdef-deadbeef"]
     assert not any(r["removed"] for r in report) and old.exists()  # dry run: nothing removed
