@@ -204,3 +204,21 @@ def test_every_json_command_prints_one_object_with_entries(tmp_path, model_dir, 
         assert all({"key", "kind", "path", "attrs"} <= set(e) for e in doc["entries"]), name
     assert docs["gc"]["items"] == [] and docs["reindex"]["counts"]["codes"] == 1 and docs["verify"]["ok"]
     assert docs["import"]["entries"][0]["created"] and docs["quality"]["entries"][0]["kind"] == "quality"
+
+
+@pytest.mark.parametrize("no_progress", [False, True])
+def test_mel_derive_and_ingest_show_progress_bars_on_a_terminal(tmp_path, model_dir, monkeypatch, no_progress):
+    wav = write_wav(tmp_path / "a.wav", synth_audio(4.5, 24000, seed=1), 24000)
+    img = nib.Nifti1Image((100 + np.random.default_rng(3).standard_normal((3, 3, 2, 3))).astype(np.float32), np.eye(4))
+    img.header.set_zooms((1.0, 1.0, 1.0, 1.5))
+    nib.save(img, str(tmp_path / "s.nii"))
+    st = str(tmp_path / "st")
+    key = extract_codes(open_store(st), wav, CodecParams(str(model_dir), bandwidth_kbps=1.5), TrGrid(1.5)).entry.key
+    tail = ["--no-progress"] if no_progress else []
+    for argv, label in [(["mel", str(wav), "--store", st, "--n-mels", "16"], "mel a.wav:"),
+                        (["derive", st, key[:10], "--embeddings", "--model", str(model_dir)], "derive embeddings:"),
+                        (["ingest-fmri", st, str(tmp_path / "s.nii"), "--subject", "s1"], "ingest-fmri:")]:
+        term = _Terminal()
+        monkeypatch.setattr(sys, "stderr", term)
+        assert main([*argv, *tail]) == 0
+        assert (label in term.text and "task" in term.text) is not no_progress, (argv[0], term.text)
