@@ -59,6 +59,15 @@ VARIABLE_LABELS: dict[str, tuple[str, str]] = {
     "predictions": ("predicted BOLD signal", "scanner units"),
     "r": ("Pearson correlation of prediction and BOLD", "1"),
     "r_mean": ("Pearson correlation, mean over subjects", "1"),
+    "r2": ("coefficient of determination (R^2) of prediction and BOLD", "1"),
+    "noise_ceiling": ("noise ceiling: r of each subject with the mean of the others", "1"),
+    "r_normalised": ("Pearson correlation divided by the noise ceiling", "1"),
+    "r_run": ("Pearson correlation of prediction and BOLD within the run", "1"),
+    "r_run_mean": ("Pearson correlation within the run, mean over subjects", "1"),
+    "run": ("scan run of the TR", "1"),
+    "run_id": ("scan run ID", "1"),
+    "tr_in_run": ("TR index within its run", "1"),
+    "n_samples": ("audio samples scored in the TR", "1"),
 }
 
 

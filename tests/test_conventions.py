@@ -132,6 +132,8 @@ def _problems(entry) -> list[str]:
     names: dict[str, str] = {}
     for n in ds.variables:  # a label copied from another variable (arithmetic keeps attrs) misleads
         label = ds[n].attrs.get("long_name")
+        if label == n:
+            out.append(f"{n}: long_name is just the name")
         if label in names:
             out.append(f"{n}: long_name {label!r} is also {names[label]}'s")
         names.setdefault(label, str(n))
@@ -182,4 +184,4 @@ def test_every_kind_the_package_writes_follows_the_conventions(paired, model_dir
         gs.import_codes(store, tmp_path / "c.npy", model=m, grid=TrGrid(TR)).entry,
     ]
     assert {e.kind for e in entries} == set(gs.KINDS)  # at least one entry of every kind
-    assert {e.kind: _problems(e) for e in entries if _problems(e)} == {}
+    assert [(e.kind, p) for e in entries for p in _problems(e)] == []
