@@ -37,6 +37,7 @@ VARIABLE_LABELS: dict[str, tuple[str, str]] = {
     "codes": ("EnCodec code index (-1: no frame)", "1"),
     "n_frames": ("real frames in the TR", "1"),
     "scales": ("EnCodec chunk scale", "1"),
+    "chunk": ("model chunk index (the 48 kHz model's own normalised chunks)", "1"),
     "mel": ("mel spectrogram", "dB"),
     "mel_mean": ("mel spectrogram, mean over the TR's frames", "dB"),
     "mel_band": ("mel band index", "1"),

@@ -159,6 +159,14 @@ def _runs_fmri(store, d):
     return ingest_fmri(store, files, ["s1", "s1"], runs=["1", "2"]).entry
 
 
+def _stereo48_codes(store, d):
+    from giblet_store.testing import STEREO_48KHZ, save_test_model
+
+    model = save_test_model(d / "m48", seed=1, fill_seconds=4.0, **STEREO_48KHZ)
+    wav = write_wav(d / "s48.wav", synth_audio(3.0, 48000, seed=1, channels=2), 48000)
+    return extract_codes(store, wav, CodecParams(str(model), bandwidth_kbps=3), TrGrid(TR)).entry
+
+
 @pytest.mark.skipif(importlib.util.find_spec("librosa") is None, reason="librosa (giblet_store[mel]) not installed")
 def test_every_kind_the_package_writes_follows_the_conventions(paired, model_dir, tmp_path):
     store, codes, fmri = paired
@@ -182,6 +190,7 @@ def test_every_kind_the_package_writes_follows_the_conventions(paired, model_dir
         store.derive(rec, gs.Quantise(bandwidth_kbps=1.5), model=m),
         gs.score_audio(wav, codes, store=store, params=gs.QualityParams(metrics=("snr",)), model=m).entry,
         gs.import_codes(store, tmp_path / "c.npy", model=m, grid=TrGrid(TR)).entry,
+        _stereo48_codes(store, tmp_path),  # frame times, chunks and scales
     ]
     assert {e.kind for e in entries} == set(gs.KINDS)  # at least one entry of every kind
     assert [(e.kind, p) for e in entries for p in _problems(e)] == []
