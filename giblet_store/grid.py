@@ -238,7 +238,8 @@ def parse_tr_range(trs, n_trs: int) -> slice:
 
     Parameters
     ----------
-    trs : None (all), ``"START:STOP"`` (either side may be empty), ``(start, stop)`` or ``slice``
+    trs : None (all), ``"START:STOP"`` (either side may be empty), ``(start, stop)``, ``slice`` or ``range``
+        (step 1). A list of several TR indices is refused, never read as (start, stop).
 
     Raises
     ------
@@ -247,7 +248,7 @@ def parse_tr_range(trs, n_trs: int) -> slice:
     """
     if trs is None:
         return slice(0, n_trs)
-    if isinstance(trs, slice):
+    if isinstance(trs, (slice, range)):
         if trs.step not in (None, 1):
             raise ParameterError(f"TR range {trs!r} has a step; give a contiguous range START:STOP")
         trs = (0 if trs.start is None else trs.start, n_trs if trs.stop is None else trs.stop)
@@ -257,6 +258,9 @@ def parse_tr_range(trs, n_trs: int) -> slice:
             trs = (int(a) if a.strip() else 0, int(b) if b.strip() else n_trs)
         except ValueError:
             raise ParameterError(f"TR range {trs!r} is not START:STOP with integers (e.g. 10:20)") from None
+    if not isinstance(trs, str) and hasattr(trs, "__len__") and len(trs) != 2:
+        raise ParameterError(f"TR range {trs!r} has {len(trs)} values; give START:STOP, (start, stop), a slice "
+                             "or a range (stop exclusive)")
     try:
         start, stop = (int_in_range("TR range start", trs[0]), int_in_range("TR range stop", trs[1]))
     except (TypeError, IndexError, KeyError):

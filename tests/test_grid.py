@@ -114,3 +114,16 @@ def test_grid_params_round_trip():
     g = TrGrid(2.0, -1.5, 40)
     assert TrGrid.from_dict(g.to_dict()) == g
     assert g.to_dict() == {"tr_s": 2.0, "onset_s": -1.5, "n_trs": 40}
+
+
+def test_tr_ranges_are_start_stop_never_a_silently_misread_list():
+    from giblet_store.grid import parse_tr_range
+
+    for given in ("2:5", (2, 5), slice(2, 5), range(2, 5)):  # TRs 2, 3, 4 every way
+        assert parse_tr_range(given, 10) == slice(2, 5), given
+    assert parse_tr_range(slice(None, 3), 10) == slice(0, 3) and parse_tr_range("7:", 10) == slice(7, 10)
+    with pytest.raises(ParameterError, match=r"range\(0, 6, 2\) has a step"):
+        parse_tr_range(range(0, 6, 2), 10)
+    # a list of TR indices is not (start, stop): [2, 3, 4] once meant TRs 2:3
+    with pytest.raises(ParameterError, match=r"TR range \[2, 3, 4\] has 3 values; give START:STOP, \(start, stop\)"):
+        parse_tr_range([2, 3, 4], 10)
