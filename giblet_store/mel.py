@@ -203,18 +203,19 @@ def mel_stream(audio: np.ndarray, params: MelParams):
 
 def extract_mel(
     store: Store,
-    audio_path: str | os.PathLike,
+    audio_path: "str | os.PathLike | list[str | os.PathLike]",
     params: MelParams | None = None,
     grid: TrGrid | None = None,
     scheduler: Any = "threads",
     audio_stream: int | None = None,
-) -> ExtractResult:
+) -> "ExtractResult | list[ExtractResult]":
     """Compute the mel spectrogram of ``audio_path`` on ``grid`` into ``store`` (or return the cached entry).
 
     Parameters
     ----------
     store : Store
-    audio_path : path to wav/flac/ogg (mixed to mono, resampled to ``params.sample_rate_hz``)
+    audio_path : path to wav/flac/ogg (mixed to mono, resampled to ``params.sample_rate_hz``), or a list
+        (all checked before the first is analysed; a list of results in the same order)
     params : MelParams (default: 22.05 kHz, n_fft 2048, hop 512, 128 mels, dB re 1.0)
     grid : TrGrid (default: 1.5 s TR, onset 0, as many TRs as the audio fills)
     scheduler : Dask scheduler for the chunk tasks ("threads", "sync", or a distributed Client)
@@ -232,11 +233,12 @@ def extract_mel(
     AudioError, ParameterError, StoreError
         Before anything is written.
     """
-
     params = params or MelParams()
     grid = grid or TrGrid()
     if not isinstance(params, MelParams):
         raise ParameterError(f"params must be a MelParams, got {type(params).__name__}")
+    if isinstance(audio_path, (list, tuple)):
+        return _extract_each(store, audio_path, params, grid, scheduler, audio_stream)
     info = audio_info(audio_path, audio_stream)
     from .bounds import check_grid_bounds
 
@@ -259,6 +261,13 @@ def extract_mel(
     attrs["source_name"] = Path(audio_path).name
     entry, created = store.write(ds, {**attrs, "kind": "mel", "key": key}, default_encoding(ds))
     return ExtractResult(entry, created, str(audio_path))
+
+
+def _extract_each(store, paths, params, grid, scheduler, audio_stream) -> list:
+    """:func:`extract_mel` of each of ``paths``, after checking that every one is readable audio."""
+    for p in paths:
+        audio_info(p, audio_stream)
+    return [extract_mel(store, p, params, grid, scheduler, audio_stream) for p in paths]
 
 
 def _mel_dataset(stream: np.ndarray, params: MelParams, grid: TrGrid, info, inputs: dict):

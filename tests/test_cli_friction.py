@@ -222,3 +222,16 @@ def test_mel_derive_and_ingest_show_progress_bars_on_a_terminal(tmp_path, model_
         monkeypatch.setattr(sys, "stderr", term)
         assert main([*argv, *tail]) == 0
         assert (label in term.text and "task" in term.text) is not no_progress, (argv[0], term.text)
+
+
+def test_extract_mel_takes_a_list_and_checks_it_first(tmp_path):
+    pytest.importorskip("librosa")
+    a = write_wav(tmp_path / "a.wav", synth_audio(2.0, 22050, seed=1), 22050)
+    b = write_wav(tmp_path / "b.wav", synth_audio(1.5, 22050, seed=2), 22050)
+    store = open_store(tmp_path / "st")
+    params = gs.MelParams(n_mels=16, n_fft=512, hop=256)
+    with pytest.raises(AudioError, match="missing.wav"):
+        gs.extract_mel(store, [a, tmp_path / "missing.wav"], params, TrGrid(1.5))
+    assert store.entries() == []  # checked before the first was analysed
+    results = gs.extract_mel(store, [a, b], params, TrGrid(1.5))
+    assert [r.entry.attrs["source_name"] for r in results] == ["a.wav", "b.wav"]
