@@ -275,10 +275,13 @@ def entry_model_name(attrs: dict, model: str | None = None) -> str:
     if name is None and attrs.get("model_sha256"):
         name = find_model_dir(attrs["model_sha256"])
     if name is None:
+        stale = registered_model_dirs(str(attrs.get("model_sha256", "")))
+        known = (f"remembers only {', '.join(stale)}, which no longer hold those weights (moved, deleted or "
+                 "changed)" if stale else "does not know")
         raise ParameterError(
             f"entry {str(attrs.get('key', ''))[:16]} was made with a local model ({attrs.get('model')}, sha256 "
             f"{str(attrs.get('model_sha256', ''))[:12]}) that this machine's model registry ({registry_path()}) "
-            "does not know; give that directory once (model=..., CLI --model) and later commands find it"
+            f"{known}; give that directory once (model=..., CLI --model) and later commands find it"
         )
     return name
 

@@ -61,6 +61,9 @@ def test_a_moved_or_changed_model_is_not_served(made, tmp_path, model_dir, monke
     decode_entry(store, entry, tmp_path / "y.wav", trs="0:1")  # ... found afterwards
     (moved / "config.json").write_text((moved / "config.json").read_text() + " ")  # other weights now
     assert find_model_dir(sha) is None
+    with pytest.raises(ParameterError, match=r"registry .* remembers only .*moved_model, which no longer hold those "
+                                             r"weights \(moved, deleted or changed\); give that directory once"):
+        decode_entry(store, entry, tmp_path / "z.wav")
     assert cache_dir() == tmp_path / "fresh_cache"
 
 
