@@ -16,7 +16,7 @@ __all__ = ["describe", "identifying_attrs", "entry_html", "IDENTIFYING"]
 IDENTIFYING: tuple[tuple[str, str], ...] = (
     ("source_name", "source"), ("stimulus_name", "stimulus"), ("model", "model"),
     ("bandwidth_kbps", "kbps"), ("n_codebooks", "codebooks"), ("n_mels", "mels"),
-    ("hrf", "hrf"), ("method", "method"), ("tr_s", "tr_s"), ("onset_s", "onset_s"), ("n_trs", "n_trs"),
+    ("feature", "feature"), ("transform", "transform"), ("hrf", "hrf"), ("method", "method"), ("tr_s", "tr_s"), ("onset_s", "onset_s"), ("n_trs", "n_trs"),
     ("n_subjects", "subjects"), ("n_voxels", "voxels"), ("model_name", "model_name"), ("trs", "trs"),
 )
 
@@ -26,8 +26,8 @@ def identifying_attrs(attrs: dict) -> dict[str, Any]:
     out = {}
     for name, label in IDENTIFYING:
         value = attrs.get(name)
-        if value in (None, "none", "") or (name == "onset_s" and value == 0):
-            continue
+        if value in (None, "none", "", attrs.get("kind")) or (name == "onset_s" and value == 0):
+            continue  # (a feature or transform that only repeats the kind says nothing)
         out[label] = value
     return out
 

@@ -194,3 +194,5 @@ def test_every_kind_the_package_writes_follows_the_conventions(paired, model_dir
     ]
     assert {e.kind for e in entries} == set(gs.KINDS)  # at least one entry of every kind
     assert [(e.kind, p) for e in entries for p in _problems(e)] == []
+    lines = [e.kind + " " + repr(e).split(" ", 3)[-1] for e in entries]  # all but the key tells them apart
+    assert len(set(lines)) == len(lines), lines
