@@ -174,12 +174,10 @@ def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.Pat
 # ------------------------------------------------------------------------------------ reading
 def _read_mapping(p: Path, suffix: str) -> Any:
     text = p.read_text()
+    if suffix != ".json":
+        import yaml  # not installed: an ImportError, which the CLI turns into the extra to install
     try:
-        if suffix == ".json":
-            return json.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
+        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError carry the line
         raise ManifestError(str(p), [f"cannot parse {p.name}: {exc}"]) from None
 

@@ -46,6 +46,12 @@ def test_a_missing_extra_names_the_extra(tmp_path, monkeypatch, capsys):
     assert "optional package 'librosa'" in err and "pip install 'giblet_store[mel]'" in err
     assert "unexpected error" not in err and "Traceback" not in err
     assert _files(Path(store.root)) == before
+    (tmp_path / "m.yaml").write_text(f"stimuli: [{wav}]\n")  # a YAML manifest without PyYAML
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert main(["batch", str(tmp_path / "m.yaml"), "--store", store.url]) == 2
+    err = capsys.readouterr().err
+    assert "optional package 'yaml'" in err and "pip install 'giblet_store[distributed]'" in err, err
+    assert _files(Path(store.root)) == before
 
 
 def test_evaluate_on_constant_predictions_says_why_r_is_undefined(tmp_path, capsys):
