@@ -258,7 +258,7 @@ def parse_tr_range(trs, n_trs: int) -> slice:
             trs = (int(a) if a.strip() else 0, int(b) if b.strip() else n_trs)
         except ValueError:
             raise ParameterError(f"TR range {trs!r} is not START:STOP with integers (e.g. 10:20)") from None
-    if not isinstance(trs, str) and hasattr(trs, "__len__") and len(trs) != 2:
+    if (isinstance(trs, (list, tuple)) or getattr(trs, "ndim", 0) == 1) and len(trs) != 2:
         raise ParameterError(f"TR range {trs!r} has {len(trs)} values; give START:STOP, (start, stop), a slice "
                              "or a range (stop exclusive)")
     try:
