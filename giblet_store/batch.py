@@ -50,6 +50,7 @@ from .store import Entry, Store, default_encoding, open_store
 from .batch_tasks import (  # the functions workers run
     _commit_task, _encode_task, _load_task, _mel_task, _seeks_exactly, _slice_task, _Source, _write_task,
 )
+from .verify import cache_hit
 
 __all__ = ["run_batch", "BatchReport", "BatchItem", "ClusterError"]
 
@@ -162,7 +163,7 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
         inputs = codes_key_inputs(shas[job.path], job.codec, job.grid, identity)
         key = content_key(inputs)
         item = _replace(item, key=key)
-        if (hit := store.lookup(key, "codes")) is not None:
+        if (hit := cache_hit(store, key, "codes")) is not None:
             done.append((idx, _replace(item, status="cached", path=hit.path)))
             continue
         n_samples = int(round(info.n_samples * model.sample_rate_hz / info.sample_rate_hz))
@@ -180,7 +181,7 @@ def _mel_lookup(store: Store, job: Job, sha: str) -> Entry | None:
     from .mel import MelParams, mel_key_inputs
 
     params = MelParams.from_dict(job.mel) if job.mel else MelParams()
-    return store.lookup(content_key(mel_key_inputs(sha, params, job.grid)), "mel")
+    return cache_hit(store, content_key(mel_key_inputs(sha, params, job.grid)), "mel")
 
 
 def _model_fit(item: BatchItem, info: AudioInfo, model) -> BatchItem:

@@ -27,6 +27,7 @@ from .params import ALGORITHM_VERSION, content_key
 from .schema import FORMAT_VERSION
 from .scheduling import use_scheduler
 from .store import Entry, Store, default_encoding
+from .verify import cache_hit
 
 #: inputs longer than this are resampled into a temporary memory-mapped file instead of RAM
 MEMMAP_ABOVE_S = 60.0
@@ -113,7 +114,7 @@ def extract_codes(
     codec, chunking = resolve_encoder(codec)
     inputs = codes_key_inputs(source_sha, codec, grid, identity, info.stream, chunking)
     key = content_key(inputs)
-    if (hit := store.lookup(key, "codes")) is not None:
+    if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(audio_path))
 
     model = load_codec(codec.model, codec.revision, device)

@@ -40,6 +40,7 @@ from .derive_plan import Plan, carried, select_variables, time_axis, tr_grid, wi
 from .entry import Entry, lineage, parents_of, refresh  # noqa: F401 (lineage, parents_of re-exported)
 from .scheduling import use_scheduler
 from .store import Store, default_encoding
+from .verify import cache_hit
 
 __all__ = ["Embeddings", "derive", "derive_key", "lineage", "parents_of"]
 
@@ -137,7 +138,7 @@ def _derive(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> 
     plan = _plan(store, parent, transform, **_plan_kwargs(kwargs))
     inputs = _inputs(parent, transform, plan)
     key = content_key(inputs)
-    if (hit := store.lookup(key, plan.kind)) is not None:
+    if (hit := cache_hit(store, key, plan.kind)) is not None:
         return hit, False
     ds, extra = plan.build()
     attrs = {k: v for k, v in parent.attrs.items() if k not in _NOT_INHERITED | plan.dropped}

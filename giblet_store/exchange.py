@@ -43,6 +43,7 @@ from .grid import parse_tr_range
 from .grid import TrGrid, to_tr
 from .params import content_key
 from .store import Entry, Store, default_encoding
+from .verify import cache_hit
 
 __all__ = ["EXPORT_FORMATS", "IMPORT_FORMATS", "export_codes", "import_codes"]
 
@@ -261,7 +262,7 @@ def import_codes(store: Store, path: str | os.PathLike, model: str = DEFAULT_MOD
     params = CodecParams(model=model, bandwidth_kbps=bandwidth, chunk_s=length / sr, context_s=0.0)
     inputs = {**codes_key_inputs(sha, params, grid, codec.identity), "imported_format": fmt}
     key = content_key(inputs)
-    if (hit := store.lookup(key, "codes")) is not None:
+    if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(path))
     layout = grid.layout(stream.shape[1], codec.frame_rate)
     info = AudioInfo(str(path), sr, codec.channels, length)
@@ -297,7 +298,7 @@ def _import_normalised(store: Store, path: Path, model: str, codec, grid: TrGrid
                          encoder="model_chunks")
     inputs = {**codes_key_inputs(sha, params, grid, codec.identity, None, chunking), "imported_format": fmt}
     key = content_key(inputs)
-    if (hit := store.lookup(key, "codes")) is not None:
+    if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(path))
     laid = lay_chunks(parts, [s for _, s in segments], ch, grid)
     info = AudioInfo(str(path), codec.sample_rate_hz, codec.channels, header.audio_length)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .codecs_allowed import UnsafeCodecError
 from .errors import GibletStoreError
 
-__all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine"]
+__all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine", "cache_hit"]
 
 QUARANTINE = "_quarantine"
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -151,6 +151,31 @@ def _content_problem(store, path: str, attrs: dict) -> tuple[str | None, bool]:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         return f"{len(missing)} chunk file(s) are missing ({', '.join(missing[:3])}{more})", True
     return None, True
+
+
+def cache_hit(store, key: str, kind: str):
+    """The complete entry with ``key`` if it is whole, for a request that would otherwise write it.
+
+    A cache hit is checked as :func:`verify_store` checks an entry (codecs, metadata, schema, chunk
+    files present): a broken one is moved to ``_quarantine/`` with a :class:`QuarantineWarning` and
+    None is returned, so the request rebuilds it instead of serving damage (a missing chunk would
+    read as fill values: code 0 is a real code). A read-only store is not checked.
+
+    Returns
+    -------
+    Entry or None
+    """
+    entry = store.lookup(key, kind)
+    if entry is None or store.read_only:
+        return entry
+    why, repairable = _content_problem(store, entry.path, entry.attrs)
+    if why is None or not repairable:
+        return entry
+    try:
+        quarantine(store, entry.path, why + "; rebuilt")
+    except FileNotFoundError:  # another process moved it first
+        pass
+    return None
 
 
 def _entry_dirs(store) -> list[tuple[str, str]]:
