@@ -42,7 +42,7 @@ from .hashing import sha256_file
 from .errors import AudioError, ClusterError, GibletStoreError, ParameterError  # noqa: F401
 from .batch_manifest import Job, Manifest, ManifestError, load_manifest
 from .batch_report import BatchItem, BatchReport, _reason, _replace
-from .batch_cluster import _connect, _progress_mode
+from .batch_cluster import _connect, _progress_mode, local_workers
 from .stream import stream_piece_s
 from .params import content_key
 from .validate import int_in_range
@@ -280,6 +280,8 @@ def run_batch(
     import contextlib
 
     t0 = time.perf_counter()
+    if scheduler is None or (isinstance(scheduler, str) and scheduler == "local"):
+        local_workers(workers)  # before the store is opened or created
     manifest, store, tr_chunk = _inputs(manifest, store, tr_chunk, model)
     done, plans, mel_jobs = _plan(manifest, store, tr_chunk)
     results = dict(done)

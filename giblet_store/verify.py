@@ -185,8 +185,8 @@ def _entry_dirs(store) -> list[tuple[str, str]]:
             children = store.fs.ls(store._p(kind_dir), detail=True)
         except FileNotFoundError:
             continue
-        for info in children:
-            if info.get("type") == "directory":
+        for info in children:  # a symlinked entry folder is listed by `ls`, so it is checked here too
+            if info.get("type") == "directory" or (info.get("islink") and store.fs.isdir(info["name"])):
                 out.append((kind_dir, info["name"].rstrip("/").rsplit("/", 1)[-1]))
     return sorted(out)
 

@@ -83,6 +83,14 @@ def _root_version(st, v):
     p.write_text(json.dumps(meta))
 
 
+def _symlinked_entry_missing_chunk(st):
+    """The entry folder replaced by a symlink to a copy outside the store, one chunk file gone."""
+    e = _entry(st)
+    os.rename(e, Path(st).parent / "elsewhere")
+    os.symlink(Path(st).parent / "elsewhere", e)
+    (e / "codes" / "c" / "0" / "0" / "0").unlink()
+
+
 def _move_to_mel(st):
     e = _entry(st)
     (Path(st) / "mel").mkdir()
@@ -218,6 +226,8 @@ CASES = [
     Case("entry-status-writing", ("show", "{st}", "{k12}"), ("no complete entry", "lists the keys"),
          prep=lambda st: _edit_attrs(st, status="writing")),
     Case("entry-no-key", ("verify", "{st}"), ("no valid 'key'", "--repair"), prep=lambda st: _edit_attrs(st, key=None)),
+    Case("entry-symlinked-verify", ("verify", "{st}"), ("BROKEN  codes/", "chunk file(s) are missing", "--repair"),
+         prep=_symlinked_entry_missing_chunk),
     Case("entry-in-wrong-kind-folder", ("verify", "{st}"), ("does not match its folder 'mel'", "--repair"),
          prep=_move_to_mel),
     # ---------------------------------------------------------------- derive
@@ -254,6 +264,8 @@ CASES = [
          ("2 problem(s)", "unknown top-level key 'bandwith'", "missing.wav", "does not exist")),
     Case("batch-empty", ("batch", "{in}/empty.yaml", "--store", "{st}"), ("'stimuli' must be a non-empty list",)),
     Case("batch-workers-0", ("batch", "{in}/bad.json", "--store", "{st}", "--workers", "0"), ("--workers", "got 0")),
+    Case("batch-workers-huge", ("batch", "{in}/good.yaml", "--store", "{tmp}/new", "--workers", "100000"),
+         ("workers must be an integer in [1, ", "got 100000", "at most 4 per CPU core", "Give fewer --workers")),
     Case("evaluate-codes-entry", ("evaluate", "{st}", "{k12}"), ("'codes' entry", "takes a predictions entry")),
     Case("to-nifti-missing-folder", ("to-nifti", "{st}", "{k12}", "-o", "{tmp}/no/x.nii"),
          ("no/x.nii", "does not exist; create it first")),
@@ -337,6 +349,7 @@ def ctx(tmp_path_factory, model_dir):
     _audio(inp)
     _models(inp / "models", model_dir)
     _fmri_and_manifests(inp)
+    (inp / "good.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [1.5]\ntrs: [1.5]\n")
     base = root / "base"
     assert main(["extract", str(inp / "clip.wav"), "--store", str(base), "--model", str(model_dir), *FAST]) == 0
     key = open_store(base).entries()[0].key
