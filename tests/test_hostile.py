@@ -201,6 +201,8 @@ CASES = [
     Case("show-key-empty", ("show", "{st}", ""), ("'' is not a key", "lists the keys")),
     Case("decode-missing-folder", ("decode", "{st}", "{k12}", "-o", "{tmp}/nope/out.wav"),
          ("nope/out.wav", "does not exist; create it first")),
+    Case("decode-unwritable-folder", ("decode", "{st}", "{k12}", "-o", "/proc/giblet-out.wav", "--model", "{model}"),
+         ("cannot write output wav '/proc/giblet-out.wav'", "choose")),
     Case("decode-to-directory", ("decode", "{st}", "{k12}", "-o", "{tmp}"), ("is a directory", "give a file name")),
     Case("decode-trs-reversed", ("decode", "{st}", "{k12}", "-o", "{tmp}/o.wav", "--trs", "5:2"),
          ("TR range 5:2", "give 0 <= START < STOP")),
