@@ -64,16 +64,17 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     """
     import soundfile as sf
 
+    from .wavcheck import check_readable, check_wav_complete
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        check_readable(p)  # a pipe or an unreadable file, before anything opens it
     if audio_stream is not None:
         return _container_info(path, audio_stream)
-    p = Path(path)
     if not p.exists():
         raise AudioError(f"audio file {str(p)!r} does not exist; check the path")
     if p.is_dir():
         raise AudioError(f"{str(p)!r} is a directory; expected an audio file (wav, flac, ogg)")
-    from .wavcheck import check_readable, check_wav_complete
-
-    check_readable(p)
     try:
         info = sf.info(str(p))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError

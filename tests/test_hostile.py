@@ -143,6 +143,9 @@ CASES = [
     Case("shorter-than-hop", X("hop.wav"), ("hop.wav", "shorter than one EnCodec hop", "Give at least 13.3 ms")),
     Case("shorter-than-a-tr", X("short.wav"), ("created",), code=0),
     Case("directory", X("a dir.wav"), ("a dir.wav", "is a directory", "expected an audio file")),
+    Case("fifo", X("fifo.wav"), ("fifo.wav", "is not a regular file (a pipe, socket or device)", "Save the stream")),
+    Case("device", ("extract", "/dev/null", "--store", "{st}", "--model", "{model}", *FAST),
+         ("/dev/null", "is not a regular file", "Save the stream to a file first")),
     Case("missing", X("missing.wav"), ("missing.wav", "does not exist", "check the path")),
     Case("unicode-spaces", X("clip é ü.wav"), ("created", "clip é ü.wav"), code=0),
     Case("symlink", X("link.wav"), ("created",), code=0),
@@ -264,6 +267,8 @@ CASES = [
     Case("batch-manifest-format", ("batch", "{in}/clip.wav", "--store", "{st}"), ("'.wav'", "give a .csv, .yaml")),
     Case("batch-every-problem", ("batch", "{in}/bad.json", "--store", "{st}"),
          ("2 problem(s)", "unknown top-level key 'bandwith'", "missing.wav", "does not exist")),
+    Case("batch-fifo-stimulus", ("batch", "{in}/fifo.yaml", "--store", "{st}"),
+         ("fifo.wav", "is not a regular file (a pipe, socket or device)")),
     Case("batch-empty", ("batch", "{in}/empty.yaml", "--store", "{st}"), ("'stimuli' must be a non-empty list",)),
     Case("batch-workers-0", ("batch", "{in}/bad.json", "--store", "{st}", "--workers", "0"), ("--workers", "got 0")),
     Case("batch-workers-huge", ("batch", "{in}/good.yaml", "--store", "{tmp}/new", "--workers", "100000"),
@@ -322,6 +327,8 @@ def _audio(d: Path) -> None:
     shutil.copy(d / "short.wav", d / "clip é ü.wav")
     os.symlink(d / "short.wav", d / "link.wav")
     os.symlink(d / "gone.wav", d / "dangling.wav")
+    os.mkfifo(d / "fifo.wav")  # opening it for reading would wait for a writer forever
+    (d / "fifo.yaml").write_text("stimuli: [fifo.wav]\n")
 
 
 def _fmri_and_manifests(d: Path) -> None:
