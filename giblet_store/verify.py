@@ -4,7 +4,9 @@ An entry is broken when its ``zarr.json`` is missing or not JSON, its attributes
 ``key``/``kind``/``status: complete`` or disagree with its path, an array names a codec giblet_store
 never writes, it does not match its kind's schema, or a chunk file is missing (entries written
 with ``all_chunks_stored``: every chunk, even an all-fill one, is on disk, so an absent chunk is
-damage, never a silent read of fill values). :func:`verify_store` lists them; with ``repair`` each
+damage, never a silent read of fill values), or a chunk's bytes cannot be decoded (truncated or
+overwritten; :func:`verify_store` reads every chunk). A request whose result is such an entry
+(:func:`cache_hit`, every check but the chunk reads) moves it aside and rebuilds it. :func:`verify_store` lists them; with ``repair`` each
 is moved to ``_quarantine/<kind>-<name>-<id>`` (nothing is deleted) and a rerun of the request
 that made it writes it again. Entries written by a newer giblet_store are reported, never moved.
 """
@@ -132,8 +134,27 @@ def _missing_chunks(store, path: str) -> list[str]:
     return missing
 
 
-def _content_problem(store, path: str, attrs: dict) -> tuple[str | None, bool]:
-    """(why the entry's content is broken, repairable), or (None, True) when it reads as its schema says."""
+def _damaged_chunks(store, path: str) -> list[str]:
+    """Chunks of an entry's arrays that cannot be read back (truncated or overwritten bytes), with why."""
+    import zarr
+
+    group = zarr.open_group(store.zstore, path=path, mode="r", zarr_format=3)
+    bad = []
+    for name, arr in sorted(group.arrays()):
+        counts = [-(-s // max(c, 1)) for s, c in zip(arr.shape, arr.chunks)]
+        for idx in itertools.product(*[range(n) for n in counts]):
+            try:
+                arr.get_block_selection(idx) if idx else arr[...]
+            except Exception as exc:  # whatever the codec raises for bytes it cannot decode
+                bad.append(f"{name}/c/{'/'.join(map(str, idx))} ({type(exc).__name__}: {exc})")
+    return bad
+
+
+def _content_problem(store, path: str, attrs: dict, read_chunks: bool = False) -> tuple[str | None, bool]:
+    """(why the entry's content is broken, repairable), or (None, True) when it reads as its schema says.
+
+    ``read_chunks`` also decodes every chunk (reads the whole entry) to find damaged chunk bytes.
+    """
     from .errors import FormatVersionError
     from .entry import Entry
 
@@ -150,6 +171,9 @@ def _content_problem(store, path: str, attrs: dict) -> tuple[str | None, bool]:
     if attrs.get("all_chunks_stored") is True and (missing := _missing_chunks(store, path)):
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         return f"{len(missing)} chunk file(s) are missing ({', '.join(missing[:3])}{more})", True
+    if read_chunks and (damaged := _damaged_chunks(store, path)):
+        more = f" and {len(damaged) - 2} more" if len(damaged) > 2 else ""
+        return f"{len(damaged)} chunk file(s) cannot be decoded: {'; '.join(damaged[:2])}{more}", True
     return None, True
 
 
@@ -191,8 +215,11 @@ def _entry_dirs(store) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def verify_store(store, repair: bool = False) -> VerifyReport:
+def verify_store(store, repair: bool = False, read_chunks: bool = True) -> VerifyReport:
     """Check every entry of ``store``; with ``repair``, move each broken one to ``_quarantine/``.
+
+    ``read_chunks`` (default) decodes every chunk, so damaged chunk bytes (a truncated or overwritten
+    chunk file) are found too; this reads the whole store. False checks metadata and chunk presence only.
 
     Returns
     -------
@@ -212,7 +239,7 @@ def verify_store(store, repair: bool = False) -> VerifyReport:
         if why is None:
             why = _attr_problem(attrs, kind_dir, name)
         if why is None:
-            why, repairable = _content_problem(store, path, attrs)
+            why, repairable = _content_problem(store, path, attrs, read_chunks)
         if why is None:
             continue
         moved = None

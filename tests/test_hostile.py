@@ -91,6 +91,11 @@ def _symlinked_entry_missing_chunk(st):
     (e / "codes" / "c" / "0" / "0" / "0").unlink()
 
 
+def _truncate_chunk(st):
+    p = _entry(st) / "codes" / "c" / "0" / "0" / "0"
+    p.write_bytes(p.read_bytes()[:5])
+
+
 def _move_to_mel(st):
     e = _entry(st)
     (Path(st) / "mel").mkdir()
@@ -231,6 +236,10 @@ CASES = [
     Case("entry-status-writing", ("show", "{st}", "{k12}"), ("no complete entry", "lists the keys"),
          prep=lambda st: _edit_attrs(st, status="writing")),
     Case("entry-no-key", ("verify", "{st}"), ("no valid 'key'", "--repair"), prep=lambda st: _edit_attrs(st, key=None)),
+    Case("entry-damaged-chunk-verify", ("verify", "{st}"), ("codes/c/0/0/0", "cannot be decoded", "--repair"),
+         prep=_truncate_chunk),
+    Case("entry-damaged-chunk-decode", ("decode", "{st}", "{k12}", "-o", "{tmp}/o.wav", "--model", "{model}"),
+         ("chunk file is damaged", "giblet-store verify", "--repair"), prep=_truncate_chunk),
     Case("entry-symlinked-verify", ("verify", "{st}"), ("BROKEN  codes/", "chunk file(s) are missing", "--repair"),
          prep=_symlinked_entry_missing_chunk),
     Case("entry-in-wrong-kind-folder", ("verify", "{st}"), ("does not match its folder 'mel'", "--repair"),
