@@ -276,6 +276,8 @@ CASES = [
     Case("batch-manifest-format", ("batch", "{in}/clip.wav", "--store", "{st}"), ("'.wav'", "give a .csv, .yaml")),
     Case("batch-every-problem", ("batch", "{in}/bad.json", "--store", "{st}"),
          ("2 problem(s)", "unknown top-level key 'bandwith'", "missing.wav", "does not exist")),
+    Case("batch-unoffered-bandwidth-new-store", ("batch", "{in}/bw5.yaml", "--store", "{tmp}/new"),
+         ("bandwidth 5 kbps is not offered", "choose one of 1.5, 3, 6, 12, 24", "nothing was run")),
     Case("batch-fifo-stimulus", ("batch", "{in}/fifo.yaml", "--store", "{st}"),
          ("fifo.wav", "is not a regular file (a pipe, socket or device)")),
     Case("batch-empty", ("batch", "{in}/empty.yaml", "--store", "{st}"), ("'stimuli' must be a non-empty list",)),
@@ -368,6 +370,7 @@ def ctx(tmp_path_factory, model_dir):
     _models(inp / "models", model_dir)
     _fmri_and_manifests(inp)
     (inp / "good.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [1.5]\ntrs: [1.5]\n")
+    (inp / "bw5.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [5]\ntrs: [1.5]\n")
     base = root / "base"
     assert main(["extract", str(inp / "clip.wav"), "--store", str(base), "--model", str(model_dir), *FAST]) == 0
     key = open_store(base).entries()[0].key
