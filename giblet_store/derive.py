@@ -34,7 +34,8 @@ from .causal_fir import HRF_ALGORITHM_VERSION
 from .errors import ParameterError
 from .hrf import INTEGER_CODES_MESSAGE, Fir, Hrf, convolve_causal, delay, hrf_kernel
 from .params import ALGORITHM_VERSION, Params, content_key
-from .resample import Resample, resample_array, resample_plan
+from .bounds import check_output_size
+from .resample import Resample, resample_array, resample_plan, target_trs
 from .schema import FORMAT_VERSION
 from .derive_plan import Plan, carried, select_variables, time_axis, tr_grid, with_tr_start
 from .entry import Entry, lineage, parents_of, refresh  # noqa: F401 (lineage, parents_of re-exported)
@@ -302,6 +303,10 @@ def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -
         names = ["codes", "n_frames"]
     else:
         names = select_variables(parent, ds, axis, variables, variables is None)
+    n_out = target_trs(n, tr_s, onset_s, transform)  # refused before any plan array is allocated
+    check_output_size(n_out, sum(ds[v].nbytes for v in names) // max(n, 1),
+                      f"resampling {parent.kind} entry {parent.key[:12]} ({n} TRs of {tr_s:g} s)",
+                      "give a coarser target TR (--resample-tr) or fewer TRs (--stretch)")
     plans = {}
     for name in names:
         integer = ds[name].dtype.kind in "iub"
