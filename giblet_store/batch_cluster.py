@@ -26,10 +26,13 @@ def local_workers(workers: int | None) -> int | None:
         Not an integer, below 1, or more processes than the machine can hold (``--workers 100000``
         would start until the machine runs out of memory).
     """
+    n = int_in_range("workers", workers, 1, optional=True)
     cores = os.cpu_count() or 1
-    return int_in_range("workers", workers, 1, WORKERS_PER_CORE * cores, optional=True,
-                        hint=f"; a local cluster runs one process per worker, each loading the model: at most "
-                             f"{WORKERS_PER_CORE} per CPU core ({cores} here). Give fewer --workers")
+    if n is not None and n > WORKERS_PER_CORE * cores:
+        raise ParameterError(f"workers={n} is more than a local cluster can hold: it runs one process per worker, "
+                             f"each loading the model; at most {WORKERS_PER_CORE} per CPU core "
+                             f"({WORKERS_PER_CORE * cores} on these {cores} cores). Give fewer --workers")
+    return n
 
 
 def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, stack):

@@ -287,7 +287,7 @@ CASES = [
     Case("batch-empty", ("batch", "{in}/empty.yaml", "--store", "{st}"), ("'stimuli' must be a non-empty list",)),
     Case("batch-workers-0", ("batch", "{in}/bad.json", "--store", "{st}", "--workers", "0"), ("--workers", "got 0")),
     Case("batch-workers-huge", ("batch", "{in}/good.yaml", "--store", "{tmp}/new", "--workers", "100000"),
-         ("workers must be an integer in [1, ", "got 100000", "at most 4 per CPU core", "Give fewer --workers")),
+         ("workers=100000 is more than a local cluster can hold", "at most 4 per CPU core", "Give fewer --workers")),
     Case("evaluate-codes-entry", ("evaluate", "{st}", "{k12}"), ("'codes' entry", "takes a predictions entry")),
     Case("to-nifti-missing-folder", ("to-nifti", "{st}", "{k12}", "-o", "{tmp}/no/x.nii"),
          ("no/x.nii", "does not exist; create it first")),
