@@ -292,6 +292,16 @@ CASES = [
     Case("to-nifti-missing-folder", ("to-nifti", "{st}", "{k12}", "-o", "{tmp}/no/x.nii"),
          ("no/x.nii", "does not exist; create it first")),
     Case("to-nifti-codes-entry", ("to-nifti", "{st}", "{k12}", "-o", "{tmp}/x.nii"), ("'codes' entry", "fmri")),
+    # ---------------------------------------------------------------- mel, quality, export, import, gc
+    Case("mel-not-audio", ("mel", "{in}/text.wav", "--store", "{st}"), ("text.wav", "not an audio file", "Re-export")),
+    Case("mel-n-mels-0", ("mel", "{in}/clip.wav", "--store", "{st}", "--n-mels", "0"),
+         ("n_mels must be a positive integer, got 0",)),
+    Case("quality-missing", ("quality", "{in}/clip.wav", "{in}/nope.wav"), ("nope.wav", "does not exist", "check the path")),
+    Case("export-missing-folder", ("export", "{st}", "{k12}", "--format", "npy", "-o", "{tmp}/no/x.npy"),
+         ("no/x.npy", "does not exist; create it first")),
+    Case("import-unknown-format", ("import", "{in}/text.wav", "--store", "{st}"),
+         ("cannot tell the format of", "text.wav", "give --format acomp|ecdc|npy")),
+    Case("gc-older-than-text", ("gc", "{st}", "--older-than", "abc"), ("got 'abc'", "like 90s, 30m, 1h or 2d")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -422,5 +432,5 @@ def test_the_table_is_large_and_covers_every_command():
     assert len(CASES) >= 60
     commands = {c.argv[0] for c in CASES if c.argv}
     assert commands >= {"extract", "ls", "show", "decode", "derive", "ingest-fmri", "batch", "evaluate", "to-nifti",
-                        "verify"}
+                        "verify", "mel", "quality", "export", "import", "gc"}
     assert sum(c.api is not None for c in CASES) >= 10
