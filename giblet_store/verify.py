@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from .codecs_allowed import UnsafeCodecError
-from .errors import GibletStoreError
+from .errors import GibletStoreError, StoreError
 
 __all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine", "cache_hit"]
 
@@ -66,7 +66,16 @@ class VerifyReport:
 
 
 def quarantine(store, path: str, reason: str) -> str:
-    """Move the entry folder ``path`` to ``_quarantine/`` with a :class:`QuarantineWarning`; its new path."""
+    """Move the entry folder ``path`` to ``_quarantine/`` with a :class:`QuarantineWarning`; its new path.
+
+    Raises
+    ------
+    StoreError
+        ``path`` is not ``<kind folder>/<entry folder>`` inside the store (``..``, absolute, nested).
+    """
+    parts = path.split("/")
+    if len(parts) != 2 or any(p in ("", ".", "..") or p.startswith("_") for p in parts):
+        raise StoreError(f"{path!r} is not an entry folder of {store.url!r} (<kind>/<name>); nothing was moved")
     dest = f"{QUARANTINE}/{path.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
     if store.local:
         os.makedirs(store._p(QUARANTINE), exist_ok=True)

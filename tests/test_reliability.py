@@ -350,3 +350,17 @@ def test_a_pickle_only_model_directory_is_refused(tmp_path, model_dir):
     for fn in (model_identity, load_codec):
         with pytest.raises(ModelError, match=r"only pickle weights \(pytorch_model.bin\).*only from safetensors"):
             fn(str(d))
+
+
+def test_quarantine_moves_only_an_entry_folder_of_the_store(built):
+    from giblet_store.errors import StoreError
+    from giblet_store.verify import quarantine
+
+    st, _ = built
+    outside = st.parent / "etc"
+    outside.mkdir()
+    before = snapshot(st.parent)
+    for bad in ("../etc", "codes/../../etc", "/etc", "codes", "_staging/x", "codes/a/b"):
+        with pytest.raises(StoreError, match="is not an entry folder"):
+            quarantine(open_store(st), bad, "test")
+    assert snapshot(st.parent) == before and outside.is_dir()
