@@ -5,10 +5,11 @@ An entry is broken when its ``zarr.json`` is missing or not JSON, its attributes
 never writes, it does not match its kind's schema, or a chunk file is missing (entries written
 with ``all_chunks_stored``: every chunk, even an all-fill one, is on disk, so an absent chunk is
 damage, never a silent read of fill values), or a chunk's bytes cannot be decoded (truncated or
-overwritten; :func:`verify_store` reads every chunk). A request whose result is such an entry
-(:func:`cache_hit`, every check but the chunk reads) moves it aside and rebuilds it. :func:`verify_store` lists them; with ``repair`` each
-is moved to ``_quarantine/<kind>-<name>-<id>`` (nothing is deleted) and a rerun of the request
-that made it writes it again. Entries written by a newer giblet_store are reported, never moved.
+overwritten; :func:`verify_store` reads every chunk). :func:`verify_store` lists them; with
+``repair`` each is moved to ``_quarantine/<kind>-<name>-<id>`` (nothing is deleted) and a rerun of
+the request that made it writes it again. A request whose result is such an entry
+(:func:`cache_hit`: every check but the chunk reads) moves it aside itself and rebuilds it. Entries
+written by a newer giblet_store are reported, never moved.
 """
 
 from __future__ import annotations
@@ -150,10 +151,11 @@ def _damaged_chunks(store, path: str) -> list[str]:
     group = zarr.open_group(store.zstore, path=path, mode="r", zarr_format=3)
     bad = []
     for name, arr in sorted(group.arrays()):
-        counts = [-(-s // max(c, 1)) for s, c in zip(arr.shape, arr.chunks)]
+        grid = arr.metadata.chunk_grid.chunk_shape  # the stored objects' grid (shards, if sharded)
+        counts = [-(-s // max(c, 1)) for s, c in zip(arr.shape, grid)]
         for idx in itertools.product(*[range(n) for n in counts]):
             try:
-                arr.get_block_selection(idx) if idx else arr[...]
+                arr[tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, grid))]  # one stored chunk, decoded
             except Exception as exc:  # whatever the codec raises for bytes it cannot decode
                 bad.append(f"{name}/c/{'/'.join(map(str, idx))} ({type(exc).__name__}: {exc})")
     return bad
