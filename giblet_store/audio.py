@@ -8,6 +8,7 @@ would add an EnCodec frame, and frames are what the TR grid counts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from .channels import ChannelsMixedWarning, check_channels, mix_channels
 from .errors import AudioError
 
-__all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav", "ChannelsMixedWarning"]
+__all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav", "wav_writer", "ChannelsMixedWarning"]
 
 _BLOCK_FRAMES = 1 << 16
 
@@ -63,16 +64,17 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     """
     import soundfile as sf
 
+    from .wavcheck import check_readable, check_wav_complete
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        check_readable(p)  # a pipe or an unreadable file, before anything opens it
     if audio_stream is not None:
         return _container_info(path, audio_stream)
-    p = Path(path)
     if not p.exists():
         raise AudioError(f"audio file {str(p)!r} does not exist; check the path")
     if p.is_dir():
         raise AudioError(f"{str(p)!r} is a directory; expected an audio file (wav, flac, ogg)")
-    from .wavcheck import check_readable, check_wav_complete
-
-    check_readable(p)
     try:
         info = sf.info(str(p))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
@@ -209,12 +211,35 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -
     The samples go to ``PATH.tmp`` first and are renamed over ``path``, so a reader (or a crash)
     never sees half a file.
     """
+    data = np.asarray(audio, dtype=np.float32)
+    data = data.T if data.ndim == 2 else data
+    with wav_writer(path, int(sample_rate_hz), 1 if data.ndim == 1 else data.shape[1]) as f:
+        f.write(data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def wav_writer(path: str | os.PathLike, sample_rate_hz: int, channels: int):
+    """An open float32 WAV writer (``soundfile.SoundFile``) on ``PATH.tmp``, renamed over ``path`` at the end.
+
+    Write (sample, channel) float32 blocks to it. Nothing is left behind when the block fails; a file
+    that cannot be written (a full disk, a folder this process cannot write to) raises
+    :class:`~giblet_store.errors.AudioError` naming it, not libsndfile's bare "System error".
+    """
     import soundfile as sf
 
     out = Path(path)
-    data = np.asarray(audio, dtype=np.float32)
-    data = data.T if data.ndim == 2 else data
     tmp = out.with_name(out.name + ".tmp")
-    sf.write(str(tmp), data, int(sample_rate_hz), subtype="FLOAT", format="WAV")
-    os.replace(tmp, out)
-    return out
+    try:
+        with sf.SoundFile(str(tmp), "w", int(sample_rate_hz), int(channels), subtype="FLOAT", format="WAV") as f:
+            yield f
+        os.replace(tmp, out)
+    except (sf.LibsndfileError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename != str(tmp):  # not this file's: a read in the block failed
+            raise
+        raise AudioError(f"cannot write output wav {str(out)!r}: {exc} (a full disk, or a folder you cannot write "
+                         "to); free some space or choose another folder") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

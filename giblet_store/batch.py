@@ -42,7 +42,7 @@ from .hashing import sha256_file
 from .errors import AudioError, ClusterError, GibletStoreError, ParameterError  # noqa: F401
 from .batch_manifest import Job, Manifest, ManifestError, load_manifest
 from .batch_report import BatchItem, BatchReport, _reason, _replace
-from .batch_cluster import _connect, _progress_mode
+from .batch_cluster import _connect, _progress_mode, local_workers
 from .stream import stream_piece_s
 from .params import content_key
 from .validate import int_in_range
@@ -50,6 +50,7 @@ from .store import Entry, Store, default_encoding, open_store
 from .batch_tasks import (  # the functions workers run
     _commit_task, _encode_task, _load_task, _mel_task, _seeks_exactly, _slice_task, _Source, _write_task,
 )
+from .verify import cache_hit
 
 __all__ = ["run_batch", "BatchReport", "BatchItem", "ClusterError"]
 
@@ -131,15 +132,16 @@ def _readable(job: Job, infos: dict) -> "AudioInfo | AudioError":
     return info
 
 
-def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
+def _plan(manifest: Manifest, store: Store, tr_chunk: int | None, checked: tuple | None = None):
     """Split jobs into finished items (cached / failed) and plans for the missing codes entries.
 
     Raises ManifestError for problems that concern the manifest as a whole (model, bandwidth,
-    duplicate content): those are reported before any work starts.
+    duplicate content): those are reported before any work starts. ``checked``: what
+    :func:`_check_manifest` returned, when it ran already.
     """
     from .codes import codes_key_inputs
 
-    models, shas = _check_manifest(manifest)
+    models, shas = checked or _check_manifest(manifest)
     done, plans, mel_jobs = [], [], []
     infos: dict[Path, AudioInfo | AudioError] = {}
     for idx, job in enumerate(manifest.jobs):
@@ -162,7 +164,7 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None):
         inputs = codes_key_inputs(shas[job.path], job.codec, job.grid, identity)
         key = content_key(inputs)
         item = _replace(item, key=key)
-        if (hit := store.lookup(key, "codes")) is not None:
+        if (hit := cache_hit(store, key, "codes")) is not None:
             done.append((idx, _replace(item, status="cached", path=hit.path)))
             continue
         n_samples = int(round(info.n_samples * model.sample_rate_hz / info.sample_rate_hz))
@@ -180,7 +182,7 @@ def _mel_lookup(store: Store, job: Job, sha: str) -> Entry | None:
     from .mel import MelParams, mel_key_inputs
 
     params = MelParams.from_dict(job.mel) if job.mel else MelParams()
-    return store.lookup(content_key(mel_key_inputs(sha, params, job.grid)), "mel")
+    return cache_hit(store, content_key(mel_key_inputs(sha, params, job.grid)), "mel")
 
 
 def _model_fit(item: BatchItem, info: AudioInfo, model) -> BatchItem:
@@ -249,7 +251,7 @@ def run_batch(
     scheduler : ``"local"`` (a new ``LocalCluster``), a scheduler address (``tcp://host:8786``), or a
         ``distributed.Client``
     workers : int, optional
-        Workers of the local cluster (default: one per core, one thread each).
+        Workers of the local cluster (default: one per core, one thread each; at most 4 per core).
     progress : None (a bar when stderr is a terminal), True, False, ``"tqdm"`` or ``"distributed"``
         A tqdm bar for a local cluster, ``distributed.progress`` for a scheduler address.
     connect_timeout : float
@@ -279,8 +281,8 @@ def run_batch(
     import contextlib
 
     t0 = time.perf_counter()
-    manifest, store, tr_chunk = _inputs(manifest, store, tr_chunk, model)
-    done, plans, mel_jobs = _plan(manifest, store, tr_chunk)
+    manifest, store, tr_chunk, checked = _inputs(manifest, store, tr_chunk, model, scheduler, workers)
+    done, plans, mel_jobs = _plan(manifest, store, tr_chunk, checked)
     results = dict(done)
     if plans or mel_jobs:
         in_process = store.url.startswith("memory://")
@@ -291,20 +293,23 @@ def run_batch(
     return BatchReport(items, store.url, time.perf_counter() - t0)
 
 
-def _inputs(manifest, store, tr_chunk, model) -> tuple[Manifest, Store, int | None]:
-    """:func:`run_batch`'s arguments as a loaded Manifest, an open Store and the TRs per chunk to write."""
+def _inputs(manifest, store, tr_chunk, model, scheduler, workers) -> tuple[Manifest, Store, int | None, tuple]:
+    """:func:`run_batch`'s arguments: the Manifest, the open Store, TRs per chunk, :func:`_check_manifest`'s result.
+
+    Everything is checked before the store is opened, so a refused batch never creates a store.
+    """
+    if scheduler is None or (isinstance(scheduler, str) and scheduler == "local"):
+        local_workers(workers)
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest, model=model)
     elif model is not None:
         raise ParameterError("model= applies when the manifest is read here; pass load_manifest(..., model=...) "
                              "for a Manifest that is already loaded")
+    tr_chunk = manifest.tr_chunk if tr_chunk is None else int_in_range("tr_chunk", tr_chunk, 1)
+    checked = _check_manifest(manifest)
     if not isinstance(store, Store):
         store = open_store(store)
-    if tr_chunk is None:
-        tr_chunk = manifest.tr_chunk
-    else:
-        tr_chunk = int_in_range("tr_chunk", tr_chunk, 1)
-    return manifest, store, tr_chunk
+    return manifest, store, tr_chunk, checked
 
 
 def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | None) -> dict[int, BatchItem]:

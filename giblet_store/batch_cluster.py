@@ -13,6 +13,27 @@ from .validate import int_in_range
 
 __all__: list[str] = []
 
+#: A local cluster runs one process per worker, each loading the model: at most this many per CPU core.
+WORKERS_PER_CORE = 4
+
+
+def local_workers(workers: int | None) -> int | None:
+    """``workers`` for a new LocalCluster, checked before anything starts: None, or 1 to 4 per CPU core.
+
+    Raises
+    ------
+    ParameterError
+        Not an integer, below 1, or more processes than the machine can hold (``--workers 100000``
+        would start until the machine runs out of memory).
+    """
+    n = int_in_range("workers", workers, 1, optional=True)
+    cores = os.cpu_count() or 1
+    if n is not None and n > WORKERS_PER_CORE * cores:
+        raise ParameterError(f"workers={n} is more than a local cluster can hold: it runs one process per worker, "
+                             f"each loading the model; at most {WORKERS_PER_CORE} per CPU core "
+                             f"({WORKERS_PER_CORE * cores} on these {cores} cores). Give fewer --workers")
+    return n
+
 
 def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, stack):
     """A distributed Client: a new LocalCluster (``"local"``), a scheduler address, or a given Client."""
@@ -24,7 +45,7 @@ def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, s
             raise ParameterError("workers sets the size of a local cluster; the given Client has its own workers")
         return scheduler, False
     if scheduler in (None, "local"):
-        n = workers or os.cpu_count() or 1
+        n = local_workers(workers) or os.cpu_count() or 1
         try:
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=not in_process, dashboard_address=":0",

@@ -336,6 +336,9 @@ def _stimulus(where: str, label: str, path: Any, base: Path, seen: dict, problem
                         f"read from {str(base)!r})")
     elif p.is_dir():
         problems.append(f"{label}: {str(p)!r} is a directory; expected an audio file")
+    elif not p.is_file():  # reading a FIFO would wait for a writer forever
+        problems.append(f"{label}: {str(p)!r} is not a regular file (a pipe, socket or device); expected an audio "
+                        "file")
     if p in seen:
         problems.append(f"{label}: repeats {seen[p]}; list each stimulus once and give several values in "
                         "its bandwidths/trs/kinds instead")

@@ -7,7 +7,9 @@ Three bounds, each stated with the size the request would have had:
 * ``n_trs`` may pad past the stimulus by at most as many TRs as the stimulus fills, or one hour of
   TRs, whichever is more (an fMRI run rarely outlasts its stimulus by more);
 * an entry's arrays may hold at most :data:`MAX_ENTRY_BYTES` (16 GiB, the environment variable
-  ``GIBLET_STORE_MAX_ENTRY_BYTES`` overrides it).
+  ``GIBLET_STORE_MAX_ENTRY_BYTES`` overrides it);
+* a derived entry (resampled, stretched) may have at most :data:`MAX_TRS` TRs
+  (:func:`check_output_size`): ``derive --resample-tr 1e-7`` would make ten million TRs a second.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from fractions import Fraction
 from .errors import ParameterError
 from .grid import TrGrid, exact
 
-__all__ = ["MAX_ENTRY_BYTES", "MAX_PAD_S", "max_entry_bytes", "check_grid_bounds"]
+__all__ = ["MAX_ENTRY_BYTES", "MAX_PAD_S", "MAX_TRS", "max_entry_bytes", "check_grid_bounds", "check_output_size"]
 
 #: Default ceiling on an entry's array bytes (uncompressed).
 MAX_ENTRY_BYTES = 16 * 1024**3
 #: Padding past the stimulus always allowed, in seconds of TRs.
 MAX_PAD_S = 3600.0
+#: Most TRs a derived (resampled, stretched) entry may have: 11.6 days of scanning at a 1 s TR.
+MAX_TRS = 1_000_000
 
 
 def max_entry_bytes() -> int:
@@ -93,3 +97,20 @@ def check_grid_bounds(grid: TrGrid, duration_s: float, frame_rate_hz: "float | F
             "raise GIBLET_STORE_MAX_ENTRY_BYTES"
         )
     return n_trs
+
+
+def check_output_size(n_trs: int, bytes_per_tr: int, what: str, fix: str) -> None:
+    """Refuse an output of ``n_trs`` TRs of ``bytes_per_tr`` bytes each before anything is computed.
+
+    Raises
+    ------
+    ParameterError
+        More than :data:`MAX_TRS` TRs, or more than :func:`max_entry_bytes`; the message gives the size,
+        then ``fix``.
+    """
+    if n_trs > MAX_TRS:
+        raise ParameterError(f"{what}: the entry would have {n_trs} TRs, more than the {MAX_TRS} TRs limit; {fix}")
+    size, limit = n_trs * int(bytes_per_tr), max_entry_bytes()
+    if size > limit:
+        raise ParameterError(f"{what}: the entry would hold {_gib(size)} ({n_trs} TRs x {int(bytes_per_tr)} bytes), "
+                             f"more than the {_gib(limit)} limit; {fix}, or raise GIBLET_STORE_MAX_ENTRY_BYTES")

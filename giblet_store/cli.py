@@ -17,7 +17,7 @@ from .errors import GibletStoreError, ParameterError
 
 __all__ = ["main", "build_parser"]
 
-from .cli_util import EXIT_ERROR, add_grid_options, field_default as _default  # noqa: E402
+from .cli_util import EXIT_ERROR, add_grid_options, damaged_chunk_message, field_default as _default  # noqa: E402
 from .cli_common import add_no_progress as _add_no_progress, extract_each as _extract_each  # noqa: E402
 
 
@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure: say so plainly, traceback with --debug
         if args.debug:
             raise
+        if (message := damaged_chunk_message(exc, getattr(args, "store", None))) is not None:
+            print(f"giblet-store: error: {message}", file=sys.stderr)
+            return EXIT_ERROR
         print(f"giblet-store: unexpected error ({type(exc).__name__}: {exc}); rerun with --debug "
               "for the traceback and report it", file=sys.stderr)
         return 1

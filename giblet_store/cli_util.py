@@ -9,7 +9,7 @@ from typing import Any
 from .errors import ParameterError
 
 __all__ = ["EXIT_ERROR", "parse_value", "where", "json_default", "dump", "tr_range", "field_default",
-           "add_grid_options"]
+           "add_grid_options", "damaged_chunk_message"]
 
 #: Exit status of every error a user can act on.
 EXIT_ERROR = 2
@@ -82,3 +82,19 @@ def add_grid_options(p) -> None:
                    help="stimulus time (s) at which TR 0 starts")
     p.add_argument("--n-trs", type=int, default=field_default(TrGrid, "n_trs"),
                    help="pad with empty TRs or crop (with a warning)")
+
+
+def damaged_chunk_message(exc: BaseException, store: Any = None) -> str | None:
+    """The error for a chunk whose bytes a codec cannot decode (a truncated or overwritten chunk file), else None.
+
+    Zarr reads chunks lazily, deep inside whatever computes with them, and passes the codec's own
+    exception through (blosc: ``RuntimeError: error during blosc decompression``); the command that
+    read it reports damaged store files, not an unexpected error.
+    """
+    text = str(exc)
+    if not isinstance(exc, (RuntimeError, ValueError, OSError)) or "decompress" not in text.lower():
+        return None
+    where = store if isinstance(store, str) and store else "STORE"
+    return (f"a chunk of the store could not be decoded ({type(exc).__name__}: {text}): a chunk file is damaged "
+            f"(truncated or overwritten). `giblet-store verify {where}` names the entry, `--repair` moves it aside; "
+            "then rerun the request that made it")

@@ -14,7 +14,8 @@ __all__ = ["add_verify"]
 
 def add_verify(sub) -> None:
     """Register the ``verify`` subcommand on an argparse subparsers object."""
-    p = sub.add_parser("verify", help="check every entry (metadata, schema, codecs, chunks); --repair quarantines")
+    p = sub.add_parser("verify", help="check every entry (metadata, schema, codecs, every chunk present and "
+                                      "decodable); --repair quarantines")
     p.add_argument("store")
     p.add_argument("--repair", action="store_true",
                    help="move broken entries to STORE/_quarantine/ (nothing is deleted); reruns rebuild them")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import audio_info, load_audio, write_wav
+from .audio import audio_info, load_audio, wav_writer, write_wav
 from .hashing import sha256_file
 from .bounds import check_grid_bounds
 from .codec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity, prepare_codes
@@ -27,6 +27,7 @@ from .params import ALGORITHM_VERSION, content_key
 from .schema import FORMAT_VERSION
 from .scheduling import use_scheduler
 from .store import Entry, Store, default_encoding
+from .verify import cache_hit
 
 #: inputs longer than this are resampled into a temporary memory-mapped file instead of RAM
 MEMMAP_ABOVE_S = 60.0
@@ -113,7 +114,7 @@ def extract_codes(
     codec, chunking = resolve_encoder(codec)
     inputs = codes_key_inputs(source_sha, codec, grid, identity, info.stream, chunking)
     key = content_key(inputs)
-    if (hit := store.lookup(key, "codes")) is not None:
+    if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(audio_path))
 
     model = load_codec(codec.model, codec.revision, device)
@@ -308,8 +309,6 @@ def decode_entry(
     directory the directory this machine's model registry remembers (:mod:`giblet_store.registry`).
     A different model's weights give a :class:`ParameterError`.
     """
-    import soundfile as sf
-
     from .stream import is_streamable, iter_decode
     from .validate import parse_output_path
 
@@ -320,39 +319,23 @@ def decode_entry(
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     out = Path(out_path)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        if is_streamable(codec.config) is None:  # carried decoder state, written piece by piece: flat memory
-            with sf.SoundFile(str(tmp), "w", codec.sample_rate_hz, codec.channels, subtype="FLOAT", format="WAV") as f:
-                for piece in iter_decode(codec, prepare_codes(stream, codec.codebook_size)):
-                    f.write(piece.T)
-        else:
-            return write_wav(out, decode_stream(codec, stream), codec.sample_rate_hz)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
+    if is_streamable(codec.config) is not None:
+        return write_wav(out, decode_stream(codec, stream), codec.sample_rate_hz)
+    with wav_writer(out, codec.sample_rate_hz, codec.channels) as f:  # decoder state carried: flat memory
+        for piece in iter_decode(codec, prepare_codes(stream, codec.codebook_size)):
+            f.write(piece.T)
     return out
 
 
 def _decode_normalised(store: Store, entry: Entry, out_path, trs, model, device) -> Path:
     """:func:`decode_entry` for a normalised-chunk entry (:mod:`giblet_store.codes_normalised`)."""
-    import soundfile as sf
-
     from .codes_normalised import iter_decode_entry
 
     ds = store.open(entry)
     sel = parse_tr_range(trs, ds.sizes["tr"])
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     pieces, _ = iter_decode_entry(codec, ds, sel)
-    out = Path(out_path)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with sf.SoundFile(str(tmp), "w", codec.sample_rate_hz, codec.channels, subtype="FLOAT", format="WAV") as f:
-            for piece in pieces:
-                f.write(piece.T)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
-    return out
+    with wav_writer(out_path, codec.sample_rate_hz, codec.channels) as f:
+        for piece in pieces:
+            f.write(piece.T)
+    return Path(out_path)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import write_wav
 from .errors import ParameterError
 
 __all__ = ["CodesAdjustedWarning", "decode_codes", "reconstruction_audio", "decode_reconstruction"]
@@ -196,14 +197,8 @@ def reconstruction_audio(store, entry, trs=None, *, model: str | None = None, ba
 
 def decode_reconstruction(store, entry, out_path: str | os.PathLike, trs=None, **kwargs) -> Path:
     """Write :func:`reconstruction_audio` to a wav file (float32, atomically); returns the path."""
-    import soundfile as sf
-
     audio, sr = reconstruction_audio(store, entry, trs, **kwargs)
-    out = Path(out_path)
-    tmp = out.with_name(out.name + ".tmp")
-    sf.write(str(tmp), audio.T, sr, subtype="FLOAT", format="WAV")
-    os.replace(tmp, out)
-    return out
+    return write_wav(out_path, audio, sr)
 
 
 def cli_decode_reconstruction(store, entry, args) -> Path:

@@ -34,12 +34,14 @@ from .causal_fir import HRF_ALGORITHM_VERSION
 from .errors import ParameterError
 from .hrf import INTEGER_CODES_MESSAGE, Fir, Hrf, convolve_causal, delay, hrf_kernel
 from .params import ALGORITHM_VERSION, Params, content_key
-from .resample import Resample, resample_array, resample_plan
+from .bounds import check_output_size
+from .resample import Resample, resample_array, resample_plan, target_trs
 from .schema import FORMAT_VERSION
 from .derive_plan import Plan, carried, select_variables, time_axis, tr_grid, with_tr_start
 from .entry import Entry, lineage, parents_of, refresh  # noqa: F401 (lineage, parents_of re-exported)
 from .scheduling import use_scheduler
 from .store import Store, default_encoding
+from .verify import cache_hit
 
 __all__ = ["Embeddings", "derive", "derive_key", "lineage", "parents_of"]
 
@@ -137,7 +139,7 @@ def _derive(store: Store, entry: "Entry | str", transform: Params, **kwargs) -> 
     plan = _plan(store, parent, transform, **_plan_kwargs(kwargs))
     inputs = _inputs(parent, transform, plan)
     key = content_key(inputs)
-    if (hit := store.lookup(key, plan.kind)) is not None:
+    if (hit := cache_hit(store, key, plan.kind)) is not None:
         return hit, False
     ds, extra = plan.build()
     attrs = {k: v for k, v in parent.attrs.items() if k not in _NOT_INHERITED | plan.dropped}
@@ -301,6 +303,10 @@ def _plan_resample(store, parent: Entry, transform: Resample, variables, axis) -
         names = ["codes", "n_frames"]
     else:
         names = select_variables(parent, ds, axis, variables, variables is None)
+    n_out = target_trs(n, tr_s, onset_s, transform)  # refused before any plan array is allocated
+    check_output_size(n_out, sum(ds[v].nbytes for v in names) // max(n, 1),
+                      f"resampling {parent.kind} entry {parent.key[:12]} ({n} TRs of {tr_s:g} s)",
+                      "give a coarser target TR (--resample-tr) or fewer TRs (--stretch)")
     plans = {}
     for name in names:
         integer = ds[name].dtype.kind in "iub"

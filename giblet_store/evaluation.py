@@ -16,6 +16,7 @@ from .params import ALGORITHM_VERSION, content_key
 from .runs import target_coords as _time_voxel_coords
 from .schema import FORMAT_VERSION
 from .store import Entry, Store
+from .verify import cache_hit
 
 __all__ = ["evaluate", "undefined_note"]
 
@@ -102,7 +103,7 @@ def evaluate(store: Store, predictions: Entry | str, trs=None) -> tuple[Entry, b
     if fe.attrs.get("runs"):
         inputs["per_run"] = True
     key = content_key(inputs)
-    if (hit := store.lookup(key, "evaluation")) is not None:
+    if (hit := cache_hit(store, key, "evaluation")) is not None:
         return hit, False
     p = pds["predictions"].sel(tr=sel).astype(np.float64)
     fds = store.open(fe)

@@ -43,6 +43,8 @@ from .grid import parse_tr_range
 from .grid import TrGrid, to_tr
 from .params import content_key
 from .store import Entry, Store, default_encoding
+from .validate import parse_output_path
+from .verify import cache_hit
 
 __all__ = ["EXPORT_FORMATS", "IMPORT_FORMATS", "export_codes", "import_codes"]
 
@@ -56,9 +58,9 @@ ECDC_MODELS = {(24000, 1): "encodec_24khz", (48000, 2): "encodec_48khz"}
 def _format(path, fmt: str | None, allowed: tuple[str, ...]) -> str:
     fmt = fmt or _SUFFIX.get(Path(path).suffix.lower())
     if fmt not in allowed:
-        raise ParameterError(f"cannot tell the format of {str(path)!r}" if fmt is None else
-                             f"format {fmt!r} is not one of {', '.join(allowed)}"
-                             f"; give --format {'|'.join(allowed)} (or a .{' / .'.join(allowed)} suffix)")
+        what = (f"cannot tell the format of {str(path)!r}" if fmt is None
+                else f"format {fmt!r} is not one of {', '.join(allowed)}")
+        raise ParameterError(f"{what}; give --format {'|'.join(allowed)} (or a .{' / .'.join(allowed)} suffix)")
     return fmt
 
 
@@ -123,7 +125,7 @@ def export_codes(store: Store, entry: Entry | str, out_path: str | os.PathLike, 
         Not a codes entry, an unknown format, a TR range outside the entry; a 48 kHz entry in another
         format than a whole-file ``ecdc``.
     """
-    out = Path(out_path)
+    out = parse_output_path(out_path, "export file")  # its folder exists: nothing fails after the work
     fmt = _format(out, fmt, EXPORT_FORMATS)
     entry = store.get(entry, kind="codes", purpose="decoding to audio")  # the wording entry_stream gives
     if "chunk_stride_samples" in entry.attrs:  # a normalised chunked model (48 kHz): segments with scales
@@ -261,7 +263,7 @@ def import_codes(store: Store, path: str | os.PathLike, model: str = DEFAULT_MOD
     params = CodecParams(model=model, bandwidth_kbps=bandwidth, chunk_s=length / sr, context_s=0.0)
     inputs = {**codes_key_inputs(sha, params, grid, codec.identity), "imported_format": fmt}
     key = content_key(inputs)
-    if (hit := store.lookup(key, "codes")) is not None:
+    if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(path))
     layout = grid.layout(stream.shape[1], codec.frame_rate)
     info = AudioInfo(str(path), sr, codec.channels, length)
@@ -297,7 +299,7 @@ def _import_normalised(store: Store, path: Path, model: str, codec, grid: TrGrid
                          encoder="model_chunks")
     inputs = {**codes_key_inputs(sha, params, grid, codec.identity, None, chunking), "imported_format": fmt}
     key = content_key(inputs)
-    if (hit := store.lookup(key, "codes")) is not None:
+    if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(path))
     laid = lay_chunks(parts, [s for _, s in segments], ch, grid)
     info = AudioInfo(str(path), codec.sample_rate_hz, codec.channels, header.audio_length)

@@ -54,6 +54,7 @@ from .runs import DEFAULT_RUN, run_coords
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
 from .validate import NanPolicy, choice, finite, int_in_range, tr_seconds
+from .verify import cache_hit
 
 __all__ = [
     "FmriError", "FmriParams", "MaskParams", "IngestResult", "ingest_fmri", "fmri_entry_of", "to_nifti",
@@ -226,7 +227,7 @@ def ingest_fmri(
     scan = scan_and_hash(layout.series, layout.labels, layout.series_trs, given_flat, mask_params.std_percentile,
                          mask_params.sample_trs, params.zscore_trs, block_bytes)
     inputs = _inputs(layout, scan[0], params, tr_s, given, mask_params, stims)
-    if (hit := store.lookup(content_key(inputs), "fmri")) is not None:
+    if (hit := cache_hit(store, content_key(inputs), "fmri")) is not None:
         return IngestResult(hit, False)
     ds, attrs, c = _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes,
                           parallel_reads)

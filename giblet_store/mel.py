@@ -34,6 +34,7 @@ from .grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
 from .params import ALGORITHM_VERSION, Params, content_key
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
+from .verify import cache_hit
 
 __all__ = ["MelParams", "mel_key_inputs", "extract_mel", "mel_stream", "decode_mel"]
 
@@ -246,7 +247,7 @@ def extract_mel(
     source_sha = sha256_file(audio_path)
     inputs = mel_key_inputs(source_sha, params, grid, info.stream)
     key = content_key(inputs)
-    if (hit := store.lookup(key, "mel")) is not None:
+    if (hit := cache_hit(store, key, "mel")) is not None:
         return ExtractResult(hit, False, str(audio_path))
     audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream)
     if audio.shape[-1] < params.hop:

@@ -23,6 +23,7 @@ from .provenance import ModelProvenance, as_array, digests, tr_range, tr_rows
 from .runs import target_coords as _time_voxel_coords
 from .schema import FORMAT_VERSION
 from .store import Entry, Store
+from .verify import cache_hit
 
 __all__ = ["PredictionsError", "write_predictions", "evaluate", "entry_to_nifti"]
 
@@ -117,7 +118,7 @@ def write_predictions(
         "subjects": subj, **digests(tr, values),
     }
     key = content_key(inputs)
-    if (hit := store.lookup(key, "predictions")) is not None:
+    if (hit := cache_hit(store, key, "predictions")) is not None:
         return hit, False
     ds = xr.Dataset({"predictions": (tuple(fds["fmri"].dims), values)},
                     coords={"subject": np.array(subj, dtype=object), "tr": tr, **_time_voxel_coords(fe, fds, tr)})

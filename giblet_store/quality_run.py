@@ -27,6 +27,7 @@ from .grid import TrGrid
 from .params import ALGORITHM_VERSION, content_key
 from .quality import QualityParams, metric_versions, score_segment
 from .schema import FORMAT_VERSION
+from .verify import cache_hit
 
 __all__ = ["QualityResult", "score_per_tr", "score_audio", "quality_key_inputs"]
 
@@ -199,7 +200,7 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
     sr = analysis_rate(store, ref, deg)
     inputs = quality_key_inputs(rd, dd, params, grid_in, trs_req, align, sr, versions)
     key = content_key(inputs)
-    if store is not None and (hit := store.lookup(key, "quality")) is not None:
+    if store is not None and (hit := cache_hit(store, key, "quality")) is not None:
         notes = dict(hit.attrs.get("whole_notes", {}))
         return QualityResult(_from_json(hit.attrs["whole_values"], notes), store.open(hit), notes, hit, False)
     pair = resolve_pair(store, ref, deg, grid, trs, align, model, device)

@@ -32,6 +32,7 @@ from .params import ALGORITHM_VERSION, content_key
 from .provenance import ModelProvenance, as_array, digests, tr_range, tr_rows
 from .schema import FORMAT_VERSION
 from .store import Entry, Store, default_encoding
+from .verify import cache_hit
 
 __all__ = ["FEATURES", "write_reconstruction"]
 
@@ -220,7 +221,7 @@ def write_reconstruction(
         **prov.to_dict(), **digests(tr, stored),
     }
     key = content_key(inputs)
-    if (hit := store.lookup(key, "reconstruction")) is not None:
+    if (hit := cache_hit(store, key, "reconstruction")) is not None:
         return hit, False
     ds = _dataset(stored, feature, tds, tr)
     return store.write(ds, _attrs(te, fe, inputs, key, tr, int(tds.sizes["tr"])), default_encoding(ds))

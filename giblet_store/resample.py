@@ -35,7 +35,7 @@ from .grid import TrGrid, exact
 from .params import Params
 from .validate import ResampleMethod, flag, int_in_range, is_choice
 
-__all__ = ["Resample", "RESAMPLE_METHODS", "resample_plan", "resample_array", "antialias_taps"]
+__all__ = ["Resample", "RESAMPLE_METHODS", "resample_plan", "resample_array", "antialias_taps", "target_trs"]
 
 #: The methods' names, from :class:`~giblet_store.validate.ResampleMethod` (the one list).
 RESAMPLE_METHODS = tuple(m.value for m in ResampleMethod)
@@ -159,6 +159,15 @@ def _span_trs(n_in: int, tr_in: Fraction, on_in: Fraction, tr_out: Fraction, on_
     end = on_in + n_in * tr_in
     q = (end - on_out) / tr_out
     return max(0, -((-q.numerator) // q.denominator))
+
+
+def target_trs(n_in: int, tr_in: float, onset_in: float, params: Resample) -> int:
+    """How many TRs the resampled series will have (cheap: nothing is allocated), as :func:`resample_plan` makes it."""
+    if params.method == "stretch" or params.tr_s is None:
+        return int(params.n_trs)
+    if params.n_trs is not None:
+        return int(params.n_trs)
+    return _span_trs(n_in, exact(tr_in), exact(onset_in), exact(params.tr_s), exact(params.onset_s))
 
 
 def resample_plan(n_in: int, tr_in: float, onset_in: float, params: Resample, integer: bool) -> ResamplePlan:

@@ -156,18 +156,22 @@ class StagedWriter:
         import zarr
 
         st = self.store
-        st._remove(staging.data)  # chunks a late writer left after the entry was published
         tmp = f"{staging.data}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             ds.to_zarr(st.zstore, group=tmp, mode="w", compute=False, consolidated=False,
                        zarr_format=3, encoding=enc, write_empty_chunks=True)
             staged = {**attrs, "status": "writing", "staging_id": uuid.uuid4().hex}
             zarr.open_group(st.zstore, path=tmp, mode="r+", zarr_format=3).attrs.put(staged)
-            try:
-                os.rename(st._p(tmp), st._p(staging.data))
-            except OSError:  # another writer's template (same bytes) got there first
-                if self._staging_id(staging) is None:
-                    raise
+            for attempt in range(2):
+                try:
+                    os.rename(st._p(tmp), st._p(staging.data))
+                    return
+                except OSError:  # the path is taken
+                    if self._staging_id(staging) is not None:
+                        return  # another writer's template (same bytes): join it, never remove it
+                    if attempt:
+                        raise
+                    st._remove(staging.data)  # no template: chunks a late writer left after a publish
         finally:
             st._remove(tmp)
 

@@ -4,9 +4,12 @@ An entry is broken when its ``zarr.json`` is missing or not JSON, its attributes
 ``key``/``kind``/``status: complete`` or disagree with its path, an array names a codec giblet_store
 never writes, it does not match its kind's schema, or a chunk file is missing (entries written
 with ``all_chunks_stored``: every chunk, even an all-fill one, is on disk, so an absent chunk is
-damage, never a silent read of fill values). :func:`verify_store` lists them; with ``repair`` each
-is moved to ``_quarantine/<kind>-<name>-<id>`` (nothing is deleted) and a rerun of the request
-that made it writes it again. Entries written by a newer giblet_store are reported, never moved.
+damage, never a silent read of fill values), or a chunk's bytes cannot be decoded (truncated or
+overwritten; :func:`verify_store` reads every chunk). :func:`verify_store` lists them; with
+``repair`` each is moved to ``_quarantine/<kind>-<name>-<id>`` (nothing is deleted) and a rerun of
+the request that made it writes it again. A request whose result is such an entry
+(:func:`cache_hit`: every check but the chunk reads) moves it aside itself and rebuilds it. Entries
+written by a newer giblet_store are reported, never moved.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import warnings
 from dataclasses import dataclass, field
 
 from .codecs_allowed import UnsafeCodecError
-from .errors import GibletStoreError
+from .errors import GibletStoreError, StoreError
 
-__all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine"]
+__all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine", "cache_hit"]
 
 QUARANTINE = "_quarantine"
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -64,7 +67,16 @@ class VerifyReport:
 
 
 def quarantine(store, path: str, reason: str) -> str:
-    """Move the entry folder ``path`` to ``_quarantine/`` with a :class:`QuarantineWarning`; its new path."""
+    """Move the entry folder ``path`` to ``_quarantine/`` with a :class:`QuarantineWarning`; its new path.
+
+    Raises
+    ------
+    StoreError
+        ``path`` is not ``<kind folder>/<entry folder>`` inside the store (``..``, absolute, nested).
+    """
+    parts = path.split("/")
+    if len(parts) != 2 or any(p in ("", ".", "..") or p.startswith("_") for p in parts):
+        raise StoreError(f"{path!r} is not an entry folder of {store.url!r} (<kind>/<name>); nothing was moved")
     dest = f"{QUARANTINE}/{path.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
     if store.local:
         os.makedirs(store._p(QUARANTINE), exist_ok=True)
@@ -132,8 +144,28 @@ def _missing_chunks(store, path: str) -> list[str]:
     return missing
 
 
-def _content_problem(store, path: str, attrs: dict) -> tuple[str | None, bool]:
-    """(why the entry's content is broken, repairable), or (None, True) when it reads as its schema says."""
+def _damaged_chunks(store, path: str) -> list[str]:
+    """Chunks of an entry's arrays that cannot be read back (truncated or overwritten bytes), with why."""
+    import zarr
+
+    group = zarr.open_group(store.zstore, path=path, mode="r", zarr_format=3)
+    bad = []
+    for name, arr in sorted(group.arrays()):
+        grid = arr.metadata.chunk_grid.chunk_shape  # the stored objects' grid (shards, if sharded)
+        counts = [-(-s // max(c, 1)) for s, c in zip(arr.shape, grid)]
+        for idx in itertools.product(*[range(n) for n in counts]):
+            try:
+                arr[tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, grid))]  # one stored chunk, decoded
+            except Exception as exc:  # whatever the codec raises for bytes it cannot decode
+                bad.append(f"{name}/c/{'/'.join(map(str, idx))} ({type(exc).__name__}: {exc})")
+    return bad
+
+
+def _content_problem(store, path: str, attrs: dict, read_chunks: bool = False) -> tuple[str | None, bool]:
+    """(why the entry's content is broken, repairable), or (None, True) when it reads as its schema says.
+
+    ``read_chunks`` also decodes every chunk (reads the whole entry) to find damaged chunk bytes.
+    """
     from .errors import FormatVersionError
     from .entry import Entry
 
@@ -150,7 +182,35 @@ def _content_problem(store, path: str, attrs: dict) -> tuple[str | None, bool]:
     if attrs.get("all_chunks_stored") is True and (missing := _missing_chunks(store, path)):
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         return f"{len(missing)} chunk file(s) are missing ({', '.join(missing[:3])}{more})", True
+    if read_chunks and (damaged := _damaged_chunks(store, path)):
+        more = f" and {len(damaged) - 2} more" if len(damaged) > 2 else ""
+        return f"{len(damaged)} chunk file(s) cannot be decoded: {'; '.join(damaged[:2])}{more}", True
     return None, True
+
+
+def cache_hit(store, key: str, kind: str):
+    """The complete entry with ``key`` if it is whole, for a request that would otherwise write it.
+
+    A cache hit is checked as :func:`verify_store` checks an entry (codecs, metadata, schema, chunk
+    files present): a broken one is moved to ``_quarantine/`` with a :class:`QuarantineWarning` and
+    None is returned, so the request rebuilds it instead of serving damage (a missing chunk would
+    read as fill values: code 0 is a real code). A read-only store is not checked.
+
+    Returns
+    -------
+    Entry or None
+    """
+    entry = store.lookup(key, kind)
+    if entry is None or store.read_only:
+        return entry
+    why, repairable = _content_problem(store, entry.path, entry.attrs)
+    if why is None or not repairable:
+        return entry
+    try:
+        quarantine(store, entry.path, why + "; rebuilt")
+    except FileNotFoundError:  # another process moved it first
+        pass
+    return None
 
 
 def _entry_dirs(store) -> list[tuple[str, str]]:
@@ -160,14 +220,17 @@ def _entry_dirs(store) -> list[tuple[str, str]]:
             children = store.fs.ls(store._p(kind_dir), detail=True)
         except FileNotFoundError:
             continue
-        for info in children:
-            if info.get("type") == "directory":
+        for info in children:  # a symlinked entry folder is listed by `ls`, so it is checked here too
+            if info.get("type") == "directory" or (info.get("islink") and store.fs.isdir(info["name"])):
                 out.append((kind_dir, info["name"].rstrip("/").rsplit("/", 1)[-1]))
     return sorted(out)
 
 
-def verify_store(store, repair: bool = False) -> VerifyReport:
+def verify_store(store, repair: bool = False, read_chunks: bool = True) -> VerifyReport:
     """Check every entry of ``store``; with ``repair``, move each broken one to ``_quarantine/``.
+
+    ``read_chunks`` (default) decodes every chunk, so damaged chunk bytes (a truncated or overwritten
+    chunk file) are found too; this reads the whole store. False checks metadata and chunk presence only.
 
     Returns
     -------
@@ -187,7 +250,7 @@ def verify_store(store, repair: bool = False) -> VerifyReport:
         if why is None:
             why = _attr_problem(attrs, kind_dir, name)
         if why is None:
-            why, repairable = _content_problem(store, path, attrs)
+            why, repairable = _content_problem(store, path, attrs, read_chunks)
         if why is None:
             continue
         moved = None

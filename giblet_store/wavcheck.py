@@ -18,7 +18,13 @@ __all__ = ["check_readable", "check_wav_complete", "wav_data_chunk"]
 
 
 def check_readable(path: Path) -> None:
-    """Open ``path`` for reading, or raise :class:`AudioError` saying permission is denied."""
+    """Open ``path`` for reading, or raise :class:`AudioError` saying permission is denied.
+
+    A pipe, socket or device is refused before it is opened (reading a FIFO waits for a writer forever).
+    """
+    if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
+        raise AudioError(f"{str(path)!r} is not a regular file (a pipe, socket or device); expected an audio file. "
+                         "Save the stream to a file first")
     try:
         with open(path, "rb") as f:
             f.read(1)

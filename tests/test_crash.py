@@ -326,3 +326,28 @@ def test_a_file_added_while_the_staging_is_removed_does_not_fail_the_publish(job
     entry, created = a.commit(staging)
     assert failures and created and entry.key == staging.key
     assert staging_leftovers(tmp_path / "s") == []
+
+
+def test_a_writer_that_saw_no_template_never_removes_another_writers_template(job, tmp_path):
+    """Writers A and B begin one staging at once: B looked before A's template was renamed into place,
+    so B makes its own. B must join A's template, not remove it (A's chunks and markers would be lost
+    and A's commit would fail with "3 chunk(s) are not written": test_two_batch_processes_on_one_store
+    failed so, once in a dozen runs)."""
+    from giblet_store.batch import _plan
+    from giblet_store.batch_manifest import load_manifest
+
+    a, b, staging, _ = _staged(tmp_path / "s", job)  # A's template, every chunk written and marked
+    real, calls = b.staged._staging_id, []
+
+    def none_at_first(st):  # B's first look happened before A's rename
+        calls.append(st)
+        return None if len(calls) == 1 else real(st)
+
+    b.staged._staging_id = none_at_first
+    _, plans, _ = _plan(load_manifest(job / "m.json"), b, None)
+    plan = plans[0][1]
+    assert b.begin_write(plan.ds, plan.attrs, plan.encoding) == staging
+    b.staged._staging_id = real
+    entry, created = a.commit(staging)
+    assert created and entry.key == staging.key
+    assert staging_leftovers(tmp_path / "s") == []

@@ -83,6 +83,19 @@ def _root_version(st, v):
     p.write_text(json.dumps(meta))
 
 
+def _symlinked_entry_missing_chunk(st):
+    """The entry folder replaced by a symlink to a copy outside the store, one chunk file gone."""
+    e = _entry(st)
+    os.rename(e, Path(st).parent / "elsewhere")
+    os.symlink(Path(st).parent / "elsewhere", e)
+    (e / "codes" / "c" / "0" / "0" / "0").unlink()
+
+
+def _truncate_chunk(st):
+    p = _entry(st) / "codes" / "c" / "0" / "0" / "0"
+    p.write_bytes(p.read_bytes()[:5])
+
+
 def _move_to_mel(st):
     e = _entry(st)
     (Path(st) / "mel").mkdir()
@@ -135,6 +148,9 @@ CASES = [
     Case("shorter-than-hop", X("hop.wav"), ("hop.wav", "shorter than one EnCodec hop", "Give at least 13.3 ms")),
     Case("shorter-than-a-tr", X("short.wav"), ("created",), code=0),
     Case("directory", X("a dir.wav"), ("a dir.wav", "is a directory", "expected an audio file")),
+    Case("fifo", X("fifo.wav"), ("fifo.wav", "is not a regular file (a pipe, socket or device)", "Save the stream")),
+    Case("device", ("extract", "/dev/null", "--store", "{st}", "--model", "{model}", *FAST),
+         ("/dev/null", "is not a regular file", "Save the stream to a file first")),
     Case("missing", X("missing.wav"), ("missing.wav", "does not exist", "check the path")),
     Case("unicode-spaces", X("clip é ü.wav"), ("created", "clip é ü.wav"), code=0),
     Case("symlink", X("link.wav"), ("created",), code=0),
@@ -174,7 +190,7 @@ CASES = [
     Case("model-pickle-only", X("clip.wav", "--model", "{in}/models/pickle"),
          ("only pickle weights (pytorch_model.bin)", "safetensors", "save_pretrained(dir, safe_serialization=True)")),
     Case("model-not-encodec", X("clip.wav", "--model", "{in}/models/bert"), ("holds a 'bert' model", "not an EnCodec")),
-    Case("device-unknown", XA("--device", "bogus", "--bandwidth", "3"), ("device 'bogus'",)),
+    Case("device-unknown", XA("--device", "bogus", "--bandwidth", "3"), ("device 'bogus'", "Expected one of cpu")),
     # ---------------------------------------------------------------- stores
     Case("store-is-file", ("extract", "{in}/clip.wav", "--store", "{in}/clip.wav", "--model", "{model}", *FAST),
          ("clip.wav", "regular file", "give a directory path")),
@@ -193,6 +209,8 @@ CASES = [
     Case("show-key-empty", ("show", "{st}", ""), ("'' is not a key", "lists the keys")),
     Case("decode-missing-folder", ("decode", "{st}", "{k12}", "-o", "{tmp}/nope/out.wav"),
          ("nope/out.wav", "does not exist; create it first")),
+    Case("decode-unwritable-folder", ("decode", "{st}", "{k12}", "-o", "/proc/giblet-out.wav", "--model", "{model}"),
+         ("cannot write output wav '/proc/giblet-out.wav'", "choose")),
     Case("decode-to-directory", ("decode", "{st}", "{k12}", "-o", "{tmp}"), ("is a directory", "give a file name")),
     Case("decode-trs-reversed", ("decode", "{st}", "{k12}", "-o", "{tmp}/o.wav", "--trs", "5:2"),
          ("TR range 5:2", "give 0 <= START < STOP")),
@@ -218,6 +236,12 @@ CASES = [
     Case("entry-status-writing", ("show", "{st}", "{k12}"), ("no complete entry", "lists the keys"),
          prep=lambda st: _edit_attrs(st, status="writing")),
     Case("entry-no-key", ("verify", "{st}"), ("no valid 'key'", "--repair"), prep=lambda st: _edit_attrs(st, key=None)),
+    Case("entry-damaged-chunk-verify", ("verify", "{st}"), ("codes/c/0/0/0", "cannot be decoded", "--repair"),
+         prep=_truncate_chunk),
+    Case("entry-damaged-chunk-decode", ("decode", "{st}", "{k12}", "-o", "{tmp}/o.wav", "--model", "{model}"),
+         ("chunk file is damaged", "giblet-store verify", "--repair"), prep=_truncate_chunk),
+    Case("entry-symlinked-verify", ("verify", "{st}"), ("BROKEN  codes/", "chunk file(s) are missing", "--repair"),
+         prep=_symlinked_entry_missing_chunk),
     Case("entry-in-wrong-kind-folder", ("verify", "{st}"), ("does not match its folder 'mel'", "--repair"),
          prep=_move_to_mel),
     # ---------------------------------------------------------------- derive
@@ -225,6 +249,10 @@ CASES = [
     Case("derive-resample-0", ("derive", "{st}", "{k12}", "--resample-tr", "0"), ("got 0.0", "positive number")),
     Case("derive-resample-nan", ("derive", "{st}", "{k12}", "--resample-tr", "nan"), ("got nan", "positive number")),
     Case("derive-resample-negative", ("derive", "{st}", "{k12}", "--resample-tr", "-2"), ("got -2.0", "positive")),
+    Case("derive-resample-tiny", ("derive", "{st}", "{k12}", "--resample-tr", "1e-7"),
+         ("would have 30000000 TRs", "1000000 TRs limit", "give a coarser target TR")),
+    Case("derive-stretch-huge", ("derive", "{st}", "{k12}", "--stretch", "1000000000"),
+         ("would have 1000000000 TRs", "fewer TRs (--stretch)")),
     Case("derive-stretch-0", ("derive", "{st}", "{k12}", "--stretch", "0"), ("n_trs must be a positive integer, got 0", "method='stretch' needs n_trs")),
     Case("derive-fir-text", ("derive", "{st}", "{k12}", "--hrf", "fir:a"), ("'fir:a'", "whole-TR delays, e.g. fir:1,2")),
     Case("derive-key-traversal", ("derive", "{st}", "../../x", "--embeddings"), ("'../../x' is not a key",)),
@@ -240,7 +268,7 @@ CASES = [
     Case("fmri-subjects-mismatch", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "s2"),
          ("1 NIfTI file(s) but 2 subject ID(s)", "give one ID per file")),
     Case("fmri-zscore-reversed", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "--zscore-trs", "5:2"),
-         ("5", "2")),
+         ("zscore_trs=(5, 2)", "give 0 <= start < stop")),
     Case("fmri-mask-missing", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "--mask", "{in}/nomask.nii"),
          ("nomask.nii", "does not exist")),
     Case("fmri-nan-voxel", ("ingest-fmri", "{st}", "{in}/nan.nii", "--subject", "s1"),
@@ -252,12 +280,28 @@ CASES = [
     Case("batch-manifest-format", ("batch", "{in}/clip.wav", "--store", "{st}"), ("'.wav'", "give a .csv, .yaml")),
     Case("batch-every-problem", ("batch", "{in}/bad.json", "--store", "{st}"),
          ("2 problem(s)", "unknown top-level key 'bandwith'", "missing.wav", "does not exist")),
+    Case("batch-unoffered-bandwidth-new-store", ("batch", "{in}/bw5.yaml", "--store", "{tmp}/new"),
+         ("bandwidth 5 kbps is not offered", "choose one of 1.5, 3, 6, 12, 24", "nothing was run")),
+    Case("batch-fifo-stimulus", ("batch", "{in}/fifo.yaml", "--store", "{st}"),
+         ("fifo.wav", "is not a regular file (a pipe, socket or device)")),
     Case("batch-empty", ("batch", "{in}/empty.yaml", "--store", "{st}"), ("'stimuli' must be a non-empty list",)),
     Case("batch-workers-0", ("batch", "{in}/bad.json", "--store", "{st}", "--workers", "0"), ("--workers", "got 0")),
+    Case("batch-workers-huge", ("batch", "{in}/good.yaml", "--store", "{tmp}/new", "--workers", "100000"),
+         ("workers=100000 is more than a local cluster can hold", "at most 4 per CPU core", "Give fewer --workers")),
     Case("evaluate-codes-entry", ("evaluate", "{st}", "{k12}"), ("'codes' entry", "takes a predictions entry")),
     Case("to-nifti-missing-folder", ("to-nifti", "{st}", "{k12}", "-o", "{tmp}/no/x.nii"),
          ("no/x.nii", "does not exist; create it first")),
     Case("to-nifti-codes-entry", ("to-nifti", "{st}", "{k12}", "-o", "{tmp}/x.nii"), ("'codes' entry", "fmri")),
+    # ---------------------------------------------------------------- mel, quality, export, import, gc
+    Case("mel-not-audio", ("mel", "{in}/text.wav", "--store", "{st}"), ("text.wav", "not an audio file", "Re-export")),
+    Case("mel-n-mels-0", ("mel", "{in}/clip.wav", "--store", "{st}", "--n-mels", "0"),
+         ("n_mels must be a positive integer, got 0",)),
+    Case("quality-missing", ("quality", "{in}/clip.wav", "{in}/nope.wav"), ("nope.wav", "does not exist", "check the path")),
+    Case("export-missing-folder", ("export", "{st}", "{k12}", "--format", "npy", "-o", "{tmp}/no/x.npy"),
+         ("no/x.npy", "does not exist; create it first")),
+    Case("import-unknown-format", ("import", "{in}/text.wav", "--store", "{st}"),
+         ("cannot tell the format of", "text.wav", "give --format acomp|ecdc|npy")),
+    Case("gc-older-than-text", ("gc", "{st}", "--older-than", "abc"), ("got 'abc'", "like 90s, 30m, 1h or 2d")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -265,7 +309,7 @@ CASES = [
     Case("api-lookup-short-key", api=_api("lookup"), must=("is not a key (64 hex digits)",)),
     Case("api-lookup-kind", api=_api("lookup_kind"), must=("'codes/..' is not a kind",)),
     Case("api-write-kind-traversal", api=_api_write_evil_kind, must=("'../evil' is not a kind", "choose one of")),
-    Case("api-grid-nan", api=_api("grid_nan"), must=("got nan",)),
+    Case("api-grid-nan", api=_api("grid_nan"), must=("tr_s must be a positive number of seconds, got nan",)),
     Case("api-grid-zero-trs", api=_api("grid_zero_trs"), must=("n_trs=0",)),
     Case("api-codec-string", api=_api("codec_str"), must=("got '6'", "finite number")),
     Case("api-extract-directory", api=_api("extract_dir"), must=("a dir.wav", "is a directory")),
@@ -308,6 +352,8 @@ def _audio(d: Path) -> None:
     shutil.copy(d / "short.wav", d / "clip é ü.wav")
     os.symlink(d / "short.wav", d / "link.wav")
     os.symlink(d / "gone.wav", d / "dangling.wav")
+    os.mkfifo(d / "fifo.wav")  # opening it for reading would wait for a writer forever
+    (d / "fifo.yaml").write_text("stimuli: [fifo.wav]\n")
 
 
 def _fmri_and_manifests(d: Path) -> None:
@@ -337,6 +383,8 @@ def ctx(tmp_path_factory, model_dir):
     _audio(inp)
     _models(inp / "models", model_dir)
     _fmri_and_manifests(inp)
+    (inp / "good.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [1.5]\ntrs: [1.5]\n")
+    (inp / "bw5.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [5]\ntrs: [1.5]\n")
     base = root / "base"
     assert main(["extract", str(inp / "clip.wav"), "--store", str(base), "--model", str(model_dir), *FAST]) == 0
     key = open_store(base).entries()[0].key
@@ -384,5 +432,5 @@ def test_the_table_is_large_and_covers_every_command():
     assert len(CASES) >= 60
     commands = {c.argv[0] for c in CASES if c.argv}
     assert commands >= {"extract", "ls", "show", "decode", "derive", "ingest-fmri", "batch", "evaluate", "to-nifti",
-                        "verify"}
+                        "verify", "mel", "quality", "export", "import", "gc"}
     assert sum(c.api is not None for c in CASES) >= 10

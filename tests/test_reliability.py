@@ -100,17 +100,29 @@ def test_an_entry_naming_a_codec_we_never_write_is_refused(run, built, codec):
 
 
 # ------------------------------------------------------------------------------------ 4 corrupt entry
-@pytest.mark.parametrize("damage", ["invalid json", "no key"])
-def test_a_corrupt_entry_is_quarantined_and_rebuilt(run, built, wav, model_dir, damage):
-    st, key = built
-    reference = snapshot(entry_dir(st, key))
-    meta_path = entry_dir(st, key) / "zarr.json"
+def _damage(entry: Path, damage: str) -> None:
+    meta_path = entry / ("codes" if damage in ("pickle codec", "wrong dtype") else "") / "zarr.json"
     if damage == "invalid json":
         meta_path.write_text("{not json")
+    elif damage == "missing chunk":  # would read as fill values: code 0, a real code
+        (entry / "codes" / "c" / "0" / "0" / "0").unlink()
     else:
         meta = json.loads(meta_path.read_text())
-        del meta["attributes"]["key"]
+        if damage == "no key":
+            del meta["attributes"]["key"]
+        elif damage == "pickle codec":
+            meta["codecs"].append({"name": "numcodecs.pickle"})
+        else:
+            meta["data_type"] = "int32"
         meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage", ["invalid json", "no key", "missing chunk", "pickle codec", "wrong dtype"])
+def test_a_corrupt_entry_is_quarantined_and_rebuilt(run, built, wav, model_dir, damage):
+    """A rerun of the request never serves a broken entry as cached: it is moved aside and rebuilt."""
+    st, key = built
+    reference = snapshot(entry_dir(st, key))
+    _damage(entry_dir(st, key), damage)
     code, out, err = run("extract", wav, "--store", st, "--model", model_dir, *FAST)
     assert code == 0 and " created " in out, err
     assert "giblet-store: warning: moved broken entry codes/" in err and "_quarantine/" in err
@@ -338,3 +350,17 @@ def test_a_pickle_only_model_directory_is_refused(tmp_path, model_dir):
     for fn in (model_identity, load_codec):
         with pytest.raises(ModelError, match=r"only pickle weights \(pytorch_model.bin\).*only from safetensors"):
             fn(str(d))
+
+
+def test_quarantine_moves_only_an_entry_folder_of_the_store(built):
+    from giblet_store.errors import StoreError
+    from giblet_store.verify import quarantine
+
+    st, _ = built
+    outside = st.parent / "etc"
+    outside.mkdir()
+    before = snapshot(st.parent)
+    for bad in ("../etc", "codes/../../etc", "/etc", "codes", "_staging/x", "codes/a/b"):
+        with pytest.raises(StoreError, match="is not an entry folder"):
+            quarantine(open_store(st), bad, "test")
+    assert snapshot(st.parent) == before and outside.is_dir()
