@@ -44,7 +44,9 @@ def extract_each(args, extract_one: Callable) -> int:
     A bad input is reported on stderr and the others go on; the exit status says whether any failed.
     """
     from .store import open_store
+    from .storeroot import missing_local_ancestor, remove_unused_root
 
+    created = missing_local_ancestor(args.store)
     store = open_store(args.store)
     results, failed = [], 0
     for path in args.audio:
@@ -58,6 +60,8 @@ def extract_each(args, extract_one: Callable) -> int:
         results.append(r)
         if not args.json:
             print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {path}")
+    if not results:  # every input refused: a store this command created is removed again
+        remove_unused_root(created, store.root)
     if args.json:
         dump_entries([{**r.entry.to_json(), "created": r.created, "source": r.source} for r in results],
                      failed=failed)

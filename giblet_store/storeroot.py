@@ -11,12 +11,15 @@ adopted.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from enum import Enum
 
 from .errors import FormatVersionError, NotAStoreError, StoreError
 from .validate import is_format_version
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RootState", "root_state", "root_document", "create_local_root", "check_root", "create_root"]
 
@@ -145,3 +148,38 @@ def create_root(fs, root: str, url: str, local: bool, document: bytes) -> None:
     except PermissionError as exc:
         raise StoreError(f"cannot create a store at {url!r}: permission denied ({exc.filename}); "
                          "give a directory you can write to") from None
+
+
+def missing_local_ancestor(url: str) -> str | None:
+    """The outermost folder of the local store path ``url`` that does not exist yet (None: it exists, or a URL).
+
+    Recorded before a command opens (and so creates) a store, for :func:`remove_unused_root`.
+    """
+    if "://" in str(url) and not str(url).startswith("file://"):
+        return None
+    path = os.path.abspath(str(url).removeprefix("file://"))
+    if os.path.lexists(path):
+        return None
+    while not os.path.lexists(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path
+
+
+def remove_unused_root(created: str | None, root: str) -> None:
+    """Remove a store root this command created (``created``, from :func:`missing_local_ancestor`) when it holds
+    nothing but the root document: a command refused for every input leaves the disk as it found it.
+
+    Anything else in it (an entry, another writer's files) keeps the whole folder.
+    """
+    if created is None or not os.path.isdir(root):
+        return
+    for dirpath, _dirs, files in os.walk(created):
+        if any(not (dirpath == root and f == "zarr.json") for f in files):
+            return
+    try:
+        for dirpath, _dirs, files in os.walk(created, topdown=False):
+            for f in files:
+                os.remove(os.path.join(dirpath, f))
+            os.rmdir(dirpath)
+    except OSError as exc:  # another process wrote into it meanwhile: leave it
+        log.info("kept the store folder %s: %s", created, exc)

@@ -70,10 +70,22 @@ def test_kind_and_key_are_validated_before_any_path_is_built(run, built, tmp_pat
     (["--tr", "0.0133"], "a TR must hold at least one frame"),
 ])
 def test_absurd_grids_are_refused_up_front_with_their_size(run, tmp_path, wav, model_dir, args, match):
-    st = tmp_path / "st"
+    st = tmp_path / "new" / "st"
     code, _, err = run("extract", wav, "--store", st, "--model", model_dir, *FAST, *args)
     assert code == 2 and match in err and "Traceback" not in err
-    assert not (st / "codes").exists()
+    assert not (tmp_path / "new").exists()  # the store (and the folder made for it) is removed again
+
+
+def test_a_refused_extract_leaves_an_existing_or_used_store_in_place(run, tmp_path, wav, model_dir):
+    st = tmp_path / "st"
+    assert run("extract", wav, "--store", st, "--model", model_dir, *FAST)[0] == 0
+    before = snapshot(st)
+    assert run("extract", wav, "--store", st, "--model", model_dir, *FAST, "--tr", "1e-9")[0] == 2
+    assert snapshot(st) == before
+    fresh = tmp_path / "fresh"  # one input refused, one encoded: the new store stays, with its entry
+    code, _, err = run("extract", tmp_path / "missing.wav", wav, "--store", fresh, "--model", model_dir, *FAST)
+    assert code == 2 and "missing.wav" in err
+    assert len(json.loads(run("ls", fresh, "--json")[1])["entries"]) == 1
 
 
 def test_output_bytes_beyond_the_stated_limit_are_refused(run, tmp_path, wav, model_dir, monkeypatch):
