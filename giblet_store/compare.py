@@ -130,7 +130,7 @@ def _verdict(rows: list[dict], model: str) -> tuple[bool, str]:
 
 def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: str = "facebook/encodec_24khz",
                    bandwidths: Sequence[float] | None = None, n_mels: Sequence[int] = (64, 128, 512),
-                   store=None, params=None, tr_s: float = 1.5, scheduler: Any = "threads") -> CompareReport:
+                   store=None, params=None, tr_s: float = 1.5, scheduler: Any = None) -> CompareReport:
     """Compare EnCodec bandwidths with mel + Griffin-Lim on ``audio``; write CSV, Markdown and PNG.
 
     Parameters
@@ -143,7 +143,7 @@ def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: 
     store : Store for the entries (default: ``out_dir/store``, so a rerun is all cache hits)
     params : QualityParams (default: every metric)
     tr_s : TR of the entries (per-TR scores are kept in the quality entries)
-    scheduler : Dask scheduler of the per-TR scoring tasks
+    scheduler : where the per-TR scoring tasks run (``score_audio``'s ``scheduler``; None: its default)
 
     Returns
     -------
