@@ -15,11 +15,14 @@ every metric (SNR, SI-SDR, LSD, mel distance, STOI/ESTOI, PESQ wb/nb):
     pool's workers stay up between calls: the first pool run includes starting and warming them
     ("cold"), a later one reuses them ("warm").
 
+A last phase times what ``score_audio`` computes (per TR plus one whole-signal score, the whole-signal
+task first on one worker) against the 1-thread loop plus one whole-signal call (``--no-whole`` skips it).
+
 Printed: wall seconds, seconds per audio minute, the ratio best loop / ours (> 1: ours is faster),
 whether the values agree (rtol 1e-9; NaN where both are NaN), and the 1-minute load average after each
 phase: on a shared machine a ratio is only meaningful when the load stayed the same.
 
-    .venv/bin/python bench/quality.py [--minutes 10] [--workers 2] [--block-trs 16] [--schedulers default,default,threads]
+    .venv/bin/python bench/quality.py [--minutes 10] [--workers 2] [--block-trs 16] [--schedulers default,default,threads] [--no-whole]
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ def ours(ref, deg, sr, bounds, params, scheduler: str, workers: int) -> np.ndarr
     return np.asarray(values)
 
 
+def ours_with_whole(ref, deg, sr, bounds, params, workers: int) -> tuple[np.ndarray, dict]:
+    """What ``score_audio`` computes: per-TR blocks and the whole-signal task together, default placement."""
+    from giblet_store.quality_exec import compute_scores
+    from giblet_store.quality_run import score_per_tr
+
+    values, reasons, whole, _ = score_per_tr(ref, deg, sr, bounds, params)
+    values, _, whole = compute_scores(values, reasons, whole, params=params, n_trs=len(bounds) - 1, workers=workers)
+    return np.asarray(values), whole[0]
+
+
 def _line(name: str, t: float, minutes: float, extra: str = "") -> None:
     print(f"{name:<42} {t:8.1f} s  {t / minutes:6.2f} s per audio minute  {extra}"
           f"(1-min load average after: {os.getloadavg()[0]:.1f})", flush=True)
@@ -76,7 +89,8 @@ def main(argv=None) -> None:
     ap.add_argument("--tr", type=float, default=1.5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--block-trs", type=int, default=16)
-    ap.add_argument("--schedulers", default="default,default,threads")
+    ap.add_argument("--schedulers", default="default,default")
+    ap.add_argument("--no-whole", action="store_true", help="skip the per TR + whole-signal phase")
     args = ap.parse_args(argv)
     sr = 24000
     ref, deg = signals(args.minutes, sr)
@@ -110,6 +124,28 @@ def main(argv=None) -> None:
             pool_runs += 1
         _line(f"dask {label} ({args.workers} workers)", t, args.minutes,
               f"best loop/ours = {t_loop / t:4.2f}  values equal: {same}  ")
+    if not args.no_whole:
+        _whole_phase(ref, deg, sr, bounds, params, base, t_one, args)
+
+
+def _whole_phase(ref, deg, sr, bounds, params, base, t_one, args) -> None:
+    """score_audio's work: per TR + one whole-signal score, against the 1-thread loop + one whole call."""
+    from threadpoolctl import threadpool_limits
+
+    from giblet_store.quality import score_segment
+
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=1):
+        want, _ = score_segment(ref, deg, sr, params)
+    t_whole = time.perf_counter() - t0
+    _line("whole-signal call (BLAS on 1 thread)", t_whole, args.minutes)
+    t0 = time.perf_counter()
+    got, whole = ours_with_whole(ref, deg, sr, bounds, params, args.workers)
+    t = time.perf_counter() - t0
+    same = np.allclose(got, base, rtol=1e-9, atol=0, equal_nan=True) and np.allclose(
+        [whole[n] for n in params.variables], [want[n] for n in params.variables], rtol=1e-9, atol=0, equal_nan=True)
+    _line(f"dask default, per TR + whole ({args.workers} workers)", t, args.minutes,
+          f"(loop + whole call)/ours = {(t_one + t_whole) / t:4.2f}  values equal: {same}  ")
 
 
 if __name__ == "__main__":
