@@ -57,10 +57,14 @@ def _one_blas_thread():
 
 
 def _blas_threads() -> tuple[int, int]:
-    """(process id, the most threads any BLAS/OpenMP pool of this process may use): what a task runs with."""
+    """(process id, the most threads a BLAS library of this process may use): what a task runs with.
+
+    OpenMP pools (torch's, if loaded) are left out: their thread count is per calling thread, and no
+    metric uses them.
+    """
     from threadpoolctl import threadpool_info
 
-    return os.getpid(), max((p["num_threads"] for p in threadpool_info()), default=1)
+    return os.getpid(), max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
 
 
 def _warm_worker(params: QualityParams) -> None:
