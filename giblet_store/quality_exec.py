@@ -35,8 +35,10 @@ from .quality import QualityParams, score_segment
 
 __all__ = ["POOL_MIN_TRS", "compute_scores", "default_workers"]
 
-#: below this many TRs (96 s at TR 1.5 s) scoring runs in this process: starting processes costs seconds
-POOL_MIN_TRS = 64
+#: below this many TRs (5 min at TR 1.5 s) scoring runs in this process: starting and warming the pool
+#: took 5 s on 2 quiet cores, and a warm pool scored 1.44x faster than one process (bench/quality.py,
+#: 3 min), so a cold pool pays off from about 170 TRs
+POOL_MIN_TRS = 200
 
 
 def default_workers() -> int:

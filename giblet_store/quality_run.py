@@ -195,7 +195,7 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
     trs : "A:B" or (A, B) TR range (stop exclusive); default every TR
     align : trim both to the shorter instead of refusing lengths that differ by more than one frame
     model : the model directory for entries made with a local model
-    scheduler : where the per-TR tasks run: None (default: a warmed process pool from 64 TRs on, else
+    scheduler : where the per-TR tasks run: None (default: a warmed process pool from 200 TRs on, else
         this process; :mod:`giblet_store.quality_exec`), "sync", "threads", "processes", a Client
     workers : processes (or threads) scoring at once; default the cores this process may use
 
