@@ -8,7 +8,10 @@ Griffin-Lim from a seeded phase), on the entry's own TR grid, kept as ``quality`
 
 - ``compare.csv`` and ``compare.md``: method, setting, bitrate (kbps: EnCodec's nominal bandwidth;
   mel: float32 values x bands x frames/s, uncompressed), bytes the entry takes in the store per
-  minute of audio (compressed, measured on disk), and every metric;
+  minute of audio (compressed, measured on disk), ``embedding_snr_db`` (EnCodec rows: the encoder's
+  output against its quantised value, the entry's codes dequantised; it rises with the bandwidth
+  whatever the weights, where a random-weight decoder's audio hardly changes: its output is mostly
+  its own biases) and every metric;
 - ``compare.png``: spectrograms of the original, EnCodec at each bandwidth and Griffin-Lim at each
   mel size side by side, and each metric against bitrate.
 
@@ -32,7 +35,7 @@ import numpy as np
 __all__ = ["CompareReport", "compare_codecs", "UNTRAINED_SI_SDR_DB"]
 
 UNTRAINED_SI_SDR_DB = -10.0
-_COLUMNS = ("method", "setting", "bitrate_kbps", "bytes_per_audio_minute")
+_COLUMNS = ("method", "setting", "bitrate_kbps", "bytes_per_audio_minute", "embedding_snr_db")
 
 
 @dataclass
@@ -67,19 +70,53 @@ def _plot_trs(entry, seconds: float) -> str:
     return f"0:{max(1, min(int(entry.attrs['n_trs']), int(np.ceil(seconds / float(entry.attrs['tr_s'])))))}"
 
 
-def _encodec_rows(store, audio, model, bandwidths, grid, params, info, work, scheduler):
+def _encoder_output(codec, audio) -> np.ndarray | None:
+    """(frame, dim) float32: the encoder's output for the whole file; None for a normalised, chunked model."""
+    import torch
+
+    from .audio import load_audio
+
+    if codec.config.normalize or codec.config.chunk_length_s is not None:
+        return None
+    y, _ = load_audio(audio, codec.sample_rate_hz, channels=codec.channels)
+    with torch.inference_mode():
+        return codec.model.encoder(torch.from_numpy(np.ascontiguousarray(y, np.float32))[None])[0].T.numpy()
+
+
+def _embedding_snr_db(store, entry, codec, emb) -> float | None:
+    """10 log10(|E|^2 / |E - Q|^2), dB: E the encoder output, Q its quantised value (the entry's codes dequantised).
+
+    What a bandwidth buys inside the codec, for any weights (the audio metrics of a random-weight
+    decoder do not move with the bandwidth: its output is mostly its own biases).
+    """
+    from .grid import from_tr
+    from .quantise import dequantise
+
+    if emb is None:
+        return None
+    ds = store.open(entry)
+    q = dequantise(from_tr(ds["codes"].values, ds["n_frames"].values).astype(np.int64), model=codec)
+    n = min(len(q), len(emb))
+    e, err = emb[:n].astype(np.float64), emb[:n].astype(np.float64) - q[:n]
+    den = float(np.sum(err ** 2))
+    return None if n == 0 or den == 0.0 else round(10.0 * np.log10(float(np.sum(e ** 2)) / den), 4)
+
+
+def _encodec_rows(store, audio, codec, model, bandwidths, grid, params, info, work, scheduler):
     from .codec import CodecParams
     from .compare_plot import SHOW_S
     from .codes import decode_entry, extract_codes
     from .quality_run import score_audio
 
     rows, decoded = [], []
+    emb = _encoder_output(codec, audio)
     for bw in bandwidths:
         entry = extract_codes(store, audio, CodecParams(model=model, bandwidth_kbps=bw), grid).entry
         # the codes entry itself is the degraded source: decoded on its own grid, cached by its key
         r = score_audio(audio, entry, store=store, params=params, align=True, model=model, scheduler=scheduler)
         rows.append(_row("encodec", f"{bw:g} kbps", bw, _entry_bytes(store, entry), info.duration_s, r,
                          params.variables))
+        rows[-1]["embedding_snr_db"] = _embedding_snr_db(store, entry, codec, emb)
         wav = decode_entry(store, entry, Path(work) / f"encodec_{bw:g}kbps.wav", trs=_plot_trs(entry, SHOW_S),
                            model=model)
         decoded.append((f"EnCodec {bw:g} kbps", wav))
@@ -130,7 +167,7 @@ def _verdict(rows: list[dict], model: str) -> tuple[bool, str]:
 
 def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: str = "facebook/encodec_24khz",
                    bandwidths: Sequence[float] | None = None, n_mels: Sequence[int] = (64, 128, 512),
-                   store=None, params=None, tr_s: float = 1.5, scheduler: Any = "threads") -> CompareReport:
+                   store=None, params=None, tr_s: float = 1.5, scheduler: Any = None) -> CompareReport:
     """Compare EnCodec bandwidths with mel + Griffin-Lim on ``audio``; write CSV, Markdown and PNG.
 
     Parameters
@@ -143,7 +180,7 @@ def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: 
     store : Store for the entries (default: ``out_dir/store``, so a rerun is all cache hits)
     params : QualityParams (default: every metric)
     tr_s : TR of the entries (per-TR scores are kept in the quality entries)
-    scheduler : Dask scheduler of the per-TR scoring tasks
+    scheduler : where the per-TR scoring tasks run (``score_audio``'s ``scheduler``; None: its default)
 
     Returns
     -------
@@ -166,7 +203,7 @@ def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: 
         codec.n_codebooks(b)  # an unsupported bandwidth: error before any work
     grid = TrGrid(tr_s)
     with tempfile.TemporaryDirectory(prefix="giblet_compare_") as work:
-        rows, dec = _encodec_rows(store, audio, model, bws, grid, params, info, work, scheduler)
+        rows, dec = _encodec_rows(store, audio, codec, model, bws, grid, params, info, work, scheduler)
         mrows, mdec = _mel_rows(store, audio, [int(n) for n in n_mels], grid, params, info, work, scheduler)
         rows += mrows
         untrained, first = _verdict(rows, str(model))
@@ -188,7 +225,9 @@ def _write_tables(out: Path, rows: list[dict], variables, first_line: str, info)
     lines = [first_line, "",
              f"Source: {Path(info.path).name}, {info.duration_s:.2f} s at {info.sample_rate_hz} Hz. "
              "bitrate: EnCodec nominal bandwidth; mel: float32 x bands x frames/s, uncompressed. "
-             "bytes/audio minute: the entry on disk (compressed). Undefined metrics are blank.", "",
+             "bytes/audio minute: the entry on disk (compressed). embedding_snr_db: the encoder's output against its "
+             "quantised value (the entry's codes), what the bandwidth buys inside the codec for any weights; blank for "
+             "mel. Undefined metrics are blank.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")

@@ -33,7 +33,7 @@ from .validate import finite, int_in_range
 
 __all__ = [
     "METRICS", "METRIC_VARIABLES", "QualityParams", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",
-    "stoi_scores", "pesq_scores", "score_segment", "metric_versions",
+    "stoi_scores", "pesq_scores", "score_segment", "metric_versions", "PESQ_MAX_S",
 ]
 
 #: metric name (CLI ``--metrics``) -> the variables it produces
@@ -47,6 +47,8 @@ METRICS: dict[str, tuple[str, ...]] = {
 }
 #: every variable, in table order
 METRIC_VARIABLES: tuple[str, ...] = tuple(v for vs in METRICS.values() for v in vs)
+#: the longest signal (s) given to pesq: 10 min at 16 kHz crash its C code (5 min did not); 2.5x margin
+PESQ_MAX_S = 120.0
 _INSTALL_HINT = "install the quality extra: pip install 'giblet_store[quality]' (pystoi, pesq)"
 
 
@@ -244,13 +246,23 @@ def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def pesq_scores(ref, deg, sample_rate_hz: int) -> tuple[float, float]:
     """(PESQ wide-band at 16 kHz, PESQ narrow-band at 8 kHz): ``pesq.pesq`` on soxr-resampled signals.
 
+    Signals longer than :data:`PESQ_MAX_S` are not passed to pesq: its C code crashes the whole
+    process (segmentation fault) on long inputs (measured with pesq 0.0.4: 5 min at 16 kHz scored,
+    10 min crashed), and P.862 is meant for speech samples of seconds, not minutes.
+
     Raises
     ------
     MetricUndefinedError
-        pesq finds no utterance or the buffer is too short (NaN in per-TR scoring).
+        pesq finds no utterance, the buffer is too short, or the signal is longer than
+        :data:`PESQ_MAX_S` (NaN in per-TR and whole-signal scoring).
     """
     pesq = _require("pesq")
     r, d = _pair(ref, deg)
+    if r.size > PESQ_MAX_S * sample_rate_hz:
+        raise MetricUndefinedError(
+            f"PESQ not computed on {r.size / sample_rate_hz:.1f} s: the pesq library crashes the process on "
+            f"long inputs, so signals over {PESQ_MAX_S:g} s are refused (P.862 scores speech samples of "
+            "seconds); use the per-TR values")
     out = []
     for fs, mode in ((16000, "wb"), (8000, "nb")):
         rr, dd = _resample(r, sample_rate_hz, fs), _resample(d, sample_rate_hz, fs)

@@ -2,7 +2,8 @@
 
 :func:`score_per_tr` builds one Dask task per block of TRs (each task gets exactly the samples of
 its TRs) plus one task for the whole signal; nothing runs until computed. :func:`score_audio`
-resolves the sources (files or codes entries, :mod:`giblet_store.quality_sources`), computes, and
+resolves the sources (files or codes entries, :mod:`giblet_store.quality_sources`), computes (where
+:mod:`giblet_store.quality_exec` decides: a warmed process pool for long signals), and
 with a store writes (or finds, a cache hit) the ``quality`` entry:
 
 - variables: one per metric variable (``snr_db``, ``si_sdr_db``, ``lsd_db``, ``mel_distance_db``,
@@ -65,6 +66,13 @@ def _score_block(ref, deg, bounds, sr, params):
     return vals, reasons
 
 
+def _boxed(block) -> np.ndarray:
+    """A block's reasons dict as a (1,) object array (a chunk of the ``reasons`` Dask array)."""
+    out = np.empty(1, dtype=object)
+    out[0] = block[1]
+    return out
+
+
 def score_per_tr(ref, deg, sample_rate_hz: int, bounds, params: QualityParams | None = None):
     """Lazy per-TR and whole-signal scores: one Dask task per ``params.block_trs`` TRs.
 
@@ -77,9 +85,13 @@ def score_per_tr(ref, deg, sample_rate_hz: int, bounds, params: QualityParams | 
     Returns
     -------
     values : dask.array.Array, (variable, tr) float64 in the order of ``params.variables``
-    reasons : list of dask.delayed, per block {variable: {reason: [local tr]}}
+    reasons : dask.array.Array, (block,) object: per block {variable: {reason: [local tr]}}
     whole : dask.delayed of (values, reasons) for the whole signal
     starts : list of int, the first TR (local index) of each block
+
+    ``values`` and ``reasons`` are Dask arrays over the same block tasks, so computing them together
+    (``dask.compute(values, reasons)``) scores each block once (a dask.delayed ``reasons`` next to an
+    array ``values`` was optimised apart from it and scored every block twice).
     """
     import dask
     import dask.array as da
@@ -94,9 +106,10 @@ def score_per_tr(ref, deg, sample_rate_hz: int, bounds, params: QualityParams | 
         blk = dask.delayed(_score_block, pure=True)(ref[lo:hi], deg[lo:hi], bounds[i : j + 1] - lo,
                                                     sample_rate_hz, params)
         parts.append(da.from_delayed(dask.delayed(operator.getitem)(blk, 0), shape=(n_var, j - i), dtype=np.float64))
-        reasons.append(dask.delayed(operator.getitem)(blk, 1))
+        reasons.append(da.from_delayed(dask.delayed(_boxed)(blk), shape=(1,), dtype=object))
         starts.append(i)
     values = da.concatenate(parts, axis=1) if parts else da.zeros((n_var, 0), dtype=np.float64)
+    reasons = da.concatenate(reasons) if reasons else da.zeros((0,), dtype=object)
     whole = dask.delayed(score_segment, pure=True)(ref, deg, sample_rate_hz, params)
     return values, reasons, whole, starts
 
@@ -160,18 +173,18 @@ def _dataset(pair, params, values):
     return ds
 
 
-def _compute(pair, params: QualityParams, scheduler):
-    import dask
+def _compute(pair, params: QualityParams, scheduler, workers):
+    from .quality_exec import compute_scores
 
     values, reasons, whole, starts = score_per_tr(pair.ref, pair.deg, pair.sample_rate_hz, pair.bounds, params)
-    kw = {} if scheduler is None else {"scheduler": scheduler}
-    values, reasons, whole = dask.compute(values, reasons, whole, **kw)
+    values, reasons, whole = compute_scores(values, reasons, whole, params=params, n_trs=int(pair.trs.size),
+                                            scheduler=scheduler, workers=workers)
     return np.asarray(values), _merge_reasons(reasons, starts, pair.trs), whole
 
 
 def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid: TrGrid | None = None,
                 trs=None, align: bool = False, model: str | None = None, device: str = "cpu",
-                scheduler: Any = "threads") -> QualityResult:
+                scheduler: Any = None, workers: int | None = None) -> QualityResult:
     """Score a degraded signal against a reference, whole and per TR; with a store, as a cached entry.
 
     Parameters
@@ -183,7 +196,9 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
     trs : "A:B" or (A, B) TR range (stop exclusive); default every TR
     align : trim both to the shorter instead of refusing lengths that differ by more than one frame
     model : the model directory for entries made with a local model
-    scheduler : Dask scheduler for the per-TR tasks ("threads", "processes", "sync", a Client)
+    scheduler : where the per-TR tasks run: None (default: a warmed process pool from 200 TRs on, else
+        this process; :mod:`giblet_store.quality_exec`), "sync", "threads", "processes", a Client
+    workers : processes (or threads) scoring at once; default the cores this process may use
 
     Raises
     ------
@@ -209,7 +224,7 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
 
         raise QualityError(f"the reference is silent (peak below {params.silence_dbfs:g} dBFS) over the scored "
                            "range; no metric compares against silence. Check the file or the TR range")
-    values, reasons, (whole, whole_why) = _compute(pair, params, scheduler)
+    values, reasons, (whole, whole_why) = _compute(pair, params, scheduler, workers)
     ds = _dataset(pair, params, values)
     whole_json, notes = _jsonable(whole, whole_why)
     if store is None:

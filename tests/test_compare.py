@@ -39,7 +39,7 @@ def test_compare_codecs_example(tmp_path, model_dir):
     assert float(rows[2]["bitrate_kbps"]) == pytest.approx(64 * 22050 / 512 * 32 / 1000)
     # more codebooks take more bytes; every byte count is measured on disk
     assert 0 < int(rows[0]["bytes_per_audio_minute"]) < int(rows[1]["bytes_per_audio_minute"])
-    assert all(md_line.count("|") == len(cols) + 3 for md_line in md if md_line.startswith("| "))
+    assert all(md_line.count("|") == len(cols) + 4 for md_line in md if md_line.startswith("| "))
     png = rep / "compare.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     store = open_store(rep / "store", mode="r")
@@ -72,3 +72,36 @@ def test_compare_cli_in_process(tmp_path, model_dir, capsys):
     assert (tmp_path / "r" / "compare.png").exists()
     assert main(argv) == 0  # a rerun: every entry is a cache hit
     assert len(open_store(tmp_path / "r" / "store").entries("quality")) == 2
+
+
+def test_encodec_rows_differ_by_bandwidth_with_the_random_model(tmp_path, model_dir, capsys):
+    """The random model's decoded audio hardly moves with the bandwidth (its decoder output is mostly its
+    biases), so the audio metrics alone gave near-identical EnCodec rows; its codebooks are filled, the codes
+    differ, and embedding_snr_db (encoder output vs its quantised value) shows what each bandwidth buys."""
+    import numpy as np
+    import torch
+
+    from giblet_store.audio import load_audio
+    from giblet_store.codec import load_codec
+
+    wav = write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=2), 24000)
+    argv = ["compare", str(wav), "--model", str(model_dir), "--bandwidths", "1.5,6,24", "--n-mels", "64",
+            "--metrics", "snr,si_sdr", "-o", str(tmp_path / "r")]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("RANDOM-WEIGHT (UNTRAINED) MODEL")
+    with open(tmp_path / "r" / "compare.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    enc = [r for r in rows if r["method"] == "encodec"]
+    measured = [{k: v for k, v in r.items() if k not in ("setting", "bitrate_kbps", "quality_key")} for r in enc]
+    assert len({tuple(sorted(m.items())) for m in measured}) == 3  # no two EnCodec rows alike
+    esnr = [float(r["embedding_snr_db"]) for r in enc]
+    assert esnr[0] < esnr[1] < esnr[2] and esnr[2] - esnr[0] > 0.5
+    assert rows[-1]["method"] == "mel+griffin-lim" and rows[-1]["embedding_snr_db"] == ""
+    codec = load_codec(str(model_dir))  # independently: the model's own quantiser on its encoder's output
+    y, _ = load_audio(wav, 24000)
+    with torch.inference_mode():
+        e = codec.model.encoder(torch.from_numpy(y)[None])
+        for bw, got in zip((1.5, 6.0, 24.0), esnr):
+            q = codec.model.quantizer.decode(codec.model.quantizer.encode(e, bw))
+            want = 10 * np.log10(float((e.double() ** 2).sum()) / float(((e.double() - q.double()) ** 2).sum()))
+            assert got == pytest.approx(want, abs=2e-3)

@@ -94,6 +94,25 @@ def test_silent_and_short_segments_are_nan_with_reason(x):
         snr_db(np.zeros(10), np.ones(10))
 
 
+def test_pesq_refuses_signals_long_enough_to_crash_its_c_code(monkeypatch):
+    """10 min at 16 kHz segfault pesq's C code (the whole process, no exception): never passed to it."""
+    import pesq
+
+    from giblet_store.quality import PESQ_MAX_S
+
+    def boom(*args, **kwargs):
+        raise AssertionError("pesq.pesq called on a signal over PESQ_MAX_S")
+
+    monkeypatch.setattr(pesq, "pesq", boom)
+    sr = 8000
+    long = synth_audio(PESQ_MAX_S + 1.0, sr, seed=1)[0].astype(np.float64)
+    with pytest.raises(MetricUndefinedError, match=r"PESQ not computed on 121.0 s.*crashes the process"):
+        pesq_scores(long, long, sr)
+    v, why = score_segment(long, long, sr, QualityParams(metrics=("snr", "pesq")))
+    assert v["snr_db"] == math.inf and math.isnan(v["pesq_wb"]) and math.isnan(v["pesq_nb"])
+    assert "use the per-TR values" in why["pesq_nb"]
+
+
 def test_per_tr_uses_exactly_each_trs_samples(x):
     rng = np.random.default_rng(1)
     y = x + 0.05 * rng.standard_normal(x.size)

@@ -1,6 +1,7 @@
 """`giblet-store quality` and quality entries: files and codes entries, cache hits, every bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,6 +146,13 @@ def test_codes_entry_is_decoded_on_its_own_grid(run, tmp_path, model_dir):
         mel_distance_db(ref[first : first + n1], dec[:n1], 24000), rel=1e-9)
     code, _, err = run("quality", wav, codes.key, "--store", store.url, "--model", model_dir, "--trs", "0:99")
     assert code == 2 and "outside" in err
+    from giblet_store.testing import save_test_model
+
+    other = save_test_model(tmp_path / "other", seed=1, fill_seconds=2.0, num_filters=4)
+    before = sorted((str(p), p.stat().st_size) for p in Path(store.root).rglob("*"))
+    code, _, err = run("quality", wav, codes.key, "--store", store.url, "--model", other, "--metrics", "snr")
+    assert code == 2 and "is not the one that made entry" in err and "Traceback" not in err
+    assert sorted((str(p), p.stat().st_size) for p in Path(store.root).rglob("*")) == before
 
 
 def test_entry_key_without_store_says_give_the_store(run, wavs):
