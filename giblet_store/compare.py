@@ -193,15 +193,15 @@ def compare_codecs(audio: str | os.PathLike, out_dir: str | os.PathLike, model: 
     from .store import open_store
 
     info = audio_info(audio)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    store = store or open_store(out / "store")
     params = params or QualityParams()
     codec = load_codec(model)
     bws = [float(b) for b in (bandwidths or codec.bandwidths)]
     for b in bws:
         codec.n_codebooks(b)  # an unsupported bandwidth: error before any work
     grid = TrGrid(tr_s)
+    out = Path(out_dir)  # created only once every input checked out: a refused report leaves no folder
+    out.mkdir(parents=True, exist_ok=True)
+    store = store or open_store(out / "store")
     with tempfile.TemporaryDirectory(prefix="giblet_compare_") as work:
         rows, dec = _encodec_rows(store, audio, codec, model, bws, grid, params, info, work, scheduler)
         mrows, mdec = _mel_rows(store, audio, [int(n) for n in n_mels], grid, params, info, work, scheduler)

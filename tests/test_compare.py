@@ -56,8 +56,9 @@ def test_compare_cli_bad_bandwidth_writes_nothing(tmp_path, model_dir, capsys):
     code = main(["compare", str(wav), "--model", str(model_dir), "--bandwidths", "1.5,5", "-o", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "5 kbps is not offered" in err and "1.5, 3, 6, 12, 24" in err
-    assert not (tmp_path / "r" / "compare.csv").exists()
-    assert not any((tmp_path / "r" / "store").glob("codes/*"))
+    assert not (tmp_path / "r").exists()  # no report folder, no store: nothing was written
+    code = main(["compare", str(wav), "--model", str(tmp_path / "no_model"), "-o", str(tmp_path / "r3")])
+    assert code == 2 and "no_model" in capsys.readouterr().err and not (tmp_path / "r3").exists()
     code = main(["compare", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "r2")])
     assert code == 2 and "does not exist" in capsys.readouterr().err and not (tmp_path / "r2").exists()
 
