@@ -24,6 +24,8 @@ from giblet_store.batch_manifest import ManifestError, load_manifest
 from giblet_store.channels import ChannelsMixedWarning
 from giblet_store.testing import synth_audio, write_wav
 
+from test_cli_friction import _Terminal
+
 HAS_MEL = importlib.util.find_spec("giblet_store.mel") is not None
 CHUNK = {"chunk_s": 2.0, "context_s": 1.0}  # several encode tasks per few-second stimulus
 
@@ -271,23 +273,6 @@ def test_real_recordings(client, model_dir, shared_data, tmp_path):
     assert tree(tmp_path / "s" / "codes") == tree(tmp_path / "ref" / "codes")
 
 
-class _Terminal:
-    """A stderr that says it is a terminal and keeps what is written."""
-
-    def __init__(self):
-        self.parts: list[str] = []
-
-    def write(self, text):
-        self.parts.append(text)
-        return len(text)
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
-
-
 def test_cli_batch_bar_only_on_a_terminal_and_never_in_json(client, model_dir, stim, tmp_path, capsys, monkeypatch):
     (tmp_path / "m.json").write_text(json.dumps(manifest(model_dir, [str(stim / "a.wav")])))
     argv = ["batch", str(tmp_path / "m.json"), "--store", str(tmp_path / "s"), "--scheduler", client.scheduler.address]
@@ -299,4 +284,4 @@ def test_cli_batch_bar_only_on_a_terminal_and_never_in_json(client, model_dir, s
     monkeypatch.setattr("sys.stderr", term)
     assert main([*argv, "--json"]) == 0  # on a terminal: a bar on stderr, and stdout stays one JSON document
     assert json.loads(capsys.readouterr().out)["counts"] == {"created": 1, "cached": 1, "failed": 0}
-    assert "batch" in "".join(term.parts)
+    assert "batch" in term.text
