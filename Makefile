@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine with Python 3.11:
 #   make demo   - create .venv, install torch (CPU, pinned) then the package, run the demo job
-#   make test   - same set-up, then the test suite
+#   make test   - same set-up, then the test suite (PYTEST_ARGS="--reverse" runs it in reverse order)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	# the architecture's layers (pyproject [tool.importlinter]): no import circle, nothing imports upward
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # every bench, one Markdown table in bench/RESULTS.md (bench/report.py; a few minutes on 2 cores);
 # e.g. make bench BENCH_ARGS="--runs 3 --encode-seconds 30 120 600"

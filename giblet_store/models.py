@@ -132,9 +132,9 @@ def model_identity(name: str, revision: str | None = None) -> dict[str, Any]:
     with the revision resolved to a commit from the local hub cache when possible.
     """
     if _is_local(name):
-        sha = local_model_sha256(name)
-        remember_model(sha, name)  # so later decode/derive find these weights without model=
-        return {"model_sha256": sha}
+        # not remembered here: a directory is registered only once its model has loaded (load_codec),
+        # so a corrupt folder never lands in this machine's registry
+        return {"model_sha256": local_model_sha256(name)}
     commit = _cached_hub_commit(name, revision)
     if commit is None:
         codec = load_codec(name, revision)
@@ -256,7 +256,6 @@ def _load_cached(name: str, revision: str | None, device: str, stamp: tuple) -> 
         p.requires_grad_(False)
     if local:
         identity = {"model_sha256": _local_weights_sha256(name)}
-        remember_model(identity["model_sha256"], name)
     else:
         identity = {"model_id": name, "model_revision": getattr(model.config, "_commit_hash", None) or revision or "main"}
     return Codec(model=model, name=name, identity=identity, device=device)
@@ -335,7 +334,10 @@ def load_codec(name: str = DEFAULT_MODEL, revision: str | None = None, device: s
         d = _check_local_dir(name)
         stamp = _stamp(d)
         name = str(d.resolve())
-    return _load_cached(name, revision, device, stamp)
+    codec = _load_cached(name, revision, device, stamp)
+    if "model_sha256" in codec.identity:  # registered only once it has loaded (a broken folder never is)
+        remember_model(codec.identity["model_sha256"], name)
+    return codec
 
 
 def find_model_dir(sha256: str) -> str | None:

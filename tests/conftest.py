@@ -86,3 +86,13 @@ def run(capsys):
         return code, out, err
 
     return _run
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true",
+                     help="run the collected tests in reverse order (no test may depend on another's leftovers)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()

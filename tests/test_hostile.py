@@ -55,7 +55,11 @@ def XA(*args):
 
 # ------------------------------------------------------------------------------------ store edits
 def _entry(st) -> Path:
-    return next((Path(st) / "codes").iterdir())
+    """The one codes entry folder of store ``st``: the folder holding a zarr.json, whatever order the
+    filesystem lists the kind folder in (its own zarr.json may come first)."""
+    found = [p for p in (Path(st) / "codes").iterdir() if p.is_dir() and (p / "zarr.json").is_file()]
+    assert len(found) == 1, f"expected one codes entry in {st}, found {sorted(p.name for p in found)}"
+    return found[0]
 
 
 def _edit_attrs(st, **changes):
@@ -434,3 +438,16 @@ def test_the_table_is_large_and_covers_every_command():
     assert commands >= {"extract", "ls", "show", "decode", "derive", "ingest-fmri", "batch", "evaluate", "to-nifti",
                         "verify", "mel", "quality", "export", "import", "gc"}
     assert sum(c.api is not None for c in CASES) >= 10
+
+
+@pytest.mark.parametrize("order", ["folder first", "zarr.json first"])
+def test_entry_helper_does_not_depend_on_directory_order(tmp_path, monkeypatch, order):
+    kind = tmp_path / "codes"
+    (kind / "0123abcd").mkdir(parents=True)
+    (kind / "0123abcd" / "zarr.json").write_text("{}")
+    (kind / "zarr.json").write_text("{}")
+    listed = sorted(kind.iterdir(), key=lambda p: p.is_file() == (order == "folder first"))
+    real_iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(listed) if self == kind else real_iterdir(self))
+    assert [p.name for p in kind.iterdir()][0] == ("0123abcd" if order == "folder first" else "zarr.json")
+    assert _entry(tmp_path) == kind / "0123abcd"

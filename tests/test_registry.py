@@ -78,3 +78,13 @@ def test_batch_takes_model(made, tmp_path, model_dir, capsys):
     report = json.loads(capsys.readouterr().out)
     assert [it["key"] for it in report["entries"]] == [entry.key]
     assert [it["status"] for it in report["entries"]] == ["cached"]
+
+
+def test_a_model_folder_that_never_loads_is_never_registered(tmp_path, model_dir):
+    broken = tmp_path / "broken_model"
+    shutil.copytree(model_dir, broken)
+    weights = next(p for p in broken.iterdir() if p.suffix == ".safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])  # cut short: hashes fine, never loads
+    wav = write_wav(tmp_path / "stim.wav", synth_audio(2.0, 24000, seed=5), 24000)
+    assert main(["extract", str(wav), "--store", str(tmp_path / "st"), "--model", str(broken), "--tr", "1.5"]) == 2
+    assert not registry_path().exists() or str(broken.resolve()) not in registry_path().read_text()
