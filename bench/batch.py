@@ -42,8 +42,8 @@ MIB = 1024**2
 
 def run_loop(manifest: dict, store: str) -> dict:
     from giblet_store import open_store
-    from giblet_store.codec import CodecParams
-    from giblet_store.codes import extract_codes
+    from giblet_store.codec.encodec import CodecParams
+    from giblet_store.features.codes import extract_codes
 
     s = open_store(store)
     params = CodecParams(manifest["model"], bandwidth_kbps=manifest["bandwidths"][0], chunk_s=manifest["chunk_s"],
@@ -57,7 +57,7 @@ def run_loop(manifest: dict, store: str) -> dict:
 def run_cluster(manifest: dict, store: str, workers: int) -> dict:
     from distributed import Client, LocalCluster
 
-    from giblet_store.batch import run_batch
+    from giblet_store.batch.run import run_batch
 
     t0 = time.perf_counter()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -113,10 +113,10 @@ def main() -> None:
     if a.child:
         return _child(a.child, a.manifest, a.store, a.child_workers)
 
-    from giblet_store.demo import random_model_dir
+    from giblet_store.cli.demo import random_model_dir
     from giblet_store.testing import synth_audio, write_wav
 
-    from giblet_store.codec import CodecParams
+    from giblet_store.codec.encodec import CodecParams
 
     model = a.model or str(random_model_dir())
     chunk_s = CodecParams().chunk_s if a.chunk_s is None else a.chunk_s

@@ -52,7 +52,7 @@ def make_templates(folder: Path) -> Path:
     architecture: real attributes (schema-valid), tiny arrays (2 TRs).
     """
     from giblet_store import CodecParams, TrGrid, extract_codes, open_store
-    from giblet_store.demo import random_model_dir
+    from giblet_store.cli.demo import random_model_dir
     from giblet_store.testing import synth_audio, write_wav
 
     store = open_store(folder / "templates")
@@ -109,7 +109,7 @@ def root_objects() -> dict[str, bytes]:
 
 def scan_find(store) -> list[str]:
     """The pre-catalogue find: every entry's zarr.json read one after another, then filtered."""
-    from giblet_store.store import _MISSING, _lookup_attr, _match
+    from giblet_store.store.core import _MISSING, _lookup_attr, _match
 
     keys = []
     for info in store.fs.ls(store._p("codes"), detail=True):
@@ -133,7 +133,8 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 
 
 def measure(url: str, n: int, repeat: int, parallel: bool = True) -> dict:
-    from giblet_store import catalog, open_store, reindex
+    from giblet_store import open_store, reindex
+    from giblet_store.store import catalog
 
     store = open_store(url)
     t_scan, want = timed(lambda: scan_find(store), 1 if url.startswith("s3") else repeat)

@@ -7,12 +7,12 @@ Each approach runs in its own subprocess (so peak RSS is its own) on the same sy
 (a 24 kHz PCM16 wav) and the same model (default: a random-weight model of the real 24 kHz
 architecture, codebooks filled from encoder outputs):
 
-``stream``   ``extract_codes`` with the default stream encoder (giblet_store.stream): load, encode, write the entry
+``stream``   ``extract_codes`` with the default stream encoder (giblet_store.codec.stream): load, encode, write the entry
 ``chunked``  ``extract_codes(encoder="chunked")``: 10 s chunks with 2 s of left context, one Dask task each
 ``whole``    load the file and make one ``EncodecModel.encode`` call (oneDNN off, as the package encodes)
 
 Codes are compared with the whole-file call's; every differing frame is explained by its distance
-margin (:func:`giblet_store.stream.tie_report`: ~1e-6 is an argmin tie, percent is a real
+margin (:func:`giblet_store.codec.stream.tie_report`: ~1e-6 is an argmin tie, percent is a real
 difference). Throughput is audio seconds per CPU second of the process (all its threads) and per
 wall second; on a shared machine under load only the CPU-time ratio is comparable. Targets (issue 14): at 600 s the stream path equals the whole-file codes (100.00%, or
 ties only), runs >= 1.5x the whole-file call and >= 1.25x the chunked path, peak RSS <= 1 GiB; at
@@ -43,9 +43,9 @@ def worker(mode: str, model: str, bandwidth: float, wav: str, out: str) -> None:
     import torch
 
     from giblet_store import open_store
-    from giblet_store.audio import load_audio
-    from giblet_store.codec import CodecParams, load_codec, reproducible_torch
-    from giblet_store.codes import extract_codes
+    from giblet_store.audio.load import load_audio
+    from giblet_store.codec.encodec import CodecParams, load_codec, reproducible_torch
+    from giblet_store.features.codes import extract_codes
     from giblet_store.grid import from_tr
 
     codec = load_codec(model)
@@ -88,8 +88,8 @@ def _run(mode: str, a, model: str, wav: Path, tmp: Path) -> dict | None:
 
 
 def _report(a, model: str, results: dict) -> None:
-    from giblet_store.codec import load_codec
-    from giblet_store.stream import tie_report
+    from giblet_store.codec.encodec import load_codec
+    from giblet_store.codec.stream import tie_report
 
     print(f"stimulus: {a.seconds:g} s synthetic, {a.bandwidth:g} kbps, model {model}")
     print(f"{'':10s}{'wall s':>10s}{'CPU s':>10s}{'peak RSS GiB':>15s}{'audio s / CPU s':>17s}")
@@ -148,7 +148,7 @@ def main() -> None:
     if a.worker:
         return worker(a.worker, a.model, a.bandwidth, a.wav, a.out)
 
-    from giblet_store.demo import random_model_dir
+    from giblet_store.cli.demo import random_model_dir
 
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
     if not modes or set(modes) - {"stream", "whole", "chunked"}:

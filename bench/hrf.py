@@ -2,9 +2,9 @@
 
 The reference convolved codes-shaped features (tr, codebook, frame) column by column with
 ``scipy.signal.convolve(x[:, c, f], h, mode="same")``: a Python double loop, and non-causal (the
-response peaks *before* the stimulus). Ours: :func:`giblet_store.hrf.convolve_causal`, Dask
+response peaks *before* the stimulus). Ours: :func:`giblet_store.features.hrf.convolve_causal`, Dask
 ``map_overlap`` with left-only depth, each block a batch of float64 Toeplitz matrix products
-(:mod:`giblet_store.causal_fir`), computed on the threaded scheduler.
+(:mod:`giblet_store.features.causal_fir`), computed on the threaded scheduler.
 
 For each shape, on the same float32 data and the same SPM kernel (TR 1.5 s, 22 taps), in one run:
   * best-of-N wall time and CPU time (all threads) of each, the two interleaved (ours includes building and
@@ -54,7 +54,7 @@ def ours(x: np.ndarray, h: np.ndarray, chunk_trs: int) -> np.ndarray:
     import dask
     import dask.array as da
 
-    from giblet_store.hrf import convolve_causal
+    from giblet_store.features.hrf import convolve_causal
 
     with dask.config.set(scheduler="threads"):
         # name=False: the input is not hashed to name the graph, as a store entry's Dask array (named by its
@@ -80,7 +80,7 @@ def interleaved(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, fl
 def main(argv=None) -> int:
     from benchjson import row, write
 
-    from giblet_store.hrf import Hrf, hrf_kernel
+    from giblet_store.features.hrf import Hrf, hrf_kernel
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)

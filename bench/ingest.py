@@ -39,7 +39,7 @@ what, path, store_dir, n_trs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.ar
 import nibabel as nib
 if what.startswith("ingest"):
     import giblet_store as gs
-    from giblet_store.fmri import FmriParams, ingest_fmri
+    from giblet_store.fmri.ingest import FmriParams, ingest_fmri
     import dask.array, xarray, zarr, jsonschema  # imported by the first ingest of a session: not timed
     try:
         import distributed  # dask imports it on the first compute when installed (~1 s): not timed either

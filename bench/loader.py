@@ -38,10 +38,10 @@ def build_store(root: Path, n_trs: int, n_voxels: int, seed: int = 0):
     import xarray as xr
 
     import giblet_store as gs
-    from giblet_store.fmri import FmriParams, ingest_fmri
+    from giblet_store.fmri.ingest import FmriParams, ingest_fmri
     from giblet_store.grid import to_tr
-    from giblet_store.nifti_write import write_nifti
-    from giblet_store.store import default_encoding
+    from giblet_store.fmri.nifti_write import write_nifti
+    from giblet_store.store.core import default_encoding
 
     store = gs.open_store(root / "store")
     done = {e.kind: e for e in store.entries() if e.attrs.get("inputs", {}).get("bench") == "loader"
@@ -114,7 +114,7 @@ def make_loaders(store, fmri, codes, device: str | None):
     """Our Dataset + DataLoader in the configurations measured; workers persist between epochs."""
     from torch.utils.data import DataLoader
 
-    from giblet_store.torch import StoreDataset
+    from giblet_store.training.dataset import StoreDataset
 
     feats = (codes, ["codes", "n_frames"])
     pin = device is not None
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     import torch
     import zarr
 
-    from giblet_store.torch import StoreDataset
+    from giblet_store.training.dataset import StoreDataset
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         t = time.perf_counter()

@@ -1,14 +1,14 @@
 """Per-TR audio quality metrics: lazy Dask tasks on 2 cores vs a Python loop over TR slices.
 
-Both sides call the same function (:func:`giblet_store.quality.score_segment`) on the same TR slices
+Both sides call the same function (:func:`giblet_store.quality.metrics.score_segment`) on the same TR slices
 of the same signals (synthesised stimulus at 24 kHz; degraded = + white noise at 20 dB SNR), with
 every metric (SNR, SI-SDR, LSD, mel distance, STOI/ESTOI, PESQ wb/nb):
 
   * loop: ``for k in range(n_tr): score_segment(ref[b[k]:b[k+1]], deg[b[k]:b[k+1]], ...)``, run twice:
     as a user's script runs it (numpy's BLAS with its default threads) and with BLAS on one thread
     (threadpoolctl; the faster of the two on 2 shared cores, so the baseline ratios are taken against);
-  * ours: :func:`giblet_store.quality_run.score_per_tr` (one Dask task per ``--block-trs`` TRs)
-    computed by :func:`giblet_store.quality_exec.compute_scores`, as ``score_audio`` does, with each
+  * ours: :func:`giblet_store.quality.run.score_per_tr` (one Dask task per ``--block-trs`` TRs)
+    computed by :func:`giblet_store.quality.pool.compute_scores`, as ``score_audio`` does, with each
     ``--schedulers`` entry: "default" (``score_audio``'s default: a spawn process pool of
     ``--workers`` processes, BLAS on one thread, metric packages warmed), "threads" (Dask threads;
     PESQ/pystoi/librosa hold the GIL), "processes" (the same pool whatever the size), "sync". The
@@ -43,7 +43,7 @@ def signals(minutes: float, sr: int = 24000) -> tuple[np.ndarray, np.ndarray]:
 
 
 def loop(ref, deg, sr, bounds, params) -> np.ndarray:
-    from giblet_store.quality import score_segment
+    from giblet_store.quality.metrics import score_segment
 
     out = np.empty((len(params.variables), len(bounds) - 1))
     for k in range(len(bounds) - 1):
@@ -53,8 +53,8 @@ def loop(ref, deg, sr, bounds, params) -> np.ndarray:
 
 
 def ours(ref, deg, sr, bounds, params, scheduler: str, workers: int) -> np.ndarray:
-    from giblet_store.quality_exec import compute_scores
-    from giblet_store.quality_run import score_per_tr
+    from giblet_store.quality.pool import compute_scores
+    from giblet_store.quality.run import score_per_tr
 
     values, reasons, _whole, _ = score_per_tr(ref, deg, sr, bounds, params)
     values, _ = compute_scores(values, reasons, params=params, n_trs=len(bounds) - 1,
@@ -64,8 +64,8 @@ def ours(ref, deg, sr, bounds, params, scheduler: str, workers: int) -> np.ndarr
 
 def ours_with_whole(ref, deg, sr, bounds, params, workers: int) -> tuple[np.ndarray, dict]:
     """What ``score_audio`` computes: per-TR blocks and the whole-signal task together, default placement."""
-    from giblet_store.quality_exec import compute_scores
-    from giblet_store.quality_run import score_per_tr
+    from giblet_store.quality.pool import compute_scores
+    from giblet_store.quality.run import score_per_tr
 
     values, reasons, whole, _ = score_per_tr(ref, deg, sr, bounds, params)
     values, _, whole = compute_scores(values, reasons, whole, params=params, n_trs=len(bounds) - 1, workers=workers)
@@ -81,8 +81,8 @@ def main(argv=None) -> None:
     from threadpoolctl import threadpool_limits
 
     from giblet_store.grid import TrGrid
-    from giblet_store.quality import QualityParams
-    from giblet_store.quality_exec import POOL_MIN_TRS
+    from giblet_store.quality.metrics import QualityParams
+    from giblet_store.quality.pool import POOL_MIN_TRS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -132,7 +132,7 @@ def _whole_phase(ref, deg, sr, bounds, params, base, t_one, args) -> None:
     """score_audio's work: per TR + one whole-signal score, against the 1-thread loop + one whole call."""
     from threadpoolctl import threadpool_limits
 
-    from giblet_store.quality import score_segment
+    from giblet_store.quality.metrics import score_segment
 
     t0 = time.perf_counter()
     with threadpool_limits(limits=1):

@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     import torch
 
     import giblet_store as gs
-    from giblet_store.codec import Codec
+    from giblet_store.codec.encodec import Codec
     from giblet_store.testing import make_test_model, synth_audio
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="save_pretrained directory or hub name (default: test model)")
     args = p.parse_args(argv)
     if args.model:
-        from giblet_store.codec import load_codec
+        from giblet_store.codec.encodec import load_codec
 
         codec = load_codec(args.model)
     else:

@@ -37,9 +37,9 @@ def main() -> None:
     a = p.parse_args()
 
     from giblet_store import open_store
-    from giblet_store.codec import CodecParams
-    from giblet_store.demo import random_model_dir
-    from giblet_store.codes import extract_codes
+    from giblet_store.codec.encodec import CodecParams
+    from giblet_store.cli.demo import random_model_dir
+    from giblet_store.features.codes import extract_codes
     from giblet_store.grid import TrGrid, from_tr
     from giblet_store.testing import synth_audio, write_wav
 

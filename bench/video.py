@@ -59,9 +59,9 @@ class _RssSampler:
 
 def child(path: str, model: str, bandwidth: float, decode_only: bool) -> None:
     from giblet_store import CodecParams, open_store
-    from giblet_store.audio import load_audio
-    from giblet_store.codec import load_codec
-    from giblet_store.codes import extract_codes
+    from giblet_store.audio.load import load_audio
+    from giblet_store.codec.encodec import load_codec
+    from giblet_store.features.codes import extract_codes
 
     load_codec(model)  # model load is not what is compared
     t0, c0 = time.perf_counter(), _cpu_s()
@@ -84,7 +84,7 @@ def make_inputs(tmp: Path, seconds: float) -> tuple[Path, Path]:
     import soxr
 
     from giblet_store.testing import synth_audio, write_wav
-    from giblet_store.testing_video import write_movie
+    from giblet_store.testing.video import write_movie
 
     wav, mp4 = tmp / "stim.wav", tmp / "stim.mp4"
     parts = [synth_audio(min(60.0, seconds - s), 24000, seed=int(s)) for s in np.arange(0, seconds, 60.0)]

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 import giblet_store as gs
-from giblet_store.codec import CodecParams
-from giblet_store.derive import Embeddings
-from giblet_store.hrf import Hrf, hrf_curve, hrf_kernel
-from giblet_store.mel import MelParams, extract_mel
-from giblet_store.resample import Resample
+from giblet_store.codec.encodec import CodecParams
+from giblet_store.features.derive import Embeddings
+from giblet_store.features.hrf import Hrf, hrf_curve, hrf_kernel
+from giblet_store.features.mel import MelParams, extract_mel
+from giblet_store.features.resample import Resample
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -52,8 +52,8 @@ args = parse_args()
 
 def pick_model(name: str | None) -> str:
     """The hub model when it loads, else a random-weight model of the same architecture (said loudly)."""
-    from giblet_store.codec import load_codec
-    from giblet_store.demo import random_model_dir
+    from giblet_store.codec.encodec import load_codec
+    from giblet_store.cli.demo import random_model_dir
     from giblet_store.errors import ModelError
 
     if name is not None:

@@ -28,7 +28,7 @@ if args.movie:
     movie = Path(args.movie)
 else:
     from giblet_store.testing import synth_audio
-    from giblet_store.testing_video import write_movie
+    from giblet_store.testing.video import write_movie
 
     if SHARED.exists():
         import soundfile as sf

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import giblet_store as gs
-from giblet_store.codec import CodecParams
+from giblet_store.codec.encodec import CodecParams
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data" / "encodec_test_24k.wav"
@@ -39,8 +39,8 @@ print(f"stimulus: {audio}")
 # %% 2. The model: a hub name or a save_pretrained directory
 model = args.model
 if model is None:
-    from giblet_store.codec import load_codec
-    from giblet_store.demo import random_model_dir
+    from giblet_store.codec.encodec import load_codec
+    from giblet_store.cli.demo import random_model_dir
 
     try:
         load_codec("facebook/encodec_24khz")

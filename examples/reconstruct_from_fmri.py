@@ -52,8 +52,8 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------------------------------- scoring
 def score_audio(reference: np.ndarray, degraded: np.ndarray, sr: int) -> dict:
-    """SNR, SI-SDR and log-spectral distance (dB) of two equally long mono signals (giblet_store.quality)."""
-    from giblet_store.quality import lsd_db, si_sdr_db, snr_db
+    """SNR, SI-SDR and log-spectral distance (dB) of two equally long mono signals (giblet_store.quality.metrics)."""
+    from giblet_store.quality.metrics import lsd_db, si_sdr_db, snr_db
 
     return {"snr_db": snr_db(reference, degraded), "si_sdr_db": si_sdr_db(reference, degraded),
             "lsd_db": lsd_db(reference, degraded)}
@@ -145,7 +145,7 @@ def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
     import soundfile as sf
 
     import giblet_store as gs
-    from giblet_store.scores import _corr_matrix
+    from giblet_store.training.scores import _corr_matrix
 
     n = store.open(emb)["n_frames"].values[slice(*TEST)].astype(np.int64)
     perm = np.random.default_rng(args.seed).permutation(len(n))
@@ -175,7 +175,7 @@ def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
 
 def main(argv=None) -> int:
     import giblet_store as gs
-    from giblet_store.fmri import FmriParams, ingest_fmri
+    from giblet_store.fmri.ingest import FmriParams, ingest_fmri
 
     args = parse_args(argv)
     t0 = time.perf_counter()

@@ -108,11 +108,11 @@ def main(argv=None) -> int:
     from torch.utils.data import DataLoader
 
     import giblet_store as gs
-    from giblet_store.codec import CodecParams
-    from giblet_store.fmri import FmriParams, ingest_fmri
-    from giblet_store.nifti import open_series
-    from giblet_store.predictions import entry_to_nifti, evaluate, write_predictions
-    from giblet_store.torch import StoreDataset, split_trs
+    from giblet_store.codec.encodec import CodecParams
+    from giblet_store.fmri.ingest import FmriParams, ingest_fmri
+    from giblet_store.fmri.nifti import open_series
+    from giblet_store.training.predictions import entry_to_nifti, evaluate, write_predictions
+    from giblet_store.training.dataset import StoreDataset, split_trs
 
     args = parse_args(argv)
     t_start = time.perf_counter()

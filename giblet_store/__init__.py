@@ -13,43 +13,43 @@ import os as _os
 # before anything imports torch; a value the user set is kept. Dask workers inherit it.
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from .version import __version__  # noqa: E402
+from .store.version import __version__  # noqa: E402
 
 from .errors import *  # noqa: E402,F401,F403
 from .errors import __all__ as _errors_all  # noqa: E402
 from .params import content_key  # noqa: E402
-from .store import Entry, Store, open_store  # noqa: E402
+from .store.core import Entry, Store, open_store  # noqa: E402
 from .grid import TrGrid  # noqa: E402
-from .codec import CodecParams  # noqa: E402
-from .codes import decode_entry, extract_codes  # noqa: E402
-from .mel import MelParams, decode_mel, extract_mel  # noqa: E402
-from .hrf import Fir, Hrf, convolve_causal, delay, hrf_kernel  # noqa: E402
-from .resample import Resample  # noqa: E402
-from .derive import Embeddings, lineage  # noqa: E402
-from .fmri import FmriParams, MaskParams, ingest_fmri  # noqa: E402
-from .nifti_write import to_nifti  # noqa: E402
-from .predictions import entry_to_nifti, write_predictions  # noqa: E402
-from .evaluation import evaluate  # noqa: E402
-from .runs import run_table, select_run  # noqa: E402
-from .reconstruction import write_reconstruction  # noqa: E402
-from .quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
-from .decoding import decode_codes, decode_reconstruction, reconstruction_audio  # noqa: E402
-from .scores import identify, identify_reconstruction  # noqa: E402
-from .samples import plan_samples, split_trs  # noqa: E402
-from .quality import QualityParams, lsd_db, mel_distance_db, pesq_scores, si_sdr_db, snr_db, stoi_scores  # noqa: E402
-from .quality_run import QualityResult, score_audio  # noqa: E402
+from .codec.encodec import CodecParams  # noqa: E402
+from .features.codes import decode_entry, extract_codes  # noqa: E402
+from .features.mel import MelParams, decode_mel, extract_mel  # noqa: E402
+from .features.hrf import Fir, Hrf, convolve_causal, delay, hrf_kernel  # noqa: E402
+from .features.resample import Resample  # noqa: E402
+from .features.derive import Embeddings, lineage  # noqa: E402
+from .fmri.ingest import FmriParams, MaskParams, ingest_fmri  # noqa: E402
+from .fmri.nifti_write import to_nifti  # noqa: E402
+from .training.predictions import entry_to_nifti, write_predictions  # noqa: E402
+from .training.evaluation import evaluate  # noqa: E402
+from .fmri.runs import run_table, select_run  # noqa: E402
+from .training.reconstruction import write_reconstruction  # noqa: E402
+from .features.quantise import Quantise, codebooks, dequantise, quantise  # noqa: E402
+from .features.decoding import decode_codes, decode_reconstruction, reconstruction_audio  # noqa: E402
+from .training.scores import identify, identify_reconstruction  # noqa: E402
+from .training.samples import plan_samples, split_trs  # noqa: E402
+from .quality.metrics import QualityParams, lsd_db, mel_distance_db, pesq_scores, si_sdr_db, snr_db, stoi_scores  # noqa: E402
+from .quality.run import QualityResult, score_audio  # noqa: E402
 from .validate import KINDS, parse_key, parse_kind, parse_output_path  # noqa: E402
-from .verify import QuarantineWarning, VerifyReport, verify_store  # noqa: E402
-from .codecs_allowed import ALLOWED_CODECS, UnsafeCodecError  # noqa: E402
+from .store.verify import QuarantineWarning, VerifyReport, verify_store  # noqa: E402
+from .store.codecs_allowed import ALLOWED_CODECS, UnsafeCodecError  # noqa: E402
 from .bounds import check_grid_bounds  # noqa: E402
-from .join import join, open_dataset  # noqa: E402
+from .fmri.join import join, open_dataset  # noqa: E402
 from .progress import progress_bar  # noqa: E402
-from .exchange import export_codes, import_codes  # noqa: E402
-from .catalog import reindex  # noqa: E402
-from .gc import collect as collect_garbage  # noqa: E402
-from .stream import StreamDecoder, StreamEncoder, stream_decode, stream_encode  # noqa: E402
-from .channels import ChannelsMixedWarning  # noqa: E402
-from .codes_normalised import DecodeIncompleteWarning  # noqa: E402
+from .features.exchange import export_codes, import_codes  # noqa: E402
+from .store.catalog import reindex  # noqa: E402
+from .store.gc import collect as collect_garbage  # noqa: E402
+from .codec.stream import StreamDecoder, StreamEncoder, stream_decode, stream_encode  # noqa: E402
+from .audio.channels import ChannelsMixedWarning  # noqa: E402
+from .features.codes_normalised import DecodeIncompleteWarning  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -85,13 +85,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "StoreDataset": ("giblet_store.torch", "StoreDataset"),  # imports torch
-    "run_batch": ("giblet_store.batch", "run_batch"),
-    "BatchReport": ("giblet_store.batch", "BatchReport"),
-    "load_manifest": ("giblet_store.batch_manifest", "load_manifest"),
-    "Manifest": ("giblet_store.batch_manifest", "Manifest"),
-    "compare_codecs": ("giblet_store.compare", "compare_codecs"),
-    "CompareReport": ("giblet_store.compare", "CompareReport"),
+    "StoreDataset": ("giblet_store.training.dataset", "StoreDataset"),  # imports torch
+    "run_batch": ("giblet_store.batch.run", "run_batch"),
+    "BatchReport": ("giblet_store.batch.run", "BatchReport"),
+    "load_manifest": ("giblet_store.batch.manifest", "load_manifest"),
+    "Manifest": ("giblet_store.batch.manifest", "Manifest"),
+    "compare_codecs": ("giblet_store.quality.compare", "compare_codecs"),
+    "CompareReport": ("giblet_store.quality.compare", "CompareReport"),
 }
 
 

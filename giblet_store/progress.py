@@ -9,7 +9,7 @@ turns it on when stderr is a terminal, unless ``--no-progress`` is given; in Pyt
 >>> with gs.progress_bar("extract"):                       # doctest: +SKIP
 ...     gs.extract_codes(store, "episode1.wav", codec, grid)
 
-Batch jobs on a distributed cluster report through :mod:`giblet_store.batch` instead.
+Batch jobs on a distributed cluster report through :mod:`giblet_store.batch.run` instead.
 """
 
 from __future__ import annotations

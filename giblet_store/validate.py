@@ -141,7 +141,7 @@ def is_choice(value: Any, options: "type[enum.Enum] | Iterable[str]") -> bool:
 
 
 class ResampleMethod(str, enum.Enum):
-    """How :class:`~giblet_store.resample.Resample` moves a series to another TR grid.
+    """How :class:`~giblet_store.features.resample.Resample` moves a series to another TR grid.
 
     ``auto``: linear for float arrays, previous for integer codes.
     """
@@ -153,7 +153,7 @@ class ResampleMethod(str, enum.Enum):
 
 
 class HrfModel(str, enum.Enum):
-    """The double-gamma HRF shapes :class:`~giblet_store.hrf.Hrf` offers."""
+    """The double-gamma HRF shapes :class:`~giblet_store.features.hrf.Hrf` offers."""
 
     SPM = "spm"
     GLOVER = "glover"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def _session_cache_dir(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path_factory, monkeypatch) -> Path:
-    """Each test starts with an empty model registry (giblet_store.registry) of its own."""
+    """Each test starts with an empty model registry (giblet_store.codec.registry) of its own."""
     d = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("GIBLET_STORE_CACHE", str(d))
     return d
@@ -43,7 +44,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def codec(model_dir):
-    from giblet_store.codec import load_codec
+    from giblet_store.codec.encodec import load_codec
 
     return load_codec(str(model_dir))
 
@@ -96,3 +97,13 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--reverse"):
         items.reverse()
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real two-process cluster, shared by the batch and crash tests."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster, set_as_default=False) as c:
+        yield c

@@ -14,7 +14,7 @@ N_TRS = 5
 def build_store(root: Path, model_dir: Path, wav: Path) -> dict:
     """Entries on TR 2 s: codes (1.5 kbps), embeddings, mel (16 bands), fmri (first 5 volumes, 1 subject)."""
     import giblet_store as gs
-    from giblet_store.fmri import FmriParams, ingest_fmri
+    from giblet_store.fmri.ingest import FmriParams, ingest_fmri
 
     store = gs.open_store(root)
     grid = gs.TrGrid(2.0)  # 10 s of audio: 5 TRs

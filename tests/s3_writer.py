@@ -37,7 +37,7 @@ def entry():
 def arm(point: str, nth: int) -> None:
     from zarr.storage import FsspecStore
 
-    from giblet_store.store import Store
+    from giblet_store.store.core import Store
 
     count = {"n": 0}
 

@@ -27,6 +27,6 @@ def test_quickstart(tmp_path, model_dir):
 
 def test_every_example_has_a_test():
     """A new example must be run by some test: its file name appears in tests/."""
-    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    tests = "".join(p.read_text() for p in Path(__file__).parent.rglob("test_*.py"))
     for ex in EXAMPLES.glob("*.py"):
         assert ex.name in tests or ex.stem in tests, f"examples/{ex.name} is not run by any test"

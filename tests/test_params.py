@@ -7,7 +7,7 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from giblet_store.codec import CodecParams
+from giblet_store.codec.encodec import CodecParams
 from giblet_store.errors import ParameterError
 from giblet_store.params import canonical_json, content_key
 

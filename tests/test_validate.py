@@ -108,8 +108,8 @@ def test_predicates_for_rules_whose_error_is_not_a_parameter_error():
 
 
 def test_option_lists_come_from_the_enums():
-    from giblet_store.hrf import HRF_MODELS
-    from giblet_store.resample import RESAMPLE_METHODS
+    from giblet_store.features.hrf import HRF_MODELS
+    from giblet_store.features.resample import RESAMPLE_METHODS
 
     assert RESAMPLE_METHODS == tuple(m.value for m in ResampleMethod) and "auto" in RESAMPLE_METHODS
     assert sorted(HRF_MODELS) == sorted(m.value for m in HrfModel)
@@ -120,6 +120,6 @@ def test_no_inline_bool_number_checks_outside_validate():
     import re
 
     pattern = re.compile(r"isinstance\([^)]*bool\)")
-    found = [f"{p.name}:{i}" for p in (ROOT / "giblet_store").glob("*.py") if p.name not in ("validate.py", "attr_match.py")
+    found = [f"{p.name}:{i}" for p in (ROOT / "giblet_store").rglob("*.py") if p.name not in ("validate.py", "attr_match.py")
              for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, found

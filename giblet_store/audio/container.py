@@ -1,0 +1,295 @@
+"""Audio from video and other containers (mp4, mov, mkv, webm, avi, m4a, aac, mp3, opus) with PyAV.
+
+Soundfile stays the fast path for wav/flac/ogg (:mod:`giblet_store.audio.load`); anything it cannot read,
+or any file read with an explicit ``audio_stream``, comes here. The stream is decoded packet by packet,
+converted to float32, mixed to the model's channels and resampled on the fly with soxr's
+``ResampleStream``, so memory stays flat in the film's length (with ``out`` the samples go to a
+file-backed memory map, as for long wav files).
+
+**Stimulus time 0 is the container's time 0** (timestamp 0). The first decoded frame's timestamp,
+after FFmpeg has applied the stream's start time, edit lists and encoder-priming trims that the file
+declares, is where the first sample goes: an audio track that starts 0.5 s into the video is
+preceded by 0.5 s of silence (``offset_s`` = 0.5, recorded as ``audio_offset_s``); samples before
+time 0 are dropped. Later frames are taken as contiguous (no gap filling).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudioError
+from ..validate import is_integer
+
+__all__ = ["ContainerInfo", "probe_container", "decode_container"]
+
+#: a decoded file may end this much before the duration its header declares before it counts as truncated
+TRUNCATION_TOLERANCE_S = 0.25
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """An audio stream of a container, as its headers describe it (before decoding).
+
+    ``duration_s`` is the stream's declared end on the stimulus clock (its start time included),
+    or None when the file does not declare one.
+    """
+
+    path: str
+    stream: int  # container stream index, as ffprobe shows it (``Stream #0:N``)
+    sample_rate_hz: int
+    channels: int
+    codec: str
+    format: str
+    start_s: float
+    duration_s: float | None
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise AudioError("reading video and other containers needs PyAV: pip install av "
+                         "(or the package's `video` extra), or convert the audio to flac/wav first") from None
+    return av
+
+
+def _open(path: str):
+    av = _av()
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"audio file {path!r} does not exist; check the path")
+    if p.is_dir():
+        raise AudioError(f"{path!r} is a directory; expected an audio or video file")
+    try:
+        return av.open(str(p), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise AudioError(
+            f"{path!r} cannot be opened as a media container ({exc}); the file is corrupt, truncated "
+            "(an mp4 cut short loses its index) or not audio/video. Re-export or re-download it"
+        ) from None
+
+
+def _describe(streams) -> str:
+    return ", ".join(f"#{s.index} {s.type} {s.codec_context.name}" for s in streams) or "none"
+
+
+def _pick_stream(container, path: str, index: int | None):
+    audio = list(container.streams.audio)
+    if not audio:
+        raise AudioError(
+            f"{path!r} has no audio stream (streams: {_describe(container.streams)}); give a file with a "
+            "soundtrack, or the separate audio file of the film"
+        )
+    if index is None:
+        return container.streams.best("audio") or audio[0]
+    if not is_integer(index):
+        raise AudioError(f"audio_stream must be a stream index (an integer), got {index!r}")
+    for s in audio:
+        if s.index == int(index):
+            return s
+    listing = ", ".join(f"{s.index} ({s.codec_context.name}, {s.codec_context.channels} ch, {s.sample_rate} Hz)"
+                        for s in audio)
+    raise AudioError(
+        f"{path!r} has no audio stream with index {index}; its audio streams are {listing} "
+        f"(all streams: {_describe(container.streams)}); give one of those to --audio-stream"
+    )
+
+
+def _declared_duration(container, stream) -> float | None:
+    """The stream's declared end (s): start + stream duration, else matroska's DURATION tag (the
+    track's last timestamp as FFmpeg's muxer writes it), else None."""
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    if stream.duration is not None and stream.duration > 0:
+        return start + float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION")
+    if tag:
+        try:
+            h, m, s = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(s)
+        except ValueError:
+            return None
+    return None
+
+
+def probe_container(path: str | os.PathLike, audio_stream: int | None = None) -> ContainerInfo:
+    """Describe the audio stream ``audio_stream`` (default: the container's default one) of ``path``.
+
+    Raises
+    ------
+    AudioError
+        Missing file, not a container FFmpeg can open (corrupt, truncated mp4), no audio stream, or no
+        audio stream with that index.
+    """
+    path = os.fspath(path)
+    with _open(path) as c:
+        s = _pick_stream(c, path, audio_stream)
+        cc = s.codec_context
+        if not s.sample_rate or not cc.channels:
+            raise AudioError(f"audio stream {s.index} of {path!r} declares no sample rate or channels; "
+                             "the file is damaged; re-export it")
+        start = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
+        return ContainerInfo(path, int(s.index), int(s.sample_rate), int(cc.channels), str(cc.name),
+                             str(c.format.name), start, _declared_duration(c, s))
+
+
+def _frame_samples(frame) -> np.ndarray:
+    """A decoded audio frame as (sample, channel) float32 in [-1, 1], scaled as soundfile scales PCM."""
+    x = frame.to_ndarray()
+    ch = len(frame.layout.channels)
+    x = x if frame.format.is_planar else x.reshape(-1, ch).T  # (channel, sample)
+    if x.dtype == np.int16:
+        x = x.astype(np.float32) / np.float32(32768.0)
+    elif x.dtype == np.int32:
+        x = (x.astype(np.float64) / 2147483648.0).astype(np.float32)
+    elif x.dtype == np.uint8:
+        x = (x.astype(np.float32) - 128.0) / np.float32(128.0)
+    else:
+        x = x.astype(np.float32, copy=False)
+    return np.ascontiguousarray(x.T)
+
+
+class _Sink:
+    """Where resampled samples go: a list in RAM, or appended to a raw float32 file (then memory-mapped)."""
+
+    def __init__(self, channels: int, out: str | None):
+        self.channels, self.out, self.n = channels, out, 0
+        self.parts: list[np.ndarray] = []
+        self.f = open(out, "wb") if out is not None else None
+
+    def put(self, block: np.ndarray) -> None:
+        if block.size == 0:
+            return
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self.f is not None:
+            self.f.write(block.tobytes())
+        else:
+            self.parts.append(block)
+        self.n += len(block)
+
+    def finish(self, n_out: int) -> np.ndarray:
+        """(channel, sample) float32 of exactly ``n_out`` samples (trimmed, or zero-padded at the end)."""
+        if self.n < n_out:
+            self.put(np.zeros((n_out - self.n, self.channels), np.float32))
+        if self.f is None:
+            data = np.concatenate(self.parts) if self.parts else np.zeros((0, self.channels), np.float32)
+            return np.ascontiguousarray(data[:n_out].T)
+        self.f.close()
+        if n_out == 0:
+            return np.zeros((self.channels, 0), np.float32)
+        return np.memmap(self.out, dtype=np.float32, mode="r", shape=(n_out, self.channels)).T
+
+    def close(self) -> None:
+        if self.f is not None and not self.f.closed:
+            self.f.close()
+
+
+class _Feed:
+    """Source-rate blocks -> mixed to ``channels`` -> soxr stream -> sink, counting source samples."""
+
+    def __init__(self, path: str, sr_in: int, sr_out: int, channels: int, sink: _Sink):
+        import soxr
+
+        from .channels import mix_channels
+
+        self.path, self.sr_in, self.channels, self.sink, self.n_in = path, sr_in, channels, sink, 0
+        self.mix = mix_channels
+        self.rs = None if sr_in == sr_out else soxr.ResampleStream(sr_in, sr_out, channels, dtype="float32")
+
+    def __call__(self, block: np.ndarray) -> None:
+        if not np.isfinite(block).all():
+            bad = self.n_in + int(np.argwhere(~np.isfinite(block))[0, 0])
+            raise AudioError(f"{self.path!r} has NaN or infinite samples (first at {bad / self.sr_in:.3f} s); "
+                             "repair or re-export the audio")
+        block = self.mix(block, self.channels, self.path)
+        self.n_in += len(block)
+        self.sink.put(block if self.rs is None else self.rs.resample_chunk(block))
+
+    def flush(self) -> None:
+        if self.rs is not None:
+            self.sink.put(self.rs.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
+
+
+def _decode_frames(container, stream, path: str, feed: _Feed) -> float | None:
+    """Decode ``stream`` into ``feed``, placing its first frame at its timestamp; returns the offset (s)."""
+    av = _av()
+
+    sr = feed.sr_in
+    offset_s, drop = None, 0
+    try:
+        for frame in container.decode(stream):
+            if frame.sample_rate != sr:
+                raise AudioError(f"audio stream {stream.index} of {path!r} changes sample rate from {sr} to "
+                                 f"{frame.sample_rate} Hz mid-stream; re-export it at one rate")
+            block = _frame_samples(frame)
+            if offset_s is None:
+                t = Fraction(frame.pts) * frame.time_base if frame.pts is not None else Fraction(0)
+                start = round(t * sr)  # the first sample's position on the stimulus clock (source rate)
+                offset_s = start / sr
+                if start > 0:
+                    feed(np.zeros((start, block.shape[1]), np.float32))
+                drop = max(0, -start)  # samples before time 0
+            if drop:
+                cut, drop = min(drop, len(block)), drop - min(drop, len(block))
+                block = block[cut:]
+            if len(block):
+                feed(block)
+    except av.FFmpegError as exc:
+        at = feed.n_in / sr
+        raise AudioError(f"{path!r}: audio stream {stream.index} is corrupt at about {at:.2f} s ({exc}); "
+                         "re-export or re-download the file") from None
+    feed.flush()
+    return offset_s
+
+
+def decode_container(
+    path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, audio_stream: int | None = None,
+    out: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, ContainerInfo, float, int]:
+    """Decode one audio stream of a container onto the stimulus clock at ``sample_rate_hz``.
+
+    Parameters
+    ----------
+    path : a container FFmpeg reads (mp4, mov, mkv, webm, avi, m4a, mp3, opus, wav, ...)
+    sample_rate_hz : target rate; channels : 1 (mean of all channels) or 2 (mono duplicated)
+    audio_stream : container stream index; default the container's default audio stream
+    out : raw float32 file to write the samples to; the result is then a read-only memory map of it
+
+    Returns
+    -------
+    audio : (channel, sample) float32, ``round(n_source * sample_rate_hz / source_rate)`` samples, where
+        ``n_source`` counts the leading silence of the offset and every decoded sample
+    info : ContainerInfo of the stream read
+    offset_s : stimulus time of the stream's first decoded sample (silence before it; < 0: samples cut)
+    n_source : samples on the stimulus clock at the source rate (offset included)
+
+    Raises
+    ------
+    AudioError
+        See :func:`probe_container`; also a stream that is corrupt, holds no samples, or ends well
+        before the duration its header declares (truncated).
+    """
+    path = os.fspath(path)
+    info = probe_container(path, audio_stream)
+    sink = _Sink(channels, None if out is None else os.fspath(out))
+    try:
+        with _open(path) as c:
+            stream = c.streams[info.stream]
+            feed = _Feed(path, info.sample_rate_hz, sample_rate_hz, channels, sink)
+            offset_s = _decode_frames(c, stream, path, feed)
+        if offset_s is None or feed.n_in == 0:
+            raise AudioError(f"audio stream {info.stream} of {path!r} holds no samples; nothing to encode")
+        end = feed.n_in / info.sample_rate_hz
+        if info.duration_s is not None and end < info.duration_s - TRUNCATION_TOLERANCE_S:
+            raise AudioError(
+                f"{path!r}: audio stream {info.stream} ends at {end:.2f} s but the file declares "
+                f"{info.duration_s:.2f} s; the file is truncated (an interrupted copy or download); "
+                "re-export or re-download it")
+        n_out = int(round(feed.n_in * sample_rate_hz / info.sample_rate_hz))
+        return sink.finish(n_out), info, float(offset_s), feed.n_in
+    finally:
+        sink.close()

@@ -1,0 +1,86 @@
+"""Checks on an audio file before it is decoded: readable by this user, and (WAV) not truncated.
+
+libsndfile quietly accepts a WAV whose ``data`` chunk is shorter than its header says (a copy cut
+off mid-transfer) and reports the samples that are there, so a truncated stimulus would be encoded
+as if complete and its TR grid silently shortened. :func:`check_wav_complete` compares the header
+with the file's size and refuses the file instead.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+from ..errors import AudioError
+
+__all__ = ["check_readable", "check_wav_complete", "wav_data_chunk"]
+
+
+def check_readable(path: Path) -> None:
+    """Open ``path`` for reading, or raise :class:`AudioError` saying permission is denied.
+
+    A pipe, socket or device is refused before it is opened (reading a FIFO waits for a writer forever).
+    """
+    if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
+        raise AudioError(f"{str(path)!r} is not a regular file (a pipe, socket or device); expected an audio file. "
+                         "Save the stream to a file first")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except PermissionError:
+        raise AudioError(
+            f"cannot read audio file {str(path)!r}: permission denied; make it readable (chmod a+r) or copy it "
+            "somewhere you can read"
+        ) from None
+    except IsADirectoryError:
+        raise AudioError(f"{str(path)!r} is a directory; expected an audio file (wav, flac, ogg)") from None
+
+
+def wav_data_chunk(path: Path) -> tuple[int, int, int] | None:
+    """``(data offset, declared data bytes, bytes per frame)`` of a RIFF/WAVE file, or None if not one."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            hdr = f.read(8)
+            if len(hdr) < 8:
+                return None
+            cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                if len(fmt) >= 14:
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                continue
+            if cid == b"data":
+                return f.tell(), size, block_align or 0
+            f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def check_wav_complete(path: Path, sample_rate_hz: int) -> None:
+    """Refuse a WAV whose ``data`` chunk is shorter on disk than its header declares.
+
+    Raises
+    ------
+    AudioError
+        Naming the declared and present durations.
+    """
+    try:
+        found = wav_data_chunk(path)
+    except OSError:
+        return
+    if found is None:
+        return
+    offset, declared, align = found
+    if declared in (0, 0xFFFFFFFF) or align <= 0:  # streaming writers leave the size unset
+        return
+    present = os.path.getsize(path) - offset
+    if present < declared:
+        sr = max(int(sample_rate_hz), 1)
+        raise AudioError(
+            f"{str(path)!r} is truncated: its WAV header declares {declared // align} samples "
+            f"({declared // align / sr:.3f} s) but the file holds {present // align} ({present // align / sr:.3f} s); "
+            "the copy was cut short. Copy or export the file again"
+        )

@@ -1,0 +1,105 @@
+"""The run structure of fMRI-side entries (fmri, predictions, evaluation): which TRs belong to which run.
+
+A scan session has runs; an fmri entry stores them **concatenated along** ``tr`` (one stored array,
+chunked along ``tr`` as before), with per-TR coordinates that say where each TR comes from:
+
+- ``run`` (tr) str: the run ID;
+- ``tr_in_run`` (tr) int64: the TR index within its run;
+- ``tr_start_s`` (tr) float64: the stimulus time at which the TR starts, *in its run's stimulus*.
+
+and the ``runs`` attribute, one record per run in order: ``{"run", "tr_offset", "n_trs", "onset_s",
+"stimulus_key", "stimulus_sha256", "stimulus_name", "paired_trs"}`` (``paired_trs``: the TRs of
+the run, within the run, that have both stimulus and BOLD). Global TR ``tr_offset + i`` is TR ``i``
+of the run. An entry written before runs existed (no ``run`` coordinate) is read as one run ``"1"``
+holding every TR: :func:`run_table` and :func:`run_coords` give both kinds the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEFAULT_RUN", "run_table", "run_coords", "target_coords", "select_run", "run_of_trs"]
+
+#: the run ID of an entry written without runs
+DEFAULT_RUN = "1"
+
+
+def run_table(attrs: dict) -> list[dict]:
+    """Per run, in order: ``run``, ``tr_offset``, ``n_trs`` (and the stimulus fields when recorded).
+
+    An entry without a ``runs`` attribute is one run ``"1"`` of ``n_trs`` TRs at offset 0.
+    """
+    runs = attrs.get("runs")
+    if runs:
+        return [dict(r) for r in runs]
+    one: dict[str, Any] = {"run": DEFAULT_RUN, "tr_offset": 0, "n_trs": int(attrs.get("n_trs", 0)),
+                           "onset_s": float(attrs.get("onset_s", 0.0))}
+    for name in ("stimulus_key", "stimulus_sha256", "stimulus_name", "paired_trs"):
+        if attrs.get(name) is not None:
+            one[name] = attrs[name]
+    return [one]
+
+
+def run_of_trs(attrs: dict, trs) -> tuple[np.ndarray, np.ndarray]:
+    """(run IDs (n,) object, TR within the run (n,) int64) of global TR indices ``trs``."""
+    t = np.asarray(trs, dtype=np.int64)
+    table = run_table(attrs)
+    starts = np.array([r["tr_offset"] for r in table], dtype=np.int64)
+    pos = np.searchsorted(starts, t, side="right") - 1
+    ids = np.array([str(r["run"]) for r in table], dtype=object)
+    return ids[pos], t - starts[pos]
+
+
+def run_coords(attrs: dict, tr_s: float, trs) -> dict:
+    """``run``, ``tr_in_run`` and ``tr_start_s`` (tr,) coordinates of global TR indices ``trs``."""
+    from ..store.conventions import tr_start_s
+
+    run, within = run_of_trs(attrs, trs)
+    onset = {str(r["run"]): float(r.get("onset_s", 0.0)) for r in run_table(attrs)}
+    start = np.array([onset[r] for r in run], dtype=np.float64) + float(tr_s) * within.astype(np.float64)
+    if not len(run):
+        start = tr_start_s(0.0, tr_s, within)
+    return {"run": (("tr",), np.array([str(x) for x in run], dtype=object)), "tr_in_run": (("tr",), within),
+            "tr_start_s": (("tr",), start)}
+
+
+def target_coords(fe, fds, tr) -> dict:
+    """``voxel``/``voxel_ijk`` and (for ``tr`` TR indices; None: no time axis) time coordinates of the
+    fmri entry ``fe`` (opened as ``fds``) that predictions or an evaluation of it carry.
+
+    The time coordinates are ``tr_start_s``, plus ``run`` and ``tr_in_run`` when ``fe`` holds runs.
+    """
+    from ..store.conventions import tr_start_s
+
+    out = {"voxel": np.arange(int(fds.sizes["voxel"]), dtype=np.int64)}
+    if "voxel_ijk" in fds.variables:
+        out["voxel_ijk"] = (("voxel", "ijk"), np.asarray(fds["voxel_ijk"].values))
+    if tr is None:
+        return out
+    if fe.attrs.get("runs"):
+        out.update(run_coords(fe.attrs, fe.attrs["tr_s"], tr))
+    else:
+        out["tr_start_s"] = (("tr",), tr_start_s(fe.attrs.get("onset_s", 0.0), fe.attrs["tr_s"], tr))
+    return out
+
+
+def select_run(ds, run: str):
+    """The TRs of run ``run`` of an fmri-side Dataset (an entry without runs is run ``"1"``).
+
+    Examples
+    --------
+    >>> part2 = select_run(store.open(fmri_entry), "2")        # doctest: +SKIP
+    """
+    from ..errors import ParameterError
+
+    if "run" not in ds.coords:
+        if str(run) != DEFAULT_RUN:
+            raise ParameterError(f"this entry holds one run, {DEFAULT_RUN!r} (it was ingested without runs); "
+                                 f"got run {run!r}")
+        return ds
+    ids = np.array([str(x) for x in ds["run"].values], dtype=object)
+    if str(run) not in set(ids):
+        raise ParameterError(f"run {run!r} is not in this entry; it holds runs {list(dict.fromkeys(ids))}")
+    return ds.isel(tr=np.flatnonzero(ids == str(run)))

@@ -1,0 +1,446 @@
+"""The store: one Zarr v3 group of entries identified by content keys held in their attributes.
+
+An entry is a subgroup ``<kind>/<key[:16]>`` holding one xarray Dataset. Its identity and meaning
+live in its attributes (``kind``, ``key``, parameters, ``status``); :meth:`Store.find` searches them
+as data. Writes go to a staging group ``_staging/...`` and are published by an atomic rename on
+local disk; on object stores (no atomic rename) the entry is written in place and ``status:
+complete`` is the last thing written. Readers never serve an entry whose status is not
+``complete``. A request whose key exists is a cache hit that computes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Callable, Mapping
+
+from ..errors import AmbiguousKeyError, EntryNotFoundError, FormatVersionError, NotAStoreError, SchemaError, StoreError
+from .entry import KEY_PATH_LEN, STAGING, Entry, check_kind, default_encoding, entry_path, lineage
+from .conventions import eager_coords
+from .schema import FORMAT_VERSION, entry_document, validate_entry
+from .staging import StagedWriter, Staging
+from .attr_match import matches
+from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
+from .version import __version__
+from ..validate import is_format_version, parse_key, parse_kind
+
+__all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
+
+ROOT_ATTR = "giblet_store"
+
+
+def _check_version(attrs: Mapping, where: str) -> None:
+    version = attrs.get("format_version")
+    if not is_format_version(version, FORMAT_VERSION):
+        raise FormatVersionError(
+            f"{where} has format_version {version!r}; this giblet_store reads 1 to {FORMAT_VERSION}. "
+            f"Upgrade giblet_store (pip install -U giblet_store) to read it, or delete the entry"
+        )
+
+
+class Store:
+    """A giblet store. Use :func:`open_store` to get one.
+
+    Chunk-by-chunk writes (batch) go through ``store.staged``, a :class:`~giblet_store.store.staging.StagedWriter`;
+    :meth:`begin_write`, :meth:`write_chunk`, :meth:`done_chunks` and :meth:`commit` delegate to it.
+
+    Examples
+    --------
+    >>> store = open_store("my_store")                                   # doctest: +SKIP
+    >>> [e.key[:12] for e in store.find(kind="codes", bandwidth_kbps=6)]  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, fs, root: str, zstore, local: bool, read_only: bool,
+                 storage_options: dict | None = None):
+        self.url = url
+        self._storage_options = dict(storage_options or {})  # may hold credentials: never shown
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.zstore = zstore
+        self.local = local
+        self.read_only = read_only
+        self.staged = StagedWriter(self)
+
+    def __repr__(self) -> str:
+        return f"<giblet_store.Store {self.url!r}>"
+
+    def __reduce__(self):  # picklable: reopen by URL in the other process
+        return (open_store, (self.url, "r" if self.read_only else "a", self._storage_options or None))
+
+    # ------------------------------------------------------------------------------ metadata io
+    def _p(self, path: str) -> str:
+        return f"{self.root}/{path}" if path else self.root
+
+    def _read_group_attrs(self, path: str) -> dict | None:
+        try:
+            raw = self.fs.cat_file(self._p(f"{path}/zarr.json"))
+        except (FileNotFoundError, OSError):
+            return None
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            return None
+        if meta.get("node_type") != "group":
+            return None
+        return meta.get("attributes", {}) or {}
+
+    def _kind_dirs(self) -> list[str]:
+        try:
+            names = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for info in names:
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if info.get("type") == "directory" and not name.startswith("_"):
+                out.append(name)
+        return sorted(out)
+
+    # ------------------------------------------------------------------------------ queries
+    def entries(self, kind: str | None = None, include_incomplete: bool = False) -> list[Entry]:
+        """Every complete entry (of ``kind``), sorted by path (from the catalogue; see :mod:`giblet_store.store.catalog`)."""
+        if kind is not None:
+            kind = parse_kind(kind)  # a user-given segment: never a path outside the store
+        if not include_incomplete:
+            from .catalog import entries
+
+            return entries(self, kind)
+        out = []
+        for k in [parse_kind(kind)] if kind else self._kind_dirs():
+            try:
+                children = self.fs.ls(self._p(k), detail=True)
+            except FileNotFoundError:
+                continue
+            for info in children:
+                if info.get("type") != "directory":
+                    continue
+                path = f"{k}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}"
+                attrs = self._read_group_attrs(path)
+                if not attrs or "key" not in attrs:
+                    continue
+                if attrs.get("status") != "complete" and not include_incomplete:
+                    continue
+                out.append(Entry(self, path, attrs))
+        return sorted(out, key=lambda e: e.path)
+
+    def find(self, kind: str | None = None, **where: Any) -> list[Entry]:
+        """Complete entries whose attributes equal every ``where`` value.
+
+        Numbers compare by value (``bandwidth_kbps=6`` matches 6.0); a list matches any of its
+        values; dotted names reach into nested attributes (``hrf_params.peak_delay_s=6``).
+        """
+        return [e for e in self.entries(kind) if matches(e.attrs, where)]
+
+    def lookup(self, key: str, kind: str | None = None) -> Entry | None:
+        """The complete entry with exactly this key, or None. Cheap: reads one zarr.json per kind.
+
+        Raises
+        ------
+        FormatVersionError
+            The entry with this key was written by a newer giblet_store: it is neither served nor
+            rewritten (a request for it must not be reported as cached).
+        """
+        key = parse_key(key, self.url, prefix=False)
+        for k in [parse_kind(kind)] if kind else self._kind_dirs():
+            path = entry_path(k, key)
+            attrs = self._read_group_attrs(path)
+            if attrs and attrs.get("key") == key and attrs.get("status") == "complete":
+                _check_version(attrs, f"entry {key[:16]} ({path})")
+                return Entry(self, path, attrs)
+        return None
+
+    def get(self, key_or_prefix: "str | Entry", kind: "str | tuple[str, ...] | None" = None,
+            purpose: str = "this") -> Entry:
+        """The one complete entry whose key starts with ``key_or_prefix`` (of ``kind``, if given).
+
+        ``purpose`` words the error for another kind: "{purpose} needs a codes entry".
+
+        Raises
+        ------
+        EntryNotFoundError, AmbiguousKeyError
+        ParameterError
+            The entry is not of ``kind``.
+        """
+        entry = self._get(key_or_prefix)
+        return entry if kind is None else check_kind(entry, kind, purpose)
+
+    def _get(self, key_or_prefix: "str | Entry") -> Entry:
+        if isinstance(key_or_prefix, Entry):
+            return key_or_prefix
+        prefix = parse_key(key_or_prefix, self.url)
+        if len(prefix) == 64 and (e := self.lookup(prefix)):
+            return e
+        hits = [e for e in self.entries() if e.key.startswith(prefix)]
+        if not hits:
+            raise EntryNotFoundError(
+                f"no complete entry in {self.url!r} has a key starting with {prefix!r}; "
+                f"`giblet-store ls {self.url}` lists the keys"
+            )
+        if len(hits) > 1:
+            listing = ", ".join(f"{e.key[:16]} ({e.kind})" for e in hits[:10])
+            raise AmbiguousKeyError(
+                f"key prefix {prefix!r} matches {len(hits)} entries: {listing}; give more hex digits"
+            )
+        return hits[0]
+
+    def open(self, entry: "Entry | str", validate: bool = True, **xarray_kwargs):
+        """Open an entry lazily as an :class:`xarray.Dataset` backed by Dask.
+
+        ``xarray_kwargs`` go to :func:`xarray.open_zarr` (e.g. ``chunks=None`` for no Dask).
+        Small 1-D coordinates are loaded eagerly and ``tr_start_s`` is indexed
+        (:func:`giblet_store.store.conventions.eager_coords`).
+
+        Raises
+        ------
+        FormatVersionError
+            The entry was written by a newer giblet_store.
+        SchemaError
+            The entry does not match its kind's schema.
+        """
+        import xarray as xr
+
+        from .codecs_allowed import check_entry_codecs
+
+        entry = self.get(entry)
+        _check_version(entry.attrs, f"entry {entry.key[:16]}")
+        check_entry_codecs(self.fs, self._p(entry.path), f"entry {entry.key[:16]} ({entry.path})")
+        repair = f"`giblet-store verify {self.url} --repair` moves a broken entry aside"
+        try:
+            kwargs = {"consolidated": False, "zarr_format": 3, **xarray_kwargs}
+            ds = xr.open_zarr(self.zstore, group=entry.path, **kwargs)
+        except Exception as exc:  # damaged array metadata (hand-edited dtype, shape, fill value, ...)
+            raise SchemaError(f"entry {entry.key[:16]} ({entry.path}) cannot be opened: {type(exc).__name__}: "
+                              f"{exc}; {repair}") from None
+        if validate:
+            try:
+                validate_entry(entry_document(ds), where=f"entry {entry.key[:16]}")
+            except SchemaError as exc:
+                raise SchemaError(f"{exc}; {repair}") from None
+        return eager_coords(ds)
+
+    # ------------------------------------------------------------------------------ writing
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store {self.url!r} was opened read-only; open it with mode='a' to write")
+
+    def _ensure_group(self, path: str) -> None:
+        import zarr
+
+        if self._read_group_attrs(path) is None:
+            try:
+                zarr.open_group(self.zstore, path=path, mode="a", zarr_format=3)
+            except zarr.errors.ContainsGroupError:  # another writer made it between our look and our create
+                pass
+
+    def write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> tuple[Entry, bool]:
+        """Write ``ds`` as a new entry with ``attrs`` (must hold ``kind`` and ``key``).
+
+        Returns ``(entry, created)``; ``created`` is False when a complete entry with the same key
+        already exists (a cache hit, or another writer won the race) and nothing was written.
+        The document is validated before anything touches the store; a failure while writing
+        removes the staging group, so the store is left as it was.
+        """
+        import zarr
+
+        if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
+            from .object_write import write_in_place
+
+            return write_in_place(self, ds, attrs, encoding)
+        ds, attrs, existing = self.staged.prepare(ds, attrs)
+        if existing is not None:
+            return existing, False
+        kind, key = attrs["kind"], attrs["key"]
+        final = entry_path(kind, key)
+        from .leftovers import staging_name, sweep_dead_writers
+
+        sweep_dead_writers(self, key[:KEY_PATH_LEN])  # folders of killed writes of this key
+        target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}"
+        enc = default_encoding(ds) if encoding is None else encoding
+        try:
+            ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc,
+                       write_empty_chunks=True)  # every chunk on disk: `verify` can tell a missing one
+            # status (in attrs) is the last thing written: before it, readers skip the group
+            zarr.open_group(self.zstore, path=target, mode="r+", zarr_format=3).attrs.put(attrs)
+            self._ensure_group(kind)
+            if (existing := self._publish(target, final, key, kind)) is not None:
+                return existing, False
+        except BaseException as exc:
+            self._remove(target)
+            if isinstance(exc, PermissionError):
+                raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
+                                 "make the store writable, or give a store you can write to") from None
+            raise
+        entry = Entry(self, final, attrs)
+        from .catalog import record
+
+        record(self, entry)
+        return entry, True
+
+    def _publish(self, target: str, final: str, key: str, kind: str) -> "Entry | None":
+        """Rename ``target`` to ``final``; the existing entry if another writer won, else None.
+
+        A broken entry in the way (invalid ``zarr.json``, no ``key``, not complete) is moved aside
+        to ``_quarantine/`` with a warning, so it never blocks its own rebuild.
+        """
+        from .verify import quarantine
+
+        for attempt in range(2):
+            try:
+                os.rename(self._p(target), self._p(final))
+                return None
+            except OSError:
+                if (existing := self.lookup(key, kind)) is not None:  # lost a race: same bytes
+                    self._remove(target)
+                    return existing
+                if attempt or not os.path.isdir(self._p(final)):
+                    raise
+                quarantine(self, final, "it is not a complete entry with its own key; rebuilt")
+        return None  # pragma: no cover
+
+    #: The function behind :meth:`derive`, registered by :mod:`giblet_store.features.derive` when it is
+    #: imported (``import giblet_store`` does): the store sits below the transforms and never
+    #: imports them.
+    _deriver: Callable | None = None
+
+    def derive(self, entry: "Entry | str", transform, **kwargs) -> Entry:
+        """Write (or return cached) the entry ``transform`` derives from ``entry``; see :mod:`giblet_store.features.derive`."""
+        if Store._deriver is None:
+            raise StoreError("giblet_store.features.derive is not imported; `import giblet_store` loads it")
+        return Store._deriver(self, entry, transform, **kwargs)
+
+    def lineage(self, entry: "Entry | str") -> list[Entry]:
+        """``entry`` and its parents up to the source entry; see :func:`giblet_store.store.entry.lineage`."""
+        return lineage(self, entry)
+
+    def delete(self, entry: "Entry | str") -> None:
+        """Remove an entry (derived entries that name it as parent stay, and say so when used)."""
+        self._check_writable()
+        entry = self.get(entry)
+        self._remove(entry.path)
+        from .catalog import forget
+
+        forget(self, entry.kind, entry.path.split("/", 1)[1])
+
+    def _remove(self, path: str) -> None:
+        """Remove the group at ``path`` (absent is fine); a failure to remove propagates."""
+        p = self._p(path)
+        try:
+            if self.local:
+                if os.path.lexists(p):
+                    shutil.rmtree(p)
+            elif self.fs.exists(p):
+                self.fs.rm(p, recursive=True)
+        except FileNotFoundError:  # a concurrent writer removed it first: gone is what was asked
+            pass
+
+    def clean_staging(self) -> int:
+        """Remove leftovers of crashed writes; returns how many were removed."""
+        self._check_writable()
+        try:
+            items = self.fs.ls(self._p(STAGING), detail=False)
+        except FileNotFoundError:
+            return 0
+        for it in items:
+            self._remove(f"{STAGING}/{it.rstrip('/').rsplit('/', 1)[-1]}")
+        return len(items)
+
+    def _put(self, path: str, data: bytes) -> None:
+        """Write one object (atomically on local disk, as one PUT on object stores)."""
+        from zarr.core.buffer import cpu
+        from zarr.core.sync import sync
+
+        sync(self.zstore.set(path, cpu.Buffer.from_bytes(data)))
+
+    # ------------------------------------------------------------------------------ staged chunk writes
+    def begin_write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> "Staging | Entry":
+        """Start, join or resume writing ``ds`` chunk by chunk; see :meth:`StagedWriter.begin_write`."""
+        return self.staged.begin_write(ds, attrs, encoding)
+
+    def done_chunks(self, staging: Staging) -> set[str]:
+        """Names (``"<name>.<i>"``) of the chunks already written; see :meth:`StagedWriter.done_chunks`."""
+        return self.staged.done_chunks(staging)
+
+    def write_chunk(self, staging: Staging, name: str, i: int, data) -> bool:
+        """Write chunk ``i`` of ``name`` whole, then its marker; see :meth:`StagedWriter.write_chunk`."""
+        return self.staged.write_chunk(staging, name, i, data)
+
+    def commit(self, staging: Staging) -> tuple[Entry, bool]:
+        """Publish a staging whose every chunk is written; see :meth:`StagedWriter.commit`."""
+        return self.staged.commit(staging)
+
+
+def _is_url(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def _filesystem(url: str, given_options: dict) -> tuple[str, Any, str, bool, dict]:
+    """``(url, fs, root, local, storage_options)`` of a store path or fsspec URL (see :func:`open_store`)."""
+    import fsspec
+
+    storage_options: dict = {}
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    if not _is_url(url):
+        url = os.path.abspath(os.path.expanduser(url))
+        if os.path.isfile(url):
+            raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
+        return url, fsspec.filesystem("file"), url, True, storage_options
+    from .remote import storage_options_for, unknown_protocol_error
+
+    storage_options = storage_options_for(url, given_options)
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **storage_options)
+    except (ImportError, ValueError) as exc:
+        raise unknown_protocol_error(url, exc) from None
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem):
+        # local://path: a local directory with object-store semantics (no rename; status last)
+        fs = fsspec.filesystem("file", auto_mkdir=True)
+        storage_options = {"auto_mkdir": True}
+    return url, fs, root, False, storage_options
+
+
+def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict | None = None) -> Store:
+    """Open (``mode="a"``, creating it if absent) or read (``mode="r"``) a giblet store.
+
+    Parameters
+    ----------
+    url : str or PathLike
+        A local directory, or any fsspec URL (``memory://name``, ``s3://bucket/path``, ...).
+    mode : {"a", "r"}
+    storage_options : dict, optional
+        fsspec options for an object store (``endpoint_url``, ``key``, ``secret``, ...), merged over
+        the defaults of :mod:`giblet_store.store.remote`. Credentials may also come from ``AWS_*``
+        environment variables or an fsspec config; they are never written anywhere.
+
+    Raises
+    ------
+    NotAStoreError
+        The path is a regular file, or a non-empty directory that is not a giblet store.
+    FormatVersionError
+        The store was written by a newer giblet_store.
+    StoreError
+        The store does not exist (mode "r"), or its filesystem is not installed.
+    """
+    import zarr
+
+    from .remote import OBJECT_PROTOCOLS, probe, protocol_of
+    from .root import check_root, create_root, root_document
+
+    if mode not in ("a", "r"):
+        raise StoreError(f"mode must be 'a' (read/write, create if absent) or 'r' (read-only), got {mode!r}")
+    given_options = dict(storage_options or {})
+    url, fs, root, local, storage_options = _filesystem(os.fspath(url), given_options)
+    if not local and protocol_of(url) in OBJECT_PROTOCOLS:
+        probe(fs, root, url, write=(mode == "a"))  # unreachable, no bucket, bad credentials: said here
+    marker = check_root(fs, root, url, mode, ROOT_ATTR, FORMAT_VERSION)
+    if local:
+        zstore = zarr.storage.LocalStore(root, read_only=(mode == "r"))
+    else:
+        zstore = zarr.storage.FsspecStore.from_url(url, read_only=(mode == "r"), storage_options=storage_options)
+    if marker is None:
+        doc = root_document(ROOT_ATTR, {"format_version": FORMAT_VERSION, "created_by": f"giblet_store {__version__}"})
+        create_root(fs, root, url, local, doc)
+    return Store(url, fs, root, zstore, local, read_only=(mode == "r"), storage_options=given_options)

@@ -1,0 +1,196 @@
+"""How good a model is, on both sides: decoding (stimulus identification) and encoding (R², noise ceiling).
+
+Decoding - :func:`identify`: for each held-out TR, correlate its reconstructed feature vector with the
+true vectors of every held-out TR and take the rank of its own (1 = best). Top-1 accuracy, the mean
+rank percentile (1 = always first, 0 = always last) and their chance levels (1/n and 0.5).
+:func:`identify_reconstruction` does it for a reconstruction entry against its target.
+
+Encoding - :func:`encoding_scores` (used by :func:`giblet_store.evaluate`): per subject and voxel,
+R² = 1 - SS_res / SS_tot of the predictions, and a noise ceiling from inter-subject correlation
+(leave one subject out: Pearson r of that subject's series with the mean of every *other* subject of
+the fmri entry), and r normalised by that ceiling (r / ceiling where the ceiling is > 0, else NaN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+
+__all__ = ["identify", "identify_reconstruction", "encoding_scores"]
+
+
+def _rows(x, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ParameterError(f"{name} must be (segment, feature); got shape {a.shape}")
+    return a
+
+
+def _corr_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r of every row of ``a`` with every row of ``b``; NaN where a row is constant."""
+    ac = a - a.mean(1, keepdims=True)
+    bc = b - b.mean(1, keepdims=True)
+    na, nb = np.sqrt((ac * ac).sum(1)), np.sqrt((bc * bc).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ac @ bc.T) / np.outer(np.where(na > 0, na, np.nan), np.where(nb > 0, nb, np.nan))
+
+
+def identify(reconstructed, true, *, center: bool = True) -> dict[str, Any]:
+    """Segment identification: is each reconstructed segment closest to its own true segment?
+
+    Parameters
+    ----------
+    reconstructed, true : (segment, feature) float, row i of each is held-out TR i (e.g. per-TR
+        embedding means or mel means); at least 2 segments
+    center : subtract each feature's mean over the segments (of each set) first, so that what all
+        segments share (EnCodec embeddings: r ~ 0.9999 between any two TRs) does not hide what tells
+        them apart
+
+    Returns
+    -------
+    dict
+        ``ranks`` (segment,) int, 1 = own segment most correlated (ties count against it);
+        ``top1_accuracy``, ``mean_rank_percentile`` ((n - rank) / (n - 1), averaged),
+        ``chance_top1`` (1/n), ``chance_rank_percentile`` (0.5), ``n_segments``, ``n_undefined``
+        (constant rows: ranked last).
+    """
+    a, b = _rows(reconstructed, "reconstructed"), _rows(true, "true")
+    if a.shape != b.shape or a.shape[0] < 2:
+        raise ParameterError(f"reconstructed {a.shape} and true {b.shape} must have the same shape, >= 2 segments")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ParameterError("identification needs finite features (average frames over real frames only)")
+    if center:
+        a, b = a - a.mean(0), b - b.mean(0)
+    c = _corr_matrix(a, b)
+    undefined = ~np.isfinite(np.diag(c))
+    c = np.where(np.isfinite(c), c, -np.inf)
+    own = np.diag(c)
+    n = a.shape[0]
+    ranks = (c >= own[:, None]).sum(1)  # itself, plus every other segment at least as close
+    ranks[undefined] = n
+    pct = (n - ranks) / (n - 1)
+    return {
+        "ranks": ranks.astype(np.int64).tolist(), "top1_accuracy": float(np.mean(ranks == 1)),
+        "mean_rank_percentile": float(pct.mean()), "chance_top1": 1.0 / n, "chance_rank_percentile": 0.5,
+        "n_segments": int(n), "n_undefined": int(undefined.sum()),
+    }
+
+
+def _per_tr(store, entry, x: np.ndarray, feature: str, model) -> np.ndarray:
+    """(tr, feature) vectors of one TR each: frame means of embeddings / mel, dequantised codes' means."""
+    if feature == "codes":
+        from ..codec.encodec import codec_for_entry
+        from ..features.quantise import dequantise
+
+        x = dequantise(x.astype(np.int64), model=codec_for_entry(entry.attrs, model, purpose="dequantise"))
+        feature = "embeddings"
+    if feature == "embedding_mean":
+        return x
+    axis = 1 if feature == "embeddings" else 2  # (tr, frame, dim) / (tr, mel_band, frame)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(np.where(np.isnan(x).all(axis=axis, keepdims=True), 0.0, x), axis=axis)
+
+
+def identify_reconstruction(store, entry, trs=None, *, model: str | None = None, center: bool = True) -> dict[str, Any]:
+    """:func:`identify` for a reconstruction entry against its target entry's true features.
+
+    Parameters
+    ----------
+    store : Store
+    entry : reconstruction entry (or key)
+    trs : (start, stop) target TRs (default: every reconstructed TR); use held-out TRs
+    model : codes reconstructions only: the model to dequantise with (default: the target's hub model)
+
+    Returns
+    -------
+    dict of :func:`identify`, plus ``feature`` (what was compared, per TR) and ``trs`` (the TR indices).
+    """
+    entry = store.get(entry)
+    if entry.kind != "reconstruction":
+        raise ParameterError(f"entry {entry.key[:16]} is a {entry.kind!r} entry; identification takes a reconstruction")
+    target = store.lookup(entry.attrs["target_key"])
+    if target is None:
+        raise ParameterError(f"the target {entry.attrs['target_key'][:16]} of reconstruction {entry.key[:16]} is "
+                             "not in the store; nothing to identify against")
+    ds = store.open(entry)
+    tr = ds["tr"].values
+    if trs is not None:
+        tr = tr[(tr >= int(trs[0])) & (tr < int(trs[1]))]
+    feature = entry.attrs["feature"]
+    rec = _per_tr(store, entry, ds[feature].sel(tr=tr).values, feature, model)
+    tds = store.open(target).sel(tr=tr)
+    true_var = {"codes": "codes", "embeddings": "embedding_mean", "mel": "mel_mean"}[target.kind]
+    true_feature = "codes" if target.kind == "codes" else "embedding_mean"
+    true = _per_tr(store, target, tds[true_var].values, true_feature, model)
+    out = identify(rec, true, center=center)
+    out.update(feature=f"{feature} (per-TR mean)" if feature != "embedding_mean" else feature,
+               trs=[int(t) for t in tr])
+    return out
+
+
+def _pearson_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r along axis -2 (tr) of (..., tr, voxel) arrays; NaN where a series is constant."""
+    ac, bc = a - a.mean(-2, keepdims=True), b - b.mean(-2, keepdims=True)
+    den = np.sqrt((ac * ac).sum(-2) * (bc * bc).sum(-2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ac * bc).sum(-2) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _nanmean(x) -> float | None:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects: list[str],
+                    all_fmri: np.ndarray, all_subjects: list[str]) -> tuple[dict, dict]:
+    """R², a leave-one-subject-out ISC noise ceiling and ceiling-normalised r, per subject and voxel.
+
+    Parameters
+    ----------
+    pred, fmri : (subject, tr, voxel) float, the predictions and their targets on the evaluated TRs
+    r : (subject, voxel) float, Pearson r of ``pred`` with ``fmri``
+    subjects : the subjects along the first axis of ``pred``
+    all_fmri : (subject, tr, voxel) float, every subject of the fmri entry on the same TRs
+    all_subjects : the subjects of ``all_fmri``
+
+    Returns
+    -------
+    variables : {name: ((dims), float32 array)} - ``r2``, ``noise_ceiling``, ``r_normalised`` (subject, voxel)
+    attrs : summaries - ``scores`` (per subject and ``all``: means over voxels of r, r2, noise_ceiling,
+        r_normalised, and ``r_over_ceiling`` = mean r / mean ceiling over voxels with a positive ceiling),
+        ``noise_ceiling_method`` and, with one subject, ``noise_ceiling_note``
+    """
+    pred, fmri, all_fmri = (np.asarray(a, dtype=np.float64) for a in (pred, fmri, all_fmri))
+    res = ((fmri - pred) ** 2).sum(1)
+    tot = ((fmri - fmri.mean(1, keepdims=True)) ** 2).sum(1)
+    r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
+    ceiling = np.full(r.shape, np.nan)
+    for i, s in enumerate(subjects):
+        others = [j for j, o in enumerate(all_subjects) if o != s]
+        if others:
+            ceiling[i] = _pearson_np(all_fmri[all_subjects.index(s)], all_fmri[others].mean(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_norm = np.where(ceiling > 0, r / np.where(ceiling > 0, ceiling, 1.0), np.nan)
+    dims = ("subject", "voxel")
+    variables = {"r2": (dims, r2.astype(np.float32)), "noise_ceiling": (dims, ceiling.astype(np.float32)),
+                 "r_normalised": (dims, r_norm.astype(np.float32))}
+
+    def summary(sel) -> dict:
+        good = ceiling[sel] > 0
+        num, den = _nanmean(np.where(good, r[sel], np.nan)), _nanmean(np.where(good, ceiling[sel], np.nan))
+        return {"r_mean": _nanmean(r[sel]), "r2_mean": _nanmean(r2[sel]), "noise_ceiling_mean": _nanmean(ceiling[sel]),
+                "r_normalised_mean": _nanmean(r_norm[sel]),
+                "r_over_ceiling": None if num is None or not den else num / den}
+
+    scores = {s: summary(i) for i, s in enumerate(subjects)}
+    scores["all"] = summary(slice(None))
+    attrs: dict[str, Any] = {"scores": scores, "noise_ceiling_method": (
+        "leave-one-subject-out inter-subject correlation: Pearson r of each subject with the mean of the other "
+        "subjects of the fmri entry, per voxel, on the evaluated TRs")}
+    if len(all_subjects) < 2:
+        attrs["noise_ceiling_note"] = "the fmri entry has one subject: no inter-subject ceiling (NaN)"
+    return variables, attrs

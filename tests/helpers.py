@@ -1,0 +1,129 @@
+"""Helpers several test packages share (kept here, not imported from one test module by another)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from giblet_store import content_key
+
+import s3_writer
+from s3_fixture import TEST_KEY_ID, TEST_SECRET
+
+TESTS = Path(__file__).resolve().parent
+
+
+# ------------------------------------------------------------------------------ store files
+def snapshot(root) -> dict:
+    """Every file under root with its bytes: 'store unchanged' means this is equal."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = fh.read()
+    return out
+
+
+def write(store, i: int):
+    ds, attrs, enc = s3_writer.entry()
+    inputs = {"i": i}
+    attrs = {**attrs, "key": content_key(inputs), "inputs": inputs, "tr_s": 0.5 if i % 2 else 1.5}
+    return store.write(ds, attrs, enc)[0]
+
+
+# ------------------------------------------------------------------------------ S3 (moto server)
+def objects(url: str, under: str = "") -> dict[str, bytes]:
+    """Every object under ``url/under`` and its bytes (paths relative to ``url``)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(use_listings_cache=False)
+    root = url.split("://", 1)[1].rstrip("/")
+    base = f"{root}/{under}".rstrip("/")
+    return {p[len(root) + 1:]: fs.cat_file(p) for p in sorted(fs.find(base))}
+
+
+def assert_no_secret(*texts) -> None:
+    for t in texts:
+        t = t if isinstance(t, bytes) else str(t).encode()
+        assert TEST_SECRET.encode() not in t and TEST_KEY_ID.encode() not in t
+
+
+WRITER = TESTS / "s3_writer.py"
+
+
+def writer(url: str, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WRITER), url, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [str(TESTS.parent), os.environ.get("PYTHONPATH", "")])})
+
+
+# ------------------------------------------------------------------------------ fMRI series
+AFFINE = np.diag([3.0, 3.0, 4.0, 1.0])
+
+
+def write_series(path, data, affine=AFFINE, tr=2.0, unit="sec", dtype=np.float32) -> Path:
+    """A 4D NIfTI with ``pixdim[4] = tr`` in ``unit``."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
+    img.header.set_xyzt_units("mm", unit)
+    z = img.header.get_zooms()
+    img.header.set_zooms(tuple(z[:3]) + ((tr,) if len(z) > 3 else ()))
+    nib.save(img, str(path))
+    return Path(path)
+
+
+def synth(shape=(6, 5, 4), n=16, seed=0, active=None, offset=100.0):
+    """(x, y, z, tr) float: noise in ``active`` voxels (default all), constant elsewhere."""
+    rng = np.random.default_rng(seed)
+    x = offset + rng.standard_normal(shape + (n,))
+    if active is not None:
+        x[~active] = offset
+    return x
+
+
+def fmri_snapshot(store) -> tuple:
+    root = Path(store.root)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    return tuple(e.key for e in store.entries()), tuple(files)
+
+
+def stimulus_entry(store, tr_s=2.0, n_trs=20, source="a" * 64, onset_s=0.0):
+    """A per-TR features entry standing in for a stimulus (schema-valid, written through store.write)."""
+    ds = xr.Dataset({"loudness": (("tr",), np.linspace(0, 1, n_trs, dtype=np.float32))},
+                    coords={"tr": np.arange(n_trs), "tr_start_s": (("tr",), onset_s + tr_s * np.arange(n_trs))})
+    inputs = {"test-stimulus": source, "tr_s": tr_s, "n_trs": n_trs, "onset_s": onset_s}
+    attrs = {"kind": "features", "key": content_key(inputs), "parent": source, "parent_kind": "codes",
+             "transform": "resample", "transform_params": {}, "variables": ["loudness"], "axis": "tr",
+             "tr_s": tr_s, "onset_s": onset_s, "n_trs": n_trs, "hrf": "none", "algorithm_version": 1,
+             "inputs": inputs, "source_sha256": source, "source_name": "movie.wav",
+             "resample": {"method": "nearest", "tr_s": tr_s, "onset_s": onset_s, "n_trs": n_trs}}
+    return store.write(ds, attrs)[0]
+
+
+# ------------------------------------------------------------------------------ terminals
+class Terminal:
+    """A stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)

@@ -1,0 +1,25 @@
+"""How find(**where) compares attributes (giblet_store.store.attr_match)."""
+
+from giblet_store.store.attr_match import MISSING, lookup_attr, match, matches
+
+ATTRS = {"bandwidth_kbps": 6.0, "tr_s": 1.5, "hrf_params": {"peak_delay_s": 6}, "db": True, "trs": [0, 10],
+         "kind": "codes"}
+
+
+def test_numbers_compare_by_value_and_booleans_exactly():
+    assert match(6.0, 6) and match(1.5, 1.5 + 1e-12) and not match(1.5, 1.6)
+    assert match(True, True) and not match(True, False) and not match(True, 1 + 1e-12)
+    assert match("codes", "codes") and not match("codes", "mel")
+
+
+def test_a_wanted_list_matches_any_value_unless_the_attribute_is_a_list():
+    assert match(6.0, [1.5, 6]) and not match(6.0, [1.5, 3])
+    assert match([0, 10], [0, 10]) and not match([0, 10], [0, 10, 20]) and not match([0, 10], [10, 0])
+
+
+def test_dotted_names_reach_into_nested_attributes_and_missing_is_not_none():
+    assert lookup_attr(ATTRS, "hrf_params.peak_delay_s") == 6
+    assert lookup_attr(ATTRS, "hrf_params.ratio") is MISSING and lookup_attr(ATTRS, "tr_s.x") is MISSING
+    assert matches(ATTRS, {"bandwidth_kbps": 6, "hrf_params.peak_delay_s": 6.0, "kind": ["codes", "mel"]})
+    assert not matches(ATTRS, {"bandwidth_kbps": 6, "n_trs": None})  # absent never matches, not even None
+    assert matches(ATTRS, {})
