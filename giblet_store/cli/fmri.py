@@ -100,7 +100,7 @@ def _cmd_evaluate(args) -> int:
         a = entry.attrs
         mean = "undefined" if a["r_mean_all"] is None else round(a["r_mean_all"], 4)
         print(f"{entry.key}  {'created' if created else 'cached'}  {entry.path}  trs={a['trs'][0]}:{a['trs'][1]} "
-              f"mean r={mean}")
+              f"mean r={mean}{_normalised_text(a)}")
         for run in a.get("runs") or []:
             r = "undefined" if run["r_mean_all"] is None else round(run["r_mean_all"], 4)
             span = "-" if run["trs"] is None else f"{run['trs'][0]}:{run['trs'][1]}"
@@ -108,6 +108,15 @@ def _cmd_evaluate(args) -> int:
         if note := undefined_note(a):
             print(f"giblet-store: note: {note}", file=sys.stderr)
     return 0
+
+
+def _normalised_text(a: dict) -> str:
+    """`` r/ceiling=X over N voxel x subject pairs with a reliable ceiling`` (or why there is none)."""
+    s = (a.get("scores") or {}).get("all") or {}
+    if s.get("r_over_ceiling") is None:
+        return "  r/ceiling=undefined (no voxel with a reliable noise ceiling)" if "scores" in a else ""
+    return (f"  r/ceiling={s['r_over_ceiling']:.4f} (mean r / mean ceiling over {s['n_voxels_normalised']} "
+            "voxel x subject pairs with a reliable ceiling)")
 
 
 # ------------------------------------------------------------------------------------ to-nifti

@@ -61,8 +61,10 @@ VARIABLE_LABELS: dict[str, tuple[str, str]] = {
     "r": ("Pearson correlation of prediction and BOLD", "1"),
     "r_mean": ("Pearson correlation, mean over subjects", "1"),
     "r2": ("coefficient of determination (R^2) of prediction and BOLD", "1"),
-    "noise_ceiling": ("noise ceiling: r of each subject with the mean of the others", "1"),
-    "r_normalised": ("Pearson correlation divided by the noise ceiling", "1"),
+    "noise_ceiling": ("noise ceiling: r of a perfect model of the shared response, sqrt of the mean pairwise "
+                      "inter-subject correlation", "1"),
+    "r_normalised": ("Pearson correlation divided by the noise ceiling (where the ceiling is reliable)", "1"),
+    "isc_loso": ("inter-subject correlation: r of each subject with the mean of the others (not a ceiling)", "1"),
     "r_run": ("Pearson correlation of prediction and BOLD within the run", "1"),
     "r_run_mean": ("Pearson correlation within the run, mean over subjects", "1"),
     "run": ("scan run of the TR", "1"),

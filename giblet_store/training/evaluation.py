@@ -82,8 +82,11 @@ def evaluate(store: Store, predictions: Entry | str, trs=None) -> tuple[Entry, b
     (Entry, created)
         kind ``evaluation``: ``r`` (subject, voxel) float32 (NaN where a series is constant) and
         ``r_mean`` (voxel,) float32, the mean over subjects; ``parent`` = {predictions, fmri}. Also
-        ``r2``, ``noise_ceiling`` (leave-one-subject-out ISC) and ``r_normalised`` (subject, voxel)
-        with per-subject and overall means in ``attrs["scores"]`` (see :mod:`giblet_store.training.scores`).
+        ``r2`` (subject, voxel); ``noise_ceiling`` (voxel,), the r a perfect model of the shared response
+        reaches, from the pairwise ISC on the same TRs (:mod:`giblet_store.training.ceiling`);
+        ``r_normalised`` (subject, voxel) = r / ceiling where the ceiling is reliable, else NaN; ``isc_loso``
+        (subject, voxel), each subject against the mean of the others (not a ceiling); per-subject and
+        overall means in ``attrs["scores"]`` (see :mod:`giblet_store.training.scores`).
         For an fmri entry with runs, also per run: ``r_run`` (subject, run_id, voxel) and
         ``r_run_mean`` (run_id, voxel) float32 (r within each run's TRs; NaN for a run with fewer
         than 3 evaluated TRs) and ``attrs["runs"]`` (each run's TRs used and mean r).
@@ -99,7 +102,7 @@ def evaluate(store: Store, predictions: Entry | str, trs=None) -> tuple[Entry, b
     sel, span, trs_record = _selected(pe, pds["tr"].values, trs)
     inputs = {"kind": "evaluation", "metric": "pearson_r", "algorithm_version": ALGORITHM_VERSION,
               "format_version": FORMAT_VERSION, "predictions_key": pe.key, "fmri_key": fe.key, "trs": trs_record,
-              "scores": ["r2", "noise_ceiling_loso_isc", "r_normalised"]}
+              "scores": ["r2", "noise_ceiling_pairwise_isc", "r_normalised_reliable", "isc_loso"]}
     if fe.attrs.get("runs"):
         inputs["per_run"] = True
     key = content_key(inputs)

@@ -6,9 +6,10 @@ rank percentile (1 = always first, 0 = always last) and their chance levels (1/n
 :func:`identify_reconstruction` does it for a reconstruction entry against its target.
 
 Encoding - :func:`encoding_scores` (used by :func:`giblet_store.evaluate`): per subject and voxel,
-R² = 1 - SS_res / SS_tot of the predictions, and a noise ceiling from inter-subject correlation
-(leave one subject out: Pearson r of that subject's series with the mean of every *other* subject of
-the fmri entry), and r normalised by that ceiling (r / ceiling where the ceiling is > 0, else NaN).
+R² = 1 - SS_res / SS_tot of the predictions; per voxel the noise ceiling of
+:mod:`giblet_store.training.ceiling` (sqrt of the mean pairwise inter-subject correlation: the r a
+perfect model of the shared response reaches); r normalised by it where it is reliable; and the
+leave-one-subject-out ISC (each subject against the mean of the others), which is not a ceiling.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _nanmean(x) -> float | None:
 
 def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects: list[str],
                     all_fmri: np.ndarray, all_subjects: list[str]) -> tuple[dict, dict]:
-    """R², a leave-one-subject-out ISC noise ceiling and ceiling-normalised r, per subject and voxel.
+    """R², the noise ceiling of :mod:`giblet_store.training.ceiling` and ceiling-normalised r.
 
     Parameters
     ----------
@@ -159,38 +160,46 @@ def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects:
 
     Returns
     -------
-    variables : {name: ((dims), float32 array)} - ``r2``, ``noise_ceiling``, ``r_normalised`` (subject, voxel)
-    attrs : summaries - ``scores`` (per subject and ``all``: means over voxels of r, r2, noise_ceiling,
-        r_normalised, and ``r_over_ceiling`` = mean r / mean ceiling over voxels with a positive ceiling),
-        ``noise_ceiling_method`` and, with one subject, ``noise_ceiling_note``
+    variables : {name: ((dims), float32 array)} - ``r2`` (subject, voxel); ``noise_ceiling`` (voxel,),
+        sqrt of the mean pairwise ISC; ``r_normalised`` (subject, voxel) = r / noise_ceiling where the
+        ceiling is reliable (>= ``noise_ceiling_min``), else NaN; ``isc_loso`` (subject, voxel), r of each
+        subject with the mean of the others (an ISC, not a ceiling)
+    attrs : ``scores`` (per subject and ``all``: means over voxels of r, r2, noise_ceiling, isc_loso;
+        over reliable voxels only: ``r_normalised_mean``, ``r_over_ceiling`` = mean r / mean ceiling,
+        and their count ``n_voxels_normalised``), ``noise_ceiling_method``, ``noise_ceiling_reliable_rule``,
+        ``noise_ceiling_min``, ``n_voxels_reliable_ceiling`` and, with one subject, ``noise_ceiling_note``
     """
+    from .ceiling import METHOD, RELIABLE_RULE, loso_isc, min_reliable_ceiling, noise_ceiling
+
     pred, fmri, all_fmri = (np.asarray(a, dtype=np.float64) for a in (pred, fmri, all_fmri))
     res = ((fmri - pred) ** 2).sum(1)
     tot = ((fmri - fmri.mean(1, keepdims=True)) ** 2).sum(1)
     r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
-    ceiling = np.full(r.shape, np.nan)
-    for i, s in enumerate(subjects):
-        others = [j for j, o in enumerate(all_subjects) if o != s]
-        if others:
-            ceiling[i] = _pearson_np(all_fmri[all_subjects.index(s)], all_fmri[others].mean(0))
+    ceiling, _ = noise_ceiling(all_fmri)
+    c_min = min_reliable_ceiling(all_fmri.shape[1], len(all_subjects))
+    reliable = np.isfinite(ceiling) & (np.nan_to_num(ceiling) >= c_min)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r_norm = np.where(ceiling > 0, r / np.where(ceiling > 0, ceiling, 1.0), np.nan)
+        r_norm = np.where(reliable, r / np.where(reliable, ceiling, 1.0), np.nan)
+    isc = np.stack([loso_isc(all_fmri, all_subjects.index(s)) for s in subjects]) if subjects else r * np.nan
     dims = ("subject", "voxel")
-    variables = {"r2": (dims, r2.astype(np.float32)), "noise_ceiling": (dims, ceiling.astype(np.float32)),
-                 "r_normalised": (dims, r_norm.astype(np.float32))}
+    variables = {"r2": (dims, r2.astype(np.float32)), "noise_ceiling": (("voxel",), ceiling.astype(np.float32)),
+                 "r_normalised": (dims, r_norm.astype(np.float32)), "isc_loso": (dims, isc.astype(np.float32))}
 
     def summary(sel) -> dict:
-        good = ceiling[sel] > 0
-        num, den = _nanmean(np.where(good, r[sel], np.nan)), _nanmean(np.where(good, ceiling[sel], np.nan))
-        return {"r_mean": _nanmean(r[sel]), "r2_mean": _nanmean(r2[sel]), "noise_ceiling_mean": _nanmean(ceiling[sel]),
-                "r_normalised_mean": _nanmean(r_norm[sel]),
-                "r_over_ceiling": None if num is None or not den else num / den}
+        good = np.broadcast_to(reliable, r[sel].shape) & np.isfinite(r[sel])
+        num = _nanmean(np.where(good, r[sel], np.nan))
+        den = _nanmean(np.where(good, np.broadcast_to(ceiling, r[sel].shape), np.nan))
+        return {"r_mean": _nanmean(r[sel]), "r2_mean": _nanmean(r2[sel]), "noise_ceiling_mean": _nanmean(ceiling),
+                "isc_loso_mean": _nanmean(isc[sel]), "r_normalised_mean": _nanmean(r_norm[sel]),
+                "r_over_ceiling": None if num is None or not den else num / den,
+                "n_voxels_normalised": int(good.sum())}
 
     scores = {s: summary(i) for i, s in enumerate(subjects)}
     scores["all"] = summary(slice(None))
-    attrs: dict[str, Any] = {"scores": scores, "noise_ceiling_method": (
-        "leave-one-subject-out inter-subject correlation: Pearson r of each subject with the mean of the other "
-        "subjects of the fmri entry, per voxel, on the evaluated TRs")}
+    attrs: dict[str, Any] = {"scores": scores, "noise_ceiling_method": METHOD,
+                             "noise_ceiling_reliable_rule": RELIABLE_RULE,
+                             "noise_ceiling_min": None if not np.isfinite(c_min) else float(c_min),
+                             "n_voxels_reliable_ceiling": int(reliable.sum())}
     if len(all_subjects) < 2:
         attrs["noise_ceiling_note"] = "the fmri entry has one subject: no inter-subject ceiling (NaN)"
     return variables, attrs
