@@ -86,14 +86,26 @@ def target_coords(fe, fds, tr) -> dict:
 
 
 def select_run(ds, run: str):
-    """The TRs of run ``run`` of an fmri-side Dataset (an entry without runs is run ``"1"``).
+    """The TRs of run ``run`` of an fmri-side entry or Dataset, on that run's grid.
+
+    ``ds`` is an xarray Dataset or an :class:`~giblet_store.store.core.Entry` (opened). An entry
+    without runs is run ``"1"`` and comes back whole. The result's attributes describe the run, not
+    the whole entry: ``onset_s`` (its stimulus onset), ``n_trs`` (its TRs), ``tr_s``, ``run`` (the
+    ID), ``tr_offset`` (where its TRs start in the entry: ``tr`` keeps the entry's indices) and
+    ``runs`` (its one record, with its stimulus fields), so :func:`~giblet_store.fmri.join.join`
+    pairs it with that run's features.
 
     Examples
     --------
     >>> part2 = select_run(store.open(fmri_entry), "2")        # doctest: +SKIP
+    >>> gs.join(run2_features, gs.select_run(fmri_entry, "2"))  # doctest: +SKIP
     """
     from ..errors import ParameterError
 
+    if not hasattr(ds, "data_vars") and callable(getattr(ds, "open", None)) and hasattr(ds, "kind"):
+        ds = ds.open()  # an Entry
+    if not hasattr(ds, "data_vars"):
+        raise ParameterError(f"select_run takes an entry or an xarray Dataset of one, got {type(ds).__name__}")
     if "run" not in ds.coords:
         if str(run) != DEFAULT_RUN:
             raise ParameterError(f"this entry holds one run, {DEFAULT_RUN!r} (it was ingested without runs); "
@@ -102,4 +114,28 @@ def select_run(ds, run: str):
     ids = np.array([str(x) for x in ds["run"].values], dtype=object)
     if str(run) not in set(ids):
         raise ParameterError(f"run {run!r} is not in this entry; it holds runs {list(dict.fromkeys(ids))}")
-    return ds.isel(tr=np.flatnonzero(ids == str(run)))
+    part = ds.isel(tr=np.flatnonzero(ids == str(run)))
+    part.attrs = _run_attrs(ds.attrs, part, str(run))
+    return part
+
+
+def _run_attrs(attrs: dict, part, run: str) -> dict:
+    """The attributes of one run's TRs ``part``: the entry's, with the run's grid and its record."""
+    recs = [dict(r) for r in attrs.get("runs") or [] if str(r.get("run")) == run]
+    if recs:
+        rec = recs[0]
+    else:  # an entry whose attributes carry no run table (e.g. predictions): the run's grid from its coords
+        tr_s = float(attrs.get("tr_s", 0.0))
+        first = int(np.argmin(part["tr_in_run"].values)) if "tr_in_run" in part.coords else 0
+        within = int(part["tr_in_run"].values[first]) if "tr_in_run" in part.coords else 0
+        onset = (float(part["tr_start_s"].values[first]) - tr_s * within if "tr_start_s" in part.coords
+                 else float(attrs.get("onset_s", 0.0)))
+        rec = {"run": run, "tr_offset": int(part["tr"].values[first]) - within, "n_trs": int(part.sizes["tr"]),
+               "onset_s": round(onset, 9)}
+    out = dict(attrs)
+    out.update(run=run, runs=[rec], n_runs=1, n_trs=int(rec["n_trs"]), onset_s=float(rec.get("onset_s", 0.0)),
+               tr_offset=int(rec["tr_offset"]))
+    for name in ("stimulus_key", "stimulus_sha256", "stimulus_name", "paired_trs"):
+        if name in rec:
+            out[name] = rec[name]
+    return out

@@ -315,3 +315,32 @@ def test_derive_along_tr_of_an_entry_with_runs_is_refused(store, runs_entry):
     with pytest.raises(ParameterError, match="holds 2 runs one after another along tr"):
         store.derive(entry, Resample(tr_s=1.0), axis="tr")
     assert snapshot(store) == before
+
+
+# ------------------------------------------------------------------------------------ issue 20 item 3
+def test_a_selected_run_carries_its_own_grid_and_joins_with_its_features(store, tmp_path):
+    """Run 2's stimulus starts at 37.5 s of the movie: the selected run says so (onset, n_trs, TR), and
+    joins with run 2's features; select_run takes an Entry as well as a Dataset."""
+    import giblet_store as gs
+
+    stims = {"1": stimulus_entry(store, n_trs=12, source="1" * 64),
+             "2": stimulus_entry(store, n_trs=8, source="2" * 64, onset_s=37.5)}
+    files, subj, runs, raw = write_runs(tmp_path)
+    entry = ingest_fmri(store, files, subj, runs=runs, mask=MASK, stimulus=stims).entry
+    part = gs.select_run(entry, "2")  # an Entry (was AttributeError)
+    assert part.attrs["onset_s"] == 37.5 and part.attrs["n_trs"] == 8 and part.attrs["tr_s"] == 2.0
+    assert part.attrs["run"] == "2" and part.attrs["tr_offset"] == 12 and part.attrs["n_runs"] == 1
+    assert part.attrs["stimulus_key"] == stims["2"].key and [r["run"] for r in part.attrs["runs"]] == ["2"]
+    np.testing.assert_allclose(part["tr_start_s"].values, 37.5 + 2.0 * np.arange(8))
+    assert entry.attrs["onset_s"] == 0.0 and store.open(entry).attrs["n_trs"] == 20  # the entry is untouched
+    both = gs.join(stims["2"], part)  # was refused: "TR grids differ ... 37.5 s ... 0 s"
+    assert list(both["tr"].values) == list(range(8)) and both.attrs["onset_s"] == 37.5
+    np.testing.assert_allclose(both["fmri"].sel(subject="s1").values, raw[("s1", "2")], rtol=1e-6)
+    one = gs.select_run(store.open(entry), "1")
+    assert one.attrs["onset_s"] == 0.0 and one.attrs["n_trs"] == 12 and one.attrs["tr_offset"] == 0
+    y = store.open(entry)["fmri"].values
+    pred, _ = gs.write_predictions(store, y, entry, model_name="m", checkpoint_sha256="d" * 64)
+    p2 = gs.select_run(pred, "2")  # predictions: the grid from the run coordinates
+    assert p2.attrs["onset_s"] == 37.5 and p2.attrs["n_trs"] == 8 and p2.attrs["tr_offset"] == 12
+    with pytest.raises(ParameterError, match="takes an entry or an xarray Dataset"):
+        gs.select_run("not a dataset", "2")
