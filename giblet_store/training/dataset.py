@@ -27,8 +27,9 @@ Samples (or batches, with a leading batch axis) are dicts of tensors:
 
 - ``fmri``: (voxel,) float32
 - one tensor per feature, named by variable (or by the name given): the variable's per-TR shape,
-  e.g. ``codes`` (codebook, frame) int64 and ``n_frames`` () int64; with ``window=k`` a leading axis
-  of ``k + 1`` TRs ``t-k .. t`` (oldest first). Integers come as int64, floats as float32.
+  e.g. ``codes`` (codebook, frame) int64 and ``n_frames`` () int64; with ``window=k`` (any k >= 0,
+  0 included) a leading axis of ``k + 1`` TRs ``t-k .. t`` (oldest first); with ``window=None`` (the
+  default) no window axis. Integers come as int64, floats as float32.
 - ``subject``: () int64, index into :attr:`StoreDataset.subjects`; ``tr``: () int64, the TR.
 - ``run``: () int64, index into :attr:`StoreDataset.runs` (only for an fmri entry ingested with runs).
 
@@ -73,8 +74,9 @@ class StoreDataset(IterableDataset):
     subjects : subject IDs to serve (default: all of the fmri entry)
     trs : (start, stop) TR range of the samples, or (entry with runs) a list of ranges (default: every
         TR that fmri and features share); make train/validation/test ranges with :func:`split_trs`
-    window : k previous TRs joined to each sample (features get a leading axis of k + 1); samples
-        start at TR ``max(start, k)`` so every window is real
+    window : k previous TRs joined to each sample (features get a leading axis of k + 1, of 1 for
+        ``window=0``); samples start at TR ``max(start, k)`` so every window is real. None (the
+        default): one TR per sample and no window axis
     batch_size : None (the default) serves samples: batch them with ``DataLoader(ds, batch_size=B)``;
         B makes the Dataset serve batches of B itself (then ``DataLoader(ds, batch_size=None)``)
     shuffle, seed : unit order and in-group order come from ``(seed, epoch)`` only: the same seed and
@@ -113,7 +115,7 @@ class StoreDataset(IterableDataset):
         *,
         subjects: Sequence[str] | None = None,
         trs: tuple[int, int] | None = None,
-        window: int = 0,
+        window: int | None = None,
         batch_size: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
@@ -125,18 +127,20 @@ class StoreDataset(IterableDataset):
         io_threads: int = 2,
     ):
         super().__init__()
-        for name, v, lo in (("window", window, 0), ("chunks_in_memory", chunks_in_memory, 1), ("seed", seed, 0),
+        for name, v, lo in (("window", 0 if window is None else window, 0), ("chunks_in_memory", chunks_in_memory, 1), ("seed", seed, 0),
                             ("world_size", world_size, 1), ("rank", rank, 0), ("io_threads", io_threads, 0)):
             int_in_range(name, v, lo)
         if rank >= world_size:
             raise ParameterError(f"rank={rank} must be < world_size={world_size}")
         batch_size = int_in_range("batch_size", batch_size, 1, optional=True)
-        self.window, self.batch_size, self.shuffle, self.seed = int(window), batch_size, bool(shuffle), int(seed)
+        self.window = None if window is None else int(window)
+        self._k = self.window or 0  # previous TRs read before each sample
+        self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
         self.drop_last, self.chunks_in_memory, self.epoch = bool(drop_last), int(chunks_in_memory), 0
         self.feature_cache_bytes, self.rank, self.world_size = int(feature_cache_bytes), int(rank), int(world_size)
         self.io_threads = int(io_threads)
 
-        plan = plan_samples(store, fmri, features, subjects=subjects, trs=trs, window=window)
+        plan = plan_samples(store, fmri, features, subjects=subjects, trs=trs, window=self._k)
         self.plan = plan
         self.url, self.fmri_key, self.tr_s, self.n_voxels = plan.url, plan.fmri_key, plan.tr_s, plan.n_voxels
         self.subjects, self.trs, self.sample_trs = list(plan.subjects), plan.trs, plan.sample_trs
@@ -156,7 +160,7 @@ class StoreDataset(IterableDataset):
     @property
     def sample_shapes(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         """name -> (shape, dtype) of one sample (add the batch axis for batches)."""
-        w = () if self.window == 0 else (self.window + 1,)
+        w = () if self.window is None else (self.window + 1,)
         out = {n: (w + f.shape, _TORCH[out_dtype(f.dtype)]) for n, f in self._specs.items()}
         out["fmri"] = ((self.n_voxels,), torch.float32)
         out["subject"] = ((), torch.int64)
@@ -243,7 +247,7 @@ class StoreDataset(IterableDataset):
         off = int(self.plan.run_offsets[j])
         out = {"fmri": np.asarray(st["fmri"][s, a:b, :]), "run": j}
         for n, r in st["run_readers"][j].items():
-            out[n] = r.rows(a - off - self.window, b - off)
+            out[n] = r.rows(a - off - self._k, b - off)
         return out
 
     def _assemble(self, units: np.ndarray, parts: list[dict]) -> dict:
@@ -272,7 +276,7 @@ class StoreDataset(IterableDataset):
         (torch caches received storages) instead of once per batch. In the main process plain
         arrays are cheaper.
         """
-        w = () if self.window == 0 else (self.window + 1,)
+        w = () if self.window is None else (self.window + 1,)
         fields = [("fmri", (self.n_voxels,), np.dtype(np.float32)), ("subject", (), np.dtype(np.int64)),
                   ("tr", (), np.dtype(np.int64))]
         fields += [("run", (), np.dtype(np.int64))] if self.plan.has_runs else []
@@ -312,13 +316,13 @@ class StoreDataset(IterableDataset):
         if "run" in out:
             out["run"][at : at + len(idx)] = g["run"][idx]
         starts = np.concatenate([[0], np.flatnonzero(np.diff(unit)) + 1, [len(idx)]])
-        win = np.arange(self.window + 1)
+        win = np.arange(self._k + 1)
         for a, b in zip(starts[:-1], starts[1:]):
             part = g["parts"][unit[a]]
             rows = g["row"][idx[a:b]]
             sl = slice(at + a, at + b)
             np.take(part["fmri"], rows, axis=0, out=out["fmri"][sl], mode="clip")
-            frows = rows[:, None] + win if self.window else rows  # the unit's features start window rows early
+            frows = rows if self.window is None else rows[:, None] + win  # features start _k rows early
             for n in self._specs:
                 if part[n].dtype == out[n].dtype:
                     np.take(part[n], frows, axis=0, out=out[n][sl], mode="clip")

@@ -69,10 +69,10 @@ def pairs(batches) -> list[tuple[int, int]]:
     return [(int(s), int(t)) for b in batches for s, t in zip(b["subject"], b["tr"])]
 
 
-def check_values(world, b, window=0):
+def check_values(world, b, window=None):
     s, t = b["subject"].numpy(), b["tr"].numpy()
     np.testing.assert_array_equal(b["fmri"].numpy(), world["y"][s, t])
-    rows = t if window == 0 else t[:, None] + np.arange(-window, 1)
+    rows = t if window is None else t[:, None] + np.arange(-window, 1)
     np.testing.assert_array_equal(b["codes"].numpy(), world["c"]["codes"].values[rows])
     np.testing.assert_array_equal(b["n_frames"].numpy(), world["c"]["n_frames"].values[rows])
     np.testing.assert_array_equal(b["emb"].numpy(), world["f"]["emb"].values[rows])
@@ -226,6 +226,23 @@ def test_dataloader_spawn_and_pickle(world):
     loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="spawn")
     got = pairs(loader)
     assert sorted(got) == [(s, t) for s in range(2) for t in range(N_TRS)]
+
+
+def test_window_zero_keeps_a_window_axis_of_one(world):
+    """window=k gives features a leading axis of k + 1, for k = 0 too (issue 20 item 6); None: no axis."""
+    for batch_size in (5, None):
+        ds = make(world, window=0, batch_size=batch_size, shuffle=False)
+        x = next(iter(ds))
+        lead = () if batch_size is None else (5,)
+        assert x["codes"].shape == lead + (1, 2, 38) and x["emb"].shape == lead + (1, 3, 2)
+        assert x["n_frames"].shape == lead + (1,) and x["fmri"].shape == lead + (60,)
+        assert ds.sample_shapes["codes"] == ((1, 2, 38), torch.int64) and len(ds) == 2 * N_TRS
+        one = make(world, window=1, batch_size=batch_size, shuffle=False)
+        assert next(iter(one))["emb"].ndim == x["emb"].ndim  # the same rank at window 0 and 1
+    b = next(iter(make(world, window=0, batch_size=7, seed=3)))
+    check_values(world, b, window=0)
+    plain = make(world, shuffle=False)  # the default: one TR, no window axis
+    assert plain.window is None and next(iter(plain))["codes"].shape == (2, 38)
 
 
 def test_per_sample_mode_with_dataloader_batching(world):
