@@ -126,10 +126,12 @@ def add_to_nifti(sub) -> None:
     p.add_argument("key", metavar="KEY_OR_PREFIX")
     p.add_argument("-o", "--output", required=True, help="output .nii or .nii.gz")
     p.add_argument("--subject", default=None, help="subject ID (evaluation: default is the mean over subjects)")
-    p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean)")
+    p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean; evaluation "
+                                                 "with --run: r_run or r_run_mean; noise_ceiling is per voxel)")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range of a 4D export")
     p.add_argument("--run", default=None, metavar="RUN",
-                   help="only this run's TRs (an entry with runs); --trs then counts within the run")
+                   help="only this run's TRs (an entry with runs; --trs then counts within the run), or "
+                        "this run's map of an evaluation (r_run, r_run_mean)")
     p.set_defaults(func=_cmd_to_nifti)
 
 
@@ -138,10 +140,12 @@ def _cmd_to_nifti(args) -> int:
     from ..store.core import open_store
 
     store = open_store(args.store, mode="r")
-    trs = tr_range(args.trs)
-    if args.run is not None:
+    trs, run = tr_range(args.trs), None
+    if args.run is not None and store.get(args.key).kind == "evaluation":
+        run = args.run  # a per-run map (r_run, r_run_mean): no TRs to select
+    elif args.run is not None:
         trs = _run_trs(store, args.key, args.run, trs)
-    out = entry_to_nifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs)
+    out = entry_to_nifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs, run=run)
     print(f"wrote {out}")
     return 0
 

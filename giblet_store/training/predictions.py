@@ -142,16 +142,20 @@ def _attrs(fe: Entry, key: str, inputs: dict, tr: np.ndarray, n_vox: int) -> dic
 
 
 def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | None = None,
-                   variable: str | None = None, trs: tuple[int, int] | None = None, fill: float = 0.0):
+                   variable: str | None = None, trs: tuple[int, int] | None = None, run: str | None = None,
+                   fill: float = 0.0):
     """Export an fmri, predictions or evaluation entry to NIfTI with the fmri entry's mask and affine.
 
     Parameters
     ----------
     entry : fmri / predictions (4D: one subject's (tr, voxel)) or evaluation (3D: ``r`` of one
-        subject, or ``r_mean`` when no subject is given)
-    subject : subject ID (needed for fmri/predictions of several subjects)
-    variable : the variable to export (default: fmri, predictions, r or r_mean)
+        subject, or ``r_mean`` when no subject is given; with ``run``, ``r_run`` / ``r_run_mean``)
+    subject : subject ID (needed for a variable over several subjects)
+    variable : the variable to export (default: fmri, predictions, r or r_mean); a per-voxel one such
+        as ``noise_ceiling`` (voxel,) needs no subject
     trs : (start, stop) TRs for 4D exports (default: all)
+    run : the run of a per-run variable (``r_run``, ``r_run_mean``: dim ``run_id``), or of a 4D
+        export (its TRs, by the ``run`` coordinate)
     """
     from ..errors import ParameterError
     from ..validate import parse_output_path
@@ -159,7 +163,8 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     parse_output_path(path, "output NIfTI")
     entry = store.get(entry)
     ds = store.open(entry)
-    default = {"fmri": "fmri", "predictions": "predictions", "evaluation": "r" if subject else "r_mean"}
+    ev = ("r_run" if subject else "r_run_mean") if run is not None else ("r" if subject else "r_mean")
+    default = {"fmri": "fmri", "predictions": "predictions", "evaluation": ev}
     if entry.kind not in default:
         raise ParameterError(f"entry {entry.key[:16]} is a {entry.kind!r} entry; NIfTI export takes fmri, "
                              "predictions or evaluation entries")
@@ -170,13 +175,41 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     if "subject" in x.dims:
         names = [str(s) for s in ds["subject"].values]
         if subject is None and len(names) > 1:
-            raise ParameterError(f"entry {entry.key[:16]} holds subjects {names}; say which (subject=..., --subject)")
+            raise ParameterError(f"variable {var!r} of entry {entry.key[:16]} holds subjects {names}; say which "
+                                 "(subject=..., --subject)")
         s = names[0] if subject is None else str(subject)
         if s not in names:
             raise ParameterError(f"subject {s!r} is not in entry {entry.key[:16]} ({names})")
         x = x.isel(subject=names.index(s))
+    x = _one_run(x, var, run, entry)
     if "tr" in x.dims and trs is not None:
         x = x.sel(tr=slice(int(trs[0]), int(trs[1]) - 1))
     if x.dims not in (("voxel",), ("tr", "voxel")):
         raise ParameterError(f"variable {var!r} has dims {x.dims}; NIfTI export needs (voxel,) or (tr, voxel)")
     return to_nifti(store, fmri_entry_of(store, entry), x, path, fill=fill)
+
+
+def _one_run(x, var: str, run: str | None, entry: Entry):
+    """``x`` restricted to run ``run``: along ``run_id`` (a per-run map) or ``tr`` (by the ``run`` coordinate)."""
+    from ..errors import ParameterError
+
+    if "run_id" in x.dims:
+        ids = [str(r) for r in x["run_id"].values]
+        if run is None and len(ids) > 1:
+            raise ParameterError(f"variable {var!r} of entry {entry.key[:16]} holds runs {ids}; say which "
+                                 "(run=..., --run)")
+        r = ids[0] if run is None else str(run)
+        if r not in ids:
+            raise ParameterError(f"run {r!r} is not in variable {var!r} of entry {entry.key[:16]}; its runs are {ids}")
+        return x.isel(run_id=ids.index(r))
+    if run is None:
+        return x
+    if "tr" in x.dims and "run" in x.coords:
+        ids = np.array([str(r) for r in x["run"].values], dtype=object)
+        if str(run) not in set(ids):
+            raise ParameterError(f"run {run!r} is not in entry {entry.key[:16]}; its runs are "
+                                 f"{list(dict.fromkeys(ids))}")
+        return x.isel(tr=np.flatnonzero(ids == str(run)))
+    per_run = " (its per-run maps: r_run, r_run_mean)" if entry.kind == "evaluation" else ""
+    raise ParameterError(f"variable {var!r} of entry {entry.key[:16]} is not per run; drop the run or export a "
+                         f"per-run variable{per_run}")

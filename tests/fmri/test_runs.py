@@ -344,3 +344,36 @@ def test_a_selected_run_carries_its_own_grid_and_joins_with_its_features(store, 
     assert p2.attrs["onset_s"] == 37.5 and p2.attrs["n_trs"] == 8 and p2.attrs["tr_offset"] == 12
     with pytest.raises(ParameterError, match="takes an entry or an xarray Dataset"):
         gs.select_run("not a dataset", "2")
+
+
+# ------------------------------------------------------------------------------------ issue 20 item 14
+def test_to_nifti_exports_per_run_maps_and_the_ceiling_without_a_subject(store, runs_entry, tmp_path, capsys):
+    import giblet_store as gs
+
+    entry, raw = runs_entry
+    y = store.open(entry)["fmri"].values
+    pred, _ = gs.write_predictions(store, y + np.random.default_rng(5).standard_normal(y.shape), entry,
+                                   model_name="m", checkpoint_sha256="e" * 64)
+    ev, _ = gs.evaluate(store, pred)
+    eds = store.open(ev)
+    out = tmp_path / "r_run.nii.gz"
+    assert main(["to-nifti", store.url, ev.key[:12], "-o", str(out), "--var", "r_run", "--subject", "s1",
+                 "--run", "2"]) == 0, capsys.readouterr().err  # was: dims ('run_id', 'voxel')
+    want = eds["r_run"].sel(subject="s1", run_id="2").values
+    np.testing.assert_allclose(nib.load(out).get_fdata()[MASK], want, rtol=1e-6)
+    assert main(["to-nifti", store.url, ev.key[:12], "-o", str(out), "--run", "1"]) == 0  # default: r_run_mean
+    np.testing.assert_allclose(nib.load(out).get_fdata()[MASK], eds["r_run_mean"].sel(run_id="1").values, rtol=1e-6)
+    ceiling = tmp_path / "ceiling.nii.gz"
+    assert main(["to-nifti", store.url, ev.key[:12], "-o", str(ceiling), "--var", "noise_ceiling"]) == 0
+    np.testing.assert_allclose(nib.load(ceiling).get_fdata()[MASK], np.nan_to_num(eds["noise_ceiling"].values),
+                               rtol=1e-6)
+    capsys.readouterr()
+    assert main(["to-nifti", store.url, ev.key[:12], "-o", str(out), "--var", "r_run", "--subject", "s1"]) == 2
+    assert "holds runs ['1', '2']; say which (run=..., --run)" in capsys.readouterr().err
+    assert main(["to-nifti", store.url, ev.key[:12], "-o", str(out), "--var", "r_run_mean", "--run", "3"]) == 2
+    assert "run '3' is not in variable 'r_run_mean'" in capsys.readouterr().err
+    assert main(["to-nifti", store.url, ev.key[:12], "-o", str(out), "--var", "r", "--subject", "s1",
+                 "--run", "2"]) == 2
+    assert "is not per run" in capsys.readouterr().err and not (tmp_path / "nothing.nii").exists()
+    four = gs.entry_to_nifti(store, pred, tmp_path / "p.nii.gz", subject="s2", run="2")  # 4D: the run's TRs
+    assert nib.load(four).shape == MASK.shape + (LENGTHS["2"],)
