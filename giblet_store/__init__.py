@@ -102,3 +102,8 @@ def __getattr__(name):
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'giblet_store' has no attribute {name!r}")
+
+
+def __dir__():
+    """Every public name, the lazy ones included (tab completion, ``dir(gs)``)."""
+    return sorted(set(globals()) | set(_LAZY))

@@ -68,8 +68,14 @@ def _order(niftis: list, subjects: list[str], runs: list | None) -> tuple[list, 
     """The files ordered subject-major then run; every subject must have every run once."""
     if runs is None:
         bad = [s for s in subjects if not isinstance(s, str) or not s.strip()]
-        if bad or len(set(subjects)) != len(subjects):
+        if bad:
             raise FmriError(f"subject IDs must be distinct non-empty strings, got {subjects!r}")
+        if len(set(subjects)) != len(subjects):
+            twice = sorted({s for s in subjects if subjects.count(s) > 1})
+            raise FmriError(
+                f"subject IDs must be distinct, got {subjects!r} ({twice[0]!r} more than once); for several runs of "
+                f"one subject add --run (runs=[...]: a run ID per file), e.g. --subject {twice[0]} {twice[0]} "
+                "--run 1 2")
         return niftis, subjects, None
     runs = _as_list(runs)
     if len(runs) != len(niftis):

@@ -148,6 +148,13 @@ class StoreDataset(IterableDataset):
         self._specs, self._units, self._subject_index = plan.features, plan.units, plan.subject_index
         self.runs = list(plan.runs)
 
+    def __repr__(self) -> str:
+        p, shapes = self.plan, self.sample_shapes
+        feats = ", ".join(f"{n} {shapes[n][0]} {str(shapes[n][1]).replace('torch.', '')}" for n in self._specs)
+        return (f"<StoreDataset fmri {p.fmri_key[:12]}: subjects {self.subjects}, {len(self)} samples, TRs "
+                f"{p.sample_trs[0]}:{p.sample_trs[1]}{f' runs {self.runs}' if p.has_runs else ''}, {p.n_voxels} voxels, "
+                f"window={self.window}, batch_size={self.batch_size}, shuffle={self.shuffle}; features: {feats or 'none'}>")
+
     # ------------------------------------------------------------------------------ properties
     def __len__(self) -> int:
         """Number of samples (subject x TR) per epoch over all ranks and workers."""

@@ -23,7 +23,7 @@ __all__ = ["split_trs", "requested_ranges", "sample_ranges", "units", "run_attrs
 
 def split_trs(
     n_trs: int | None = None, fractions: Sequence[float] = (0.8, 0.1, 0.1), gap: int = 0, start: int = 0,
-    names: Sequence[str] = ("train", "val", "test"), *, runs: Any = None, leave_out: str | None = None,
+    names: Sequence[str] = ("train", "val", "test"), *, runs: Any = None, leave_out: str | Sequence[str] | None = None,
     val: str | None = None,
 ) -> dict:
     """Contiguous TR ranges for train/validation/test with ``gap`` TRs left out between them, or
@@ -39,8 +39,8 @@ def split_trs(
     gap : TRs dropped between consecutive splits
     start : first usable TR
     runs : instead of ``n_trs``: an fmri entry with runs (or its ``runs`` attribute, or ``{run: n_trs}``
-        in order); then ``leave_out`` (a run ID) is the test run, ``val`` optionally the validation
-        run, and every other run trains. Ranges are global TR indices (runs one after the other), as
+        in order); then ``leave_out`` (a run ID, or a list of them) is the test run(s), ``val``
+        optionally the validation run, and every other run trains. Ranges are global TR indices (runs one after the other), as
         :class:`~giblet_store.training.dataset.StoreDataset` and :func:`~giblet_store.evaluate` take them.
 
     Returns
@@ -53,6 +53,8 @@ def split_trs(
     {'train': (0, 72), 'val': (77, 86), 'test': (91, 100)}
     >>> split_trs(runs={"1": 946, "2": 1030}, leave_out="2")
     {'train': [(0, 946)], 'test': [(946, 1976)]}
+    >>> split_trs(runs={"1": 10, "2": 10, "3": 10}, leave_out=["1", "3"])
+    {'train': [(10, 20)], 'test': [(0, 10), (20, 30)]}
     """
     if runs is not None or leave_out is not None:
         return _split_runs(runs, leave_out, val, n_trs)
@@ -89,21 +91,33 @@ def _split_runs(runs: Any, leave_out, val, n_trs) -> dict[str, list[tuple[int, i
     else:
         lengths = [(str(r["run"]), int(r["n_trs"])) for r in runs]
     ids = [r for r, _ in lengths]
-    for what, r in (("leave_out", leave_out), ("val", val)):
-        if r is not None and str(r) not in ids:
-            raise ParameterError(f"{what}={r!r} is not a run of this entry; its runs are {ids}")
-    if len(ids) < 2 or str(leave_out) == (None if val is None else str(val)) or len(ids) < 2 + (val is not None):
-        raise ParameterError(f"leave-one-run-out needs a training run besides the test (and validation) run; "
-                             f"the runs are {ids}")
+    test = _run_ids(leave_out)
+    valid = [] if val is None else [str(val)]
+    for what, rs in (("leave_out", test), ("val", valid)):
+        for r in rs:
+            if r not in ids:
+                raise ParameterError(f"{what}={r!r} is not a run of this entry; its runs are {ids}")
+    if not test or set(valid) & set(test) or not set(ids) - set(test) - set(valid):
+        raise ParameterError(f"leave-one-run-out needs a training run besides the test (and validation) run(s); "
+                             f"the runs are {ids}, leave_out={leave_out!r}, val={val!r}")
     out: dict[str, list[tuple[int, int]]] = {"train": []}
     if val is not None:
         out["val"] = []
     out["test"] = []
     pos = 0
     for r, n in lengths:
-        name = "test" if r == str(leave_out) else "val" if val is not None and r == str(val) else "train"
+        name = "test" if r in test else "val" if val is not None and r == str(val) else "train"
         out[name].append((pos, pos + n))
         pos += n
+    return out
+
+
+def _run_ids(leave_out) -> list[str]:
+    """``leave_out`` (a run ID or a list of them) as a list of distinct run IDs."""
+    items = [leave_out] if isinstance(leave_out, (str, int)) else list(leave_out)
+    out = [str(r) for r in items]
+    if len(set(out)) != len(out):
+        raise ParameterError(f"leave_out={leave_out!r} names a run twice; give each test run once")
     return out
 
 

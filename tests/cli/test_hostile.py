@@ -279,6 +279,9 @@ CASES = [
          ("NaN/inf", "--nan-policy mask")),
     Case("fmri-stimulus-traversal", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "--stimulus", "../x"),
          ("'../x' is not a key",)),
+    # issue 20 item 15: one subject twice without --run
+    Case("fmri-subject-twice-no-run", ("ingest-fmri", "{st}", "{in}/bold.nii", "{in}/bold.nii", "--subject", "s1", "s1"),
+         ("subject IDs must be distinct", "'s1' more than once", "add --run", "--subject s1 s1 --run 1 2")),
     # ---------------------------------------------------------------- batch, evaluate, to-nifti
     Case("batch-manifest-missing", ("batch", "{in}/nope.yaml", "--store", "{st}"), ("nope.yaml", "does not exist")),
     Case("batch-manifest-format", ("batch", "{in}/clip.wav", "--store", "{st}"), ("'.wav'", "give a .csv, .yaml")),

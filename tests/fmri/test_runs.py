@@ -377,3 +377,31 @@ def test_to_nifti_exports_per_run_maps_and_the_ceiling_without_a_subject(store, 
     assert "is not per run" in capsys.readouterr().err and not (tmp_path / "nothing.nii").exists()
     four = gs.entry_to_nifti(store, pred, tmp_path / "p.nii.gz", subject="s2", run="2")  # 4D: the run's TRs
     assert nib.load(four).shape == MASK.shape + (LENGTHS["2"],)
+
+
+# ------------------------------------------------------------------------------------ issue 20 item 15
+def test_split_trs_leaves_out_a_list_of_runs():
+    from giblet_store.training.samples import split_trs
+
+    runs = {"1": 10, "2": 12, "3": 14, "4": 16}
+    assert split_trs(runs=runs, leave_out=["1", "3"]) == {"train": [(10, 22), (36, 52)], "test": [(0, 10), (22, 36)]}
+    assert split_trs(runs=runs, leave_out=("4",), val="2") == {
+        "train": [(0, 10), (22, 36)], "val": [(10, 22)], "test": [(36, 52)]}
+    assert split_trs(runs=runs, leave_out=["2"]) == split_trs(runs=runs, leave_out="2")
+    with pytest.raises(ParameterError, match="needs a training run"):
+        split_trs(runs={"1": 4, "2": 4}, leave_out=["1", "2"])
+    with pytest.raises(ParameterError, match=r"leave_out='9' is not a run of this entry"):
+        split_trs(runs=runs, leave_out=["1", "9"])
+    with pytest.raises(ParameterError, match="names a run twice"):
+        split_trs(runs=runs, leave_out=["1", "1"])
+    with pytest.raises(ParameterError, match="needs a training run"):
+        split_trs(runs=runs, leave_out=["1", "2"], val="2")
+
+
+def test_one_subject_given_twice_without_runs_says_add_run(store, tmp_path):
+    files, subj, runs, _ = write_runs(tmp_path, subjects=("s1",))
+    before = snapshot(store)
+    with pytest.raises(FmriError, match=r"\('s1' more than once\); for several runs of one subject add --run "
+                                        r"\(runs=\[...\]: a run ID per file\), e.g. --subject s1 s1 --run 1 2"):
+        ingest_fmri(store, files, subj, mask=MASK)
+    assert snapshot(store) == before

@@ -245,6 +245,21 @@ def test_window_zero_keeps_a_window_axis_of_one(world):
     assert plain.window is None and next(iter(plain))["codes"].shape == (2, 38)
 
 
+def test_repr_says_what_the_dataset_serves_and_dir_lists_the_lazy_names(world):
+    """issue 20 item 15: a repr for StoreDataset; dir(gs) lists the names imported on first use."""
+    import giblet_store as gs
+
+    text = repr(make(world, window=1, batch_size=4))
+    for part in (f"<StoreDataset fmri {world['fmri'].key[:12]}", "subjects ['s0', 's1']", f"{2 * (N_TRS - 1)} samples",
+                 f"TRs 1:{N_TRS}", "60 voxels", "window=1", "batch_size=4", "shuffle=True",
+                 "codes (2, 2, 38) int64", "emb (2, 3, 2) float32"):
+        assert part in text, (part, text)
+    assert "window=None" in repr(make(world, features=None)) and "features: none" in repr(make(world, features=None))
+    names = dir(gs)
+    assert {"StoreDataset", "run_batch", "compare_codecs", "CompareReport", "open_store"} <= set(names)
+    assert set(gs.__all__) <= set(names)
+
+
 def test_per_sample_mode_with_dataloader_batching(world):
     ds = make(world, window=1)
     loader = DataLoader(ds, batch_size=6, num_workers=0)
