@@ -14,6 +14,7 @@ from giblet_store.errors import ParameterError
 from giblet_store.stream import (STREAM_MIN_CHUNK_FRAMES, StreamDecoder, StreamEncoder, is_streamable,
                                  stream_decode, stream_encode, tie_report)
 from giblet_store.testing import synth_audio, write_wav
+from hypothesis_profiles import budget  # a test's example budget, scaled by the profile
 
 
 def whole_file(codec, audio, bandwidth):
@@ -69,7 +70,7 @@ def test_stream_equals_whole_file_on_shared_recordings_at_every_bandwidth(codec,
     assert len(np.unique(want24[0])) > 10  # real, varying codes (speech with pauses: few distinct)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(budget(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.one_of(st.integers(1, 3000), st.integers(3000, 24000)), chunk_frames=st.integers(8, 30),
        seed=st.integers(0, 3))
 def test_stream_equals_whole_file_on_any_length(codec, n, chunk_frames, seed):
