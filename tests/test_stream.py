@@ -78,6 +78,7 @@ def test_stream_equals_whole_file_on_shared_recordings_at_every_bandwidth(codec,
 # (whole file) and 331 (stream, the exact nearest) differ by 1.06e-7 in terms of 0.21 (margin 4.9e-7);
 # the whole file's 28-frame float32 distances are equal (argmax takes 149), one frame alone gives 331
 @example(n=8855, chunk_frames=8, seed=1)
+@example(n=6354, chunk_frames=12, seed=1)  # a tie mid-file (frame 15 of 20, margin 1.1e-7), found exploring
 def test_stream_equals_whole_file_on_any_length(codec, n, chunk_frames, seed):
     audio = synth_audio(2.0, 24000, seed=seed)[:, :n]
     want, emb = whole_file(codec, audio, 3.0)
