@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 
 from s3_fixture import s3_server, s3_url  # noqa: F401  (a moto S3 server on 127.0.0.1)
+from hypothesis_profiles import register as _register_hypothesis_profiles
+
+# HYPOTHESIS_PROFILE=ci (default: the same cases on every machine) or explore (random, 25x the examples);
+# tests with their own budget use @settings(budget(n), ...) so that explore scales it (hypothesis_profiles.py)
+HYPOTHESIS_PROFILE = _register_hypothesis_profiles()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

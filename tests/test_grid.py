@@ -9,6 +9,8 @@ from hypothesis import given, settings, strategies as st
 from giblet_store.errors import ParameterError
 from giblet_store.grid import TrGrid, exact, from_tr, to_tr
 
+from hypothesis_profiles import budget  # a test's example budget, scaled by the profile
+
 
 def test_exact_reads_decimals():
     assert exact(0.1) == Fraction(1, 10)
@@ -29,7 +31,7 @@ def test_sherlock_grid_keeps_every_frame_and_does_not_drift():
     assert np.abs(t_first - 1.5 * np.arange(946)).max() < 1 / 75
 
 
-@settings(max_examples=200, deadline=None)
+@settings(budget(200), deadline=None)
 @given(
     tr=st.floats(0.5, 3.0, allow_nan=False),
     onset=st.floats(-5.0, 5.0, allow_nan=False),

@@ -17,7 +17,8 @@ itself, chunk by chunk, and carries from one chunk to the next exactly what the 
 Chunk edges lie on the hop (320 samples = 1 frame), so every strided layer sees whole strides in every
 chunk but the last. A file no longer than one chunk is a single whole-file call. Numerics: convolutions and
 matmuls run on shorter inputs than in the whole-file call (oneDNN off, ``reproducible_torch``); codes are
-usually bit-identical; a code flips only where two codewords are (nearly) equidistant (:func:`tie_report`).
+usually bit-identical; a code flips only where two codewords are equidistant within float32 rounding
+of the quantiser's distance terms (:func:`tie_report`).
 Speed: one torch intra-op thread (:mod:`giblet_store.codec.torch_threads`: the LSTM steps frame by frame), and
 :func:`stream_encode` runs one piece's LSTM in a second thread while the next piece's convolutions run.
 """
@@ -414,10 +415,15 @@ def tie_report(codec, embeddings: np.ndarray, a: np.ndarray, b: np.ndarray) -> d
     """How two code streams of one signal differ, and whether each difference is an argmin tie.
 
     For every frame where ``a`` and ``b`` differ, at the first codebook where they differ (the
-    earlier codebooks agree, so both saw the same residual), the squared distances of that residual
-    to the two chosen codewords are compared: ``margin = |d_a - d_b| / max(d_a, d_b)``. A flip by
-    floating-point summation order has a margin near float32 rounding (1e-6); a real difference
-    (lost context, different audio) has margins of percent.
+    earlier codebooks agree, so both saw the same residual ``r`` of the frame's encoder output ``x``),
+    the exact (float64) squared distances ``d_a``, ``d_b`` of ``r`` to the two chosen codewords
+    ``e_a``, ``e_b`` give ``margin = |d_a - d_b| / (|r|^2 + max(|e_a|^2, |e_b|^2) + 2 |e_a - e_b| |x|)``:
+    the relative float32 error that suffices to flip the choice. The first two terms are the size of
+    the terms the quantiser sums in float32 (``|r|^2 - 2 r.e + |e|^2``: its rounding error scales with
+    them, not with the distance, which can be 400x smaller); the last is how far a relative
+    perturbation of ``x`` (summation order upstream) moves ``d_a - d_b``. A flip by summation order
+    has a margin of a few float32 roundings (measured 1e-7 to 5e-7); a real difference (lost
+    context, different audio) has margins of 1e-4 and more (1e-3 right after a cut).
 
     Parameters
     ----------
@@ -443,8 +449,11 @@ def tie_report(codec, embeddings: np.ndarray, a: np.ndarray, b: np.ndarray) -> d
         for i in range(q):
             r -= layers[i].codebook.embed[int(a[i, f])].cpu().numpy()
         book = layers[q].codebook.embed.cpu().numpy().astype(np.float64)
-        da, db = (float(((r - book[int(c[q, f])]) ** 2).sum()) for c in (a, b))
-        margins.append(abs(da - db) / max(da, db, 1e-30))
+        ea, eb = book[int(a[q, f])], book[int(b[q, f])]
+        da, db = float(((r - ea) ** 2).sum()), float(((r - eb) ** 2).sum())
+        scale = (r @ r + max(ea @ ea, eb @ eb)
+                 + 2 * np.linalg.norm(ea - eb) * np.linalg.norm(np.asarray(embeddings[:, f], np.float64)))
+        margins.append(abs(da - db) / max(float(scale), 1e-30))
     return {"frames": int(a.shape[-1]), "differing_frames": int(diff.size), "agreement": float((a == b).mean()),
             "max_margin": max(margins) if margins else None,
             "median_margin": float(np.median(margins)) if margins else None}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from giblet_store import CodecParams, TrGrid, extract_codes, open_store
@@ -14,6 +14,7 @@ from giblet_store.errors import ParameterError
 from giblet_store.codec.stream import (STREAM_MIN_CHUNK_FRAMES, StreamDecoder, StreamEncoder, is_streamable,
                                  stream_decode, stream_encode, tie_report)
 from giblet_store.testing import synth_audio, write_wav
+from hypothesis_profiles import budget  # a test's example budget, scaled by the profile
 
 
 def whole_file(codec, audio, bandwidth):
@@ -28,11 +29,12 @@ def whole_file(codec, audio, bandwidth):
 
 
 def assert_equal_or_ties(codec, emb, want, got, max_fraction=0.01):
-    """Codes equal, or every differing frame an argmin tie (distance margin near float32 rounding)."""
+    """Codes equal, or every differing frame an argmin tie (margin a few float32 roundings, tie_report)."""
     assert got.shape == want.shape
     r = tie_report(codec, emb, want, got)
-    assert r["differing_frames"] <= max_fraction * r["frames"], r
-    assert r["max_margin"] is None or r["max_margin"] < 1e-3, r  # a lost-context difference is ~1e-2 or more
+    assert r["differing_frames"] <= max(1, max_fraction * r["frames"]), r  # a short file may hold one tie
+    # measured: ties 1e-7 to 5e-7; lost context 2e-3 right after a cut, 1e-4 and more in the next frames
+    assert r["max_margin"] is None or r["max_margin"] < 1e-5, r
     return r
 
 
@@ -69,9 +71,14 @@ def test_stream_equals_whole_file_on_shared_recordings_at_every_bandwidth(codec,
     assert len(np.unique(want24[0])) > 10  # real, varying codes (speech with pauses: few distinct)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(budget(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.one_of(st.integers(1, 3000), st.integers(3000, 24000)), chunk_frames=st.integers(8, 30),
        seed=st.integers(0, 3))
+# a tie on the last (partial) frame, 1 of 28 frames at codebook 0: the exact distances to codewords 149
+# (whole file) and 331 (stream, the exact nearest) differ by 1.06e-7 in terms of 0.21 (margin 4.9e-7);
+# the whole file's 28-frame float32 distances are equal (argmax takes 149), one frame alone gives 331
+@example(n=8855, chunk_frames=8, seed=1)
+@example(n=6354, chunk_frames=12, seed=1)  # a tie mid-file (frame 15 of 20, margin 1.1e-7), found exploring
 def test_stream_equals_whole_file_on_any_length(codec, n, chunk_frames, seed):
     audio = synth_audio(2.0, 24000, seed=seed)[:, :n]
     want, emb = whole_file(codec, audio, 3.0)

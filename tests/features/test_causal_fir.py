@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from giblet_store.features.causal_fir import HRF_ALGORITHM_VERSION, causal_fir
 
+from hypothesis_profiles import budget  # a test's example budget, scaled by the profile
+
 
 def _exact(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     """float64 ``np.convolve(column, h)[:n]`` per column."""
@@ -17,7 +19,7 @@ def _exact(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return np.stack([np.convolve(x[:, j].astype(np.float64), h)[:n] for j in range(x.shape[1])], axis=1)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(budget(60), deadline=None)
 @given(n=st.integers(1, 90), taps=st.integers(1, 40), cols=st.integers(1, 20),
        block=st.integers(1, 40), tile=st.integers(1, 9), context=st.booleans())
 def test_equals_exact_causal_convolution_for_any_block_and_tile(n, taps, cols, block, tile, context):

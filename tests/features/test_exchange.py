@@ -17,6 +17,7 @@ from giblet_store.features.exchange import export_codes, import_codes
 from giblet_store.features.codes import entry_stream
 
 from helpers import snapshot
+from hypothesis_profiles import budget  # a test's example budget, scaled by the profile
 
 
 def _reference_pack(values, bits):
@@ -41,7 +42,7 @@ def test_packing_matches_the_layout_by_hand():
     np.testing.assert_array_equal(unpack_codes(pack_codes(codes, 10), 10, 2, 2), codes)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(budget(40), deadline=None)
 @given(st.integers(1, 16), st.integers(1, 4), st.integers(1, 30), st.data())
 def test_packing_equals_the_reference_packer(bits, n_q, n_frames, data):
     values = data.draw(st.lists(st.integers(0, (1 << bits) - 1), min_size=n_q * n_frames, max_size=n_q * n_frames))

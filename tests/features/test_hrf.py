@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from giblet_store.errors import ParameterError
 from giblet_store.features.hrf import Fir, Hrf, convolve_causal, delay, hrf_curve, hrf_kernel
 
+from hypothesis_profiles import budget  # a test's example budget, scaled by the profile
+
 
 def _nilearn_grid(t_r: float, oversampling: int, length: float) -> np.ndarray:
     """nilearn's own time stamps, shifted by its ``loc=dt``: where its curve is evaluated."""
@@ -122,7 +124,7 @@ def test_impulse_peaks_four_to_six_seconds_later_never_before(model, tr):
     assert 4.0 <= lag_s <= 6.0, lag_s
 
 
-@settings(max_examples=40, deadline=None)
+@settings(budget(40), deadline=None)
 @given(
     n=st.integers(1, 60),
     taps=st.integers(1, 25),
