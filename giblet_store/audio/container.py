@@ -214,36 +214,90 @@ class _Feed:
             self.sink.put(self.rs.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
 
 
+#: AAC-LC's encoder delay (priming) as FFmpeg's encoder writes it: one 1024-sample frame
+AAC_LC_PRIMING = 1024
+
+
+def _undeclared_priming(stream, first_packet) -> int:
+    """Priming samples to drop that the container does not declare.
+
+    FFmpeg trims the priming a file declares (mp4/m4a/mov edit list ``media_time``, ``iTunSMPB``,
+    matroska ``CodecDelay``, Opus pre-skip, LAME headers) with ``skip_samples`` side data on the first
+    packet. FFmpeg's mp4 muxer declares none when a track starts late (a positive first timestamp),
+    and a raw ADTS stream cannot: then the first 1024 samples of an AAC-LC stream are the encoder's
+    priming (FFmpeg's encoder delay) and are dropped, not placed. Other codecs: nothing assumed.
+    """
+    cc = stream.codec_context
+    if cc.name != "aac" or cc.profile != "LC" or first_packet.has_sidedata("skip_samples"):
+        return 0
+    return AAC_LC_PRIMING
+
+
+class _Timeline:
+    """Places decoded blocks on the stimulus clock (source rate): the first at its timestamp, later
+    ones contiguous; drops undeclared priming, samples before time 0 and samples after the packets'
+    declared end (end padding)."""
+
+    def __init__(self, stream, sr: int, feed: _Feed):
+        self.sr, self.feed, self.tb = sr, feed, stream.time_base
+        # packet ends are sample-exact only where a tick is at most a sample (mp4/m4a/mov: 1/rate);
+        # matroska's 1 ms ticks would cut real samples, so its end is taken as decoded
+        self.exact = self.tb is not None and self.tb * sr <= 1
+        self.end: int | None = None  # the packets' declared end (samples), when exact
+        self.priming: int | None = None  # undeclared priming still to drop; None before the first packet
+        self.pos: int | None = None  # stimulus position of the next decoded sample
+        self.offset: int | None = None  # position of the first sample placed
+
+    def packet(self, stream, packet) -> None:
+        if self.priming is None:
+            self.priming = _undeclared_priming(stream, packet)
+        if packet.size == 0 or not self.exact:
+            return
+        if packet.pts is None or not packet.duration:
+            self.exact, self.end = False, None  # an undeclared length: the end is taken as decoded
+            return
+        e = int(round((packet.pts + packet.duration) * self.tb * self.sr))
+        self.end = e if self.end is None else max(self.end, e)
+
+    def frame(self, frame, block: np.ndarray) -> None:
+        if self.pos is None:
+            t = Fraction(frame.pts) * frame.time_base if frame.pts is not None else Fraction(0)
+            self.pos = round(t * self.sr)
+        lo = max(self.priming or 0, -self.pos, 0)
+        hi = len(block) if self.end is None else max(min(len(block), self.end - self.pos), 0)
+        self.priming = max((self.priming or 0) - len(block), 0)
+        first = self.pos + lo
+        self.pos += len(block)
+        if lo >= hi:
+            return
+        if self.offset is None:
+            self.offset = first
+            if first > 0:
+                self.feed(np.zeros((first, block.shape[1]), np.float32))
+        self.feed(block[lo:hi])
+
+
 def _decode_frames(container, stream, path: str, feed: _Feed) -> float | None:
-    """Decode ``stream`` into ``feed``, placing its first frame at its timestamp; returns the offset (s)."""
+    """Decode ``stream`` into ``feed`` on the stimulus clock (:class:`_Timeline`); returns the offset (s)
+    of the first sample placed, or None when nothing was."""
     av = _av()
 
     sr = feed.sr_in
-    offset_s, drop = None, 0
+    line = _Timeline(stream, sr, feed)
     try:
-        for frame in container.decode(stream):
-            if frame.sample_rate != sr:
-                raise AudioError(f"audio stream {stream.index} of {path!r} changes sample rate from {sr} to "
-                                 f"{frame.sample_rate} Hz mid-stream; re-export it at one rate")
-            block = _frame_samples(frame)
-            if offset_s is None:
-                t = Fraction(frame.pts) * frame.time_base if frame.pts is not None else Fraction(0)
-                start = round(t * sr)  # the first sample's position on the stimulus clock (source rate)
-                offset_s = start / sr
-                if start > 0:
-                    feed(np.zeros((start, block.shape[1]), np.float32))
-                drop = max(0, -start)  # samples before time 0
-            if drop:
-                cut, drop = min(drop, len(block)), drop - min(drop, len(block))
-                block = block[cut:]
-            if len(block):
-                feed(block)
+        for packet in container.demux(stream):
+            line.packet(stream, packet)
+            for frame in packet.decode():
+                if frame.sample_rate != sr:
+                    raise AudioError(f"audio stream {stream.index} of {path!r} changes sample rate from {sr} "
+                                     f"to {frame.sample_rate} Hz mid-stream; re-export it at one rate")
+                line.frame(frame, _frame_samples(frame))
     except av.FFmpegError as exc:
         at = feed.n_in / sr
         raise AudioError(f"{path!r}: audio stream {stream.index} is corrupt at about {at:.2f} s ({exc}); "
                          "re-export or re-download the file") from None
     feed.flush()
-    return offset_s
+    return None if line.offset is None else line.offset / sr
 
 
 def decode_container(
