@@ -108,3 +108,13 @@ def test_codes_of_a_late_aac_track_agree_with_the_padded_wav(tmp_path, shared_da
     real = cw >= 0  # padding frames of the last TR
     np.testing.assert_array_equal(cm >= 0, real)
     assert np.mean(cm[real] == cw[real]) >= 0.98
+
+
+def test_raw_adts_keeps_its_clock_and_drops_its_undeclared_priming(tmp_path, sound):
+    """A raw ADTS stream cannot declare priming and FFmpeg times its first (priming) frame from 0: the
+    priming is dropped, not placed, so the sound lands 1024 samples late after exact silence."""
+    got, info = load_audio(write_movie(tmp_path / "raw.aac", sound, SR, codec="aac", video=False), SR, channels=2)
+    assert info.container_attrs()["container_format"] == "aac"
+    assert round(info.offset_s * SR) == AAC_LC_PRIMING and not got[:, :AAC_LC_PRIMING].any()
+    ref = np.concatenate([np.zeros(AAC_LC_PRIMING, np.float32), sound[0]])
+    assert best_lag(got[0], ref) == 0  # where FFmpeg puts it: 1024 samples after the source's start
