@@ -10,7 +10,10 @@ file-backed memory map, as for long wav files).
 after FFmpeg has applied the stream's start time, edit lists and encoder-priming trims that the file
 declares, is where the first sample goes: an audio track that starts 0.5 s into the video is
 preceded by 0.5 s of silence (``offset_s`` = 0.5, recorded as ``audio_offset_s``); samples before
-time 0 are dropped. Later frames are taken as contiguous (no gap filling).
+time 0 are dropped. Later frames are taken as contiguous (no gap filling). AAC-LC priming that the
+file does not declare (FFmpeg's mp4 muxer for a late track, raw ADTS) is dropped, and samples past
+the packets' declared end (the last AAC frame's padding) are cut where the stream's ticks resolve a
+sample (mp4/m4a/mov); see :class:`_Timeline`.
 """
 
 from __future__ import annotations
@@ -246,7 +249,7 @@ class _Timeline:
         self.end: int | None = None  # the packets' declared end (samples), when exact
         self.priming: int | None = None  # undeclared priming still to drop; None before the first packet
         self.pos: int | None = None  # stimulus position of the next decoded sample
-        self.offset: int | None = None  # position of the first sample placed
+        self.offset: int | None = None  # position of the first sound sample (after the priming)
 
     def packet(self, stream, packet) -> None:
         if self.priming is None:
@@ -263,23 +266,20 @@ class _Timeline:
         if self.pos is None:
             t = Fraction(frame.pts) * frame.time_base if frame.pts is not None else Fraction(0)
             self.pos = round(t * self.sr)
+            self.offset = self.pos + (self.priming or 0)  # the first sound sample (< 0: cut at time 0)
+            if self.offset > 0:
+                self.feed(np.zeros((self.offset, block.shape[1]), np.float32))
         lo = max(self.priming or 0, -self.pos, 0)
         hi = len(block) if self.end is None else max(min(len(block), self.end - self.pos), 0)
         self.priming = max((self.priming or 0) - len(block), 0)
-        first = self.pos + lo
         self.pos += len(block)
-        if lo >= hi:
-            return
-        if self.offset is None:
-            self.offset = first
-            if first > 0:
-                self.feed(np.zeros((first, block.shape[1]), np.float32))
-        self.feed(block[lo:hi])
+        if lo < hi:
+            self.feed(block[lo:hi])
 
 
 def _decode_frames(container, stream, path: str, feed: _Feed) -> float | None:
     """Decode ``stream`` into ``feed`` on the stimulus clock (:class:`_Timeline`); returns the offset (s)
-    of the first sample placed, or None when nothing was."""
+    of its first sound sample, or None when it decoded nothing."""
     av = _av()
 
     sr = feed.sr_in
@@ -318,7 +318,8 @@ def decode_container(
     audio : (channel, sample) float32, ``round(n_source * sample_rate_hz / source_rate)`` samples, where
         ``n_source`` counts the leading silence of the offset and every decoded sample
     info : ContainerInfo of the stream read
-    offset_s : stimulus time of the stream's first decoded sample (silence before it; < 0: samples cut)
+    offset_s : stimulus time of the stream's first sound sample, after its priming (silence before it;
+        < 0: samples before time 0 were cut)
     n_source : samples on the stimulus clock at the source rate (offset included)
 
     Raises
