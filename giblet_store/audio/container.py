@@ -231,7 +231,8 @@ def _undeclared_priming(stream, first_packet) -> int:
     priming (FFmpeg's encoder delay) and are dropped, not placed. Other codecs: nothing assumed.
     """
     cc = stream.codec_context
-    if cc.name != "aac" or cc.profile != "LC" or first_packet.has_sidedata("skip_samples"):
+    declared = getattr(first_packet, "has_sidedata", None)  # a PyAV without packet side data: assume none
+    if cc.name != "aac" or cc.profile != "LC" or declared is None or declared("skip_samples"):
         return 0
     return AAC_LC_PRIMING
 
