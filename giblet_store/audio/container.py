@@ -217,6 +217,10 @@ class _Feed:
             self.sink.put(self.rs.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
 
 
+#: how far past the end an edit list declares samples are kept: its ticks (1 ms in FFmpeg's mp4, 1/600 s
+#: in Apple's) round the end, and a real sample must never be cut (at 48 kHz: 96 samples)
+EDIT_END_SLACK_S = 0.002
+
 #: AAC-LC's encoder delay (priming) as FFmpeg's encoder writes it: one 1024-sample frame
 AAC_LC_PRIMING = 1024
 
@@ -239,18 +243,29 @@ def _undeclared_priming(stream, first_packet) -> int:
 
 class _Timeline:
     """Places decoded blocks on the stimulus clock (source rate): the first at its timestamp, later
-    ones contiguous; drops undeclared priming, samples before time 0 and samples after the packets'
-    declared end (end padding)."""
+    ones contiguous; drops undeclared priming, samples before time 0 and, in mp4/m4a/mov, samples
+    after the packets' declared end or the edit list's (end padding)."""
 
-    def __init__(self, stream, sr: int, feed: _Feed):
+    def __init__(self, stream, sr: int, feed: _Feed, container_format: str = ""):
         self.sr, self.feed, self.tb = sr, feed, stream.time_base
-        # packet ends are sample-exact only where a tick is at most a sample (mp4/m4a/mov: 1/rate);
-        # matroska's 1 ms ticks would cut real samples, so its end is taken as decoded
-        self.exact = self.tb is not None and self.tb * sr <= 1
+        # the end is cut only in mp4/m4a/mov, whose sample table makes timestamps contiguous and exact
+        # (ticks of 1/rate); matroska's 1 ms ticks would cut real samples, an MPEG-TS timestamp jump or
+        # an mp3's duration estimated from its bit rate could cut whole stretches: taken as decoded
+        self.exact = "mp4" in container_format.split(",") and self.tb is not None and self.tb * sr <= 1
         self.end: int | None = None  # the packets' declared end (samples), when exact
+        self.limit = self._edit_end(stream) if self.exact else None
         self.priming: int | None = None  # undeclared priming still to drop; None before the first packet
         self.pos: int | None = None  # stimulus position of the next decoded sample
         self.offset: int | None = None  # position of the first sound sample (after the priming)
+
+    def _edit_end(self, stream) -> int | None:
+        """The end the stream declares (mp4: its edit list, in the movie's ticks, FFmpeg's 1 ms by
+        default), plus EDIT_END_SLACK_S for those ticks' rounding; None when it declares none. It cuts
+        the padding a sample table keeps whole (Apple's encoders store every AAC frame as 1024)."""
+        if not stream.duration or stream.duration <= 0:
+            return None
+        end = ((stream.start_time or 0) + stream.duration) * self.tb * self.sr
+        return int(round(end + EDIT_END_SLACK_S * self.sr))
 
     def packet(self, stream, packet) -> None:
         if self.priming is None:
@@ -271,7 +286,8 @@ class _Timeline:
             if self.offset > 0:
                 self.feed(np.zeros((self.offset, block.shape[1]), np.float32))
         lo = max(self.priming or 0, -self.pos, 0)
-        hi = len(block) if self.end is None else max(min(len(block), self.end - self.pos), 0)
+        ends = [e for e in (self.end, self.limit) if e is not None]
+        hi = max(min([len(block)] + [e - self.pos for e in ends]), 0)
         self.priming = max((self.priming or 0) - len(block), 0)
         self.pos += len(block)
         if lo < hi:
@@ -284,7 +300,7 @@ def _decode_frames(container, stream, path: str, feed: _Feed) -> float | None:
     av = _av()
 
     sr = feed.sr_in
-    line = _Timeline(stream, sr, feed)
+    line = _Timeline(stream, sr, feed, container.format.name)
     try:
         for packet in container.demux(stream):
             line.packet(stream, packet)

@@ -10,13 +10,15 @@ correlation with the source at lag 0 must exceed 0.99, and codes may differ wher
 frame from one codeword to its neighbour (codebook 0 agreement >= 0.98, the issue's bar).
 """
 
+import struct
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from giblet_store import CodecParams, TrGrid, extract_codes
 from giblet_store.audio.channels import ChannelsMixedWarning
-from giblet_store.audio.container import AAC_LC_PRIMING
+from giblet_store.audio.container import AAC_LC_PRIMING, EDIT_END_SLACK_S
 from giblet_store.audio.load import load_audio
 from giblet_store.testing.video import write_movie
 
@@ -45,7 +47,7 @@ def _check_sound(got: np.ndarray, sound: np.ndarray, d: int) -> None:
     for ch in range(2):
         lag = best_lag(got[ch], np.concatenate([np.zeros(d, np.float32), sound[ch]]))
         assert abs(lag) <= 1, f"channel {ch} lands {lag} samples off"
-        assert np.corrcoef(got[ch, d:], sound[ch])[0, 1] > 0.99
+        assert np.corrcoef(got[ch, d : d + sound.shape[1]], sound[ch])[0, 1] > 0.99
 
 
 @pytest.mark.parametrize("suffix,video,delay_s", [("mp4", True, 0.5), ("mp4", True, 0.0), ("m4a", False, 0.0),
@@ -118,3 +120,29 @@ def test_raw_adts_keeps_its_clock_and_drops_its_undeclared_priming(tmp_path, sou
     assert round(info.offset_s * SR) == AAC_LC_PRIMING and not got[:, :AAC_LC_PRIMING].any()
     ref = np.concatenate([np.zeros(AAC_LC_PRIMING, np.float32), sound[0]])
     assert best_lag(got[0], ref) == 0  # where FFmpeg puts it: 1024 samples after the source's start
+
+
+def _store_last_frame_whole(path) -> None:
+    """Rewrite an FFmpeg m4a as Apple's encoders store AAC: every frame 1024 long in the sample table
+    (``stts``), the real end only in the edit list."""
+    b = bytearray(path.read_bytes())
+    i = b.index(b"stts")
+    n = struct.unpack(">I", b[i + 8 : i + 12])[0]
+    last = i + 12 + 8 * (n - 1)
+    count, short = struct.unpack(">II", b[last : last + 8])
+    b[last : last + 8] = struct.pack(">II", count, 1024)
+    j = b.index(b"mdhd") + 16  # version 0: timescale, duration
+    scale, dur = struct.unpack(">II", b[j : j + 8])
+    b[j : j + 8] = struct.pack(">II", scale, dur + 1024 - short)
+    path.write_bytes(bytes(b))
+
+
+@pytest.mark.parametrize("timescale", [SR, 1000])
+def test_an_edit_list_end_cuts_padding_the_sample_table_keeps(tmp_path, sound, timescale):
+    """The edit list's end bounds the track, with EDIT_END_SLACK_S for its ticks (FFmpeg's 1 ms floors
+    and ceils it), so no real sample is cut and at most 96 padding samples (48 kHz) stay (261 before)."""
+    movie = write_movie(tmp_path / "whole.m4a", sound, SR, codec="aac", video=False, movie_timescale=timescale)
+    _store_last_frame_whole(movie)
+    got, info = load_audio(movie, SR, channels=2)
+    assert N <= info.n_samples <= N + EDIT_END_SLACK_S * SR and info.offset_s == 0.0
+    _check_sound(got, sound, 0)
