@@ -11,9 +11,9 @@ after FFmpeg has applied the stream's start time, edit lists and encoder-priming
 declares, is where the first sample goes: an audio track that starts 0.5 s into the video is
 preceded by 0.5 s of silence (``offset_s`` = 0.5, recorded as ``audio_offset_s``); samples before
 time 0 are dropped. Later frames are taken as contiguous (no gap filling). AAC-LC priming that the
-file does not declare (FFmpeg's mp4 muxer for a late track, raw ADTS) is dropped, and samples past
-the packets' declared end (the last AAC frame's padding) are cut where the stream's ticks resolve a
-sample (mp4/m4a/mov); see :class:`_Timeline`.
+file does not declare (FFmpeg's mp4 muxer for a late track, raw ADTS) is dropped, and in mp4/m4a/mov
+samples past the sample table's or the edit list's end (the last AAC frame's padding) are cut; see
+:class:`_Timeline`.
 """
 
 from __future__ import annotations
