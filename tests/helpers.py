@@ -37,6 +37,16 @@ def write(store, i: int):
     return store.write(ds, attrs, enc)[0]
 
 
+# ------------------------------------------------------------------------------ audio alignment
+def best_lag(got: np.ndarray, ref: np.ndarray, max_lag: int = 240) -> int:
+    """The shift (samples) that best aligns ``ref`` with ``got`` by cross-correlation (positive: ``got``
+    is late), over the stretch both cover, ``max_lag`` samples in from either end."""
+    n = min(len(got), len(ref)) - 2 * max_lag
+    scores = [float(np.dot(got[max_lag + k : max_lag + k + n], ref[max_lag : max_lag + n]))
+              for k in range(-max_lag, max_lag + 1)]
+    return int(np.argmax(scores)) - max_lag
+
+
 # ------------------------------------------------------------------------------ S3 (moto server)
 def objects(url: str, under: str = "") -> dict[str, bytes]:
     """Every object under ``url/under`` and its bytes (paths relative to ``url``)."""

@@ -10,7 +10,10 @@ file-backed memory map, as for long wav files).
 after FFmpeg has applied the stream's start time, edit lists and encoder-priming trims that the file
 declares, is where the first sample goes: an audio track that starts 0.5 s into the video is
 preceded by 0.5 s of silence (``offset_s`` = 0.5, recorded as ``audio_offset_s``); samples before
-time 0 are dropped. Later frames are taken as contiguous (no gap filling).
+time 0 are dropped. Later frames are taken as contiguous (no gap filling). AAC-LC priming that the
+file does not declare (FFmpeg's mp4 muxer for a late track, raw ADTS) is dropped, and in mp4/m4a/mov
+samples past the sample table's or the edit list's end (the last AAC frame's padding) are cut; see
+:class:`_Timeline`.
 """
 
 from __future__ import annotations
@@ -214,36 +217,104 @@ class _Feed:
             self.sink.put(self.rs.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
 
 
+#: how far past the end an edit list declares samples are kept: its ticks (1 ms in FFmpeg's mp4, 1/600 s
+#: in Apple's) round the end, and a real sample must never be cut (at 48 kHz: 96 samples)
+EDIT_END_SLACK_S = 0.002
+
+#: AAC-LC's encoder delay (priming) as FFmpeg's encoder writes it: one 1024-sample frame
+AAC_LC_PRIMING = 1024
+
+
+def _undeclared_priming(stream, first_packet) -> int:
+    """Priming samples to drop that the container does not declare.
+
+    FFmpeg trims the priming a file declares (mp4/m4a/mov edit list ``media_time``, ``iTunSMPB``,
+    matroska ``CodecDelay``, Opus pre-skip, LAME headers) with ``skip_samples`` side data on the first
+    packet. FFmpeg's mp4 muxer declares none when a track starts late (a positive first timestamp),
+    and a raw ADTS stream cannot: then the first 1024 samples of an AAC-LC stream are the encoder's
+    priming (FFmpeg's encoder delay) and are dropped, not placed. Other codecs: nothing assumed.
+    """
+    cc = stream.codec_context
+    declared = getattr(first_packet, "has_sidedata", None)  # a PyAV without packet side data: assume none
+    if cc.name != "aac" or cc.profile != "LC" or declared is None or declared("skip_samples"):
+        return 0
+    return AAC_LC_PRIMING
+
+
+class _Timeline:
+    """Places decoded blocks on the stimulus clock (source rate): the first at its timestamp, later
+    ones contiguous; drops undeclared priming, samples before time 0 and, in mp4/m4a/mov, samples
+    after the packets' declared end or the edit list's (end padding)."""
+
+    def __init__(self, stream, sr: int, feed: _Feed, container_format: str = ""):
+        self.sr, self.feed, self.tb = sr, feed, stream.time_base
+        # the end is cut only in mp4/m4a/mov, whose sample table makes timestamps contiguous and exact
+        # (ticks of 1/rate); matroska's 1 ms ticks would cut real samples, an MPEG-TS timestamp jump or
+        # an mp3's duration estimated from its bit rate could cut whole stretches: taken as decoded
+        self.exact = "mp4" in container_format.split(",") and self.tb is not None and self.tb * sr <= 1
+        self.end: int | None = None  # the packets' declared end (samples), when exact
+        self.limit = self._edit_end(stream) if self.exact else None
+        self.priming: int | None = None  # undeclared priming still to drop; None before the first packet
+        self.pos: int | None = None  # stimulus position of the next decoded sample
+        self.offset: int | None = None  # position of the first sound sample (after the priming)
+
+    def _edit_end(self, stream) -> int | None:
+        """The end the stream declares (mp4: its edit list, in the movie's ticks, FFmpeg's 1 ms by
+        default), plus EDIT_END_SLACK_S for those ticks' rounding; None when it declares none. It cuts
+        the padding a sample table keeps whole (Apple's encoders store every AAC frame as 1024)."""
+        if not stream.duration or stream.duration <= 0:
+            return None
+        end = ((stream.start_time or 0) + stream.duration) * self.tb * self.sr
+        return int(round(end + EDIT_END_SLACK_S * self.sr))
+
+    def packet(self, stream, packet) -> None:
+        if self.priming is None:
+            self.priming = _undeclared_priming(stream, packet)
+        if packet.size == 0 or not self.exact:
+            return
+        if packet.pts is None or not packet.duration:
+            self.exact, self.end = False, None  # an undeclared length: the end is taken as decoded
+            return
+        e = int(round((packet.pts + packet.duration) * self.tb * self.sr))
+        self.end = e if self.end is None else max(self.end, e)
+
+    def frame(self, frame, block: np.ndarray) -> None:
+        if self.pos is None:
+            t = Fraction(frame.pts) * frame.time_base if frame.pts is not None else Fraction(0)
+            self.pos = round(t * self.sr)
+            self.offset = self.pos + (self.priming or 0)  # the first sound sample (< 0: cut at time 0)
+            if self.offset > 0:
+                self.feed(np.zeros((self.offset, block.shape[1]), np.float32))
+        lo = max(self.priming or 0, -self.pos, 0)
+        ends = [e for e in (self.end, self.limit) if e is not None]
+        hi = max(min([len(block)] + [e - self.pos for e in ends]), 0)
+        self.priming = max((self.priming or 0) - len(block), 0)
+        self.pos += len(block)
+        if lo < hi:
+            self.feed(block[lo:hi])
+
+
 def _decode_frames(container, stream, path: str, feed: _Feed) -> float | None:
-    """Decode ``stream`` into ``feed``, placing its first frame at its timestamp; returns the offset (s)."""
+    """Decode ``stream`` into ``feed`` on the stimulus clock (:class:`_Timeline`); returns the offset (s)
+    of its first sound sample, or None when it decoded nothing."""
     av = _av()
 
     sr = feed.sr_in
-    offset_s, drop = None, 0
+    line = _Timeline(stream, sr, feed, container.format.name)
     try:
-        for frame in container.decode(stream):
-            if frame.sample_rate != sr:
-                raise AudioError(f"audio stream {stream.index} of {path!r} changes sample rate from {sr} to "
-                                 f"{frame.sample_rate} Hz mid-stream; re-export it at one rate")
-            block = _frame_samples(frame)
-            if offset_s is None:
-                t = Fraction(frame.pts) * frame.time_base if frame.pts is not None else Fraction(0)
-                start = round(t * sr)  # the first sample's position on the stimulus clock (source rate)
-                offset_s = start / sr
-                if start > 0:
-                    feed(np.zeros((start, block.shape[1]), np.float32))
-                drop = max(0, -start)  # samples before time 0
-            if drop:
-                cut, drop = min(drop, len(block)), drop - min(drop, len(block))
-                block = block[cut:]
-            if len(block):
-                feed(block)
+        for packet in container.demux(stream):
+            line.packet(stream, packet)
+            for frame in packet.decode():
+                if frame.sample_rate != sr:
+                    raise AudioError(f"audio stream {stream.index} of {path!r} changes sample rate from {sr} "
+                                     f"to {frame.sample_rate} Hz mid-stream; re-export it at one rate")
+                line.frame(frame, _frame_samples(frame))
     except av.FFmpegError as exc:
         at = feed.n_in / sr
         raise AudioError(f"{path!r}: audio stream {stream.index} is corrupt at about {at:.2f} s ({exc}); "
                          "re-export or re-download the file") from None
     feed.flush()
-    return offset_s
+    return None if line.offset is None else line.offset / sr
 
 
 def decode_container(
@@ -264,7 +335,8 @@ def decode_container(
     audio : (channel, sample) float32, ``round(n_source * sample_rate_hz / source_rate)`` samples, where
         ``n_source`` counts the leading silence of the offset and every decoded sample
     info : ContainerInfo of the stream read
-    offset_s : stimulus time of the stream's first decoded sample (silence before it; < 0: samples cut)
+    offset_s : stimulus time of the stream's first sound sample, after its priming (silence before it;
+        < 0: samples before time 0 were cut)
     n_source : samples on the stimulus clock at the source rate (offset included)
 
     Raises

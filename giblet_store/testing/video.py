@@ -1,8 +1,10 @@
 """Small movie files made in code with PyAV, for tests and benches of :mod:`giblet_store.audio.container`.
 
 The video is a few-pixel MPEG-4 picture (a grey level per frame); the audio is what the caller gives,
-encoded as AAC (lossy, with encoder priming that the mp4 muxer declares) or PCM. ``delay_s`` starts
-the audio track that long after the video, as an audio stream that starts late in a real film.
+encoded as AAC (lossy, with 1024 samples of encoder priming) or PCM. ``delay_s`` starts the audio
+track that long after the video, as an audio stream that starts late in a real film. mp4/m4a/mov
+files get the sample rate as movie timescale, so their edit lists are sample-exact; FFmpeg's mp4
+muxer declares the priming (edit list ``media_time``) only for a track that does not start late.
 """
 
 from __future__ import annotations
@@ -44,10 +46,21 @@ def _encode_audio(c, stream, layout: str, x: np.ndarray, sample_rate_hz: int, de
         c.mux(p)
 
 
+#: suffixes FFmpeg writes with its mov/mp4 muxer
+MOV_SUFFIXES = {".mp4", ".m4a", ".m4v", ".mov", ".3gp"}
+
+
+def _muxer_options(path, timescale: int) -> dict[str, str]:
+    """The mp4 muxer writes edit lists in the movie timescale, 1/1000 s by FFmpeg's default: a late
+    track's start is floored to the millisecond (at 48 kHz, 0.5 s less 1024 samples of priming lands
+    32 samples early). The sample rate as movie timescale keeps it sample-exact."""
+    return {"movie_timescale": str(timescale)} if Path(path).suffix.lower() in MOV_SUFFIXES else {}
+
+
 def write_movie(
     path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int, codec: str = "aac", delay_s: float = 0.0,
     video: bool = True, video_s: float | None = None, fps: int = 25, bit_rate: int = 96000,
-    block: int = 1024,
+    block: int = 1024, movie_timescale: int | None = None,
 ) -> Path:
     """Write a movie (format from the suffix: mp4, mkv, mov, ...) holding ``audio``.
 
@@ -61,6 +74,8 @@ def write_movie(
     video : add a small video stream (before the audio stream: audio is stream 1)
     video_s : video length (s); default the audio's end
     block : samples per audio frame given to the encoder
+    movie_timescale : mp4/mov edit-list ticks per second; default ``sample_rate_hz`` (sample-exact);
+        1000 writes what FFmpeg writes by default
 
     Returns
     -------
@@ -71,7 +86,7 @@ def write_movie(
     tracks = [_pcm16(a) for a in (audio if isinstance(audio, (list, tuple)) else [audio])]
     n = max((t.shape[1] for t in tracks), default=0)
     delay = int(round(delay_s * sample_rate_hz))
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", options=_muxer_options(path, movie_timescale or sample_rate_hz)) as c:
         vs = None
         if video:
             vs = c.add_stream("mpeg4", rate=fps)
