@@ -169,7 +169,7 @@ def ingest_bids(
     task: str,
     *,
     stimulus: Any = None,
-    derivatives: str | None = "fmriprep",
+    derivatives: str | None = None,
     space: str | None = None,
     subjects: Sequence[str] | None = None,
     runs: Sequence[str] | None = None,

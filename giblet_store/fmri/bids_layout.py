@@ -138,7 +138,7 @@ def _check_names(root: Path, found: list[Path], task: str, subjects, session) ->
     return by_sub
 
 
-def find_runs(root, task: str, *, derivatives: str | None = "fmriprep", space: str | None = None,
+def find_runs(root, task: str, *, derivatives: str | None = None, space: str | None = None,
               subjects=None, runs=None, session: str | None = None) -> list[BidsRun]:
     """Every (subject, run) of task ``task``, subject-major, runs by number; files and sidecars attached."""
     root = Path(root)
