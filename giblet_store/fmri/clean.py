@@ -228,7 +228,11 @@ def clean_run(series: NiftiSeries, conf: RunConfounds, params: CleanParams, tr_s
         if not x.any():  # background: every step of clean is linear, zeros stay zeros
             continue
         y = np.zeros_like(x)
-        y[kept] = clean_block(x, conf, params, tr_s)
+        try:
+            y[kept] = clean_block(x, conf, params, tr_s)
+        except ValueError as e:  # e.g. a filter longer than the run
+            raise FmriError(f"{series.path.name}: nilearn.signal.clean refused the run ({n_t} volumes, "
+                            f"{len(kept)} uncensored): {e}; use fewer filters or a longer run") from None
         mm[a:b, :] = y.T.astype(np.float32)
     mm.flush()
     del mm
