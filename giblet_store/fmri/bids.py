@@ -164,24 +164,11 @@ def _label(x, prefix: str) -> str:
 
 
 def ingest_bids(
-    store: Store,
-    bids_dir,
-    task: str,
-    *,
-    stimulus: Any = None,
-    derivatives: str | None = None,
-    space: str | None = None,
-    subjects: Sequence[str] | None = None,
-    runs: Sequence[str] | None = None,
-    session: str | None = None,
-    event: str | None = None,
-    event_column: str = "stim_file",
-    clean: CleanParams | None = None,
-    params: FmriParams | None = None,
-    mask: Any = None,
-    mask_params: MaskParams | None = None,
-    chunk_trs: int | None = None,
-    block_bytes: int = BLOCK_BYTES,
+    store: Store, bids_dir, task: str, *, stimulus: Any = None, derivatives: str | None = None,
+    space: str | None = None, subjects: Sequence[str] | None = None, runs: Sequence[str] | None = None,
+    session: str | None = None, event: str | None = None, event_column: str = "stim_file",
+    clean: CleanParams | None = None, params: FmriParams | None = None, mask: Any = None,
+    mask_params: MaskParams | None = None, chunk_trs: int | None = None, block_bytes: int = BLOCK_BYTES,
     scheduler: Any = "threads",
 ) -> IngestResult:
     """Ingest task ``task`` of a BIDS study as one ``fmri`` entry with runs (or return the cached one).
@@ -211,9 +198,9 @@ def ingest_bids(
     Raises
     ------
     FmriError
-        Not a BIDS folder, an unknown task/subject/space/session, a run missing for a subject,
-        sidecar and header TRs more than 1 ms apart, confounds rows != volumes, an unknown
-        confound, events without the stimulus, a stimulus entry on another onset. Nothing is written.
+        Not a BIDS folder, unknown task/subject/space/session, a missing run, sidecar and header TRs
+        over 1 ms apart, confounds rows != volumes, an unknown confound, events without the stimulus,
+        a stimulus entry on another onset. Nothing is written.
     """
     clean, params = clean or CleanParams(), params or FmriParams()
     if params.tr_s is not None or params.n_trs is not None:
@@ -223,23 +210,21 @@ def ingest_bids(
     found = find_runs(root, task, derivatives=derivatives, space=space,
                       subjects=None if subjects is None else [_label(s, "sub-") for s in subjects],
                       runs=runs, session=None if session is None else _label(session, "ses-"))
-    series = [open_series(r.bold) for r in found]
-    tr_s, tr_file = study_tr(found, series)
-    clean.check_filters(tr_s)
-    run_ids = list(dict.fromkeys(r.run for r in found))
-    stim_keys, onsets = _onsets(store, found, run_ids, stimulus, event, event_column)
-    confs = [run_confounds(clean, r.bold, r.confounds, s.n_volumes) for r, s in zip(found, series)]
-    files = _file_records(found, root, confs, onsets)
     bids = {"task": task, "session": session, "space": space, "derivatives": derivatives, "event": event,
-            "event_column": event_column, "clean": clean.to_dict(), "tr_s": tr_s, "files": files}
+            "event_column": event_column, "clean": clean.to_dict()}
+    series, tr_s, stim_keys, confs, prov = _plan(store, root, found, bids, stimulus, clean)
     key = _key(bids, params, mask, mask_params or MaskParams(), series[0], stim_keys)
     if (hit := cache_hit(store, key, "fmri")) is not None:
         return IngestResult(hit, False)
-    tr_file = str(Path(tr_file).relative_to(root)) if Path(tr_file).is_relative_to(root) else tr_file
-    prov = _provenance(key, bids, found, files, confs, onsets, run_ids, tr_file)
+    prov["key"] = key
     fparams = FmriParams(tr_s=tr_s, zscore_trs=params.zscore_trs, nan_policy=params.nan_policy)
     kw = dict(runs=[r.run for r in found], params=fparams, mask=mask, mask_params=mask_params,
               stimulus=stim_keys, chunk_trs=chunk_trs, block_bytes=block_bytes, scheduler=scheduler, provenance=prov)
+    return _ingest(store, found, series, confs, clean, tr_s, block_bytes, kw)
+
+
+def _ingest(store, found, series, confs, clean: CleanParams, tr_s: float, block_bytes: int, kw: dict):
+    """The runs as read, or cleaned into scratch NIfTIs (removed afterwards), through :func:`ingest_fmri`."""
     subj = [r.subject for r in found]
     if not clean.active:
         return ingest_fmri(store, [r.bold for r in found], subj, **kw)
@@ -249,8 +234,22 @@ def ingest_bids(
         return ingest_fmri(store, cleaned, subj, **kw)
 
 
-def _provenance(key, bids, found, files, confs, onsets, run_ids, tr_file) -> dict:
-    """What the entry records of the BIDS files (see ``ingest_fmri``'s ``provenance``)."""
+def _plan(store, root: Path, found: list[BidsRun], bids: dict, stimulus, clean: CleanParams):
+    """Everything read and checked before a write: series, TR, stimuli, confounds; ``bids`` gets the files."""
+    series = [open_series(r.bold) for r in found]
+    tr_s, tr_file = study_tr(found, series)
+    clean.check_filters(tr_s)
+    run_ids = list(dict.fromkeys(r.run for r in found))
+    stim_keys, onsets = _onsets(store, found, run_ids, stimulus, bids["event"], bids["event_column"])
+    confs = [run_confounds(clean, r.bold, r.confounds, s.n_volumes) for r, s in zip(found, series)]
+    files = _file_records(found, root, confs, onsets)
+    bids.update(tr_s=tr_s, files=files)
+    tr_file = str(Path(tr_file).relative_to(root)) if Path(tr_file).is_relative_to(root) else tr_file
+    return series, tr_s, stim_keys, confs, _provenance(bids, found, files, confs, run_ids, tr_file)
+
+
+def _provenance(bids, found, files, confs, run_ids, tr_file) -> dict:
+    """What the entry records of the BIDS files (see ``ingest_fmri``'s ``provenance``; the key comes later)."""
     n_sub = len(dict.fromkeys(r.subject for r in found))
     first = {r.run: f for r, f in zip(found, files) if r.subject == found[0].subject}
     runs = [{"stimulus_onset_s": first[r]["stimulus_onset_s"], "events_sha256": first[r]["events_sha256"],
@@ -266,7 +265,7 @@ def _provenance(key, bids, found, files, confs, onsets, run_ids, tr_file) -> dic
     ent = found[0].entities
     attrs = {"bids": {k: v for k, v in bids.items() if k != "files"}, "clean": bids["clean"],
              "tr_source": tr_file, "bids_entities": {k: ent.get(k) for k in ("task", "ses", "space", "desc")}}
-    return {"key": key, "inputs": {"bids": bids, "sources": [{"subject": f["subject"], "run": f["run"],
+    return {"inputs": {"bids": bids, "sources": [{"subject": f["subject"], "run": f["run"],
                                                               "sha256": f["bold_sha256"]} for f in files]},
             "attrs": attrs, "sources": sources, "runs": runs, "censored": censored,
             "onsets": [None if o is None else -o for o in (first[r]["stimulus_onset_s"] for r in run_ids)]}

@@ -205,9 +205,7 @@ def ingest_fmri(
         ``{run: key}``), referenced, never copied; another TR count than its run's warns (PairingWarning)
     chunk_trs, block_bytes, parallel_reads, scheduler : stored chunk TRs (default ~4 MiB chunks),
         bound on one read block, files read at once, Dask scheduler (name or distributed Client)
-    provenance : what an ingest of files made from others records of those (:mod:`giblet_store.fmri.bids`):
-        ``key`` (replaces the key), ``inputs`` and ``attrs`` (merged), ``sources`` and ``runs`` (merged
-        into each source and run record), ``onsets`` (each run's ``onset_s``), ``censored`` (subject, tr) bool
+    provenance : what the files came from (:mod:`giblet_store.fmri.bids`; see :func:`_with_provenance`)
 
     Returns
     -------
@@ -222,7 +220,7 @@ def ingest_fmri(
         bad mask, a stimulus on another TR, runs that do not match the files. ParameterError: bad
         parameters. In every case nothing was written.
     """
-    params, mask_params = params or FmriParams(), mask_params or MaskParams()
+    params, mask_params, prov = params or FmriParams(), mask_params or MaskParams(), provenance or {}
     layout = open_layout(niftis, subjects, runs, params)
     tr_s = resolve_tr(layout.series, params.tr_s)
     stims = check_stimuli(store, stimulus, tr_s, layout.runs)
@@ -230,18 +228,13 @@ def ingest_fmri(
     given_flat = flat_index(np.argwhere(given), layout.series[0].shape) if given is not None else None
     scan = scan_and_hash(layout.series, layout.labels, layout.series_trs, given_flat, mask_params.std_percentile,
                          mask_params.sample_trs, params.zscore_trs, block_bytes)
-    prov = provenance or {}
     inputs = {**_inputs(layout, scan[0], params, tr_s, given, mask_params, stims), **prov.get("inputs", {})}
     key = prov.get("key") or content_key(inputs)
     if (hit := cache_hit(store, key, "fmri")) is not None:
         return IngestResult(hit, False)
     ds, attrs, c = _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes,
                           parallel_reads, prov.get("onsets"))
-    attrs.update(key=key, inputs=inputs, onset_s=inputs["onset_s"], mask_rule="given", mask_params=None)
-    if given is None:
-        attrs.update(mask_rule="std_percentile_vote", mask_params=mask_params.to_dict())
-    if prov:
-        ds = _with_provenance(ds, attrs, prov)
+    ds = _finish(ds, attrs, key, inputs, None if given is not None else mask_params, prov)
     return IngestResult(*_write(store, ds, attrs, fmri_encoding(ds, ["fmri"], c), scheduler))
 
 
@@ -254,8 +247,18 @@ def _write(store: Store, ds, attrs: dict, encoding: dict, scheduler) -> tuple[En
         return store.write(ds, attrs, encoding)
 
 
+def _finish(ds, attrs: dict, key: str, inputs: dict, mask_params, prov: dict):
+    """The key, inputs and mask rule (``mask_params`` None: a given mask) in ``attrs``; then :func:`_with_provenance`."""
+    attrs.update(key=key, inputs=inputs, onset_s=inputs["onset_s"], mask_rule="given", mask_params=None)
+    if mask_params is not None:
+        attrs.update(mask_rule="std_percentile_vote", mask_params=mask_params.to_dict())
+    return _with_provenance(ds, attrs, prov)
+
+
 def _with_provenance(ds, attrs: dict, prov: dict):
-    """Merge what ``provenance`` says of the files behind the series into the attributes (and ``censored``)."""
+    """Merge what ``prov`` says of the files behind the series: ``key`` (replaced the key), ``inputs`` and
+    ``attrs`` (merged), ``sources`` and ``runs`` (merged into each record), ``onsets`` (each run's
+    ``onset_s``), ``censored`` (subject, tr) bool (stored as a variable)."""
     attrs.update(prov.get("attrs", {}))
     for rec, more in zip(attrs["sources"], prov.get("sources", [])):
         rec.update(more)
