@@ -36,8 +36,9 @@ def add_bids_options(p) -> None:
     g.add_argument("--detrend", action="store_true", help="remove a linear trend per run")
     g.add_argument("--high-pass", type=float, default=None, metavar="HZ", help="butterworth high-pass cut-off")
     g.add_argument("--low-pass", type=float, default=None, metavar="HZ", help="butterworth low-pass cut-off")
-    g.add_argument("--fd-threshold", type=float, default=field_default(C, "fd_threshold"), metavar="MM",
-                   help="scrub: framewise displacement above which a volume is censored")
+    g.add_argument("--fd-threshold", type=float, default=None, metavar="MM",
+                   help="scrub: framewise displacement above which a volume is censored "
+                        f"(default {field_default(C, 'fd_threshold'):g})")
 
 
 def check_not_bids(args) -> None:
@@ -66,7 +67,8 @@ def cmd_ingest_bids(args, dump_entry) -> int:
     if not args.task:
         raise ParameterError("--bids needs --task TASK (the BIDS task label, e.g. --task movie)")
     clean = CleanParams(confounds=tuple(args.confounds or ()), detrend=args.detrend, high_pass_hz=args.high_pass,
-                        low_pass_hz=args.low_pass, fd_threshold=args.fd_threshold)
+                        low_pass_hz=args.low_pass, **({} if args.fd_threshold is None else
+                                                      {"fd_threshold": args.fd_threshold}))
     params = FmriParams(zscore_trs=tr_range(args.zscore_trs), nan_policy=args.nan_policy)
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
     stimulus = args.stimulus[0] if args.stimulus and len(args.stimulus) == 1 else args.stimulus
