@@ -34,8 +34,10 @@ def add_bids_options(p) -> None:
                    help=f"regress out confounds: load_confounds strategies ({', '.join(STRATEGIES)}) and/or "
                         "columns of the confounds TSV")
     g.add_argument("--detrend", action="store_true", help="remove a linear trend per run")
-    g.add_argument("--high-pass", type=float, default=None, metavar="HZ", help="butterworth high-pass cut-off")
-    g.add_argument("--low-pass", type=float, default=None, metavar="HZ", help="butterworth low-pass cut-off")
+    g.add_argument("--high-pass", type=float, default=field_default(C, "high_pass_hz"), metavar="HZ",
+                   help="butterworth high-pass cut-off")
+    g.add_argument("--low-pass", type=float, default=field_default(C, "low_pass_hz"), metavar="HZ",
+                   help="butterworth low-pass cut-off")
     g.add_argument("--fd-threshold", type=float, default=None, metavar="MM",
                    help="scrub: framewise displacement above which a volume is censored "
                         f"(default {field_default(C, 'fd_threshold'):g})")

@@ -18,7 +18,6 @@ cleaning (nilearn's ``sample_mask``) and hold 0 afterwards; the ingest marks the
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,9 +145,9 @@ def run_confounds(params: CleanParams, bold: Path, tsv: Path | None, n_volumes: 
     columns = [c for c in params.confounds if c not in STRATEGIES]
     unknown = [c for c in columns if c not in df.columns]
     if unknown:
+        has = ", ".join(map(str, df.columns[:12])) + (", ..." if len(df.columns) > 12 else "")
         raise FmriError(f"{tsv.name}: unknown confound {unknown[0]!r}: neither a load_confounds strategy "
-                        f"({', '.join(STRATEGIES)}) nor a column of the file (it has {', '.join(map(str, df.columns[:12]))}"
-                        f"{', ...' if len(df.columns) > 12 else ''}); fix --confounds")
+                        f"({', '.join(STRATEGIES)}) nor a column of the file (it has {has}); fix --confounds")
     parts, censored = [], none
     if params.strategies:
         frame, mask = _load_confounds(params, bold, tsv)

@@ -248,7 +248,7 @@ def _write(store: Store, ds, attrs: dict, encoding: dict, scheduler) -> tuple[En
 
 
 def _finish(ds, attrs: dict, key: str, inputs: dict, mask_params, prov: dict):
-    """The key, inputs and mask rule (``mask_params`` None: a given mask) in ``attrs``; then :func:`_with_provenance`."""
+    """The key, inputs and mask rule (``mask_params`` None: a given mask) in ``attrs``; then the provenance."""
     attrs.update(key=key, inputs=inputs, onset_s=inputs["onset_s"], mask_rule="given", mask_params=None)
     if mask_params is not None:
         attrs.update(mask_rule="std_percentile_vote", mask_params=mask_params.to_dict())
