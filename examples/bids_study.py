@@ -30,8 +30,6 @@ from pathlib import Path
 import numpy as np
 
 import giblet_store as gs
-from giblet_store.fmri.bids import ingest_bids
-from giblet_store.fmri.clean import CleanParams
 
 
 def parse_args(argv=None):
@@ -105,13 +103,13 @@ def run(args, work: Path) -> dict:
     study = make_bids(work / "ds") if args.bids is None else None
     root = Path(args.bids) if args.bids else study.root
     store = gs.open_store(args.store)
-    raw = ingest_bids(store, root, args.task, derivatives="fmriprep", event="movie.wav").entry
+    raw = gs.ingest_bids(store, root, args.task, derivatives="fmriprep", event="movie.wav").entry
     runs = [r["run"] for r in raw.attrs["runs"]]
     onsets = {r["run"]: r["stimulus_onset_s"] for r in raw.attrs["runs"]}
     n_trs = raw.attrs["runs"][0]["n_trs"]
     mel = features(store, root / "stimuli" / "movie.wav", raw.attrs["tr_s"], onsets, n_trs)
-    clean = CleanParams(confounds=("motion", "wm_csf", "high_pass"), motion="basic")
-    cleaned = ingest_bids(store, root, args.task, derivatives="fmriprep", clean=clean,
+    clean = gs.CleanParams(confounds=("motion", "wm_csf", "high_pass"), motion="basic")
+    cleaned = gs.ingest_bids(store, root, args.task, derivatives="fmriprep", clean=clean,
                           stimulus=[mel[r].key for r in runs]).entry
     x = design(store, mel, runs)
     train, test = (0, n_trs), (n_trs, 2 * n_trs)  # fit on run 1, test on run 2

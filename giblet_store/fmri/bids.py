@@ -16,7 +16,6 @@ to extract it at.
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,6 +29,7 @@ from ..store.core import Entry, Store
 from ..store.hashing import sha256_file
 from ..store.schema import FORMAT_VERSION
 from ..store.verify import cache_hit
+from ..validate import tr_seconds
 from .bids_layout import BidsRun, find_runs
 from .clean import CleanParams, RunConfounds, clean_run, run_confounds, scratch_dir
 from .ingest import FmriParams, IngestResult, MaskParams, ingest_fmri
@@ -52,11 +52,11 @@ def study_tr(runs: list[BidsRun], series) -> tuple[float, str]:
             warnings.warn(f"{run.bold.name}: no sidecar gives RepetitionTime; using the header's TR "
                           f"{s.header_tr_s:g} s", UserWarning, stacklevel=3)
             tr, where = s.header_tr_s, f"{run.bold.name} (header)"
-        elif not isinstance(tr, (int, float)) or isinstance(tr, bool) or not tr > 0 or not math.isfinite(tr):
-            raise FmriError(f"{where}: RepetitionTime is {tr!r}; it must be a positive number of seconds")
-        elif s.header_tr_s is not None and abs(s.header_tr_s - tr) > 1e-3:
-            raise FmriError(f"{where} gives RepetitionTime {tr:g} s but the header of {run.bold} says "
-                            f"{s.header_tr_s:g} s; they differ by more than 1 ms: fix the sidecar or the header")
+        else:
+            tr = tr_seconds(tr, f"RepetitionTime in {where}")
+            if s.header_tr_s is not None and abs(s.header_tr_s - tr) > 1e-3:
+                raise FmriError(f"{where} gives RepetitionTime {tr:g} s but the header of {run.bold} says "
+                                f"{s.header_tr_s:g} s; they differ by more than 1 ms: fix the sidecar or the header")
         trs.append((float(tr), where))
     if len({exact(t) for t, _ in trs}) > 1:
         listing = ", ".join(f"sub-{r.subject} run-{r.run}: {t:g} s" for r, (t, _) in zip(runs, trs))
