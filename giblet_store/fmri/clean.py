@@ -210,31 +210,41 @@ def _empty_nifti(path: Path, series: NiftiSeries, n: int, tr_s: float) -> int:
     return 352
 
 
+def _mapped(out: Path, offset: int, shape: tuple[int, int]) -> np.memmap:
+    """The (voxel, tr) float32 data of the scratch file, mapped for one block (unmapped by the caller)."""
+    return np.memmap(out, dtype=np.float32, mode="r+", offset=offset, shape=shape, order="F")
+
+
 def clean_run(series: NiftiSeries, conf: RunConfounds, params: CleanParams, tr_s: float, out: Path,
               block_bytes: int = BLOCK_BYTES) -> Path:
-    """Write the cleaned run to ``out`` (uncompressed NIfTI) in voxel blocks; censored volumes hold 0."""
+    """Write the cleaned run to ``out`` (uncompressed NIfTI) in voxel blocks; censored volumes hold 0.
+
+    The file is mapped anew for each block and unmapped after it, so the resident memory is one
+    block (a mapping kept open would count every page it has touched).
+    """
     n_t, n_v = series.n_volumes, int(np.prod(series.shape))
     offset = _empty_nifti(out, series, n_t, tr_s)
-    mm = np.memmap(out, dtype=np.float32, mode="r+", offset=offset, shape=(n_v, n_t), order="F")
     for t0, block in iter_blocks(series, 0, n_t, block_bytes):  # (k, voxel) rows -> columns t0:t0+k
+        mm = _mapped(out, offset, (n_v, n_t))
         mm[:, t0 : t0 + block.shape[0]] = block.T
-    mm.flush()
+        mm.flush()
+        del mm
     kept = np.flatnonzero(~conf.censored)
     step = max(1, int(block_bytes // (8 * 4 * max(n_t, 1))))  # a few float64 copies of (tr, step)
     for a in range(0, n_v, step):
         b = min(n_v, a + step)
+        mm = _mapped(out, offset, (n_v, n_t))
         x = np.asarray(mm[a:b, :], dtype=np.float64).T
-        if not x.any():  # background: every step of clean is linear, zeros stay zeros
-            continue
-        y = np.zeros_like(x)
-        try:
-            y[kept] = clean_block(x, conf, params, tr_s)
-        except ValueError as e:  # e.g. a filter longer than the run
-            raise FmriError(f"{series.path.name}: nilearn.signal.clean refused the run ({n_t} volumes, "
-                            f"{len(kept)} uncensored): {e}; use fewer filters or a longer run") from None
-        mm[a:b, :] = y.T.astype(np.float32)
-    mm.flush()
-    del mm
+        if x.any():  # background: every step of clean is linear, zeros stay zeros
+            y = np.zeros_like(x)
+            try:
+                y[kept] = clean_block(x, conf, params, tr_s)
+            except ValueError as e:  # e.g. a filter longer than the run
+                raise FmriError(f"{series.path.name}: nilearn.signal.clean refused the run ({n_t} volumes, "
+                                f"{len(kept)} uncensored): {e}; use fewer filters or a longer run") from None
+            mm[a:b, :] = y.T.astype(np.float32)
+            mm.flush()
+        del mm
     return out
 
 
