@@ -169,6 +169,7 @@ def make_bids(
     noise: float = 2.0,
     sample_rate_hz: int = 16000,
     seed: int = 0,
+    sessions: tuple[str, ...] = (),
 ) -> BidsStudy:
     """Write a BIDS dataset with fMRIPrep derivatives to ``path`` (created; must not hold a dataset yet).
 
@@ -179,6 +180,7 @@ def make_bids(
     space : fMRIPrep's output space of the preprocessed BOLD
     amplitude, noise : the planted signal's amplitude and the white noise' std (scanner units)
     sample_rate_hz, seed : the soundtrack's rate; everything random is drawn from ``seed``
+    sessions : session labels (``sub-01/ses-<label>/func/...``, every run in each); none: no session level
 
     Returns
     -------
@@ -209,15 +211,18 @@ def make_bids(
     signal_voxels[: shape[0] // 2] = True
     study = BidsStudy(root, task, subjects, runs, float(tr_s), space, stim, onsets, signal_voxels)
     for s in subjects:
-        for r in runs:
-            _write_run(study, s, r, n_trs, audio, sample_rate_hz, amplitude, noise, rng)
+        for ses in sessions or (None,):
+            for r in runs:
+                _write_run(study, s, r, n_trs, audio, sample_rate_hz, amplitude, noise, rng, ses)
     return study
 
 
-def _write_run(study: BidsStudy, s: str, r: str, n_trs: int, audio, sample_rate_hz, amplitude, noise, rng) -> None:
-    """One (subject, run): raw BOLD, events, preprocessed BOLD, brain mask, confounds."""
-    stem = f"sub-{s}_task-{study.task}_run-{r}"
-    func, dfunc = study.root / f"sub-{s}" / "func", study.fmriprep / f"sub-{s}" / "func"
+def _write_run(study: BidsStudy, s: str, r: str, n_trs: int, audio, sample_rate_hz, amplitude, noise, rng,
+               ses: str | None = None) -> None:
+    """One (subject, [session,] run): raw BOLD, events, preprocessed BOLD, brain mask, confounds."""
+    level = f"sub-{s}" + (f"/ses-{ses}" if ses else "")
+    stem = f"sub-{s}" + (f"_ses-{ses}" if ses else "") + f"_task-{study.task}_run-{r}"
+    func, dfunc = study.root / level / "func", study.fmriprep / level / "func"
     drive = _drive(audio, sample_rate_hz, study.onsets_s[r], study.tr_s, n_trs)
     study.drive[(s, r)] = drive
     cols = _confounds(n_trs, study.tr_s, rng)

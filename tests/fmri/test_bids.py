@@ -215,3 +215,25 @@ def test_cli_ingests_a_bids_study(study, tmp_path, capsys):
     assert code == 0 and out["created"]
     e = open_store(tmp_path / "st").get(out["key"])
     assert [x["run"] for x in e.attrs["runs"]] == ["2"] and e.attrs["clean"]["confounds"] == ["motion", "scrub"]
+
+
+def test_sessions_are_chosen_and_a_choice_is_asked_for(tmp_path):
+    study = make_bids(tmp_path / "ds", n_subjects=1, n_trs=30, sessions=("pre", "post"))
+    assert (study.root / "sub-01" / "ses-post" / "func" / "sub-01_ses-post_task-movie_run-2_bold.nii.gz").is_file()
+    st = open_store(tmp_path / "st")
+    with pytest.raises(FmriError, match="scanned in sessions post, pre; one entry holds one session"):
+        ingest_bids(st, study.root, "movie", derivatives="fmriprep")
+    r = ingest_bids(st, study.root, "movie", derivatives="fmriprep", session="ses-post",
+                    clean=CleanParams(confounds=("motion",), motion="basic"))
+    assert all("ses-post" in s["bids_path"] for s in r.entry.attrs["sources"])
+    assert r.entry.attrs["bids_entities"]["ses"] == "post" and r.entry.attrs["n_trs"] == 60
+
+
+def test_a_cleaned_entry_verifies(study, tmp_path):
+    from giblet_store import verify_store
+
+    st = open_store(tmp_path / "st")
+    ingest_bids(st, study.root, "movie", derivatives="fmriprep",
+                clean=CleanParams(confounds=("motion", "scrub"), motion="basic"))
+    report = verify_store(st)
+    assert report.checked == 1 and report.ok and not report.problems
