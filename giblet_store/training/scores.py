@@ -13,6 +13,8 @@ the fmri entry), and r normalised by that ceiling (r / ceiling where the ceiling
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any
 
 import numpy as np
@@ -132,7 +134,18 @@ def identify_reconstruction(store, entry, trs=None, *, model: str | None = None,
 
 
 def _pearson_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r along axis -2 (tr) of (..., tr, voxel) arrays; NaN where a series is constant."""
+    """Pearson r along axis -2 (tr) of (..., tr, voxel) arrays; NaN where a series is constant.
+
+    NaN values (censored TRs) are left out pairwise: a TR counts only where both series have it.
+    """
+    if np.isnan(a).any() or np.isnan(b).any():
+        both = ~(np.isnan(a) | np.isnan(b))
+        a, b = np.where(both, a, np.nan), np.where(both, b, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a voxel with every TR censored: NaN
+            ac, bc = a - np.nanmean(a, -2, keepdims=True), b - np.nanmean(b, -2, keepdims=True)
+            den = np.sqrt(np.nansum(ac * ac, -2) * np.nansum(bc * bc, -2))
+            return np.where(den > 0, np.nansum(ac * bc, -2) / np.where(den > 0, den, 1.0), np.nan)
     ac, bc = a - a.mean(-2, keepdims=True), b - b.mean(-2, keepdims=True)
     den = np.sqrt((ac * ac).sum(-2) * (bc * bc).sum(-2))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,14 +178,20 @@ def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects:
         ``noise_ceiling_method`` and, with one subject, ``noise_ceiling_note``
     """
     pred, fmri, all_fmri = (np.asarray(a, dtype=np.float64) for a in (pred, fmri, all_fmri))
-    res = ((fmri - pred) ** 2).sum(1)
-    tot = ((fmri - fmri.mean(1, keepdims=True)) ** 2).sum(1)
+    censored = bool(np.isnan(fmri).any() or np.isnan(all_fmri).any())  # censored TRs are NaN: left out
+    s_, m_ = (np.nansum, np.nanmean) if censored else (np.sum, np.mean)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = s_((fmri - pred) ** 2, 1)
+        tot = s_((fmri - m_(fmri, 1, keepdims=True)) ** 2, 1)
     r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
     ceiling = np.full(r.shape, np.nan)
     for i, s in enumerate(subjects):
         others = [j for j, o in enumerate(all_subjects) if o != s]
         if others:
-            ceiling[i] = _pearson_np(all_fmri[all_subjects.index(s)], all_fmri[others].mean(0))
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a TR every other subject censored
+                ceiling[i] = _pearson_np(all_fmri[all_subjects.index(s)], m_(all_fmri[others], 0))
     with np.errstate(invalid="ignore", divide="ignore"):
         r_norm = np.where(ceiling > 0, r / np.where(ceiling > 0, ceiling, 1.0), np.nan)
     dims = ("subject", "voxel")
