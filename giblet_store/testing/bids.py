@@ -201,12 +201,7 @@ def make_bids(
 
     sf.write(str(stim), audio, sample_rate_hz, subtype="PCM_16")
     audio = sf.read(str(stim), dtype="float32")[0]  # the drive follows what a reader gets back
-    _json(root / "dataset_description.json", {"Name": "giblet_store toy movie study", "BIDSVersion": "1.8.0"})
-    _json(root / f"task-{task}_bold.json", {"RepetitionTime": tr_s, "TaskName": task})
-    fp = root / "derivatives" / "fmriprep"
-    _json(fp / "dataset_description.json", {"Name": "fMRIPrep output", "BIDSVersion": "1.8.0",
-                                            "DatasetType": "derivative",
-                                            "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.1.0"}]})
+    _descriptions(root, task, tr_s)
     signal_voxels = np.zeros(shape, bool)
     signal_voxels[: shape[0] // 2] = True
     study = BidsStudy(root, task, subjects, runs, float(tr_s), space, stim, onsets, signal_voxels)
@@ -215,6 +210,15 @@ def make_bids(
             for r in runs:
                 _write_run(study, s, r, n_trs, audio, sample_rate_hz, amplitude, noise, rng, ses)
     return study
+
+
+def _descriptions(root: Path, task: str, tr_s: float) -> None:
+    """The dataset's and fMRIPrep's dataset_description.json, and the top-level sidecar every run inherits."""
+    _json(root / "dataset_description.json", {"Name": "giblet_store toy movie study", "BIDSVersion": "1.8.0"})
+    _json(root / f"task-{task}_bold.json", {"RepetitionTime": tr_s, "TaskName": task})
+    _json(root / "derivatives" / "fmriprep" / "dataset_description.json", {
+        "Name": "fMRIPrep output", "BIDSVersion": "1.8.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.1.0"}]})
 
 
 def _write_run(study: BidsStudy, s: str, r: str, n_trs: int, audio, sample_rate_hz, amplitude, noise, rng,
