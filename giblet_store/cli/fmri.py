@@ -91,6 +91,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("store")
     p.add_argument("key", metavar="PREDICTIONS_KEY")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (default: every predicted TR)")
+    p.add_argument("--include-censored", action="store_true",
+                   help="keep the TRs scrubbed at ingest (the fmri entry's censored) in r (default: left out)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -99,7 +101,8 @@ def _cmd_evaluate(args) -> int:
     from ..training.evaluation import evaluate, undefined_note
     from ..store.core import open_store
 
-    entry, created = evaluate(open_store(args.store), args.key, trs=tr_range(args.trs))
+    entry, created = evaluate(open_store(args.store), args.key, trs=tr_range(args.trs),
+                              include_censored=args.include_censored)
     if args.json:
         _dump_entry(entry, created)
     else:

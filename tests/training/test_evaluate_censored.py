@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 import giblet_store as gs
@@ -33,3 +35,21 @@ def test_censored_trs_are_left_out_of_r_unless_included(tmp_path):
         np.testing.assert_allclose(r[i], want, rtol=1e-4, atol=1e-5)
     assert np.abs(r - r_all).min() > 0.1  # with them, every voxel's r is another one
     assert np.isfinite(st.open(ev)["noise_ceiling"].values).all() and np.isfinite(st.open(ev)["r2"].values).all()
+
+
+def test_cli_evaluate_include_censored(tmp_path, capsys):
+    from giblet_store.cli import main
+
+    study = make_bids(tmp_path / "ds", n_subjects=1)
+    st = gs.open_store(tmp_path / "st")
+    fe = gs.ingest_bids(st, study.root, "movie", derivatives="fmriprep",
+                        clean=gs.CleanParams(confounds=("scrub",))).entry
+    y = st.open(fe)["fmri"].values
+    np.save(tmp_path / "w.npy", np.zeros(1))
+    pe, _ = gs.write_predictions(st, y + 1.0, fe, model_name="shifted copy", checkpoint=tmp_path / "w.npy")
+    keys = []
+    for extra in ([], ["--include-censored"]):
+        assert main(["evaluate", str(tmp_path / "st"), pe.key, "--json", *extra]) == 0
+        keys.append(json.loads(capsys.readouterr().out)["entries"][0]["key"])
+    assert keys[0] != keys[1]
+    assert st.get(keys[0]).attrs["n_censored_left_out"] > 0 and "n_censored_left_out" not in st.get(keys[1]).attrs
