@@ -206,10 +206,10 @@ def ingest_bids(
     if params.tr_s is not None or params.n_trs is not None:
         raise ParameterError("a BIDS ingest takes the TR from the sidecars and keeps every volume; leave "
                              "params.tr_s and params.n_trs unset")
-    root = Path(bids_dir)
+    root, session = Path(bids_dir), None if session is None else _label(session, "ses-")
     found = find_runs(root, task, derivatives=derivatives, space=space,
                       subjects=None if subjects is None else [_label(s, "sub-") for s in subjects],
-                      runs=runs, session=None if session is None else _label(session, "ses-"))
+                      runs=runs, session=session)
     bids = {"task": task, "session": session, "space": space, "derivatives": derivatives, "event": event,
             "event_column": event_column, "clean": clean.to_dict()}
     series, tr_s, stim_keys, confs, prov = _plan(store, root, found, bids, stimulus, clean)

@@ -154,9 +154,22 @@ def find_runs(root, task: str, *, derivatives: str | None = None, space: str | N
     by_sub = _check_names(root, _bold_files(root, deriv, task, space, session), task, subjects, session)
     out = []
     for sub, files in by_sub.items():
-        mine = {str(_parse(p).get("run", "1")): p for p in files}
+        mine = _one_per_run(sub, files)
         out += _subject_runs(root, deriv, sub, mine, runs, by_sub)
     return out
+
+
+def _one_per_run(sub: str, files: list[Path]) -> dict[str, Path]:
+    """{run: BOLD} of one subject; two files of one run (echo-, acq-, dir-, ...) are refused, not chosen among."""
+    mine: dict[str, Path] = {}
+    for p in files:
+        run = str(_parse(p).get("run", "1"))
+        if run in mine:
+            raise FmriError(f"subject {sub!r} run {run!r} has more than one BOLD file ({mine[run].name}, {p.name}); "
+                            "one entry holds one series per run: copy the study without the others (echoes, "
+                            "acquisitions) or ingest the files with ingest-fmri FILES --subject --run")
+        mine[run] = p
+    return mine
 
 
 def _subject_runs(root, deriv, sub: str, mine: dict, runs, by_sub) -> list[BidsRun]:

@@ -237,3 +237,12 @@ def test_a_cleaned_entry_verifies(study, tmp_path):
                 clean=CleanParams(confounds=("motion", "scrub"), motion="basic"))
     report = verify_store(st)
     assert report.checked == 1 and report.ok and not report.problems
+
+
+def test_two_series_of_one_run_are_refused_not_chosen_among(own_study, tmp_path):
+    func = own_study / "sub-01" / "func"
+    shutil.copy(func / "sub-01_task-movie_run-1_bold.nii.gz", func / "sub-01_task-movie_acq-fast_run-1_bold.nii.gz")
+    st = open_store(tmp_path / "st")
+    with pytest.raises(FmriError, match="subject '01' run '1' has more than one BOLD file"):
+        ingest_bids(st, own_study, "movie")
+    assert st.entries() == []
