@@ -195,3 +195,14 @@ def test_two_series_of_one_run_are_refused_not_chosen_among(own_study, tmp_path)
     with pytest.raises(FmriError, match="subject '01' run '1' has more than one BOLD file"):
         ingest_bids(st, own_study, "movie")
     assert st.entries() == []
+
+
+def test_trial_type_names_the_stimulus_and_subjects_must_agree_on_onsets(own_study, tmp_path):
+    st = open_store(tmp_path / "st")
+    r = ingest_bids(st, own_study, "movie", event="movie", event_column="trial_type", runs=["run-2"])
+    assert [x["stimulus_onset_s"] for x in r.entry.attrs["runs"]] == [6.0]
+    ev = own_study / "sub-02" / "func" / "sub-02_task-movie_run-2_events.tsv"
+    ev.write_text(ev.read_text().replace("6.0\t", "8.0\t"))
+    with pytest.raises(FmriError, match=r"run 2: the events files put the stimulus at different onsets "
+                                        r"\(sub-01: 6 s, sub-02: 8 s\)"):
+        ingest_bids(st, own_study, "movie", event="movie.wav")
