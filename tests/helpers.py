@@ -117,6 +117,22 @@ def stimulus_entry(store, tr_s=2.0, n_trs=20, source="a" * 64, onset_s=0.0):
     return store.write(ds, attrs)[0]
 
 
+# ------------------------------------------------------------------------------ BIDS studies (issue 19)
+def fmriprep_bold(root, sub: str, run: str, task: str = "movie", space: str = "MNI152NLin2009cAsym") -> Path:
+    """The desc-preproc_bold path of (sub, run) in a make_bids study."""
+    return (Path(root) / "derivatives" / "fmriprep" / f"sub-{sub}" / "func"
+            / f"sub-{sub}_task-{task}_run-{run}_space-{space}_desc-preproc_bold.nii.gz")
+
+
+def masked_series(entry_ds, path) -> np.ndarray:
+    """(tr, voxel) float64 of a 4D NIfTI at an fmri entry's voxels (``voxel_ijk``)."""
+    import nibabel as nib
+
+    ijk = np.asarray(entry_ds["voxel_ijk"].values)
+    data = np.asarray(nib.load(str(path)).get_fdata())
+    return data[ijk[:, 0], ijk[:, 1], ijk[:, 2], :].T
+
+
 # ------------------------------------------------------------------------------ terminals
 class Terminal:
     """A stderr that says it is a terminal and keeps what is written."""

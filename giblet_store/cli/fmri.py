@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from .fmri_bids import add_bids_options, check_not_bids, cmd_ingest_bids
 from .util import dump, field_default, tr_range
 
 __all__ = ["add_ingest_fmri", "add_evaluate", "add_to_nifti"]
@@ -26,9 +27,10 @@ def add_ingest_fmri(sub) -> None:
     p = sub.add_parser("ingest-fmri", help="ingest 4D NIfTI series (one per subject, or per subject and run) "
                                           "as an fmri entry")
     p.add_argument("store", help="store directory or fsspec URL (created if absent)")
-    p.add_argument("nifti", nargs="+", help="4D NIfTI files (.nii / .nii.gz), one per subject (or subject and run)")
-    p.add_argument("--subject", nargs="+", action="extend", required=True, metavar="ID",
-                   help="subject IDs, one per file, in the same order")
+    p.add_argument("nifti", nargs="*", help="4D NIfTI files (.nii / .nii.gz), one per subject (or subject and run); "
+                   "or none with --bids")
+    p.add_argument("--subject", nargs="+", action="extend", default=None, metavar="ID",
+                   help="subject IDs, one per file, in the same order (required with NIfTI files)")
     p.add_argument("--run", nargs="+", action="extend", default=None, metavar="RUN",
                    help="run IDs, one per file, in the same order (e.g. --subject s1 s1 s2 s2 --run 1 2 1 2); "
                         "runs are stored one after the other along tr")
@@ -53,6 +55,7 @@ def add_ingest_fmri(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (bars are shown only when stderr is a terminal)")
+    add_bids_options(p)
     p.set_defaults(func=_cmd_ingest_fmri)
 
 
@@ -61,6 +64,9 @@ def _cmd_ingest_fmri(args) -> int:
     from ..progress import progress_bar
     from ..store.core import open_store
 
+    if args.bids is not None:
+        return cmd_ingest_bids(args, _dump_entry)
+    check_not_bids(args)
     params = FmriParams(tr_s=args.tr, n_trs=args.n_trs, zscore_trs=tr_range(args.zscore_trs),
                         nan_policy=args.nan_policy)
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
@@ -85,6 +91,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("store")
     p.add_argument("key", metavar="PREDICTIONS_KEY")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (default: every predicted TR)")
+    p.add_argument("--include-censored", action="store_true",
+                   help="keep the TRs scrubbed at ingest (the fmri entry's censored) in r (default: left out)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -93,7 +101,8 @@ def _cmd_evaluate(args) -> int:
     from ..training.evaluation import evaluate, undefined_note
     from ..store.core import open_store
 
-    entry, created = evaluate(open_store(args.store), args.key, trs=tr_range(args.trs))
+    entry, created = evaluate(open_store(args.store), args.key, trs=tr_range(args.trs),
+                              include_censored=args.include_censored)
     if args.json:
         _dump_entry(entry, created)
     else:

@@ -187,6 +187,7 @@ def ingest_fmri(
     mask_params: MaskParams | None = None,
     stimulus: Any = None,
     chunk_trs: int | None = None, block_bytes: int = BLOCK_BYTES, parallel_reads: int = 2, scheduler: Any = "threads",
+    provenance: dict | None = None,
 ) -> IngestResult:
     """Ingest one 4D NIfTI per subject (or per (subject, run)) as an ``fmri`` entry (or return the cached one).
 
@@ -204,6 +205,7 @@ def ingest_fmri(
         ``{run: key}``), referenced, never copied; another TR count than its run's warns (PairingWarning)
     chunk_trs, block_bytes, parallel_reads, scheduler : stored chunk TRs (default ~4 MiB chunks),
         bound on one read block, files read at once, Dask scheduler (name or distributed Client)
+    provenance : what the files came from (:mod:`giblet_store.fmri.bids`; see :func:`_with_provenance`)
 
     Returns
     -------
@@ -218,7 +220,7 @@ def ingest_fmri(
         bad mask, a stimulus on another TR, runs that do not match the files. ParameterError: bad
         parameters. In every case nothing was written.
     """
-    params, mask_params = params or FmriParams(), mask_params or MaskParams()
+    params, mask_params, prov = params or FmriParams(), mask_params or MaskParams(), provenance or {}
     layout = open_layout(niftis, subjects, runs, params)
     tr_s = resolve_tr(layout.series, params.tr_s)
     stims = check_stimuli(store, stimulus, tr_s, layout.runs)
@@ -226,15 +228,13 @@ def ingest_fmri(
     given_flat = flat_index(np.argwhere(given), layout.series[0].shape) if given is not None else None
     scan = scan_and_hash(layout.series, layout.labels, layout.series_trs, given_flat, mask_params.std_percentile,
                          mask_params.sample_trs, params.zscore_trs, block_bytes)
-    inputs = _inputs(layout, scan[0], params, tr_s, given, mask_params, stims)
-    if (hit := cache_hit(store, content_key(inputs), "fmri")) is not None:
+    inputs = {**_inputs(layout, scan[0], params, tr_s, given, mask_params, stims), **prov.get("inputs", {})}
+    key = prov.get("key") or content_key(inputs)
+    if (hit := cache_hit(store, key, "fmri")) is not None:
         return IngestResult(hit, False)
     ds, attrs, c = _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes,
-                          parallel_reads)
-    attrs.update(key=content_key(inputs), inputs=inputs, onset_s=inputs["onset_s"], mask_rule="given",
-                 mask_params=None)
-    if given is None:
-        attrs.update(mask_rule="std_percentile_vote", mask_params=mask_params.to_dict())
+                          parallel_reads, prov.get("onsets"))
+    ds = _finish(ds, attrs, key, inputs, None if given is not None else mask_params, prov)
     return IngestResult(*_write(store, ds, attrs, fmri_encoding(ds, ["fmri"], c), scheduler))
 
 
@@ -247,7 +247,31 @@ def _write(store: Store, ds, attrs: dict, encoding: dict, scheduler) -> tuple[En
         return store.write(ds, attrs, encoding)
 
 
-def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes, parallel_reads):
+def _finish(ds, attrs: dict, key: str, inputs: dict, mask_params, prov: dict):
+    """The key, inputs and mask rule (``mask_params`` None: a given mask) in ``attrs``; then the provenance."""
+    attrs.update(key=key, inputs=inputs, onset_s=inputs["onset_s"], mask_rule="given", mask_params=None)
+    if mask_params is not None:
+        attrs.update(mask_rule="std_percentile_vote", mask_params=mask_params.to_dict())
+    return _with_provenance(ds, attrs, prov)
+
+
+def _with_provenance(ds, attrs: dict, prov: dict):
+    """Merge what ``prov`` says of the files behind the series: ``key`` (replaced the key), ``inputs`` and
+    ``attrs`` (merged), ``sources`` and ``runs`` (merged into each record), ``onsets`` (each run's
+    ``onset_s``), ``censored`` (subject, tr) bool (stored as a variable)."""
+    attrs.update(prov.get("attrs", {}))
+    for rec, more in zip(attrs["sources"], prov.get("sources", [])):
+        rec.update(more)
+    for rec, more in zip(attrs.get("runs") or [], prov.get("runs", [])):
+        rec.update(more)
+    if prov.get("censored") is not None:
+        ds["censored"] = (("subject", "tr"), np.asarray(prov["censored"], dtype=bool))
+        ds["censored"].attrs["description"] = "True: the TR was scrubbed (no part of the cleaning; values 0)"
+    return ds
+
+
+def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes, parallel_reads,
+           onsets=None):
     """Passes 2 and 3 (lazily): the final mask, the z-score statistics, the Dataset; its attributes; chunk TRs."""
     shape = layout.series[0].shape
     mask_flat, dropped = final_mask(shape, layout.labels, given_flat, *scan[1:3], mask_params, params.nan_policy)
@@ -264,6 +288,9 @@ def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs
     c = int(chunk_trs) if chunk_trs else auto_chunk_trs(len(flat), layout.n_trs)
     data = lazy_fmri(layout, flat, mean, std, c, block_bytes, parallel_reads)
     records = _records(layout, stims, tr_s)
+    for rec, onset in zip(records, onsets or []):
+        if onset is not None:
+            rec["onset_s"] = float(onset)
     ds = _dataset(layout, data, mask3, mean, std, records, tr_s)
     attrs = _attrs(layout, ds, tr_s, params, scan, stims, records, zscore_constant_voxels=n_const,
                    n_voxels_dropped_nonfinite=dropped, chunk_trs=c)

@@ -67,7 +67,8 @@ def _mean_r(r):
     return (r.fillna(0).sum("subject") / count.where(count > 0)).astype(np.float32)
 
 
-def evaluate(store: Store, predictions: Entry | str, trs=None) -> tuple[Entry, bool]:
+def evaluate(store: Store, predictions: Entry | str, trs=None,
+             include_censored: bool = False) -> tuple[Entry, bool]:
     """Per-voxel Pearson r between a predictions entry and its fmri target on a TR range, and per run.
 
     Parameters
@@ -76,6 +77,8 @@ def evaluate(store: Store, predictions: Entry | str, trs=None) -> tuple[Entry, b
     predictions : the predictions entry (or key)
     trs : (start, stop) TR range, or a list of ranges (e.g. ``split_trs(runs=..., leave_out=...)["test"]``)
         (default: every predicted TR); use the test range
+    include_censored : an fmri entry with a ``censored`` (subject, tr) variable (scrubbed at ingest):
+        False (default) leaves each subject's censored TRs out of its r, R² and ceiling; True keeps them
 
     Returns
     -------
@@ -105,14 +108,19 @@ def evaluate(store: Store, predictions: Entry | str, trs=None) -> tuple[Entry, b
               "scores": ["r2", "noise_ceiling_pairwise_isc", "r_normalised_reliable", "isc_loso"]}
     if fe.attrs.get("runs"):
         inputs["per_run"] = True
+    fds = store.open(fe)
+    if "censored" in fds.variables:  # entries without censoring keep the key they had
+        inputs["include_censored"] = bool(include_censored)
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "evaluation")) is not None:
         return hit, False
     p = pds["predictions"].sel(tr=sel).astype(np.float64)
-    fds = store.open(fe)
     y = fds["fmri"].sel(subject=p["subject"].values, tr=sel).astype(np.float64)
     y = y.assign_coords(subject=p["subject"])
-    ds, attrs = _scores(p, y, fds, fe, sel)
+    p, y, all_y, n_censored = _uncensored(fds, p, y, sel, include_censored)
+    ds, attrs = _scores(p, y, fds, fe, sel, all_y)
+    if n_censored is not None:
+        attrs["n_censored_left_out"] = n_censored
     if fe.attrs.get("runs"):
         ds, attrs["runs"] = _per_run(ds, p, y, fe, sel)
     attrs.update({"kind": "evaluation", "key": key, "metric": "pearson_r",
@@ -124,7 +132,19 @@ def evaluate(store: Store, predictions: Entry | str, trs=None) -> tuple[Entry, b
     return store.write(ds, attrs)
 
 
-def _scores(p, y, fds, fe, sel):
+def _uncensored(fds, p, y, sel, include: bool):
+    """``p``, ``y`` and every subject's fmri on ``sel`` with censored (subject, tr) values NaN (left out of
+    every sum), unless ``include`` or the entry has no ``censored``; and how many (subject, tr) were left out."""
+    all_y = fds["fmri"].sel(tr=sel)
+    if include or "censored" not in fds.variables:
+        return p, y, all_y, None
+    cens = fds["censored"].sel(tr=sel).astype(bool).compute()
+    mine = cens.sel(subject=y["subject"].values).assign_coords(subject=y["subject"])
+    return (p.where(~mine), y.where(~mine), all_y.astype(np.float64).where(~cens),
+            int(mine.sum()))
+
+
+def _scores(p, y, fds, fe, sel, all_y=None):
     """The evaluation Dataset (r, r_mean, encoding scores) and its score attributes."""
     import xarray as xr
 
@@ -134,7 +154,7 @@ def _scores(p, y, fds, fe, sel):
     subj = [str(s) for s in r["subject"].values]
     ds = xr.Dataset({"r": (("subject", "voxel"), r.values), "r_mean": (("voxel",), _mean_r(r).values)},
                     coords={"subject": np.array(subj, dtype=object), **_time_voxel_coords(fe, fds, None)})
-    all_y = fds["fmri"].sel(tr=sel)
+    all_y = fds["fmri"].sel(tr=sel) if all_y is None else all_y
     more, score_attrs = encoding_scores(p.values, y.values, r.values, subj, all_y.values,
                                         [str(s) for s in all_y["subject"].values])
     finite = r.values[np.isfinite(r.values)]

@@ -14,6 +14,8 @@ leave-one-subject-out ISC (each subject against the mean of the others), which i
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any
 
 import numpy as np
@@ -133,7 +135,18 @@ def identify_reconstruction(store, entry, trs=None, *, model: str | None = None,
 
 
 def _pearson_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r along axis -2 (tr) of (..., tr, voxel) arrays; NaN where a series is constant."""
+    """Pearson r along axis -2 (tr) of (..., tr, voxel) arrays; NaN where a series is constant.
+
+    NaN values (censored TRs) are left out pairwise: a TR counts only where both series have it.
+    """
+    if np.isnan(a).any() or np.isnan(b).any():
+        both = ~(np.isnan(a) | np.isnan(b))
+        a, b = np.where(both, a, np.nan), np.where(both, b, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a voxel with every TR censored: NaN
+            ac, bc = a - np.nanmean(a, -2, keepdims=True), b - np.nanmean(b, -2, keepdims=True)
+            den = np.sqrt(np.nansum(ac * ac, -2) * np.nansum(bc * bc, -2))
+            return np.where(den > 0, np.nansum(ac * bc, -2) / np.where(den > 0, den, 1.0), np.nan)
     ac, bc = a - a.mean(-2, keepdims=True), b - b.mean(-2, keepdims=True)
     den = np.sqrt((ac * ac).sum(-2) * (bc * bc).sum(-2))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -172,15 +185,21 @@ def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects:
     from .ceiling import METHOD, RELIABLE_RULE, loso_isc, min_reliable_ceiling, noise_ceiling
 
     pred, fmri, all_fmri = (np.asarray(a, dtype=np.float64) for a in (pred, fmri, all_fmri))
-    res = ((fmri - pred) ** 2).sum(1)
-    tot = ((fmri - fmri.mean(1, keepdims=True)) ** 2).sum(1)
+    censored = bool(np.isnan(fmri).any() or np.isnan(all_fmri).any())  # censored TRs are NaN: left out
+    s_, m_ = (np.nansum, np.nanmean) if censored else (np.sum, np.mean)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = s_((fmri - pred) ** 2, 1)
+        tot = s_((fmri - m_(fmri, 1, keepdims=True)) ** 2, 1)
     r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
-    ceiling, _ = noise_ceiling(all_fmri)
-    c_min = min_reliable_ceiling(all_fmri.shape[1], len(all_subjects))
+    # the ceiling on the TRs no subject has censored (a censored TR is NaN in every voxel of its subject)
+    shared = ~np.isnan(all_fmri).any(axis=(0, 2)) if censored else slice(None)
+    ceiling, _ = noise_ceiling(all_fmri[:, shared])
+    c_min = min_reliable_ceiling(all_fmri[:, shared].shape[1], len(all_subjects))
     reliable = np.isfinite(ceiling) & (np.nan_to_num(ceiling) >= c_min)
     with np.errstate(invalid="ignore", divide="ignore"):
         r_norm = np.where(reliable, r / np.where(reliable, ceiling, 1.0), np.nan)
-    isc = np.stack([loso_isc(all_fmri, all_subjects.index(s)) for s in subjects]) if subjects else r * np.nan
+    isc = np.stack([loso_isc(all_fmri[:, shared], all_subjects.index(s)) for s in subjects]) if subjects else r * np.nan
     dims = ("subject", "voxel")
     variables = {"r2": (dims, r2.astype(np.float32)), "noise_ceiling": (("voxel",), ceiling.astype(np.float32)),
                  "r_normalised": (dims, r_norm.astype(np.float32)), "isc_loso": (dims, isc.astype(np.float32))}

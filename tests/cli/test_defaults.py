@@ -11,6 +11,7 @@ import pytest
 
 from giblet_store.cli import build_parser
 from giblet_store.codec.encodec import CodecParams
+from giblet_store.fmri.clean import CleanParams
 from giblet_store.fmri.ingest import FmriParams, MaskParams
 from giblet_store.grid import TrGrid
 from giblet_store.features.hrf import Hrf
@@ -68,6 +69,8 @@ MIRRORED = [
     ("ingest-fmri", "nan_policy", FmriParams, "nan_policy", None),
     ("ingest-fmri", "mask_percentile", MaskParams, "std_percentile", None),
     ("ingest-fmri", "mask_fraction", MaskParams, "min_subject_fraction", None),
+    ("ingest-fmri", "high_pass", CleanParams, "high_pass_hz", None),
+    ("ingest-fmri", "low_pass", CleanParams, "low_pass_hz", None),
     ("quality", "metrics", QualityParams, "metrics", _joined),
     ("quality", "onset", TrGrid, "onset_s", None),
     ("compare", "model", CodecParams, "model", None),
@@ -84,7 +87,8 @@ NOT_MIRRORED = {
     "derive": {"store", "key", "hrf", "resample_tr", "stretch", "embeddings", "quantise", "variables", "axis",
                "reference_codes", "model", "device", "json", "no_progress"},
     "ingest-fmri": {"store", "nifti", "subject", "run", "mask", "stimulus", "chunk_trs", "json",
-                    "no_progress"},
+                    "no_progress", "bids", "task", "derivatives", "space", "subjects", "runs", "session", "event",
+                    "event_column", "confounds", "detrend", "fd_threshold"},
     "quality": {"ref", "deg", "store", "trs", "align", "tr", "model", "device", "json", "no_progress"},
     "compare": {"audio", "output", "bandwidths", "n_mels", "store"},
 }

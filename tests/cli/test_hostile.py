@@ -48,6 +48,11 @@ def X(name, *args, **kw):
     return ("extract", "{in}/" + name, "--store", "{st}", "--model", "{model}", *FAST, *args)
 
 
+def B(*args):
+    """ingest-fmri of the good BIDS study's fMRIPrep derivatives into the store copy (a later --bids wins)."""
+    return ("ingest-fmri", "{st}", "--bids", "{in}/bids", "--task", "movie", "--derivatives", "fmriprep", *args)
+
+
 def XA(*args):
     """extract of the good clip with extra arguments."""
     return X("clip.wav", *args)
@@ -282,6 +287,34 @@ CASES = [
     # issue 20 item 15: one subject twice without --run
     Case("fmri-subject-twice-no-run", ("ingest-fmri", "{st}", "{in}/bold.nii", "{in}/bold.nii", "--subject", "s1", "s1"),
          ("subject IDs must be distinct", "'s1' more than once", "add --run", "--subject s1 s1 --run 1 2")),
+    # issue 19: BIDS studies (ingest-fmri --bids)
+    Case("bids-not-bids", B("--bids", "{in}/models"), ("models is not a BIDS dataset", "dataset_description.json")),
+    Case("bids-task-unknown", B("--task", "rest"), ("no BOLD file of task 'rest'", "the tasks there are movie")),
+    Case("bids-subject-unknown", B("--subjects", "07"), ("subject '07'", "the subjects there are 01, 02")),
+    Case("bids-run-missing", B("--bids", "{in}/bids_norun"),
+         ("subject '02' has no BOLD for run '2'", "(it has runs 1)", "--runs")),
+    Case("bids-tr-disagree", ("ingest-fmri", "{st}", "--bids", "{in}/bids_tr", "--task", "movie"),
+         ("task-movie_bold.json gives RepetitionTime 2.5 s", "sub-01_task-movie_run-1_bold.nii.gz says 2 s",
+          "fix the sidecar or the header")),
+    Case("bids-confounds-rows", B("--bids", "{in}/bids_rows", "--confounds", "csf"),
+         ("sub-01_task-movie_run-1_desc-confounds_timeseries.tsv has 37 rows", "has 40 volumes")),
+    Case("bids-confound-unknown", B("--confounds", "motion", "bogus"),
+         ("unknown confound 'bogus'", "desc-confounds_timeseries.tsv", "fix --confounds")),
+    Case("bids-strategy-refused", B("--confounds", "compcor"),
+         ("load_confounds refused strategy ['compcor']", "high_pass", "fix --confounds")),
+    Case("bids-events-no-stimulus", B("--bids", "{in}/bids_events", "--event", "movie.wav"),
+         ("sub-01_task-movie_run-1_events.tsv", "no row whose stim_file names the stimulus 'movie.wav'",
+          "it names trailer.wav", "--event NAME")),
+    Case("bids-no-task", ("ingest-fmri", "{st}", "--bids", "{in}/bids"), ("--bids needs --task",)),
+    Case("bids-and-nifti", ("ingest-fmri", "{st}", "{in}/bold.nii", "--bids", "{in}/bids", "--task", "movie"),
+         ("leave out NIfTI files",)),
+    Case("bids-option-without-bids", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "--confounds", "csf"),
+         ("--confounds is an option of a BIDS ingest", "--bids DIR --task TASK")),
+    Case("bids-space-unknown", B("--space", "T1w"), ("no desc-preproc_bold of task 'movie' in space 'T1w'",
+                                                      "MNI152NLin2009cAsym")),
+    Case("bids-no-derivatives", ("ingest-fmri", "{st}", "--bids", "{in}/bids", "--task", "movie", "--derivatives",
+                                 "nope"), ("no derivatives/nope/ folder", "run fMRIPrep first")),
+    Case("bids-filter-nyquist", B("--high-pass", "0.3"), ("high_pass_hz=0.3 Hz", "Nyquist frequency 0.25 Hz")),
     # ---------------------------------------------------------------- batch, evaluate, to-nifti
     Case("batch-manifest-missing", ("batch", "{in}/nope.yaml", "--store", "{st}"), ("nope.yaml", "does not exist")),
     Case("batch-manifest-format", ("batch", "{in}/clip.wav", "--store", "{st}"), ("'.wav'", "give a .csv, .yaml")),
@@ -382,6 +415,22 @@ def _fmri_and_manifests(d: Path) -> None:
     zarr.open_group(str(d / "foreign_zarr"), mode="w", zarr_format=3)
 
 
+def _bids(d: Path) -> None:
+    """A good BIDS study and four damaged copies (issue 19)."""
+    from giblet_store.testing import make_bids
+
+    make_bids(d / "bids")
+    for name in ("norun", "tr", "rows", "events"):
+        shutil.copytree(d / "bids", d / f"bids_{name}")
+    for p in (d / "bids_norun").rglob("sub-02_task-movie_run-2_*"):
+        p.unlink()
+    (d / "bids_tr" / "task-movie_bold.json").write_text(json.dumps({"RepetitionTime": 2.5}))
+    tsv = d / "bids_rows/derivatives/fmriprep/sub-01/func/sub-01_task-movie_run-1_desc-confounds_timeseries.tsv"
+    tsv.write_text("\n".join(tsv.read_text().splitlines()[:-3]) + "\n")
+    for ev in (d / "bids_events").rglob("*_events.tsv"):
+        ev.write_text(ev.read_text().replace("movie.wav", "trailer.wav"))
+
+
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory, model_dir):
     root = tmp_path_factory.mktemp("hostile")
@@ -390,6 +439,7 @@ def ctx(tmp_path_factory, model_dir):
     _audio(inp)
     _models(inp / "models", model_dir)
     _fmri_and_manifests(inp)
+    _bids(inp)
     (inp / "good.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [1.5]\ntrs: [1.5]\n")
     (inp / "bw5.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [5]\ntrs: [1.5]\n")
     base = root / "base"
