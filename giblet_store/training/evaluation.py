@@ -101,16 +101,9 @@ def evaluate(store: Store, predictions: Entry | str, trs=None,
         Not a predictions entry, its fmri entry is gone, or fewer than 3 predicted TRs in ``trs``.
     """
     pe, fe = _targets(store, predictions)
-    pds = store.open(pe)
+    pds, fds = store.open(pe), store.open(fe)
     sel, span, trs_record = _selected(pe, pds["tr"].values, trs)
-    inputs = {"kind": "evaluation", "metric": "pearson_r", "algorithm_version": ALGORITHM_VERSION,
-              "format_version": FORMAT_VERSION, "predictions_key": pe.key, "fmri_key": fe.key, "trs": trs_record,
-              "scores": ["r2", "noise_ceiling_pairwise_isc", "r_normalised_reliable", "isc_loso"]}
-    if fe.attrs.get("runs"):
-        inputs["per_run"] = True
-    fds = store.open(fe)
-    if "censored" in fds.variables:  # entries without censoring keep the key they had
-        inputs["include_censored"] = bool(include_censored)
+    inputs = _key_inputs(pe, fe, fds, trs_record, include_censored)
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "evaluation")) is not None:
         return hit, False
@@ -130,6 +123,18 @@ def evaluate(store: Store, predictions: Entry | str, trs=None,
     if trs_record is not span:
         attrs["tr_ranges"] = trs_record
     return store.write(ds, attrs)
+
+
+def _key_inputs(pe: Entry, fe: Entry, fds, trs_record, include_censored: bool) -> dict:
+    """Everything an evaluation's content depends on (its key's inputs)."""
+    inputs = {"kind": "evaluation", "metric": "pearson_r", "algorithm_version": ALGORITHM_VERSION,
+              "format_version": FORMAT_VERSION, "predictions_key": pe.key, "fmri_key": fe.key, "trs": trs_record,
+              "scores": ["r2", "noise_ceiling_pairwise_isc", "r_normalised_reliable", "isc_loso"]}
+    if fe.attrs.get("runs"):
+        inputs["per_run"] = True
+    if "censored" in fds.variables:  # entries without censoring keep the key they had
+        inputs["include_censored"] = bool(include_censored)
+    return inputs
 
 
 def _uncensored(fds, p, y, sel, include: bool):

@@ -159,6 +159,16 @@ def _nanmean(x) -> float | None:
     return float(x.mean()) if x.size else None
 
 
+def _r2(pred: np.ndarray, fmri: np.ndarray, censored: bool) -> np.ndarray:
+    """(subject, voxel) coefficient of determination over TRs (NaN TRs, censored, left out)."""
+    s_, m_ = (np.nansum, np.nanmean) if censored else (np.sum, np.mean)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = s_((fmri - pred) ** 2, 1)
+        tot = s_((fmri - m_(fmri, 1, keepdims=True)) ** 2, 1)
+    return np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
+
+
 def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects: list[str],
                     all_fmri: np.ndarray, all_subjects: list[str]) -> tuple[dict, dict]:
     """R², the noise ceiling of :mod:`giblet_store.training.ceiling` and ceiling-normalised r.
@@ -186,12 +196,7 @@ def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects:
 
     pred, fmri, all_fmri = (np.asarray(a, dtype=np.float64) for a in (pred, fmri, all_fmri))
     censored = bool(np.isnan(fmri).any() or np.isnan(all_fmri).any())  # censored TRs are NaN: left out
-    s_, m_ = (np.nansum, np.nanmean) if censored else (np.sum, np.mean)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = s_((fmri - pred) ** 2, 1)
-        tot = s_((fmri - m_(fmri, 1, keepdims=True)) ** 2, 1)
-    r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0), np.nan)
+    r2 = _r2(pred, fmri, censored)
     # the ceiling on the TRs no subject has censored (a censored TR is NaN in every voxel of its subject)
     shared = ~np.isnan(all_fmri).any(axis=(0, 2)) if censored else slice(None)
     ceiling, _ = noise_ceiling(all_fmri[:, shared])
