@@ -3,7 +3,7 @@
 :meth:`Store.write` stages an entry in ``_staging/<key16>-w<host>-<pid>-<id>``. A writer killed
 mid-write leaves that folder behind; the next write of the same key removes every such folder whose
 process no longer runs on this host (a live concurrent writer's folder is left alone). Folders made
-on another host are left to ``Store.clean_staging``.
+on another host are left to ``giblet-store gc`` (:mod:`giblet_store.store.gc`).
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ def sweep_dead_writers(store, key16: str) -> list[str]:
     from .entry import STAGING
 
     try:
-        names = os.listdir(store._p(STAGING))
+        names = os.listdir(store.storage.path(STAGING))
     except (FileNotFoundError, NotADirectoryError):
         return []
     gone = []
     for name in names:
         m = _NAME.match(name)
         if m and m["key"] == key16 and m["host"] == host_tag() and not _alive(int(m["pid"])):
-            store._remove(f"{STAGING}/{name}")
+            store.storage.delete(f"{STAGING}/{name}")
             gone.append(name)
     return gone
