@@ -67,10 +67,10 @@ def _arm(point: str, nth: int, flag: str) -> None:
     import fsspec.implementations.local as fs_local
     import zarr.storage._local as zlocal
 
-    from giblet_store.store.core import Store
+    from giblet_store.store.storage import Storage
 
     count = {"n": 0}
-    _armed().extend([(zlocal, "_put", zlocal._put), (Store, "_put", Store._put), (os, "rename", os.rename),
+    _armed().extend([(zlocal, "_put", zlocal._put), (Storage, "put", Storage.put), (Storage, "move", Storage.move),
                      (fs_local.LocalFileSystem, "pipe_file", fs_local.LocalFileSystem.pipe_file)])
 
     def hit() -> bool:
@@ -106,28 +106,28 @@ def _arm(point: str, nth: int, flag: str) -> None:
 
         cls.pipe_file = pipe_file
     elif point == "marker":  # the chunk is written, its marker is not
-        orig_store_put = Store._put
+        orig_store_put = Storage.put
 
         def store_put(self, path, data):
             if ".done/codes." in path and hit():
                 die()
             return orig_store_put(self, path, data)
 
-        Store._put = store_put
+        Storage.put = store_put
     elif point == "publish":  # every chunk is there; killed before the rename / the last zarr.json
-        orig_rename, orig_store_put = os.rename, Store._put
+        orig_move, orig_store_put = Storage.move, Storage.put
 
-        def rename(src, dst, *a, **k):
-            if "_staging" in str(src) and "_staging" not in str(dst) and hit():
+        def move(self, src, dst):
+            if src.startswith("_staging/") and not dst.startswith("_staging/") and hit():
                 die()
-            return orig_rename(src, dst, *a, **k)
+            return orig_move(self, src, dst)
 
         def store_put(self, path, data):
             if path.endswith("/zarr.json") and path.startswith("codes/") and hit():
                 die()
             return orig_store_put(self, path, data)
 
-        os.rename, Store._put = rename, store_put
+        Storage.move, Storage.put = move, store_put
     else:
         raise ValueError(point)
 
