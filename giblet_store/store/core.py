@@ -204,7 +204,10 @@ class Store:
         ds, attrs, existing = self.staged.prepare(ds, attrs)
         if existing is not None:
             return existing, False
+        from .leftovers import sweep_dead_writers
+
         with Lease(self.storage, attrs["key"]):  # gc leaves a write with a live lease alone
+            sweep_dead_writers(self, attrs["key"][:KEY_PATH_LEN])  # stagings and leases of killed writes of this key
             if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
                 from .object_write import write_in_place
 
@@ -217,9 +220,8 @@ class Store:
 
         kind, key = attrs["kind"], attrs["key"]
         final = entry_path(kind, key)
-        from .leftovers import staging_name, sweep_dead_writers
+        from .leftovers import staging_name
 
-        sweep_dead_writers(self, key[:KEY_PATH_LEN])  # folders of killed writes of this key
         target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}"
         enc = default_encoding(ds) if encoding is None else encoding
         try:

@@ -131,8 +131,7 @@ def _scan(store: "Store") -> tuple[dict[str, _Group], list[tuple[str, str]]]:
     groups: dict[str, _Group] = {}
     left: list[tuple[str, str]] = []
     group = lambda k: groups.setdefault(k, _Group([], [], []))  # noqa: E731
-    staged = [n for n in store.storage.names(STAGING, dirs=True) + store.storage.names(STAGING, dirs=False)
-              if n != "zarr.json"]
+    staged = [n for n in store.storage.names(STAGING) if n != "zarr.json"]
     for name in sorted(staged):
         path = f"{STAGING}/{name}"
         m = _OURS.match(name)

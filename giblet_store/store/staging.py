@@ -142,6 +142,9 @@ class StagedWriter:
             ds[name] = var.chunk(dict(zip(var.dims, chunks)))
             layout[str(name)] = [list(var.shape), list(chunks)]
         st = self.store
+        from .leftovers import sweep_dead_writers
+
+        sweep_dead_writers(st, attrs["key"][:KEY_PATH_LEN])  # a killed client's lease of this key
         staging = Staging(st.url, attrs["kind"], attrs["key"], content_key(layout)[:8], tuple(regions), st.local)
         if st.local:
             if self._staging_id(staging) is None:  # else resume or join: the template is whole

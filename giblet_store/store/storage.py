@@ -88,20 +88,23 @@ class Storage:
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 
-    def names(self, rel: str, dirs: bool) -> list[str]:
-        """Sorted names of the sub-folders (``dirs``) or files directly in ``rel``; [] when absent."""
+    def names(self, rel: str, dirs: bool | None = None) -> list[str]:
+        """Sorted names of the sub-folders (``dirs``), files (``dirs=False``) or both (None) in ``rel``; [] when absent.
+
+        A link is listed by what it points to (local disk), never entered.
+        """
         if self.local:  # os.scandir knows the type without a stat per entry
             try:
                 with os.scandir(self.path(rel)) as it:
-                    return sorted(e.name for e in it if (e.is_dir() if dirs else e.is_file()))
+                    return sorted(e.name for e in it if dirs is None or (e.is_dir() if dirs else e.is_file()))
             except (FileNotFoundError, NotADirectoryError):
                 return []
         try:
             infos = self.fs.ls(self.path(rel), detail=True)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        want = "directory" if dirs else "file"
-        return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in infos if i.get("type") == want)
+        want = {None: ("directory", "file"), True: ("directory",), False: ("file",)}[dirs]
+        return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in infos if i.get("type") in want)
 
     def read_group_attrs(self, rel: str) -> dict | None:
         """The attributes of the Zarr group at ``rel``; None when absent, unreadable or not a group."""

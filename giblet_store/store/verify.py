@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import uuid
@@ -205,12 +206,23 @@ def cache_hit(store, key: str, kind: str):
         return entry
     why, repairable = _content_problem(store, entry.path, entry.attrs)
     if why is None or not repairable:
+        _sweep_quietly(store, key)
         return entry
     try:
         quarantine(store, entry.path, why + "; rebuilt")
     except FileNotFoundError:  # another process moved it first
         pass
     return None
+
+
+def _sweep_quietly(store, key: str) -> None:
+    """A hit rerun after a writer was killed past its publish: that dead writer's lease goes (best effort)."""
+    from .leftovers import sweep_dead_writers
+
+    try:
+        sweep_dead_writers(store, key[:16])
+    except (OSError, StoreError) as exc:  # litter only: gc removes it later
+        logging.getLogger(__name__).warning("could not remove a dead writer's leftovers of %s (%s)", key[:16], exc)
 
 
 def _entry_dirs(store) -> list[tuple[str, str]]:
