@@ -37,7 +37,7 @@ def entry():
 def arm(point: str, nth: int) -> None:
     from zarr.storage import FsspecStore
 
-    from giblet_store.store.core import Store
+    from giblet_store.store.storage import Storage
 
     count = {"n": 0}
 
@@ -56,14 +56,14 @@ def arm(point: str, nth: int) -> None:
 
         FsspecStore.set = set_
     elif point == "publish":
-        orig_put = Store._put
+        orig_put = Storage.put
 
         def put(self, path, data):
             if path.startswith("features/") and path.count("/") == 2 and path.endswith("/zarr.json"):
                 hit()
             return orig_put(self, path, data)
 
-        Store._put = put
+        Storage.put = put
 
 
 def main(argv: list[str]) -> int:

@@ -141,3 +141,48 @@ def test_the_size_check_sees_long_functions_methods_and_nested_ones():
     assert sizes == {"mod.f": 61, "mod.C.m": 64, "mod.C.m.g": 61}
     assert {n for n, s in sizes.items() if s > _limit(n)} == {"mod.f", "mod.C.m", "mod.C.m.g"}
     assert _sizes()["store.core.Store.get"] > 5  # the package's methods are measured under their class
+
+
+# ------------------------------------------------------------------------------ no reaching into other modules
+def _private_members(tree: ast.AST) -> set[str]:
+    """``_names`` a module defines as members of its own classes (methods, class attributes, ``self._x``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("_"):
+                    names.add(item.name)
+                elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                    targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                    names |= {t.id for t in targets if isinstance(t, ast.Name) and t.id.startswith("_")}
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and node.attr.startswith("_")
+              and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            names.add(node.attr)
+    return {n for n in names if not (n.startswith("__") and n.endswith("__"))}
+
+
+def _foreign_private_accesses(sources: dict[str, str]) -> list[str]:
+    """``obj._name`` where ``_name`` is a private member of a class defined in another module only."""
+    trees = {name: ast.parse(src) for name, src in sources.items()}
+    owned = {name: _private_members(tree) for name, tree in trees.items()}
+    everyone = set().union(*owned.values()) if owned else set()
+    found = []
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr in everyone and node.attr not in owned[name]
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                found.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    return sorted(found)
+
+
+def test_no_module_reaches_into_another_modules_private_members():
+    """The store core talks through store.storage (giblet_store.store.storage), not Store's insides."""
+    sources = {name: path.read_text() for name, path in _modules().items()}
+    assert _foreign_private_accesses(sources) == []
+
+
+def test_the_private_access_scan_sees_a_reach_across_modules():
+    sources = {"a": "class Store:\n    def _put(self, p):\n        self._cache = 1\n",
+               "b": "def f(store):\n    store._put('x')\n    return store._cache\n",
+               "c": "def g(self):\n    return self._put\n"}
+    assert _foreign_private_accesses(sources) == ["b:2 store._put", "b:3 store._cache"]

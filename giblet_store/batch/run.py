@@ -313,7 +313,19 @@ def _inputs(manifest, store, tr_chunk, model, scheduler, workers) -> tuple[Manif
 
 
 def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | None) -> dict[int, BatchItem]:
-    """Stage every planned entry, submit its graph, wait, and turn futures into report items."""
+    """Stage every planned entry, submit its graph, wait, and turn futures into report items.
+
+    This process holds a lease on every staged entry until its commit has run (the workers encode
+    whole files before their first chunk), so ``gc`` never takes a template a batch still needs.
+    """
+    from ..store.lease import Lease
+
+    with Lease(store.storage) as lease:
+        return _stage_submit_wait(client, store, plans, mel_jobs, progress, lease)
+
+
+def _stage_submit_wait(client, store: Store, plans: list, mel_jobs: list, progress: str | None,
+                       lease) -> dict[int, BatchItem]:
     run = uuid.uuid4().hex[:8]
     out: dict[int, BatchItem] = {}
     pending: list = []  # (idx, item, final future, note)
@@ -328,6 +340,7 @@ def _execute(client, store: Store, plans: list, mel_jobs: list, progress: str | 
 
     for idx, plan in plans:
         try:
+            lease.add(plan.key)
             staging = store.begin_write(plan.ds, plan.attrs, plan.encoding)
         except Exception as exc:  # this entry only: the others go on
             out[idx] = _replace(plan.item, reason=_reason(exc))

@@ -14,7 +14,7 @@ def add_gc(sub) -> None:
     p.add_argument("store")
     p.add_argument("--older-than", default="1h", metavar="AGE",
                    help="keep anything touched more recently than this: a write in progress (90s, 30m, 1h, 2d; "
-                        "default 1h)")
+                        "default %(default)s); a writer's live lease keeps its files whatever this says")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_gc)
@@ -30,12 +30,17 @@ def _cmd_gc(args) -> int:
     if args.json:
         dump_entries([], items=[it.to_dict() for it in items])  # no entries: the paths it removed or kept
         return 0
-    verb = "would remove" if args.dry_run else "removed"
+    dry = args.dry_run
+    verbs = {"remove": "would remove" if dry else "removed", "quarantine": "would quarantine" if dry else "quarantined",
+             "keep": "kept", "leave": "left alone"}
     for it in items:
-        what = verb if it.reason == "abandoned" else "kept"
-        print(f"{what:>12}  {it.path}  ({it.reason}, {it.age_s:.0f} s old)")
-    n = sum(it.reason == "abandoned" for it in items)
-    print(f"{n} abandoned path(s) {verb}; {len(items) - n} kept as writes in progress", file=sys.stderr)
+        age = f", {it.age_s:.0f} s old" if it.action != "leave" else ""
+        moved = f" -> {it.moved_to}" if it.moved_to else ""
+        print(f"{verbs[it.action]:>16}  {it.path if it.path.isprintable() else ascii(it.path)}{moved}  ({it.reason}{age})")
+    count = {a: sum(it.action == a for it in items) for a in verbs}
+    print(f"{count['remove']} abandoned path(s) {verbs['remove']}; {count['quarantine']} damaged entr(ies) "
+          f"{verbs['quarantine']}; {count['keep']} kept as writes in progress; {count['leave']} left alone "
+          "(not giblet_store's, or links)", file=sys.stderr)
     return 0
 
 

@@ -399,4 +399,4 @@ def _dequantise_block(block: np.ndarray, spec: tuple, dim: int) -> np.ndarray:
     return emb
 
 
-Store._deriver = derive  # Store.derive calls this (the store never imports the transforms)
+Store.register_deriver(derive)  # Store.derive calls it (the store never imports the transforms)

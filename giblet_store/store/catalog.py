@@ -54,24 +54,6 @@ COMPACT_AT = 64
 _THREADS = 32
 
 
-def _names(store: "Store", folder: str, dirs: bool) -> list[str]:
-    """Names of the sub-folders (``dirs``) or files directly in ``folder``."""
-    if store.local:  # os.scandir knows the type without a stat per entry
-        import os
-
-        try:
-            with os.scandir(store._p(folder)) as it:
-                return sorted(e.name for e in it if (e.is_dir() if dirs else e.is_file()))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-    try:
-        infos = store.fs.ls(store._p(folder), detail=True)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    want = "directory" if dirs else "file"
-    return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in infos if i.get("type") == want)
-
-
 _MISSING = (FileNotFoundError, NotADirectoryError)  # removed since it was listed: a concurrent delete or gc
 
 
@@ -94,13 +76,13 @@ def _read_many(store: "Store", paths: list[str]) -> dict[str, bytes | None]:
     if not paths:
         return {}
     if not store.local:
-        full = [store._p(p) for p in paths]
+        full = [store.storage.path(p) for p in paths]
         got = store.fs.cat(full, on_error="return")
         return {p: _missing_or_raise(store, p, got.get(f)) for p, f in zip(paths, full)}
 
     def one(p: str) -> bytes | None:
         try:
-            return store.fs.cat_file(store._p(p))
+            return store.fs.cat_file(store.storage.path(p))
         except _MISSING:
             return None
         except OSError as exc:
@@ -125,7 +107,7 @@ def _stamp(store: "Store", kind: str, name: str) -> list | None:
     if not store.local:
         return None
     try:
-        st = os.stat(store._p(f"{kind}/{name}/zarr.json"))
+        st = os.stat(store.storage.path(f"{kind}/{name}/zarr.json"))
     except _MISSING:
         return None
     return [st.st_mtime_ns, st.st_size]
@@ -141,7 +123,7 @@ def _load(store: "Store", kind: str) -> tuple[dict[str, dict], dict[str, list], 
             records, stamps, ok = dict(doc["records"]), dict(doc.get("stamps") or {}), True
     except (ValueError, KeyError, TypeError):
         pass
-    logs = [n for n in _names(store, f"{CATALOG}/{kind}/log", dirs=False) if n.endswith(".json")]
+    logs = [n for n in store.storage.names(f"{CATALOG}/{kind}/log", dirs=False) if n.endswith(".json")]
     new = [n for n in logs if n[:-5] not in records]
     for path, raw in _read_many(store, [f"{CATALOG}/{kind}/log/{n}" for n in new]).items():
         try:
@@ -162,7 +144,7 @@ def kind_entries(store: "Store", kind: str, maintain: bool = False) -> list["Ent
     """Every complete entry of ``kind``, from the catalogue; ``maintain``: also rewrite the index (compact)."""
     from .entry import Entry
 
-    names = _names(store, kind, dirs=True)
+    names = store.storage.names(kind, dirs=True)
     records, stamps, logs, ok = _load(store, kind)
     if store.local:  # a zarr.json rewritten since it was recorded is read again
         records = {n: a for n, a in records.items() if stamps.get(n) == _stamp(store, kind, n)}
@@ -183,7 +165,7 @@ def kind_entries(store: "Store", kind: str, maintain: bool = False) -> list["Ent
 
 def entries(store: "Store", kind: str | None) -> list["Entry"]:
     """Every complete entry (of ``kind``), sorted by path; kinds are read in parallel."""
-    kinds = [kind] if kind else store._kind_dirs()
+    kinds = [kind] if kind else store.storage.kind_dirs()
     if len(kinds) <= 1:
         out = [e for k in kinds for e in kind_entries(store, k)]
     else:
@@ -192,28 +174,14 @@ def entries(store: "Store", kind: str | None) -> list["Entry"]:
     return sorted(out, key=lambda e: e.path)
 
 
-def remove_path(store: "Store", path: str) -> None:
-    """Remove a file/object or a folder (:meth:`Store._remove` handles folders only on local disk)."""
-    import os
-
-    full = store._p(path)
-    if store.local and os.path.isfile(full):
-        try:
-            os.unlink(full)
-        except FileNotFoundError:  # removed meanwhile (another compactor, gc): the goal is reached
-            pass
-    else:
-        store._remove(path)
-
-
 def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: Iterable[str],
              stamps: dict | None = None) -> None:
     stamps = {n: (stamps or {}).get(n) for n in records} if store.local else {}
     doc = {"catalog_version": CATALOG_VERSION, "kind": kind, "records": records, "stamps": stamps}
     try:
-        store._put(f"{CATALOG}/{kind}/{INDEX}", json.dumps(doc, sort_keys=True).encode())
+        store.storage.put(f"{CATALOG}/{kind}/{INDEX}", json.dumps(doc, sort_keys=True).encode())
         for n in merged_logs:
-            remove_path(store, f"{CATALOG}/{kind}/log/{n}")
+            store.storage.delete(f"{CATALOG}/{kind}/log/{n}")
     except OSError as exc:  # the catalogue is a cache: the next query repairs it
         _log.warning("could not rewrite the %s catalogue of %s (%s); queries read the entries until it is rewritten",
                      kind, store.url, exc)
@@ -222,13 +190,13 @@ def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: I
 def record(store: "Store", entry: "Entry") -> None:
     """Append the record of a just-published entry (its attributes as stored in its ``zarr.json``)."""
     name = entry.path.split("/", 1)[1]
-    attrs = store._read_group_attrs(entry.path) or entry.attrs
+    attrs = store.storage.read_group_attrs(entry.path) or entry.attrs
     rec = {"catalog_version": CATALOG_VERSION, "path": entry.path, "attrs": attrs,
            "stamp": _stamp(store, entry.kind, name)}
     try:
-        store._put(f"{CATALOG}/{entry.kind}/log/{name}.json", json.dumps(rec, sort_keys=True).encode())
-        logs = _names(store, f"{CATALOG}/{entry.kind}/log", dirs=False)
-        if len(logs) > COMPACT_AT or not store.fs.exists(store._p(f"{CATALOG}/{entry.kind}/{INDEX}")):
+        store.storage.put(f"{CATALOG}/{entry.kind}/log/{name}.json", json.dumps(rec, sort_keys=True).encode())
+        logs = store.storage.names(f"{CATALOG}/{entry.kind}/log", dirs=False)
+        if len(logs) > COMPACT_AT or not store.fs.exists(store.storage.path(f"{CATALOG}/{entry.kind}/{INDEX}")):
             kind_entries(store, entry.kind, maintain=True)
     except (OSError, StoreError) as exc:  # a missing record is found by the next query, re-added by the next compaction
         _log.warning("could not record %s entry %s in the catalogue of %s (%s); queries read it directly",
@@ -237,17 +205,17 @@ def record(store: "Store", entry: "Entry") -> None:
 
 def forget(store: "Store", kind: str, name: str) -> None:
     """Drop an entry's record (after :meth:`Store.delete` removed it), so a later rewrite is not listed early."""
-    remove_path(store, f"{CATALOG}/{kind}/log/{name}.json")
+    store.storage.delete(f"{CATALOG}/{kind}/log/{name}.json")
     kind_entries(store, kind, maintain=True)  # its folder is gone: the rebuilt index drops it
 
 
 def reindex(store: "Store") -> dict[str, int]:
     """Rebuild every kind's index from the entries themselves (parallel reads); returns entries per kind."""
-    store._check_writable()
+    store.storage.check_writable()
     counts = {}
-    for kind in store._kind_dirs():
-        names = _names(store, kind, dirs=True)
-        logs = _names(store, f"{CATALOG}/{kind}/log", dirs=False)
+    for kind in store.storage.kind_dirs():
+        names = store.storage.names(kind, dirs=True)
+        logs = store.storage.names(f"{CATALOG}/{kind}/log", dirs=False)
         got = _read_many(store, [f"{kind}/{n}/zarr.json" for n in names])
         records = {p.split("/")[1]: a for p, raw in got.items() if _complete(a := _group_attrs(raw))}
         _compact(store, kind, records, logs, {n: _stamp(store, kind, n) for n in records})

@@ -10,16 +10,16 @@ complete`` is the last thing written. Readers never serve an entry whose status 
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from typing import Any, Callable, Mapping
 
 from ..errors import AmbiguousKeyError, EntryNotFoundError, FormatVersionError, NotAStoreError, SchemaError, StoreError
 from .entry import KEY_PATH_LEN, STAGING, Entry, check_kind, default_encoding, entry_path, lineage
 from .conventions import eager_coords
 from .schema import FORMAT_VERSION, entry_document, validate_entry
-from .staging import StagedWriter, Staging
+from .staging import StagedWriter, Staging, publish_group
+from .storage import Storage
+from .lease import Lease
 from .attr_match import matches
 from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
@@ -60,6 +60,8 @@ class Store:
         self.zstore = zstore
         self.local = local
         self.read_only = read_only
+        #: the store's bytes (read, write, list, delete under the root): see :mod:`giblet_store.store.storage`
+        self.storage = Storage(url, fs, self.root, zstore, local, read_only)
         self.staged = StagedWriter(self)
 
     def __repr__(self) -> str:
@@ -67,35 +69,6 @@ class Store:
 
     def __reduce__(self):  # picklable: reopen by URL in the other process
         return (open_store, (self.url, "r" if self.read_only else "a", self._storage_options or None))
-
-    # ------------------------------------------------------------------------------ metadata io
-    def _p(self, path: str) -> str:
-        return f"{self.root}/{path}" if path else self.root
-
-    def _read_group_attrs(self, path: str) -> dict | None:
-        try:
-            raw = self.fs.cat_file(self._p(f"{path}/zarr.json"))
-        except (FileNotFoundError, OSError):
-            return None
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            return None
-        if meta.get("node_type") != "group":
-            return None
-        return meta.get("attributes", {}) or {}
-
-    def _kind_dirs(self) -> list[str]:
-        try:
-            names = self.fs.ls(self.root, detail=True)
-        except FileNotFoundError:
-            return []
-        out = []
-        for info in names:
-            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-            if info.get("type") == "directory" and not name.startswith("_"):
-                out.append(name)
-        return sorted(out)
 
     # ------------------------------------------------------------------------------ queries
     def entries(self, kind: str | None = None, include_incomplete: bool = False) -> list[Entry]:
@@ -107,16 +80,16 @@ class Store:
 
             return entries(self, kind)
         out = []
-        for k in [parse_kind(kind)] if kind else self._kind_dirs():
+        for k in [parse_kind(kind)] if kind else self.storage.kind_dirs():
             try:
-                children = self.fs.ls(self._p(k), detail=True)
+                children = self.fs.ls(self.storage.path(k), detail=True)
             except FileNotFoundError:
                 continue
             for info in children:
                 if info.get("type") != "directory":
                     continue
                 path = f"{k}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}"
-                attrs = self._read_group_attrs(path)
+                attrs = self.storage.read_group_attrs(path)
                 if not attrs or "key" not in attrs:
                     continue
                 if attrs.get("status") != "complete" and not include_incomplete:
@@ -142,9 +115,9 @@ class Store:
             rewritten (a request for it must not be reported as cached).
         """
         key = parse_key(key, self.url, prefix=False)
-        for k in [parse_kind(kind)] if kind else self._kind_dirs():
+        for k in [parse_kind(kind)] if kind else self.storage.kind_dirs():
             path = entry_path(k, key)
-            attrs = self._read_group_attrs(path)
+            attrs = self.storage.read_group_attrs(path)
             if attrs and attrs.get("key") == key and attrs.get("status") == "complete":
                 _check_version(attrs, f"entry {key[:16]} ({path})")
                 return Entry(self, path, attrs)
@@ -204,7 +177,7 @@ class Store:
 
         entry = self.get(entry)
         _check_version(entry.attrs, f"entry {entry.key[:16]}")
-        check_entry_codecs(self.fs, self._p(entry.path), f"entry {entry.key[:16]} ({entry.path})")
+        check_entry_codecs(self.fs, self.storage.path(entry.path), f"entry {entry.key[:16]} ({entry.path})")
         repair = f"`giblet-store verify {self.url} --repair` moves a broken entry aside"
         try:
             kwargs = {"consolidated": False, "zarr_format": 3, **xarray_kwargs}
@@ -220,19 +193,6 @@ class Store:
         return eager_coords(ds)
 
     # ------------------------------------------------------------------------------ writing
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise StoreError(f"store {self.url!r} was opened read-only; open it with mode='a' to write")
-
-    def _ensure_group(self, path: str) -> None:
-        import zarr
-
-        if self._read_group_attrs(path) is None:
-            try:
-                zarr.open_group(self.zstore, path=path, mode="a", zarr_format=3)
-            except zarr.errors.ContainsGroupError:  # another writer made it between our look and our create
-                pass
-
     def write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> tuple[Entry, bool]:
         """Write ``ds`` as a new entry with ``attrs`` (must hold ``kind`` and ``key``).
 
@@ -241,20 +201,27 @@ class Store:
         The document is validated before anything touches the store; a failure while writing
         removes the staging group, so the store is left as it was.
         """
-        import zarr
-
-        if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
-            from .object_write import write_in_place
-
-            return write_in_place(self, ds, attrs, encoding)
         ds, attrs, existing = self.staged.prepare(ds, attrs)
         if existing is not None:
             return existing, False
+        from .leftovers import sweep_dead_writers
+
+        with Lease(self.storage, attrs["key"]):  # gc leaves a write with a live lease alone
+            sweep_dead_writers(self, attrs["key"][:KEY_PATH_LEN])  # stagings and leases of killed writes of this key
+            if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
+                from .object_write import write_in_place
+
+                return write_in_place(self, ds, attrs, encoding)
+            return self._write_local(ds, attrs, encoding)
+
+    def _write_local(self, ds, attrs: dict, encoding: dict | None) -> tuple[Entry, bool]:
+        """:meth:`write` on local disk: a staging group of this process, renamed into place."""
+        import zarr
+
         kind, key = attrs["kind"], attrs["key"]
         final = entry_path(kind, key)
-        from .leftovers import staging_name, sweep_dead_writers
+        from .leftovers import staging_name
 
-        sweep_dead_writers(self, key[:KEY_PATH_LEN])  # folders of killed writes of this key
         target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}"
         enc = default_encoding(ds) if encoding is None else encoding
         try:
@@ -262,14 +229,18 @@ class Store:
                        write_empty_chunks=True)  # every chunk on disk: `verify` can tell a missing one
             # status (in attrs) is the last thing written: before it, readers skip the group
             zarr.open_group(self.zstore, path=target, mode="r+", zarr_format=3).attrs.put(attrs)
-            self._ensure_group(kind)
-            if (existing := self._publish(target, final, key, kind)) is not None:
+            self.storage.ensure_group(kind)
+            if (existing := publish_group(self, target, final, key, kind)) is not None:
                 return existing, False
         except BaseException as exc:
-            self._remove(target)
+            self.storage.delete(target)
             if isinstance(exc, PermissionError):
                 raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
                                  "make the store writable, or give a store you can write to") from None
+            if isinstance(exc, FileNotFoundError):  # its staging folder was removed under it
+                raise StoreError(f"the staging folder {target} of this write vanished while it was written "
+                                 f"(removed by hand, or by a collector that ignores leases); nothing was published "
+                                 f"to {self.url!r}: rerun") from None
             raise
         entry = Entry(self, final, attrs)
         from .catalog import record
@@ -277,31 +248,15 @@ class Store:
         record(self, entry)
         return entry, True
 
-    def _publish(self, target: str, final: str, key: str, kind: str) -> "Entry | None":
-        """Rename ``target`` to ``final``; the existing entry if another writer won, else None.
-
-        A broken entry in the way (invalid ``zarr.json``, no ``key``, not complete) is moved aside
-        to ``_quarantine/`` with a warning, so it never blocks its own rebuild.
-        """
-        from .verify import quarantine
-
-        for attempt in range(2):
-            try:
-                os.rename(self._p(target), self._p(final))
-                return None
-            except OSError:
-                if (existing := self.lookup(key, kind)) is not None:  # lost a race: same bytes
-                    self._remove(target)
-                    return existing
-                if attempt or not os.path.isdir(self._p(final)):
-                    raise
-                quarantine(self, final, "it is not a complete entry with its own key; rebuilt")
-        return None  # pragma: no cover
-
     #: The function behind :meth:`derive`, registered by :mod:`giblet_store.features.derive` when it is
     #: imported (``import giblet_store`` does): the store sits below the transforms and never
     #: imports them.
     _deriver: Callable | None = None
+
+    @classmethod
+    def register_deriver(cls, deriver: Callable) -> None:
+        """Set the function behind :meth:`derive` (called once by :mod:`giblet_store.features.derive`)."""
+        cls._deriver = deriver
 
     def derive(self, entry: "Entry | str", transform, **kwargs) -> Entry:
         """Write (or return cached) the entry ``transform`` derives from ``entry``; see :mod:`giblet_store.features.derive`."""
@@ -315,42 +270,23 @@ class Store:
 
     def delete(self, entry: "Entry | str") -> None:
         """Remove an entry (derived entries that name it as parent stay, and say so when used)."""
-        self._check_writable()
+        self.storage.check_writable()
         entry = self.get(entry)
-        self._remove(entry.path)
+        self.storage.delete(entry.path)
         from .catalog import forget
 
         forget(self, entry.kind, entry.path.split("/", 1)[1])
 
-    def _remove(self, path: str) -> None:
-        """Remove the group at ``path`` (absent is fine); a failure to remove propagates."""
-        p = self._p(path)
-        try:
-            if self.local:
-                if os.path.lexists(p):
-                    shutil.rmtree(p)
-            elif self.fs.exists(p):
-                self.fs.rm(p, recursive=True)
-        except FileNotFoundError:  # a concurrent writer removed it first: gone is what was asked
-            pass
+    def clean_staging(self, older_than: "str | float" = "1h") -> int:
+        """Remove what dead writers left in ``_staging`` (:func:`giblet_store.store.gc.collect`); how many paths.
 
-    def clean_staging(self) -> int:
-        """Remove leftovers of crashed writes; returns how many were removed."""
-        self._check_writable()
-        try:
-            items = self.fs.ls(self._p(STAGING), detail=False)
-        except FileNotFoundError:
-            return 0
-        for it in items:
-            self._remove(f"{STAGING}/{it.rstrip('/').rsplit('/', 1)[-1]}")
-        return len(items)
+        Only names this package writes, only groups without a live lease and untouched for
+        ``older_than``; anything else is left.
+        """
+        from .gc import collect
 
-    def _put(self, path: str, data: bytes) -> None:
-        """Write one object (atomically on local disk, as one PUT on object stores)."""
-        from zarr.core.buffer import cpu
-        from zarr.core.sync import sync
-
-        sync(self.zstore.set(path, cpu.Buffer.from_bytes(data)))
+        return sum(it.removed and it.action == "remove" for it in collect(self, older_than)
+                   if it.path.startswith(f"{STAGING}/"))
 
     # ------------------------------------------------------------------------------ staged chunk writes
     def begin_write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> "Staging | Entry":

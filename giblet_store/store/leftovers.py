@@ -1,9 +1,9 @@
 """Staging folders of killed writers: named for their writer, collected when that writer is gone.
 
 :meth:`Store.write` stages an entry in ``_staging/<key16>-w<host>-<pid>-<id>``. A writer killed
-mid-write leaves that folder behind; the next write of the same key removes every such folder whose
-process no longer runs on this host (a live concurrent writer's folder is left alone). Folders made
-on another host are left to ``Store.clean_staging``.
+mid-write leaves that folder (and its lease, :mod:`giblet_store.store.lease`) behind; the next write of
+the same key removes every such folder and lease whose process no longer runs on this host (a live concurrent writer's folder is left alone). Folders made
+on another host are left to ``giblet-store gc`` (:mod:`giblet_store.store.gc`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import uuid
 
 __all__ = ["staging_name", "sweep_dead_writers", "host_tag"]
 
-_NAME = re.compile(r"(?P<key>[0-9a-f]{16})-w(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}\Z")
+#: a write staging ``<key16>-w<host>-<pid>-<id>`` or a lease ``<key16>-l<host>-<pid>-<id>.lease``
+_NAME = re.compile(r"(?P<key>[0-9a-f]{16})-[wl](?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}(\.lease)?\Z")
 
 
 def host_tag() -> str:
@@ -40,17 +41,14 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_dead_writers(store, key16: str) -> list[str]:
-    """Remove ``_staging`` folders of ``key16`` left by dead writers on this host; their names."""
+    """Remove ``_staging`` folders and leases of ``key16`` left by dead writers on this host; their names."""
     from .entry import STAGING
 
-    try:
-        names = os.listdir(store._p(STAGING))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    names = store.storage.names(STAGING)
     gone = []
     for name in names:
         m = _NAME.match(name)
         if m and m["key"] == key16 and m["host"] == host_tag() and not _alive(int(m["pid"])):
-            store._remove(f"{STAGING}/{name}")
+            store.storage.delete(f"{STAGING}/{name}")
             gone.append(name)
     return gone

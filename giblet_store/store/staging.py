@@ -25,7 +25,7 @@ from ..errors import StoreError
 from .conventions import annotate
 from .schema import FORMAT_VERSION, entry_document, validate_entry
 
-__all__ = ["Staging", "StagedWriter", "STAGING"]
+__all__ = ["Staging", "StagedWriter", "STAGING", "publish_group"]
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,7 @@ class StagedWriter:
 
     A collaborator of :class:`giblet_store.store.core.Store` (``store.staged``): ``Store.begin_write``,
     ``write_chunk``, ``done_chunks`` and ``commit`` delegate here. It reaches the store only through
-    its public state (``url``, ``local``, ``fs``, ``zstore``, ``lookup``) and its object primitives
-    (``_p``, ``_put``, ``_remove``, ``_read_group_attrs``, ``_ensure_group``, ``_check_writable``).
+    its public state (``url``, ``local``, ``fs``, ``zstore``, ``lookup``) and its bytes (``_p``, ``_put``, ``_remove``, ``_read_group_attrs``, ``_ensure_group``, ``_check_writable``).
     """
 
     def __init__(self, store):
@@ -94,7 +93,7 @@ class StagedWriter:
 
         Raises SchemaError (nothing written) when the entry would not match its kind's schema.
         """
-        self.store._check_writable()
+        self.store.storage.check_writable()
         attrs = dict(attrs)
         kind, key = attrs["kind"], attrs["key"]
         if (existing := self.store.lookup(key, kind)) is not None:
@@ -143,6 +142,9 @@ class StagedWriter:
             ds[name] = var.chunk(dict(zip(var.dims, chunks)))
             layout[str(name)] = [list(var.shape), list(chunks)]
         st = self.store
+        from .leftovers import sweep_dead_writers
+
+        sweep_dead_writers(st, attrs["key"][:KEY_PATH_LEN])  # a killed client's lease of this key
         staging = Staging(st.url, attrs["kind"], attrs["key"], content_key(layout)[:8], tuple(regions), st.local)
         if st.local:
             if self._staging_id(staging) is None:  # else resume or join: the template is whole
@@ -164,16 +166,16 @@ class StagedWriter:
             zarr.open_group(st.zstore, path=tmp, mode="r+", zarr_format=3).attrs.put(staged)
             for attempt in range(2):
                 try:
-                    os.rename(st._p(tmp), st._p(staging.data))
+                    st.storage.move(tmp, staging.data)
                     return
                 except OSError:  # the path is taken
                     if self._staging_id(staging) is not None:
                         return  # another writer's template (same bytes): join it, never remove it
                     if attempt:
                         raise
-                    st._remove(staging.data)  # no template: chunks a late writer left after a publish
+                    st.storage.delete(staging.data)  # no template: chunks a late writer left after a publish
         finally:
-            st._remove(tmp)
+            st.storage.delete(tmp)
 
     def _put_object_template(self, staging: Staging, ds, attrs: dict, enc: dict) -> None:
         """Object stores: the template written in place, its group document withheld among the markers."""
@@ -186,14 +188,14 @@ class StagedWriter:
         files = _store_items(mem)
         for name, data in files.items():
             if name != "zarr.json":
-                self.store._put(f"{staging.data}/{name}", data)
-        self.store._put(f"{staging.markers}/{_GROUP_DOC}", files["zarr.json"])
+                self.store.storage.put(f"{staging.data}/{name}", data)
+        self.store.storage.put(f"{staging.markers}/{_GROUP_DOC}", files["zarr.json"])
 
     def _staging_id(self, staging: "Staging") -> str | None:
         """The id of the staged template chunks are counted against (object stores: always "")."""
         if not staging.local:
             return ""
-        attrs = self.store._read_group_attrs(staging.data)
+        attrs = self.store.storage.read_group_attrs(staging.data)
         if not attrs or attrs.get("key") != staging.key:
             return None
         return attrs.get("staging_id")
@@ -204,7 +206,7 @@ class StagedWriter:
         if sid is None:
             return set()
         try:
-            names = self.store.fs.ls(self.store._p(staging.markers), detail=False)
+            names = self.store.fs.ls(self.store.storage.path(staging.markers), detail=False)
         except FileNotFoundError:
             return set()
         wanted = set(staging.chunk_names())
@@ -217,7 +219,7 @@ class StagedWriter:
 
     def _marker(self, path: str) -> str | None:
         try:
-            return self.store.fs.cat_file(self.store._p(path)).decode()
+            return self.store.fs.cat_file(self.store.storage.path(path)).decode()
         except (FileNotFoundError, OSError, UnicodeDecodeError):
             return None
 
@@ -237,7 +239,7 @@ class StagedWriter:
             (another writer published it).
         """
         st = self.store
-        st._check_writable()
+        st.storage.check_writable()
         chunk_len, n = staging.chunk_len(name)
         if not 0 <= i < n:
             raise StoreError(f"chunk {i} of {name!r} does not exist; the variable has chunks 0..{n - 1}")
@@ -259,7 +261,7 @@ class StagedWriter:
             if st.lookup(staging.key, staging.kind) is not None or self._marker(marker) == sid:
                 return False
             raise
-        st._put(marker, sid.encode())
+        st.storage.put(marker, sid.encode())
         if st.lookup(staging.key, staging.kind) is not None:
             # another writer published the entry while we wrote: what we wrote (a re-created staging
             # path, a marker) is left over; the published entry is complete without it
@@ -291,7 +293,7 @@ class StagedWriter:
             Chunks are missing (rerun to write them); nothing becomes visible.
         """
         st = self.store
-        st._check_writable()
+        st.storage.check_writable()
         if (existing := st.lookup(staging.key, staging.kind)) is not None:
             self._discard(staging)
             return existing, False
@@ -306,7 +308,7 @@ class StagedWriter:
                 f"written ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); rerun to write them"
             )
         try:
-            st._ensure_group(staging.kind)
+            st.storage.ensure_group(staging.kind)
             attrs = self._publish(staging)
         except Exception:
             if (existing := st.lookup(staging.key, staging.kind)) is not None:
@@ -329,8 +331,9 @@ class StagedWriter:
 
         st = self.store
         if not st.local:
-            doc = st.fs.cat_file(st._p(f"{staging.markers}/{_GROUP_DOC}"))
-            st._put(f"{staging.final}/zarr.json", doc)  # the last write: now it is visible
+            doc = st.storage.get(f"{staging.markers}/{_GROUP_DOC}")
+            st.storage.put(f"{staging.final}/zarr.json", doc)  # the last write: now it is visible
+            self._check_published_whole(staging)
             return json.loads(doc)["attributes"]
         group = zarr.open_group(st.zstore, path=staging.data, mode="r+", zarr_format=3)
         attrs = group.attrs.asdict()
@@ -339,10 +342,26 @@ class StagedWriter:
         group.attrs.put(attrs)
         self._sweep_partials(staging.data)  # temp files of writers killed mid-chunk
         # the rename that publishes whole writes too (a broken entry in the way is quarantined)
-        if st._publish(staging.data, staging.final, staging.key, staging.kind) is not None:
+        if publish_group(st, staging.data, staging.final, staging.key, staging.kind) is not None:
             raise StoreError(f"{staging.kind} entry {staging.key[:16]} was published by another writer")
         self._sweep_partials(staging.final)  # a concurrent writer's temp file moved along
         return attrs
+
+    def _check_published_whole(self, staging: Staging) -> None:
+        """After the final PUT on an object store: every chunk is still there, or the entry is withdrawn.
+
+        A PUT that stalled past every lease renewal could land after a collector removed the chunks;
+        then the ``zarr.json`` just written (ours) is removed again and the write fails, never
+        reported as created.
+        """
+        from .verify import missing_chunks
+
+        if missing := missing_chunks(self.store, staging.final):
+            self.store.storage.delete(f"{staging.final}/zarr.json")
+            raise StoreError(
+                f"{staging.kind} entry {staging.key[:16]} lost {len(missing)} chunk(s) ({', '.join(missing[:3])}) while "
+                f"it was being published to {self.store.url!r} (a collector removed them during a stalled write); "
+                "it was withdrawn, nothing is visible: rerun to write it again")
 
     def _discard(self, staging: "Staging") -> None:
         """Remove the staging's markers (and its local template) once the entry is published.
@@ -355,9 +374,9 @@ class StagedWriter:
 
         for attempt in range(5):
             try:
-                self.store._remove(staging.markers)
+                self.store.storage.delete(staging.markers)
                 if staging.local:
-                    self.store._remove(staging.data)
+                    self.store.storage.delete(staging.data)
                 return
             except OSError as exc:
                 if attempt == 4:
@@ -368,7 +387,7 @@ class StagedWriter:
                 time.sleep(0.02 * (attempt + 1))
 
     def _sweep_partials(self, path: str) -> None:
-        for folder, _, files in os.walk(self.store._p(path)):
+        for folder, _, files in os.walk(self.store.storage.path(path)):
             for f in files:
                 if f.endswith(".partial"):
                     try:
@@ -393,3 +412,25 @@ def _store_items(zstore) -> dict[str, bytes]:
         return {k: (await zstore.get(k, proto)).to_bytes() async for k in zstore.list()}
 
     return sync(items())
+
+
+def publish_group(store, target: str, final: str, key: str, kind: str) -> "Entry | None":
+    """Rename the staged group ``target`` to ``final`` (local disk); the existing entry if another writer won.
+
+    A broken entry in the way (invalid ``zarr.json``, no ``key``, not complete) is moved aside to
+    ``_quarantine/`` with a warning, so it never blocks its own rebuild.
+    """
+    from .verify import quarantine
+
+    for attempt in range(2):
+        try:
+            store.storage.move(target, final)
+            return None
+        except OSError:
+            if (existing := store.lookup(key, kind)) is not None:  # lost a race: same bytes
+                store.storage.delete(target)
+                return existing
+            if attempt or not os.path.isdir(store.storage.path(final)):
+                raise
+            quarantine(store, final, "it is not a complete entry with its own key; rebuilt")
+    return None  # pragma: no cover

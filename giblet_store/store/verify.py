@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import uuid
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from .codecs_allowed import UnsafeCodecError
 from ..errors import GibletStoreError, StoreError
 
-__all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine", "cache_hit"]
+__all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine", "cache_hit", "missing_chunks"]
 
 QUARANTINE = "_quarantine"
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -79,10 +80,10 @@ def quarantine(store, path: str, reason: str) -> str:
         raise StoreError(f"{path!r} is not an entry folder of {store.url!r} (<kind>/<name>); nothing was moved")
     dest = f"{QUARANTINE}/{path.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
     if store.local:
-        os.makedirs(store._p(QUARANTINE), exist_ok=True)
-        os.rename(store._p(path), store._p(dest))
-    else:
-        store.fs.mv(store._p(path), store._p(dest), recursive=True)
+        if (link := store.storage.link_in(QUARANTINE)) is not None:
+            raise store.storage.link_error(link, "move anything into")
+        os.makedirs(store.storage.path(QUARANTINE), exist_ok=True)
+    store.storage.move(path, dest)  # a linked entry moves as the link; nothing above it is followed
     warnings.warn(f"moved broken entry {path} of {store.url} aside to {dest}: {reason}", QuarantineWarning,
                   stacklevel=3)
     return dest
@@ -104,7 +105,7 @@ def _attr_problem(attrs: dict, kind_dir: str, name: str) -> str | None:
 def _group_attrs(store, path: str) -> tuple[dict | None, str | None]:
     """(attributes, None) of the group at ``path``, or (None, why it is unreadable)."""
     try:
-        raw = store.fs.cat_file(store._p(f"{path}/zarr.json"))
+        raw = store.storage.get(f"{path}/zarr.json")
     except FileNotFoundError:
         return None, "it has no zarr.json (files were deleted, or a write never finished)"
     except OSError as exc:
@@ -119,9 +120,9 @@ def _group_attrs(store, path: str) -> tuple[dict | None, str | None]:
     return (attrs, None) if isinstance(attrs, dict) else (None, "its zarr.json has no attributes")
 
 
-def _missing_chunks(store, path: str) -> list[str]:
+def missing_chunks(store, path: str) -> list[str]:
     """Chunk files an entry's arrays should have and do not (regular grid, default key encoding)."""
-    root = store._p(path)
+    root = store.storage.path(path)
     present = {f[len(root) + 1:] for f in store.fs.find(root)}
     missing = []
     for name in sorted({p.split("/", 1)[0] for p in present if "/" in p}):
@@ -179,7 +180,7 @@ def _content_problem(store, path: str, attrs: dict, read_chunks: bool = False) -
         return str(exc), True
     except Exception as exc:  # damaged metadata zarr/xarray cannot parse
         return f"it cannot be opened ({type(exc).__name__}: {exc})", True
-    if attrs.get("all_chunks_stored") is True and (missing := _missing_chunks(store, path)):
+    if attrs.get("all_chunks_stored") is True and (missing := missing_chunks(store, path)):
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         return f"{len(missing)} chunk file(s) are missing ({', '.join(missing[:3])}{more})", True
     if read_chunks and (damaged := _damaged_chunks(store, path)):
@@ -205,6 +206,7 @@ def cache_hit(store, key: str, kind: str):
         return entry
     why, repairable = _content_problem(store, entry.path, entry.attrs)
     if why is None or not repairable:
+        _sweep_quietly(store, key)
         return entry
     try:
         quarantine(store, entry.path, why + "; rebuilt")
@@ -213,11 +215,21 @@ def cache_hit(store, key: str, kind: str):
     return None
 
 
+def _sweep_quietly(store, key: str) -> None:
+    """A hit rerun after a writer was killed past its publish: that dead writer's lease goes (best effort)."""
+    from .leftovers import sweep_dead_writers
+
+    try:
+        sweep_dead_writers(store, key[:16])
+    except (OSError, StoreError) as exc:  # litter only: gc removes it later
+        logging.getLogger(__name__).warning("could not remove a dead writer's leftovers of %s (%s)", key[:16], exc)
+
+
 def _entry_dirs(store) -> list[tuple[str, str]]:
     out = []
-    for kind_dir in store._kind_dirs():
+    for kind_dir in store.storage.kind_dirs():
         try:
-            children = store.fs.ls(store._p(kind_dir), detail=True)
+            children = store.fs.ls(store.storage.path(kind_dir), detail=True)
         except FileNotFoundError:
             continue
         for info in children:  # a symlinked entry folder is listed by `ls`, so it is checked here too
@@ -238,12 +250,12 @@ def verify_store(store, repair: bool = False, read_chunks: bool = True) -> Verif
         ``problems`` names each broken entry and why; ``ok`` is True when none is left in place.
     """
     if repair:
-        store._check_writable()
+        store.storage.check_writable()
     report = VerifyReport(store.url)
     for kind_dir, name in _entry_dirs(store):
         path = f"{kind_dir}/{name}"
         report.checked += 1
-        if not store.local and not store.fs.exists(store._p(f"{path}/zarr.json")):
+        if not store.local and not store.fs.exists(store.storage.path(f"{path}/zarr.json")):
             continue  # object store: a write in progress (its zarr.json is written last)
         attrs, why = _group_attrs(store, path)
         repairable = True

@@ -67,10 +67,10 @@ def _arm(point: str, nth: int, flag: str) -> None:
     import fsspec.implementations.local as fs_local
     import zarr.storage._local as zlocal
 
-    from giblet_store.store.core import Store
+    from giblet_store.store.storage import Storage
 
     count = {"n": 0}
-    _armed().extend([(zlocal, "_put", zlocal._put), (Store, "_put", Store._put), (os, "rename", os.rename),
+    _armed().extend([(zlocal, "_put", zlocal._put), (Storage, "put", Storage.put), (Storage, "move", Storage.move),
                      (fs_local.LocalFileSystem, "pipe_file", fs_local.LocalFileSystem.pipe_file)])
 
     def hit() -> bool:
@@ -106,28 +106,28 @@ def _arm(point: str, nth: int, flag: str) -> None:
 
         cls.pipe_file = pipe_file
     elif point == "marker":  # the chunk is written, its marker is not
-        orig_store_put = Store._put
+        orig_store_put = Storage.put
 
         def store_put(self, path, data):
             if ".done/codes." in path and hit():
                 die()
             return orig_store_put(self, path, data)
 
-        Store._put = store_put
+        Storage.put = store_put
     elif point == "publish":  # every chunk is there; killed before the rename / the last zarr.json
-        orig_rename, orig_store_put = os.rename, Store._put
+        orig_move, orig_store_put = Storage.move, Storage.put
 
-        def rename(src, dst, *a, **k):
-            if "_staging" in str(src) and "_staging" not in str(dst) and hit():
+        def move(self, src, dst):
+            if src.startswith("_staging/") and not dst.startswith("_staging/") and hit():
                 die()
-            return orig_rename(src, dst, *a, **k)
+            return orig_move(self, src, dst)
 
         def store_put(self, path, data):
             if path.endswith("/zarr.json") and path.startswith("codes/") and hit():
                 die()
             return orig_store_put(self, path, data)
 
-        os.rename, Store._put = rename, store_put
+        Storage.move, Storage.put = move, store_put
     else:
         raise ValueError(point)
 
@@ -292,7 +292,7 @@ def test_commit_racing_another_publisher_returns_its_entry(job, tmp_path):
 def test_chunk_written_after_another_writer_published_leaves_nothing(job, tmp_path):
     """A late writer's chunk lands after the entry was published: no staging path or marker stays."""
     a, b, staging, chunk = _staged(tmp_path / "s", job)
-    real_put = b._put
+    real_put = b.storage.put
 
     def put_after_a_published(path, data):
         if ".done/codes." in path:
@@ -300,7 +300,7 @@ def test_chunk_written_after_another_writer_published_leaves_nothing(job, tmp_pa
             (tmp_path / "s" / staging.data / "codes").mkdir(parents=True)  # the late chunk re-created its path
         return real_put(path, data)
 
-    b._put = put_after_a_published
+    b.storage.put = put_after_a_published
     b.staged._marker = lambda path: None  # B has not seen A's marker for this chunk
     assert b.write_chunk(staging, "codes", 0, chunk) is False
     assert staging_leftovers(tmp_path / "s") == []
@@ -313,7 +313,7 @@ def test_a_file_added_while_the_staging_is_removed_does_not_fail_the_publish(job
     import errno
 
     a, _, staging, _ = _staged(tmp_path / "s", job)
-    real_remove, failures = a._remove, []
+    real_remove, failures = a.storage.delete, []
 
     def remove_racing_a_marker(path):
         if path == staging.markers and not failures:
@@ -321,7 +321,7 @@ def test_a_file_added_while_the_staging_is_removed_does_not_fail_the_publish(job
             raise OSError(errno.ENOTEMPTY, "Directory not empty", path)
         return real_remove(path)
 
-    a._remove = remove_racing_a_marker
+    a.storage.delete = remove_racing_a_marker
     entry, created = a.commit(staging)
     assert failures and created and entry.key == staging.key
     assert staging_leftovers(tmp_path / "s") == []

@@ -27,7 +27,7 @@ DRIVER = r"""
 import os, signal, sys
 import xarray as xr
 import giblet_store.features.codes as ex
-from giblet_store.store.core import Store
+import giblet_store.store.core as store_core
 point, argv = sys.argv[1], sys.argv[2:]
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -41,13 +41,13 @@ elif point == "arrays-written":  # staging arrays on disk, attributes (status) n
         die()
     xr.Dataset.to_zarr = to_zarr
 elif point == "before-publish":  # staging complete, the rename not done
-    Store._publish = lambda self, *a, **k: die()
+    store_core.publish_group = lambda *a, **k: die()
 elif point == "after-publish":  # published, the process dies before reporting
-    real_publish = Store._publish
-    def publish(self, *a, **k):
-        real_publish(self, *a, **k)
+    real_publish = store_core.publish_group
+    def publish(*a, **k):
+        real_publish(*a, **k)
         die()
-    Store._publish = publish
+    store_core.publish_group = publish
 from giblet_store.cli import main
 sys.exit(main(argv))
 """

@@ -54,7 +54,7 @@ def test_find_answers_from_the_index_without_reading_entries(store, monkeypatch)
     assert reads == []  # no entry was read one by one
     assert sorted(str(p) for p in root.rglob("*")) == before  # queries never write
     assert sorted(e.key for e in entries) == scan(store)
-    assert hits[0].attrs == store._read_group_attrs(hits[0].path)  # the record is the entry's own attributes
+    assert hits[0].attrs == store.storage.read_group_attrs(hits[0].path)  # the record is the entry's own attributes
 
 
 def test_never_lists_incomplete_never_misses_complete(store):

@@ -47,15 +47,16 @@ def test_entry_removed_between_listing_and_reading_is_skipped(store, monkeypatch
     assert [e.key for e in store.find(kind="features")] == [b.key]
 
 
-def test_remove_path_tolerates_only_a_file_already_gone(store, monkeypatch):
+def test_storage_delete_tolerates_only_a_file_already_gone(store, monkeypatch):
     write(store, 1)
     log = next((Path(store.root) / "_catalog/features").rglob("*.json"))
     rel = str(log.relative_to(store.root))
-    monkeypatch.setattr(os, "unlink", _failing(os.unlink, rel, FileNotFoundError(2, "gone")))
-    catalog.remove_path(store, rel)  # a concurrent compactor removed it: fine
-    monkeypatch.setattr(os, "unlink", _failing(os.unlink, rel, PermissionError(13, "Permission denied")))
+    # storage.delete unlinks by name relative to its folder's descriptor (no link followed)
+    monkeypatch.setattr(os, "unlink", _failing(os.unlink, log.name, FileNotFoundError(2, "gone")))
+    store.storage.delete(rel)  # a concurrent compactor removed it: fine
+    monkeypatch.setattr(os, "unlink", _failing(os.unlink, log.name, PermissionError(13, "Permission denied")))
     with pytest.raises(PermissionError):
-        catalog.remove_path(store, rel)
+        store.storage.delete(rel)
     assert log.exists()
 
 
@@ -65,7 +66,7 @@ def test_catalogue_write_failure_is_logged_not_silent(store, monkeypatch, caplog
     def put(path, data):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(store, "_put", put)
+    monkeypatch.setattr(store.storage, "put", put)
     with caplog.at_level(logging.WARNING, logger="giblet_store.store.catalog"):
         catalog.record(store, a)
         catalog.kind_entries(store, "features", maintain=True)
@@ -82,7 +83,7 @@ def test_gc_does_not_take_an_unreadable_age_for_abandoned(store, monkeypatch, ca
     t = time.time() - 7200
     for p in [old, *old.rglob("*")]:
         os.utime(p, (t, t))
-    monkeypatch.setattr(gc.os, "stat", _failing(os.stat, "emb/zarr.json", PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(gc.os, "lstat", _failing(os.lstat, "emb/zarr.json", PermissionError(13, "Permission denied")))
     assert main(["gc", str(root), "--older-than", "1h"]) == 2
     err = capsys.readouterr().err
     assert "gc cannot read the age of" in err and "emb/zarr.json" in err and "Traceback" not in err
