@@ -45,7 +45,7 @@ from .report import BatchItem, BatchReport, _reason, _replace
 from .cluster import _connect, _progress_mode, local_workers
 from ..codec.stream import stream_piece_s
 from ..params import content_key
-from ..validate import int_in_range
+from ..validate import file_name_text, int_in_range
 from ..store.core import Entry, Store, default_encoding, open_store
 from .tasks import (  # the functions workers run
     _commit_task, _encode_task, _load_task, _mel_task, _seeks_exactly, _slice_task, _Source, _write_task,
@@ -208,7 +208,7 @@ def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device
     layout = job.grid.layout(n_stream, model.frame_rate)
     placeholder = da.zeros((layout.n_trs, n_q, layout.slots), dtype=np.int16)
     ds, attrs = _codes_template(model, placeholder, layout, info, codec, job.grid, identity, inputs, device, n_q)
-    attrs["source_name"] = job.path.name
+    attrs["source_name"] = file_name_text(job.path)
     attrs = {**attrs, "kind": "codes", "key": key}  # the order extract_codes writes them in
     encoding = default_encoding(ds)
     chunks = encoding["codes"].get("chunks") or (max(layout.n_trs, 1), n_q, layout.slots)

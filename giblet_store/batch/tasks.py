@@ -47,7 +47,7 @@ def _seeks_exactly(path: Path) -> bool:
     """
     import soundfile as sf
 
-    info = sf.info(str(path))
+    info = sf.info(os.fsencode(path))
     pcm = info.subtype.startswith("PCM_") or info.subtype in ("FLOAT", "DOUBLE", "ULAW", "ALAW")
     return info.format == "FLAC" or (pcm and info.format in ("WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "CAF"))
 
@@ -63,7 +63,7 @@ def _read_range(source: _Source, lo: int, stop: int) -> np.ndarray:
     import soundfile as sf
 
     source.check()
-    with sf.SoundFile(source.path) as f:
+    with sf.SoundFile(os.fsencode(source.path)) as f:
         f.seek(lo)
         block = f.read(stop - lo, dtype="float32", always_2d=True)
     if block.shape[0] != stop - lo:

@@ -53,7 +53,7 @@ from ..params import ALGORITHM_VERSION, Params, content_key
 from .runs import DEFAULT_RUN, run_coords
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store, default_encoding
-from ..validate import NanPolicy, choice, finite, int_in_range, tr_seconds
+from ..validate import NanPolicy, choice, file_name_text, finite, int_in_range, tr_seconds
 from ..store.verify import cache_hit
 
 __all__ = [
@@ -355,7 +355,7 @@ def _attrs(layout, ds, tr_s, params, scan, stims, records, **more) -> dict:
     """The entry's attributes but its key, inputs and mask rule (``more``: counts and the chunking)."""
     first, z = layout.series[0], params.zscore_trs
     subj = [s for s in layout.subjects for _ in range(layout.n_runs)]
-    sources = [{"subject": x, "source_name": s.path.name, "source_sha256": d, "n_volumes": s.n_volumes}
+    sources = [{"subject": x, "source_name": file_name_text(s.path), "source_sha256": d, "n_volumes": s.n_volumes}
                for x, s, d in zip(subj, layout.series, scan[0])]
     if layout.runs is not None:
         for src, run in zip(sources, layout.runs * len(layout.subjects)):

@@ -100,6 +100,8 @@ def test_non_finite_samples(tmp_path, bad):
 
 def test_memory_mapped_output_equals_in_memory(tmp_path, shared_data):
     mem, _ = load_audio(shared_data / "arctic_a0007.wav", 24000)
-    mm, _ = load_audio(shared_data / "arctic_a0007.wav", 24000, out=tmp_path / "a.npy")
+    mm, _ = load_audio(shared_data / "arctic_a0007.wav", 24000, out=tmp_path)
     assert isinstance(mm.base, np.memmap)  # file-backed: resident memory does not grow with length
+    assert list(tmp_path.iterdir()) == []  # the file has no name: a killed extract leaves nothing (issue 21 #14)
+    assert not mm.flags.writeable
     np.testing.assert_array_equal(np.asarray(mm), mem)
