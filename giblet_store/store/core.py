@@ -81,9 +81,10 @@ class Store:
             meta = json.loads(raw)
         except ValueError:
             return None
-        if meta.get("node_type") != "group":
-            return None
-        return meta.get("attributes", {}) or {}
+        if not isinstance(meta, dict) or meta.get("node_type") != "group":
+            return None  # `[]`, a number, an array's document: no entry (verify calls it broken)
+        attrs = meta.get("attributes", {}) or {}
+        return attrs if isinstance(attrs, dict) else None
 
     def _kind_dirs(self) -> list[str]:
         try:
