@@ -26,7 +26,7 @@ __all__ = [
     "MAX_TR_S", "finite", "number_like", "positive_seconds", "int_in_range", "flag", "choice", "tr_seconds",
     "is_integer", "is_choice", "is_format_version",
     "ResampleMethod", "HrfModel", "NanPolicy", "KINDS", "parse_kind", "parse_key", "parse_output_path", "register_kind",
-    "file_name_text", "redact_url",
+    "file_name_text", "path_text", "redact_url",
 ]
 
 #: Longest TR accepted anywhere (grid, fMRI, resampling); the JSON schemas are tested against it.
@@ -244,8 +244,12 @@ def file_name_text(path: "str | os.PathLike") -> str:
     surrogates) keeps every UTF-8 character and writes each other byte as ``\\xNN``: the result is
     valid UTF-8 (JSON-serialisable) and tells the user which byte was there.
     """
-    raw = os.fsencode(Path(os.fspath(path)).name)
-    return raw.decode("utf-8", "backslashreplace")
+    return path_text(Path(os.fspath(path)).name)
+
+
+def path_text(path: "str | os.PathLike") -> str:
+    """``path`` as valid text (each byte that is not UTF-8 as ``\\xNN``; see :func:`file_name_text`)."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
 
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"]*@")

@@ -65,7 +65,7 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     """
     import soundfile as sf
 
-    from .wavcheck import check_readable, check_wav_complete
+    from .wavcheck import check_ogg_single, check_readable, check_wav_complete
 
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -90,6 +90,7 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
         raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode. "
                          "Give a file that holds audio")
     check_wav_complete(p, int(info.samplerate))
+    check_ogg_single(p, info.format)
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
 
 
@@ -149,6 +150,18 @@ def load_audio(
     AudioError
         Missing, unreadable, empty, or non-finite (NaN/inf) audio; more than 2 channels for stereo.
     """
+    try:
+        loaded = _load_audio(path, sample_rate_hz, channels, out, audio_stream, source)
+    except Exception:
+        if source is not None:
+            source.raise_if_changed()  # the decoder failed on changed bytes: say that, not "corrupt"
+        raise
+    if source is not None:
+        source.raise_if_changed()  # a changed block reads as the end of the file: never a shorter result
+    return loaded
+
+
+def _load_audio(path, sample_rate_hz: int, channels: int, out, audio_stream, source) -> tuple[np.ndarray, AudioInfo]:
     if channels not in (1, 2):
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     info = audio_info(path, audio_stream)
@@ -162,8 +175,6 @@ def load_audio(
     try:
         n_read = _read_resampled(path, info, sample_rate_hz, channels, buf, source)
     except Exception as exc:
-        if isinstance(exc, SourceChangedError):
-            raise
         raise exc if isinstance(exc, AudioError) else AudioError(f"could not decode {str(path)!r}: {exc}") from None
     if n_read < info.n_samples:
         raise AudioError(

@@ -6,7 +6,7 @@ hashes it front to back (sha256, the key's ``source_sha256``) and records a blak
 descriptor that re-reads each block and compares it with the digest recorded while hashing: a block
 that differs (the file was rewritten in place), a file that grew or shrank, raises
 :class:`SourceChangedError`. A file renamed over the path changes nothing: the descriptor still
-reads the inode that was hashed. So whatever a decoder got is a prefix-free part of the bytes the
+reads the inode that was hashed. So whatever a decoder got is part of the bytes the
 key names, whatever happens to the path meanwhile (up to a blake2b-256 collision).
 """
 
@@ -66,6 +66,7 @@ class HashedFile:
 
     def __init__(self, path: str | os.PathLike, block: int = _BLOCK):
         self.path, self.block = os.fspath(path), block
+        self.changed = False  # set by a read through open() that found changed bytes (it then reads as EOF)
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             if not stat.S_ISREG(os.fstat(self._fd).st_mode):
@@ -97,6 +98,11 @@ class HashedFile:
             raise SourceChangedError(changed_message(self.path))
         return data
 
+    def raise_if_changed(self) -> None:
+        """:class:`SourceChangedError` if a read through :meth:`open` found a block that differs from its hash."""
+        if self.changed:
+            raise SourceChangedError(changed_message(self.path))
+
     def check_unchanged(self) -> None:
         """Re-read every block (and the end of file) against the digests: :class:`SourceChangedError` if any differ."""
         for i in range(len(self._digests)):
@@ -105,7 +111,11 @@ class HashedFile:
             raise SourceChangedError(changed_message(self.path))
 
     def open(self) -> io.BufferedReader:
-        """A new binary file object (own position) reading the hashed bytes; blocks are verified as read."""
+        """A new binary file object (own position) reading the hashed bytes; blocks are verified as read.
+
+        A block that changed reads as the end of the file and sets :attr:`changed` (decoders call file
+        objects from C and drop their exceptions): call :meth:`raise_if_changed` after decoding.
+        """
         return io.BufferedReader(_VerifiedRaw(self), buffer_size=self.block)
 
     def close(self) -> None:
@@ -144,7 +154,12 @@ class _VerifiedRaw(io.RawIOBase):
     def readinto(self, b) -> int:
         i, off = divmod(self.pos, self.src.block)
         if i != self._i:
-            self._i, self._data = i, self.src.read_block(i)
+            try:
+                self._i, self._data = i, self.src.read_block(i)
+            except SourceChangedError:  # decoders' callbacks swallow exceptions: end of file, and a flag
+                self.src.changed = True
+                self._i, self._data = -1, b""
+                return 0
         piece = self._data[off : off + len(b)]
         b[: len(piece)] = piece
         self.pos += len(piece)
