@@ -47,7 +47,7 @@ from ..errors import ParameterError
 from .inputs import check_stimuli, given_mask, mask_key, open_layout, raw_header_tr, resolve_tr
 from .write import final_mask, lazy_fmri, zscore_stats
 from .scan import scan_and_hash
-from .nifti import BLOCK_BYTES, FmriError, flat_index
+from .nifti import BLOCK_BYTES, FmriError, check_unchanged, flat_index
 from .nifti_write import fmri_entry_of, to_nifti
 from ..params import ALGORITHM_VERSION, Params, content_key
 from .runs import DEFAULT_RUN, run_coords
@@ -249,6 +249,8 @@ def _write(store: Store, ds, attrs: dict, encoding: dict, scheduler) -> tuple[En
 
 def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes, parallel_reads):
     """Passes 2 and 3 (lazily): the final mask, the z-score statistics, the Dataset; its attributes; chunk TRs."""
+    for s in layout.series:  # changed since the scan hashed it: refuse before anything is staged
+        check_unchanged(s)
     shape = layout.series[0].shape
     mask_flat, dropped = final_mask(shape, layout.labels, given_flat, *scan[1:3], mask_params, params.nan_policy)
     if dropped:
