@@ -150,24 +150,31 @@ def load_audio(
     AudioError
         Missing, unreadable, empty, or non-finite (NaN/inf) audio; more than 2 channels for stereo.
     """
-    try:
-        loaded = _load_audio(path, sample_rate_hz, channels, out, audio_stream, source)
-    except Exception:
-        if source is not None:
-            source.raise_if_changed()  # the decoder failed on changed bytes: say that, not "corrupt"
-        raise
-    if source is not None:
-        source.raise_if_changed()  # a changed block reads as the end of the file: never a shorter result
-    return loaded
-
-
-def _load_audio(path, sample_rate_hz: int, channels: int, out, audio_stream, source) -> tuple[np.ndarray, AudioInfo]:
     if channels not in (1, 2):
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     info = audio_info(path, audio_stream)
     check_channels(info.channels, channels, path)  # the channel rule: warn what is done, or refuse
-    if info.reader != "soundfile":
-        return _load_container(path, sample_rate_hz, channels, out, audio_stream, source)
+    with _hashed_bytes_only(source):
+        if info.reader != "soundfile":
+            return _load_container(path, sample_rate_hz, channels, out, audio_stream, source)
+        return _load_soundfile(path, info, sample_rate_hz, channels, out, source)
+
+
+@contextlib.contextmanager
+def _hashed_bytes_only(source):
+    """Decoding through ``source``: a block that changed since it was hashed is the error, whatever the
+    decoder made of it (it reads as the end of the file: a shorter result, or a "corrupt" file)."""
+    try:
+        yield
+    except Exception:
+        if source is not None:
+            source.raise_if_changed()
+        raise
+    if source is not None:
+        source.raise_if_changed()
+
+
+def _load_soundfile(path, info: AudioInfo, sample_rate_hz: int, channels: int, out, source):
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
     shape = (n_out, channels)
     tmp = None if out is None else anonymous_file(out)
@@ -175,7 +182,9 @@ def _load_audio(path, sample_rate_hz: int, channels: int, out, audio_stream, sou
     try:
         n_read = _read_resampled(path, info, sample_rate_hz, channels, buf, source)
     except Exception as exc:
-        raise exc if isinstance(exc, AudioError) else AudioError(f"could not decode {str(path)!r}: {exc}") from None
+        if isinstance(exc, (AudioError, SourceChangedError)):
+            raise
+        raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
     if n_read < info.n_samples:
         raise AudioError(
             f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "
