@@ -130,19 +130,18 @@ def _extract_one(store, audio_path, source: HashedFile, info, codec, grid, devic
         from ..codec.stream import _check_streamable
 
         _check_streamable(model, "encoder")  # a non-causal model: error before reading audio
-    return _load_and_encode(store, info, (audio_path, source), model, codec, grid, identity, inputs, key, device,
-                            scheduler, n_q)
+    return _load_and_encode(store, info, audio_path, model, codec, grid, identity, inputs, key, device,
+                            scheduler, n_q, source)
 
 
 def _load_and_encode(store, info, audio_path, model, codec, grid, identity, inputs, key, device, scheduler,
-                     n_q) -> ExtractResult:
-    audio_path, source = audio_path
+                     n_q, source: HashedFile) -> ExtractResult:
     # long inputs are resampled into a file-backed memory map: RSS does not grow with length
     # (containers always: their length is known only once decoded). The file has no name (see
     # load.anonymous_file): a killed extract leaves nothing in the temporary folder.
     big = info.duration_s > MEMMAP_ABOVE_S or info.reader != "soundfile"
-    audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels, out=tempfile.gettempdir() if big else None,
-                             audio_stream=info.stream, source=source)
+    audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels,
+                             out=tempfile.gettempdir() if big else None, audio_stream=info.stream, source=source)
     result = _encode_and_write(store, audio, info, audio_path, model, codec, grid, identity, inputs,
                                key, device, scheduler, n_q)
     del audio
