@@ -67,7 +67,8 @@ class HashedFile:
     def __init__(self, path: str | os.PathLike, block: int = _BLOCK):
         self.path, self.block = os.fspath(path), block
         self.changed = False  # set by a read through open() that found changed bytes (it then reads as EOF)
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO put at the path opens at once (and is refused below) instead of waiting for a writer
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
             if not stat.S_ISREG(os.fstat(self._fd).st_mode):
                 raise GibletStoreError(f"{self.path!r} is not a regular file; expected a file to read")

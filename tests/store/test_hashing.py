@@ -61,3 +61,11 @@ def test_a_file_renamed_over_the_path_does_not_change_what_is_read(tmp_path):
     with HashedFile(p, block=4096) as h:
         os.replace(q, p)
         assert h.open().read() == before and h.sha256 == hashlib.sha256(before).hexdigest()
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    from giblet_store.errors import GibletStoreError
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(GibletStoreError, match="not a regular file"):
+        HashedFile(tmp_path / "fifo")
