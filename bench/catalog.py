@@ -112,10 +112,10 @@ def scan_find(store) -> list[str]:
     from giblet_store.store.core import _MISSING, _lookup_attr, _match
 
     keys = []
-    for info in store.fs.ls(store._p("codes"), detail=True):
+    for info in store.fs.ls(store.storage.path("codes"), detail=True):
         if info.get("type") != "directory":
             continue
-        attrs = store._read_group_attrs(f"codes/{info['name'].rstrip('/').rsplit('/', 1)[-1]}")
+        attrs = store.storage.read_group_attrs(f"codes/{info['name'].rstrip('/').rsplit('/', 1)[-1]}")
         if not attrs or attrs.get("status") != "complete":
             continue
         if all((v := _lookup_attr(attrs, k)) is not _MISSING and _match(v, w) for k, w in QUERY.items() if k != "kind"):
@@ -143,7 +143,7 @@ def measure(url: str, n: int, repeat: int, parallel: bool = True) -> dict:
     t0 = time.perf_counter()
     reindex(store)  # what the first publish on such a store does
     t_rebuild = time.perf_counter() - t0
-    assert store.fs.exists(store._p(f"{catalog.CATALOG}/codes/{catalog.INDEX}"))
+    assert store.fs.exists(store.storage.path(f"{catalog.CATALOG}/codes/{catalog.INDEX}"))
     t_cat, got = timed(lambda: sorted(e.key for e in store.find(**QUERY)), repeat)
     assert first == want == got, "catalogue and scan disagree"
     listed = store.find(kind="codes")  # ls: every entry, from the catalogue

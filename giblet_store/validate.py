@@ -26,6 +26,7 @@ __all__ = [
     "MAX_TR_S", "finite", "number_like", "positive_seconds", "int_in_range", "flag", "choice", "tr_seconds",
     "is_integer", "is_choice", "is_format_version",
     "ResampleMethod", "HrfModel", "NanPolicy", "KINDS", "parse_kind", "parse_key", "parse_output_path", "register_kind",
+    "file_name_text", "path_text", "redact_url",
 ]
 
 #: Longest TR accepted anywhere (grid, fMRI, resampling); the JSON schemas are tested against it.
@@ -234,3 +235,30 @@ def parse_output_path(path: "str | os.PathLike", what: str = "output file") -> P
         raise ParameterError(f"cannot write {what} {str(out)!r}: permission denied on {str(parent)!r}; "
                              "choose a folder you can write to")
     return out
+
+
+def file_name_text(path: "str | os.PathLike") -> str:
+    """The last part of ``path`` as valid text for attributes and messages.
+
+    A name whose bytes are not UTF-8 (``caf\\xe9.wav`` written in Latin-1; Python holds it with lone
+    surrogates) keeps every UTF-8 character and writes each other byte as ``\\xNN``: the result is
+    valid UTF-8 (JSON-serialisable) and tells the user which byte was there.
+    """
+    return path_text(Path(os.fspath(path)).name)
+
+
+def path_text(path: "str | os.PathLike") -> str:
+    """``path`` as valid text (each byte that is not UTF-8 as ``\\xNN``; see :func:`file_name_text`)."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"]*@")
+
+
+def redact_url(text: object) -> str:
+    """``text`` with the user info (``KEY:SECRET@``) of every URL in it replaced by ``***@``.
+
+    The one place credentials are taken out of what is printed, logged or stored: the CLI applies it to
+    every message, and a store's ``url`` and ``repr`` use it.
+    """
+    return _USERINFO.sub(r"\1***@", str(text))

@@ -153,3 +153,19 @@ class Terminal:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def write_chained_ogg(path, parts) -> Path:
+    """``cat`` of OGG/Vorbis files written by soundfile: ``parts`` is a list of (seconds, sample rate, seed)."""
+    import soundfile as sf
+
+    from giblet_store.testing import synth_audio
+
+    blobs = []
+    for i, (seconds, sr, seed) in enumerate(parts):
+        one = Path(f"{path}.part{i}.ogg")
+        sf.write(str(one), synth_audio(seconds, sr, seed=seed)[0], sr, format="OGG", subtype="VORBIS")
+        blobs.append(one.read_bytes())
+        one.unlink()
+    Path(path).write_bytes(b"".join(blobs))
+    return Path(path)

@@ -61,7 +61,7 @@ def _av():
     return av
 
 
-def _open(path: str):
+def _open(path: str, source=None):
     av = _av()
     p = Path(path)
     if not p.exists():
@@ -69,7 +69,7 @@ def _open(path: str):
     if p.is_dir():
         raise AudioError(f"{path!r} is a directory; expected an audio or video file")
     try:
-        return av.open(str(p), metadata_errors="ignore")
+        return av.open(str(p) if source is None else source.open(), metadata_errors="ignore")
     except av.FFmpegError as exc:
         raise AudioError(
             f"{path!r} cannot be opened as a media container ({exc}); the file is corrupt, truncated "
@@ -119,8 +119,9 @@ def _declared_duration(container, stream) -> float | None:
     return None
 
 
-def probe_container(path: str | os.PathLike, audio_stream: int | None = None) -> ContainerInfo:
-    """Describe the audio stream ``audio_stream`` (default: the container's default one) of ``path``.
+def probe_container(path: str | os.PathLike, audio_stream: int | None = None, source=None) -> ContainerInfo:
+    """Describe the audio stream ``audio_stream`` (default: the container's default one) of ``path``
+    (read through ``source``, a :class:`~giblet_store.store.hashing.HashedFile` of it, when given).
 
     Raises
     ------
@@ -129,7 +130,7 @@ def probe_container(path: str | os.PathLike, audio_stream: int | None = None) ->
         audio stream with that index.
     """
     path = os.fspath(path)
-    with _open(path) as c:
+    with _open(path, source) as c:
         s = _pick_stream(c, path, audio_stream)
         cc = s.codec_context
         if not s.sample_rate or not cc.channels:
@@ -160,9 +161,11 @@ class _Sink:
     """Where resampled samples go: a list in RAM, or appended to a raw float32 file (then memory-mapped)."""
 
     def __init__(self, channels: int, out: str | None):
-        self.channels, self.out, self.n = channels, out, 0
+        from .load import anonymous_file
+
+        self.channels, self.n = channels, 0
         self.parts: list[np.ndarray] = []
-        self.f = open(out, "wb") if out is not None else None
+        self.f = anonymous_file(out) if out is not None else None  # nameless: a kill leaves nothing
 
     def put(self, block: np.ndarray) -> None:
         if block.size == 0:
@@ -181,10 +184,10 @@ class _Sink:
         if self.f is None:
             data = np.concatenate(self.parts) if self.parts else np.zeros((0, self.channels), np.float32)
             return np.ascontiguousarray(data[:n_out].T)
-        self.f.close()
+        self.f.flush()
         if n_out == 0:
             return np.zeros((self.channels, 0), np.float32)
-        return np.memmap(self.out, dtype=np.float32, mode="r", shape=(n_out, self.channels)).T
+        return np.memmap(self.f, dtype=np.float32, mode="r", shape=(n_out, self.channels)).T
 
     def close(self) -> None:
         if self.f is not None and not self.f.closed:
@@ -319,7 +322,7 @@ def _decode_frames(container, stream, path: str, feed: _Feed) -> float | None:
 
 def decode_container(
     path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, audio_stream: int | None = None,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None, source=None,
 ) -> tuple[np.ndarray, ContainerInfo, float, int]:
     """Decode one audio stream of a container onto the stimulus clock at ``sample_rate_hz``.
 
@@ -328,7 +331,8 @@ def decode_container(
     path : a container FFmpeg reads (mp4, mov, mkv, webm, avi, m4a, mp3, opus, wav, ...)
     sample_rate_hz : target rate; channels : 1 (mean of all channels) or 2 (mono duplicated)
     audio_stream : container stream index; default the container's default audio stream
-    out : raw float32 file to write the samples to; the result is then a read-only memory map of it
+    out : folder for a nameless raw float32 file of the samples; the result is then a read-only memory map of it
+    source : a :class:`~giblet_store.store.hashing.HashedFile` of ``path``: every byte is read through it
 
     Returns
     -------
@@ -346,10 +350,10 @@ def decode_container(
         before the duration its header declares (truncated).
     """
     path = os.fspath(path)
-    info = probe_container(path, audio_stream)
+    info = probe_container(path, audio_stream, source)
     sink = _Sink(channels, None if out is None else os.fspath(out))
     try:
-        with _open(path) as c:
+        with _open(path, source) as c:
             stream = c.streams[info.stream]
             feed = _Feed(path, info.sample_rate_hz, sample_rate_hz, channels, sink)
             offset_s = _decode_frames(c, stream, path, feed)

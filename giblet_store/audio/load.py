@@ -17,6 +17,7 @@ import numpy as np
 
 from .channels import ChannelsMixedWarning, check_channels, mix_channels
 from ..errors import AudioError
+from ..store.hashing import HashedFile, SourceChangedError, changed_message
 
 __all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav", "wav_writer", "ChannelsMixedWarning"]
 
@@ -64,7 +65,7 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     """
     import soundfile as sf
 
-    from .wavcheck import check_readable, check_wav_complete
+    from .wavcheck import check_ogg_single, check_readable, check_wav_complete
 
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -76,7 +77,7 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     if p.is_dir():
         raise AudioError(f"{str(p)!r} is a directory; expected an audio file (wav, flac, ogg)")
     try:
-        info = sf.info(str(p))
+        info = sf.info(os.fsencode(p))  # bytes: a name that is not UTF-8 still opens (not a detour to PyAV)
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         try:
             return _container_info(p, None)
@@ -89,6 +90,7 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
         raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode. "
                          "Give a file that holds audio")
     check_wav_complete(p, int(info.samplerate))
+    check_ogg_single(p, info.format)
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
 
 
@@ -101,18 +103,17 @@ def _container_info(path, audio_stream: int | None) -> AudioInfo:
                      "pyav", c.codec, c.format)
 
 
-def _load_container(path, sample_rate_hz: int, channels: int, out, audio_stream) -> tuple[np.ndarray, AudioInfo]:
+def _load_container(path, sample_rate_hz: int, channels: int, out, audio_stream, source) -> tuple[np.ndarray, AudioInfo]:
     from .container import decode_container
 
-    raw = None if out is None else os.fspath(out) + ".f32"
-    audio, c, offset_s, n_source = decode_container(path, sample_rate_hz, channels, audio_stream, raw)
+    audio, c, offset_s, n_source = decode_container(path, sample_rate_hz, channels, audio_stream, out, source)
     info = AudioInfo(str(path), c.sample_rate_hz, c.channels, n_source, c.stream, offset_s, "pyav", c.codec, c.format)
     return audio, info
 
 
 def load_audio(
     path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, out: str | os.PathLike | None = None,
-    audio_stream: int | None = None,
+    audio_stream: int | None = None, source: "HashedFile | None" = None,
 ) -> tuple[np.ndarray, AudioInfo]:
     """Load ``path`` as float32 at ``sample_rate_hz`` with ``channels`` channels.
 
@@ -127,11 +128,15 @@ def load_audio(
         1 mixes every channel to mono (mean); 2 keeps stereo (a mono file is duplicated); either mix
         warns (:class:`ChannelsMixedWarning`), and more than 2 channels for 2 is an error
         (:mod:`giblet_store.audio.channels`).
-    out : path, optional
-        Write the samples to this ``.npy`` file and return a read-only memory map of it (resident
-        memory does not grow with the file's length).
+    out : folder, optional
+        Write the samples to a nameless file in this folder (:func:`anonymous_file`) and return a
+        read-only memory map of it (resident memory does not grow with the file's length; nothing is
+        left in the folder, even when the process is killed).
     audio_stream : int, optional
         Container stream index (read with PyAV); default: soundfile, else the default audio stream.
+    source : HashedFile, optional
+        ``path`` opened and hashed (:class:`giblet_store.store.hashing.HashedFile`): the samples are
+        decoded from exactly the bytes it hashed, or :class:`~giblet_store.store.hashing.SourceChangedError`.
 
     Returns
     -------
@@ -149,30 +154,65 @@ def load_audio(
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     info = audio_info(path, audio_stream)
     check_channels(info.channels, channels, path)  # the channel rule: warn what is done, or refuse
-    if info.reader != "soundfile":
-        return _load_container(path, sample_rate_hz, channels, out, audio_stream)
+    with _hashed_bytes_only(source):
+        if info.reader != "soundfile":
+            return _load_container(path, sample_rate_hz, channels, out, audio_stream, source)
+        return _load_soundfile(path, info, sample_rate_hz, channels, out, source)
+
+
+@contextlib.contextmanager
+def _hashed_bytes_only(source):
+    """Decoding through ``source``: a block that changed since it was hashed is the error, whatever the
+    decoder made of it (it reads as the end of the file: a shorter result, or a "corrupt" file)."""
+    try:
+        yield
+    except Exception:
+        if source is not None:
+            source.raise_if_changed()
+        raise
+    if source is not None:
+        source.raise_if_changed()
+
+
+def _load_soundfile(path, info: AudioInfo, sample_rate_hz: int, channels: int, out, source):
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
     shape = (n_out, channels)
-    buf = np.zeros(shape, np.float32) if out is None else np.lib.format.open_memmap(
-        os.fspath(out), mode="w+", dtype=np.float32, shape=shape)
+    tmp = None if out is None else anonymous_file(out)
+    buf = np.zeros(shape, np.float32) if tmp is None else np.memmap(tmp, np.float32, "w+", shape=shape)
     try:
-        n_read = _read_resampled(path, info, sample_rate_hz, channels, buf)
+        n_read = _read_resampled(path, info, sample_rate_hz, channels, buf, source)
     except Exception as exc:
-        raise exc if isinstance(exc, AudioError) else AudioError(f"could not decode {str(path)!r}: {exc}") from None
+        if isinstance(exc, (AudioError, SourceChangedError)):
+            raise
+        raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
     if n_read < info.n_samples:
         raise AudioError(
             f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "
             f"({info.duration_s:.3f} s) but only {n_read} could be read; re-export or repair the file"
         )
-    if out is None:
+    if tmp is None:
         return np.ascontiguousarray(buf.T), info
     buf.flush()
-    del buf
-    return np.load(os.fspath(out), mmap_mode="r").T, info
+    tmp.close()  # the map keeps the (nameless) file alive until it is dropped
+    view = buf.T
+    view.flags.writeable = False
+    return view, info
 
 
-def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, buf: np.ndarray) -> int:
-    """Read ``path`` block by block, mix, resample into ``buf`` (sample, channel); source samples read."""
+def anonymous_file(folder: str | os.PathLike):
+    """A new file in ``folder`` that has no name (``O_TMPFILE``, else unlinked as soon as it is created).
+
+    Long audio is resampled into one: its space is freed when the last map of it is dropped or the
+    process ends, however it ends (a kill included), so nothing is ever left in ``folder``.
+    """
+    import tempfile
+
+    return tempfile.TemporaryFile(dir=os.fspath(folder), prefix="giblet_audio_")
+
+
+def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, buf: np.ndarray, source=None) -> int:
+    """Read ``path`` (through ``source`` when given) block by block, mix, resample into ``buf`` (sample,
+    channel); source samples read."""
     import soundfile as sf
     import soxr
 
@@ -188,7 +228,8 @@ def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, b
             buf[pos : pos + take] = block[:take]
         pos += max(take, 0)
 
-    with sf.SoundFile(str(path)) as f:
+    with sf.SoundFile(os.fsencode(path) if source is None else source.open()) as f:
+        _check_header(f, info, source)
         for start in range(0, info.n_samples, _BLOCK_FRAMES):
             block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
             n_read += len(block)
@@ -203,6 +244,13 @@ def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, b
         if stream is not None:
             _put(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True))
     return n_read
+
+
+def _check_header(f, info: AudioInfo, source) -> None:
+    """The header as decoded from the hashed bytes must say what :func:`audio_info` read at the path."""
+    if source is not None and (f.samplerate, f.channels, f.frames) != (info.sample_rate_hz, info.channels,
+                                                                        info.n_samples):
+        raise SourceChangedError(changed_message(info.path))
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -> Path:

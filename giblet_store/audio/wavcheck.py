@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import AudioError
 
-__all__ = ["check_readable", "check_wav_complete", "wav_data_chunk"]
+__all__ = ["check_readable", "check_wav_complete", "wav_data_chunk", "ogg_links", "check_ogg_single"]
 
 
 def check_readable(path: Path) -> None:
@@ -83,4 +83,42 @@ def check_wav_complete(path: Path, sample_rate_hz: int) -> None:
             f"{str(path)!r} is truncated: its WAV header declares {declared // align} samples "
             f"({declared // align / sr:.3f} s) but the file holds {present // align} ({present // align / sr:.3f} s); "
             "the copy was cut short. Copy or export the file again"
+        )
+
+
+def ogg_links(path: Path) -> int:
+    """How many logical streams of a (single-stream) Ogg file follow one another (1 unless chained).
+
+    A chained Ogg (``cat a.ogg b.ogg``) starts a new logical stream (a page with the
+    beginning-of-stream flag) after pages of the previous one; libsndfile reads only the first.
+    Pages are walked by their headers (27 bytes + segment table); their bodies are skipped.
+    """
+    links, in_body, pos = 0, True, 0
+    with open(path, "rb") as f:
+        while True:
+            f.seek(pos)
+            head = f.read(27)
+            if len(head) < 27 or head[:4] != b"OggS":
+                return max(links, 1)
+            table = f.read(head[26])
+            bos = bool(head[5] & 0x02)
+            if bos and in_body:  # a beginning-of-stream page after data pages (or the first): a new link
+                links += 1
+            in_body = not bos
+            pos += 27 + head[26] + sum(table)
+
+
+def check_ogg_single(path: Path, fmt: str) -> None:
+    """Refuse a chained Ogg file for soundfile, which would decode only its first part (silently truncated)."""
+    if fmt != "OGG":
+        return
+    try:
+        n = ogg_links(path)
+    except OSError:
+        return
+    if n > 1:
+        raise AudioError(
+            f"{str(path)!r} is a chained Ogg file: {n} streams one after another (files joined end to end, e.g. "
+            "with cat), which soundfile would read only the first of, silently dropping the rest. Decode every "
+            "part and write the audio as one stream (e.g. one flac or wav file)"
         )

@@ -45,7 +45,7 @@ from .report import BatchItem, BatchReport, _reason, _replace
 from .cluster import _connect, _progress_mode, local_workers
 from ..codec.stream import stream_piece_s
 from ..params import content_key
-from ..validate import int_in_range
+from ..validate import file_name_text, int_in_range
 from ..store.core import Entry, Store, default_encoding, open_store
 from .tasks import (  # the functions workers run
     _commit_task, _encode_task, _load_task, _mel_task, _seeks_exactly, _slice_task, _Source, _write_task,
@@ -76,13 +76,28 @@ class _CodesPlan:
     encode_token: str  # shared by jobs that differ only in their TR grid
 
 
-def _hash_all(paths) -> dict[Path, str]:
+def _stamp(path) -> tuple[int, int, int, int]:
+    """(size, mtime_ns, inode, ctime_ns): any write or replacement of the file changes one of them."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
+def _hash_pinned(path) -> tuple[str, tuple | None]:
+    """``(sha256, stamp)`` with the stamp taken before hashing and found unchanged after (else None)."""
+    before = _stamp(path)
+    sha = sha256_file(path)
+    return sha, (before if _stamp(path) == before else None)
+
+
+def _hash_all(paths) -> tuple[dict[Path, str], dict[Path, tuple | None]]:
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(paths, pool.map(sha256_file, paths)))
+        done = dict(zip(paths, pool.map(_hash_pinned, paths)))
+    return {p: sha for p, (sha, _) in done.items()}, {p: stamp for p, (_, stamp) in done.items()}
 
 
-def _check_manifest(manifest: Manifest) -> tuple[dict, dict]:
-    """``(models, shas)``: each codes model loaded once with its identity, each stimulus's sha256.
+def _check_manifest(manifest: Manifest) -> tuple[dict, dict, dict]:
+    """``(models, shas, stamps)``: each codes model loaded once with its identity, each stimulus's sha256
+    and the (size, mtime_ns, inode, ctime_ns) it had while hashed (workers re-check it before each read).
 
     Raises ManifestError listing every problem that concerns the manifest as a whole (a model that
     does not load, a bandwidth it does not offer, two stimuli with the same content).
@@ -106,7 +121,9 @@ def _check_manifest(manifest: Manifest) -> tuple[dict, dict]:
                 models[mk][0].n_codebooks(job.codec.bandwidth_kbps)
             except ParameterError as exc:
                 problems.append(f"{job.where} ({job.path.name}): {exc}")
-    shas = _hash_all(list(manifest.stimuli))
+    shas, stamps = _hash_all(list(manifest.stimuli))
+    problems += [f"{p.name} changed while it was being hashed; nothing was stored. Rerun once it is no longer "
+                 "being written" for p, stamp in stamps.items() if stamp is None]
     first: dict[str, Path] = {}
     for p, sha in shas.items():
         if sha in first:
@@ -115,7 +132,7 @@ def _check_manifest(manifest: Manifest) -> tuple[dict, dict]:
         first.setdefault(sha, p)
     if problems:
         raise ManifestError(manifest.source, sorted(set(problems), key=problems.index))
-    return models, shas
+    return models, shas, stamps
 
 
 def _readable(job: Job, infos: dict) -> "AudioInfo | AudioError":
@@ -141,7 +158,7 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None, checked: tuple
     """
     from ..features.codes import codes_key_inputs
 
-    models, shas = checked or _check_manifest(manifest)
+    models, shas, stamps = checked or _check_manifest(manifest)
     done, plans, mel_jobs = [], [], []
     infos: dict[Path, AudioInfo | AudioError] = {}
     for idx, job in enumerate(manifest.jobs):
@@ -173,7 +190,7 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None, checked: tuple
                                        f"long, shorter than one EnCodec hop; nothing to encode")))
             continue
         plans.append((idx, _plan_codes(job, item, key, inputs, info, model, identity, n_samples, manifest.device,
-                                       tr_chunk, shas[job.path])))
+                                       tr_chunk, shas[job.path], stamps[job.path])))
     return done, plans, mel_jobs
 
 
@@ -196,7 +213,8 @@ def _model_fit(item: BatchItem, info: AudioInfo, model) -> BatchItem:
     return item
 
 
-def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device, tr_chunk, sha) -> _CodesPlan:
+def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device, tr_chunk, sha,
+                stamp) -> _CodesPlan:
     import dask.array as da
 
     from ..codec.encodec import chunk_bounds
@@ -208,15 +226,14 @@ def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device
     layout = job.grid.layout(n_stream, model.frame_rate)
     placeholder = da.zeros((layout.n_trs, n_q, layout.slots), dtype=np.int16)
     ds, attrs = _codes_template(model, placeholder, layout, info, codec, job.grid, identity, inputs, device, n_q)
-    attrs["source_name"] = job.path.name
+    attrs["source_name"] = file_name_text(job.path)
     attrs = {**attrs, "kind": "codes", "key": key}  # the order extract_codes writes them in
     encoding = default_encoding(ds)
     chunks = encoding["codes"].get("chunks") or (max(layout.n_trs, 1), n_q, layout.slots)
     if tr_chunk is not None:
         chunks = (int(tr_chunk), *chunks[1:])
     encoding["codes"]["chunks"] = tuple(chunks)
-    st = os.stat(job.path)
-    source = _Source(str(job.path), st.st_size, st.st_mtime_ns, model.sample_rate_hz, model.channels,
+    source = _Source(str(job.path), stamp, model.sample_rate_hz, model.channels,
                      exact=info.sample_rate_hz == model.sample_rate_hz and _seeks_exactly(job.path))
     bounds = chunk_bounds(n_samples, model.hop, codec.chunk_s, codec.context_s, model.sample_rate_hz)
     revision = None if "model_sha256" in identity else identity.get("model_revision")

@@ -24,20 +24,20 @@ __all__: list[str] = []
 
 @dataclass(frozen=True)
 class _Source:
-    """A stimulus as a worker reads it: checked against the size and mtime the client hashed."""
+    """A stimulus as a worker reads it: checked against the stamp it had while the client hashed it."""
 
     path: str
-    size: int
-    mtime_ns: int
+    stamp: tuple  # (size, mtime_ns, inode, ctime_ns) before hashing, unchanged after (batch.run._stamp)
     sample_rate_hz: int  # the model's
     channels: int  # the model's
     exact: bool  # already at the model's rate: any range can be read on its own
 
     def check(self) -> None:
         st = os.stat(self.path)
-        if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
-            raise AudioError(f"{self.path!r} changed while the batch ran (size/mtime differ from when it was "
-                             "hashed); rerun the batch so the key matches the file's content")
+        if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) != tuple(self.stamp):
+            raise AudioError(f"{self.path!r} changed while the batch ran (size, mtime, inode or ctime differ from "
+                             "when it was hashed); nothing was stored for it. Rerun the batch once it is no longer "
+                             "being written")
 
 
 def _seeks_exactly(path: Path) -> bool:
@@ -47,7 +47,7 @@ def _seeks_exactly(path: Path) -> bool:
     """
     import soundfile as sf
 
-    info = sf.info(str(path))
+    info = sf.info(os.fsencode(path))
     pcm = info.subtype.startswith("PCM_") or info.subtype in ("FLOAT", "DOUBLE", "ULAW", "ALAW")
     return info.format == "FLAC" or (pcm and info.format in ("WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "CAF"))
 
@@ -63,9 +63,10 @@ def _read_range(source: _Source, lo: int, stop: int) -> np.ndarray:
     import soundfile as sf
 
     source.check()
-    with sf.SoundFile(source.path) as f:
+    with sf.SoundFile(os.fsencode(source.path)) as f:
         f.seek(lo)
         block = f.read(stop - lo, dtype="float32", always_2d=True)
+    source.check()  # before and after the read: a write in between changes the stamp
     if block.shape[0] != stop - lo:
         raise AudioError(f"{source.path!r} ended after {lo + block.shape[0]} samples; its header promises more. "
                          "The file is truncated; re-export it")
@@ -91,6 +92,7 @@ def _load_task(source: _Source) -> np.ndarray:
     with warnings.catch_warnings():  # the planner put the channel rule in the item's note
         warnings.simplefilter("ignore", ChannelsMixedWarning)
         audio, _ = load_audio(source.path, source.sample_rate_hz, source.channels)
+    source.check()
     return audio
 
 

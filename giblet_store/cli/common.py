@@ -45,6 +45,7 @@ def extract_each(args, extract_one: Callable) -> int:
     """
     from ..store.core import open_store
     from ..store.root import missing_local_ancestor, remove_unused_root
+    from ..validate import path_text
 
     created = missing_local_ancestor(args.store)
     store = open_store(args.store)
@@ -55,11 +56,11 @@ def extract_each(args, extract_one: Callable) -> int:
                 r = extract_one(store, path)
         except GibletStoreError as exc:
             failed += 1
-            print(f"giblet-store: error: {path}: {exc}", file=sys.stderr)
+            print(f"giblet-store: error: {path_text(path)}: {exc}", file=sys.stderr)
             continue
         results.append(r)
-        if not args.json:
-            print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {path}")
+        if not args.json:  # a name that is not UTF-8 is printed escaped (printing it raw would fail)
+            print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  {path_text(path)}")
     if not results:  # every input refused: a store this command created is removed again
         remove_unused_root(created, store.root)
     if args.json:

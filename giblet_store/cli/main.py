@@ -14,6 +14,7 @@ import sys
 from typing import Callable
 
 from ..errors import GibletStoreError, ParameterError
+from ..validate import redact_url
 
 __all__ = ["main", "build_parser"]
 
@@ -187,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     except GibletStoreError as exc:
         if args.debug:
             raise
-        print(f"giblet-store: error: {exc}", file=sys.stderr)
+        print(redact_url(f"giblet-store: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     except PermissionError as exc:  # an OS refusal the code did not expect: still the user's to fix
         if args.debug:
             raise
-        print(f"giblet-store: error: permission denied: {exc.filename or exc}; check the file's and folder's "
-              "permissions (or run as a user who may read/write them)", file=sys.stderr)
+        print(redact_url(f"giblet-store: error: permission denied: {exc.filename or exc}; check the file's and "
+                         "folder's permissions (or run as a user who may read/write them)"), file=sys.stderr)
         return EXIT_ERROR
     except ImportError as exc:  # a missing optional extra: say which one to install
         from .extras import missing_extra_message
@@ -209,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         if (message := damaged_chunk_message(exc, getattr(args, "store", None))) is not None:
-            print(f"giblet-store: error: {message}", file=sys.stderr)
+            print(redact_url(f"giblet-store: error: {message}"), file=sys.stderr)
             return EXIT_ERROR
-        print(f"giblet-store: unexpected error ({type(exc).__name__}: {exc}); rerun with --debug "
-              "for the traceback and report it", file=sys.stderr)
+        print(redact_url(f"giblet-store: unexpected error ({type(exc).__name__}: {exc}); rerun with --debug "
+                         "for the traceback and report it"), file=sys.stderr)
         return 1
 
 

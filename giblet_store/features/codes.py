@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..audio.load import audio_info, load_audio, wav_writer, write_wav
-from ..store.hashing import sha256_file
+from ..store.hashing import HashedFile
 from ..bounds import check_grid_bounds
 from ..codec.encodec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity, prepare_codes
 from ..errors import AudioError, ParameterError
 from ..store.entry import ExtractResult
 from ..grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
+from ..validate import file_name_text
 from ..params import ALGORITHM_VERSION, content_key
 from ..store.schema import FORMAT_VERSION
 from ..scheduling import use_scheduler
@@ -109,7 +110,12 @@ def extract_codes(
             audio_info(p, audio_stream)  # every input is checked before the first is encoded
         return [extract_codes(store, p, codec, grid, device, scheduler, audio_stream) for p in audio_path]
     info = audio_info(audio_path, audio_stream)  # missing / not audio / empty: fail before any model work
-    source_sha = sha256_file(audio_path)
+    with HashedFile(audio_path) as source:  # the key's hash, and the only bytes the decoder reads
+        return _extract_one(store, audio_path, source, info, codec, grid, device, scheduler)
+
+
+def _extract_one(store, audio_path, source: HashedFile, info, codec, grid, device, scheduler) -> ExtractResult:
+    source_sha = source.sha256
     identity = model_identity(codec.model, codec.revision)
     codec, chunking = resolve_encoder(codec)
     inputs = codes_key_inputs(source_sha, codec, grid, identity, info.stream, chunking)
@@ -125,21 +131,20 @@ def extract_codes(
 
         _check_streamable(model, "encoder")  # a non-causal model: error before reading audio
     return _load_and_encode(store, info, audio_path, model, codec, grid, identity, inputs, key, device,
-                            scheduler, n_q)
+                            scheduler, n_q, source)
 
 
 def _load_and_encode(store, info, audio_path, model, codec, grid, identity, inputs, key, device, scheduler,
-                     n_q) -> ExtractResult:
-    with tempfile.TemporaryDirectory(prefix="giblet_audio_") as tmp:
-        # long inputs are resampled into a file-backed memory map: RSS does not grow with length
-        # (containers always: their length is known only once decoded)
-        big = info.duration_s > MEMMAP_ABOVE_S or info.reader != "soundfile"
-        out = os.path.join(tmp, "audio.npy") if big else None
-        audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels, out=out,
-                                 audio_stream=info.stream)
-        result = _encode_and_write(store, audio, info, audio_path, model, codec, grid, identity, inputs,
-                                   key, device, scheduler, n_q)
-        del audio
+                     n_q, source: HashedFile) -> ExtractResult:
+    # long inputs are resampled into a file-backed memory map: RSS does not grow with length
+    # (containers always: their length is known only once decoded). The file has no name (see
+    # load.anonymous_file): a killed extract leaves nothing in the temporary folder.
+    big = info.duration_s > MEMMAP_ABOVE_S or info.reader != "soundfile"
+    audio, info = load_audio(audio_path, model.sample_rate_hz, model.channels,
+                             out=tempfile.gettempdir() if big else None, audio_stream=info.stream, source=source)
+    result = _encode_and_write(store, audio, info, audio_path, model, codec, grid, identity, inputs,
+                               key, device, scheduler, n_q)
+    del audio
     return result
 
 
@@ -173,7 +178,7 @@ def _encode_and_write(store, audio, info, audio_path, model, codec, grid, identi
             f"least {1000 * model.hop / model.sample_rate_hz:.1f} ms of audio"
         )
     ds, attrs = _codes_dataset(model, audio, info, codec, grid, identity, inputs, device, scheduler, n_q)
-    attrs["source_name"] = Path(audio_path).name
+    attrs["source_name"] = file_name_text(audio_path)
     entry, created = store.write(ds, {**attrs, "kind": "codes", "key": key}, default_encoding(ds))
     return ExtractResult(entry, created, str(audio_path))
 

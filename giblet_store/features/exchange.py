@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.load import AudioInfo
-from ..store.hashing import sha256_file
+from ..store.hashing import HashedFile
 from ..codec.encodec import DEFAULT_MODEL, CodecParams, load_codec
 from ..codec.ecdc import EcdcHeader, read_ecdc, read_ecdc_segments, write_ecdc, write_ecdc_segments
 from ..errors import CodesFileError, ParameterError
@@ -43,7 +43,7 @@ from ..grid import parse_tr_range
 from ..grid import TrGrid, to_tr
 from ..params import content_key
 from ..store.core import Entry, Store, default_encoding
-from ..validate import parse_output_path
+from ..validate import file_name_text, parse_output_path
 from ..store.verify import cache_hit
 
 __all__ = ["EXPORT_FORMATS", "IMPORT_FORMATS", "export_codes", "import_codes"]
@@ -182,9 +182,8 @@ def _bandwidth_for(codec, n_codebooks: int, name: str) -> float:
                          "give the model the codes were made with (--model)")
 
 
-def _read_ecdc_file(path: Path, codec) -> tuple[np.ndarray, float, int]:
-    with open(path, "rb") as f:
-        header, stream = read_ecdc(f, path.name, _bits(codec.codebook_size), codec.frame_rate, codec.sample_rate_hz)
+def _read_ecdc_file(path: Path, codec, f) -> tuple[np.ndarray, float, int]:
+    header, stream = read_ecdc(f, path.name, _bits(codec.codebook_size), codec.frame_rate, codec.sample_rate_hz)
     mine = ECDC_MODELS.get((codec.sample_rate_hz, codec.channels))
     if header.model != mine:
         raise CodesFileError(f"{path.name} was written by {header.model!r}; the model given is {mine or codec.name!r} "
@@ -192,8 +191,8 @@ def _read_ecdc_file(path: Path, codec) -> tuple[np.ndarray, float, int]:
     return stream, _bandwidth_for(codec, header.n_codebooks, path.name), header.audio_length
 
 
-def _read_acomp(path: Path, codec) -> tuple[np.ndarray, float, int]:
-    lines = path.read_text(encoding="ascii", errors="replace").splitlines()
+def _read_acomp(path: Path, codec, f) -> tuple[np.ndarray, float, int]:
+    lines = f.read().decode("ascii", errors="replace").splitlines()
     try:
         channels, bandwidth = int(lines[0]), float(lines[1])
         values = np.array(" ".join(lines[2:]).split(), dtype=np.int64)
@@ -211,9 +210,9 @@ def _read_acomp(path: Path, codec) -> tuple[np.ndarray, float, int]:
     return stream, bandwidth, stream.shape[1] * codec.hop
 
 
-def _read_npy(path: Path, codec) -> tuple[np.ndarray, float, int]:
+def _read_npy(path: Path, codec, f) -> tuple[np.ndarray, float, int]:
     try:
-        stream = np.load(path, allow_pickle=False)
+        stream = np.load(f, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise CodesFileError(f"{path.name} is not a .npy file numpy reads ({exc})") from None
     if stream.ndim != 2 or stream.dtype.kind not in "iu" or stream.shape[1] == 0:
@@ -223,6 +222,20 @@ def _read_npy(path: Path, codec) -> tuple[np.ndarray, float, int]:
 
 
 _READERS = {"ecdc": _read_ecdc_file, "acomp": _read_acomp, "npy": _read_npy}
+
+
+def _hashed_read(path: Path, read):
+    """``(read(f), sha256)``: ``f`` reads the file through a :class:`HashedFile`, so the sha256 in the key
+    covers exactly the bytes parsed; a file rewritten meanwhile raises :class:`SourceChangedError`."""
+    with HashedFile(path) as source:
+        try:
+            with source.open() as f:
+                out = read(f)
+        except Exception:
+            source.raise_if_changed()  # a parse error on changed bytes: say that, not "damaged"
+            raise
+        source.raise_if_changed()
+    return out, source.sha256
 
 
 def _check_values(stream: np.ndarray, codebook_size: int, name: str) -> np.ndarray:
@@ -256,9 +269,8 @@ def import_codes(store: Store, path: str | os.PathLike, model: str = DEFAULT_MOD
     codec = load_codec(model, None, device)
     if codec.config.chunk_length_s is not None:
         return _import_normalised(store, path, model, codec, grid, fmt, device)
-    stream, bandwidth, length = _READERS[fmt](path, codec)
+    (stream, bandwidth, length), sha = _hashed_read(path, lambda f: _READERS[fmt](path, codec, f))
     stream = _check_values(stream, codec.codebook_size, path.name)
-    sha = sha256_file(path)
     sr = codec.sample_rate_hz
     params = CodecParams(model=model, bandwidth_kbps=bandwidth, chunk_s=length / sr, context_s=0.0)
     inputs = {**codes_key_inputs(sha, params, grid, codec.identity), "imported_format": fmt}
@@ -269,8 +281,8 @@ def import_codes(store: Store, path: str | os.PathLike, model: str = DEFAULT_MOD
     info = AudioInfo(str(path), sr, codec.channels, length)
     ds, attrs = _codes_template(codec, to_tr(stream, layout, fill=-1), layout, info, params, grid, codec.identity,
                                 inputs, device, stream.shape[0])
-    attrs["source_name"] = path.name
-    attrs["imported_from"] = {"format": fmt, "source_name": path.name, "source_sha256": sha}
+    attrs["source_name"] = file_name_text(path)
+    attrs["imported_from"] = {"format": fmt, "source_name": file_name_text(path), "source_sha256": sha}
     entry, created = store.write(ds, {**attrs, "kind": "codes", "key": key}, default_encoding(ds))
     return ExtractResult(entry, created, str(path))
 
@@ -286,14 +298,13 @@ def _import_normalised(store: Store, path: Path, model: str, codec, grid: TrGrid
         raise CodesFileError(f"model {Path(codec.name).name} encodes in normalised chunks with per-chunk scales, "
                              f"which a .{fmt} file does not hold; import an .ecdc written for it")
     ch = model_chunking(codec)
-    with open(path, "rb") as f:
-        header, segments = read_ecdc_segments(f, path.name, _bits(codec.codebook_size), ch.hop, ch.length, ch.stride)
+    (header, segments), sha = _hashed_read(path, lambda f: read_ecdc_segments(
+        f, path.name, _bits(codec.codebook_size), ch.hop, ch.length, ch.stride))
     if header.model != mine:
         raise CodesFileError(f"{path.name} was written by {header.model!r}; the model given is {mine or codec.name!r} "
                              f"({codec.sample_rate_hz} Hz, {codec.channels} ch). Give the matching model (--model)")
     bandwidth = _bandwidth_for(codec, header.n_codebooks, path.name)
     parts = [_check_values(c, codec.codebook_size, path.name) for c, _ in segments]
-    sha = sha256_file(path)
     chunking = config_chunking(model)
     params = CodecParams(model=model, bandwidth_kbps=bandwidth, chunk_s=chunking["chunk_length_s"], context_s=0.0,
                          encoder="model_chunks")
@@ -304,7 +315,7 @@ def _import_normalised(store: Store, path: Path, model: str, codec, grid: TrGrid
     laid = lay_chunks(parts, [s for _, s in segments], ch, grid)
     info = AudioInfo(str(path), codec.sample_rate_hz, codec.channels, header.audio_length)
     ds, attrs = _normalised_template(codec, laid, info, params, grid, codec.identity, inputs, device, len(parts[0]))
-    attrs.update(source_name=path.name, n_samples=header.audio_length,
-                 imported_from={"format": fmt, "source_name": path.name, "source_sha256": sha})
+    attrs.update(source_name=file_name_text(path), n_samples=header.audio_length,
+                 imported_from={"format": fmt, "source_name": file_name_text(path), "source_sha256": sha})
     entry, created = store.write(ds, {**attrs, "kind": "codes", "key": key}, default_encoding(ds))
     return ExtractResult(entry, created, str(path))

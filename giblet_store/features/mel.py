@@ -25,8 +25,8 @@ import numpy as np
 
 from ..audio.load import audio_info, load_audio, write_wav
 from ..store.conventions import source_attrs
-from ..store.hashing import sha256_file
-from ..validate import finite, flag, int_in_range, positive_seconds
+from ..store.hashing import HashedFile
+from ..validate import file_name_text, finite, flag, int_in_range, positive_seconds
 from ..errors import AudioError, ParameterError
 from ..store.entry import ExtractResult
 from ..scheduling import use_scheduler
@@ -244,12 +244,16 @@ def extract_mel(
     from ..bounds import check_grid_bounds
 
     check_grid_bounds(grid, info.duration_s, params.frame_rate, 4 * params.n_mels, what=repr(str(audio_path)))
-    source_sha = sha256_file(audio_path)
-    inputs = mel_key_inputs(source_sha, params, grid, info.stream)
+    with HashedFile(audio_path) as source:  # the key's hash, and the only bytes the decoder reads
+        return _extract_one(store, audio_path, source, info, params, grid, scheduler)
+
+
+def _extract_one(store, audio_path, source: HashedFile, info, params: MelParams, grid: TrGrid, scheduler):
+    inputs = mel_key_inputs(source.sha256, params, grid, info.stream)
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "mel")) is not None:
         return ExtractResult(hit, False, str(audio_path))
-    audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream)
+    audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream, source=source)
     if audio.shape[-1] < params.hop:
         raise AudioError(
             f"{str(audio_path)!r} is {info.duration_s * 1000:.2f} ms long, shorter than one hop "
@@ -259,7 +263,7 @@ def extract_mel(
     with use_scheduler(scheduler):
         stream = np.asarray(stream.compute())
     ds, attrs = _mel_dataset(stream, params, grid, info, inputs)
-    attrs["source_name"] = Path(audio_path).name
+    attrs["source_name"] = file_name_text(audio_path)
     entry, created = store.write(ds, {**attrs, "kind": "mel", "key": key}, default_encoding(ds))
     return ExtractResult(entry, created, str(audio_path))
 

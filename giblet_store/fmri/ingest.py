@@ -47,13 +47,13 @@ from ..errors import ParameterError
 from .inputs import check_stimuli, given_mask, mask_key, open_layout, raw_header_tr, resolve_tr
 from .write import final_mask, lazy_fmri, zscore_stats
 from .scan import scan_and_hash
-from .nifti import BLOCK_BYTES, FmriError, flat_index
+from .nifti import BLOCK_BYTES, FmriError, check_unchanged, flat_index
 from .nifti_write import fmri_entry_of, to_nifti
 from ..params import ALGORITHM_VERSION, Params, content_key
 from .runs import DEFAULT_RUN, run_coords
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store, default_encoding
-from ..validate import NanPolicy, choice, finite, int_in_range, tr_seconds
+from ..validate import NanPolicy, choice, file_name_text, finite, int_in_range, tr_seconds
 from ..store.verify import cache_hit
 
 __all__ = [
@@ -273,6 +273,8 @@ def _with_provenance(ds, attrs: dict, prov: dict):
 def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes, parallel_reads,
            onsets=None):
     """Passes 2 and 3 (lazily): the final mask, the z-score statistics, the Dataset; its attributes; chunk TRs."""
+    for s in layout.series:  # changed since the scan hashed it: refuse before anything is staged
+        check_unchanged(s)
     shape = layout.series[0].shape
     mask_flat, dropped = final_mask(shape, layout.labels, given_flat, *scan[1:3], mask_params, params.nan_policy)
     if dropped:
@@ -382,7 +384,7 @@ def _attrs(layout, ds, tr_s, params, scan, stims, records, **more) -> dict:
     """The entry's attributes but its key, inputs and mask rule (``more``: counts and the chunking)."""
     first, z = layout.series[0], params.zscore_trs
     subj = [s for s in layout.subjects for _ in range(layout.n_runs)]
-    sources = [{"subject": x, "source_name": s.path.name, "source_sha256": d, "n_volumes": s.n_volumes}
+    sources = [{"subject": x, "source_name": file_name_text(s.path), "source_sha256": d, "n_volumes": s.n_volumes}
                for x, s, d in zip(subj, layout.series, scan[0])]
     if layout.runs is not None:
         for src, run in zip(sources, layout.runs * len(layout.subjects)):

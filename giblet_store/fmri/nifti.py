@@ -23,6 +23,8 @@ __all__ = [
     "FmriError", "NiftiSeries", "open_series", "header_tr", "iter_blocks", "flat_index", "load_mask", "Moments",
     "scan_series", "voxel_moments", "read_masked", "add_vote", "dead_volumes", "per_series",
     "count_finite_and_sample",
+    "file_stamp",
+    "check_unchanged",
 ]
 
 #: default bound on one streamed block of full volumes (float64)
@@ -55,6 +57,21 @@ class NiftiSeries:
     header_tr_s: float | None
     header_tr_note: str | None
     zooms_mm: tuple[float, float, float]
+    #: (size, mtime_ns, inode, ctime_ns) before anything was read: :func:`check_unchanged` compares it
+    stamp: tuple | None = None
+
+
+def file_stamp(path) -> tuple[int, int, int, int]:
+    """(size, mtime_ns, inode, ctime_ns) of ``path``: a write to the file or a file renamed over it changes one."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
+def check_unchanged(series: "NiftiSeries") -> None:
+    """Refuse a series whose file changed since it was opened (its hash would not name what was read)."""
+    if series.stamp is not None and file_stamp(series.path) != series.stamp:
+        raise FmriError(f"{str(series.path)!r} changed while it was being read (size, mtime, inode or ctime differ "
+                        "from when it was opened); nothing was stored. Rerun once it is no longer being written")
 
 
 def float32_decimal(x) -> float:
@@ -121,6 +138,7 @@ def open_series(path: str | os.PathLike) -> NiftiSeries:
     p = Path(path)
     if not p.is_file():
         raise FmriError(f"fMRI file {str(p)!r} does not exist; give a 4D NIfTI (.nii or .nii.gz)")
+    stamp = file_stamp(p)  # before the header is read: every later read is checked against it
     try:
         # keep_file_open: blocks are read in order, so a .nii.gz is decompressed once, not per block
         img = nib.load(str(p), keep_file_open=True)
@@ -155,6 +173,7 @@ def open_series(path: str | os.PathLike) -> NiftiSeries:
         header_tr_s=tr_s,
         header_tr_note=note,
         zooms_mm=zooms,
+        stamp=stamp,
     )
 
 
@@ -394,6 +413,7 @@ def read_masked(series: NiftiSeries, a: int, b: int, flat, mean, std, max_bytes,
         if mean is not None:
             rows = (rows - mean) / std
         out[0, t0 - a : t0 - a + rows.shape[0]] = rows
+    check_unchanged(series)  # after the read: the bytes stored are the bytes the scan hashed
     return out
 
 

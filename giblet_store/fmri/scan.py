@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nifti import Moments, add_vote, block_volumes, count_finite_and_sample, may_be_nonfinite, per_series, scan_series
+from .nifti import (Moments, add_vote, block_volumes, check_unchanged, count_finite_and_sample, may_be_nonfinite,
+                    per_series, scan_series)
 from .nifti_read import HashedVolumes, one_read_supported, scale
 
 __all__ = ["scan_and_hash"]
@@ -63,6 +64,8 @@ def scan_and_hash(series, subjects, n_trs, given_flat, std_percentile, sample_tr
 
     if not all(one_read_supported(s) for s in series):
         digests = [sha256_file(s.path) for s in series]
+        for s in series:
+            check_unchanged(s)
         return (digests, *scan_series(series, subjects, n_trs, given_flat, std_percentile, sample_trs,
                                       zscore_trs, max_bytes))
     n_flat = int(np.prod(series[0].shape))
@@ -80,4 +83,6 @@ def scan_and_hash(series, subjects, n_trs, given_flat, std_percentile, sample_tr
         if std_m is not None:
             thresholds.append(add_vote(votes, std_m, bad, std_percentile))
         moments.append(z_m)
+    for s in series:  # what was hashed is what the header described, and what the write pass will read
+        check_unchanged(s)
     return digests, votes, nonfinite, moments, thresholds

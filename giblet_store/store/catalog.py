@@ -99,7 +99,8 @@ def _group_attrs(raw: bytes | None) -> dict | None:
         return None
     if not isinstance(meta, dict) or meta.get("node_type") != "group":
         return None
-    return meta.get("attributes") or {}
+    attrs = meta.get("attributes") or {}
+    return attrs if isinstance(attrs, dict) else None  # wrongly typed: no entry (verify calls it broken)
 
 
 def _stamp(store: "Store", kind: str, name: str) -> list | None:

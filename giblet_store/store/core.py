@@ -23,7 +23,7 @@ from .lease import Lease
 from .attr_match import matches
 from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
-from ..validate import is_format_version, parse_key, parse_kind
+from ..validate import is_format_version, parse_key, parse_kind, redact_url
 
 __all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
 
@@ -65,7 +65,7 @@ class Store:
         self.staged = StagedWriter(self)
 
     def __repr__(self) -> str:
-        return f"<giblet_store.Store {self.url!r}>"
+        return f"<giblet_store.Store {redact_url(self.url)!r}>"
 
     def __reduce__(self):  # picklable: reopen by URL in the other process
         return (open_store, (self.url, "r" if self.read_only else "a", self._storage_options or None))
@@ -322,8 +322,9 @@ def _filesystem(url: str, given_options: dict) -> tuple[str, Any, str, bool, dic
         if os.path.isfile(url):
             raise NotAStoreError(f"{url!r} is a regular file, not a giblet store; give a directory path")
         return url, fsspec.filesystem("file"), url, True, storage_options
-    from .remote import storage_options_for, unknown_protocol_error
+    from .remote import refuse_userinfo, storage_options_for, unknown_protocol_error
 
+    refuse_userinfo(url)
     storage_options = storage_options_for(url, given_options)
     try:
         fs, root = fsspec.core.url_to_fs(url, **storage_options)

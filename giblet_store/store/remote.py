@@ -17,9 +17,10 @@ import uuid
 from typing import Any, Mapping
 
 from ..errors import StoreError
+from ..validate import redact_url
 
 __all__ = ["S3_DEFAULTS", "OBJECT_PROTOCOLS", "storage_options_for", "probe", "store_error", "redact",
-           "unknown_protocol_error"]
+           "unknown_protocol_error", "refuse_userinfo"]
 
 #: protocols probed on open (bucket exists, credentials work, writes allowed)
 OBJECT_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
@@ -169,3 +170,13 @@ def probe(fs, root: str, url: str, write: bool) -> bool:
         if err is None:
             raise
         raise err from None
+
+
+def refuse_userinfo(url: str) -> None:
+    """A URL that carries credentials (``s3://KEY:SECRET@bucket/path``) is refused, never echoed."""
+    netloc = url.split("://", 1)[1].split("/", 1)[0]
+    if "@" in netloc or redact_url(url) != url:
+        raise StoreError(
+            f"store URL {redact_url(url)!r} carries credentials before '@'; a store URL is printed and recorded, "
+            "so giblet_store refuses credentials in it. Give the URL without them and the credentials through "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an AWS profile, or storage_options={'key': ..., 'secret': ...}")

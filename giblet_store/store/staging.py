@@ -82,7 +82,7 @@ class StagedWriter:
 
     A collaborator of :class:`giblet_store.store.core.Store` (``store.staged``): ``Store.begin_write``,
     ``write_chunk``, ``done_chunks`` and ``commit`` delegate here. It reaches the store only through
-    its public state (``url``, ``local``, ``fs``, ``zstore``, ``lookup``) and its bytes (``_p``, ``_put``, ``_remove``, ``_read_group_attrs``, ``_ensure_group``, ``_check_writable``).
+    its public state (``url``, ``local``, ``fs``, ``zstore``, ``lookup``) and its bytes (``store.storage``, :class:`giblet_store.store.storage.Storage`).
     """
 
     def __init__(self, store):

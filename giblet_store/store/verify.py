@@ -130,7 +130,7 @@ def missing_chunks(store, path: str) -> list[str]:
             meta = json.loads(store.fs.cat_file(f"{root}/{name}/zarr.json"))
         except (OSError, ValueError):
             continue
-        if meta.get("node_type") != "array":
+        if not isinstance(meta, dict) or meta.get("node_type") != "array":
             continue
         shape = meta.get("shape") or []
         chunk = (meta.get("chunk_grid") or {}).get("configuration", {}).get("chunk_shape") or shape

@@ -90,8 +90,10 @@ def test_audio_stream_picks_the_track_and_is_part_of_the_key(tmp_path, model_dir
 
 def test_long_container_decodes_to_a_memory_map(tmp_path, speech):
     movie = write_movie(tmp_path / "m.mkv", speech, SR, codec="pcm_s16le")
-    audio, _ = load_audio(movie, 24000, out=tmp_path / "audio.npy")
+    (tmp_path / "tmp").mkdir()
+    audio, _ = load_audio(movie, 24000, out=tmp_path / "tmp")
     assert isinstance(audio.base, np.memmap) or isinstance(audio, np.memmap)
+    assert list((tmp_path / "tmp").iterdir()) == []  # nameless: nothing to leave behind (issue 21 #14)
     ref, _ = load_audio(movie, 24000)
     np.testing.assert_array_equal(np.asarray(audio), ref)
 

@@ -100,6 +100,29 @@ def test_non_finite_samples(tmp_path, bad):
 
 def test_memory_mapped_output_equals_in_memory(tmp_path, shared_data):
     mem, _ = load_audio(shared_data / "arctic_a0007.wav", 24000)
-    mm, _ = load_audio(shared_data / "arctic_a0007.wav", 24000, out=tmp_path / "a.npy")
+    mm, _ = load_audio(shared_data / "arctic_a0007.wav", 24000, out=tmp_path)
     assert isinstance(mm.base, np.memmap)  # file-backed: resident memory does not grow with length
+    assert list(tmp_path.iterdir()) == []  # the file has no name: a killed extract leaves nothing (issue 21 #14)
+    assert not mm.flags.writeable
     np.testing.assert_array_equal(np.asarray(mm), mem)
+
+
+# ------------------------------------------------------------------------ issue 21 #6: chained Ogg
+@pytest.mark.parametrize("rates", [(24000, 24000), (24000, 16000)], ids=["same-rate", "second-rate-differs"])
+def test_a_chained_ogg_is_refused_not_truncated(tmp_path, rates):
+    from helpers import write_chained_ogg
+
+    p = write_chained_ogg(tmp_path / "joined.ogg", [(2.67, rates[0], 1), (2.67, rates[1], 2)])
+    assert abs(sf.info(str(p)).duration - 2.67) < 0.01  # libsndfile sees only the first part: the trap
+    with pytest.raises(AudioError, match="is a chained Ogg file: 2 streams one after another"):
+        audio_info(p)
+    with pytest.raises(AudioError, match="chained Ogg"):
+        load_audio(p, 24000)
+
+
+def test_a_single_ogg_is_read_whole(tmp_path):
+    from helpers import write_chained_ogg
+
+    p = write_chained_ogg(tmp_path / "one.ogg", [(2.67, 24000, 1)])
+    audio, info = load_audio(p, 24000)
+    assert abs(info.duration_s - 2.67) < 0.01 and audio.shape[-1] == info.n_samples

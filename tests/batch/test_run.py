@@ -78,7 +78,7 @@ def test_batch_equals_single_process_extract_byte_for_byte(client, model_dir, st
     assert tree(tmp_path / "batch" / "codes") == tree(ref / "codes")
     assert [p.name for p in (tmp_path / "batch" / "_staging").iterdir()] == ["zarr.json"]  # nothing left behind
     # every worker loads the model at most once and reuses it for all its chunk tasks
-    loads = client.run(lambda: __import__("giblet_store.codec.models").models._load_cached.cache_info())
+    loads = client.run(lambda: __import__("giblet_store.codec.models").codec.models._load_cached.cache_info())
     assert len(loads) == 2 and all(info.misses <= 1 for info in loads.values())
     assert sum(info.hits for info in loads.values()) >= 6
     # idempotent: a second run finds everything and never contacts a cluster
@@ -275,3 +275,45 @@ def test_cli_batch_bar_only_on_a_terminal_and_never_in_json(client, model_dir, s
     assert main([*argv, "--json"]) == 0  # on a terminal: a bar on stderr, and stdout stays one JSON document
     assert json.loads(capsys.readouterr().out)["counts"] == {"created": 1, "cached": 1, "failed": 0}
     assert "batch" in term.text
+
+
+# ------------------------------------------------------------------------ issue 21 #3: what is hashed is what is read
+def test_a_stimulus_rewritten_while_hashed_is_refused_before_any_work(client, model_dir, tmp_path, monkeypatch):
+    import giblet_store.batch.run as run_mod
+
+    write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=1), 24000)
+    other = write_wav(tmp_path / "o.wav", synth_audio(2.0, 24000, seed=9), 24000).read_bytes()
+    real = run_mod.sha256_file
+
+    def hash_then_rewrite(path):
+        sha = real(path)
+        with open(path, "r+b") as f:  # same inode and size; written after its bytes were hashed
+            f.write(other)
+        return sha
+
+    monkeypatch.setattr(run_mod, "sha256_file", hash_then_rewrite)
+    m = load_manifest(manifest(model_dir, ["a.wav"]), base_dir=tmp_path)
+    with pytest.raises(ManifestError, match="a.wav changed while it was being hashed; nothing was stored"):
+        run_batch(m, tmp_path / "st", scheduler=client, progress=False)
+    assert not (tmp_path / "st").exists()
+
+
+def test_a_stimulus_rewritten_before_a_worker_reads_it_fails_its_item(client, model_dir, tmp_path, monkeypatch):
+    import giblet_store.batch.run as run_mod
+
+    a = write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=1), 24000)
+    other = write_wav(tmp_path / "o.wav", synth_audio(2.0, 24000, seed=9), 24000).read_bytes()
+    real = run_mod._check_manifest
+
+    def check_then_rewrite(manifest):
+        out = real(manifest)
+        with open(a, "r+b") as f:  # after the hash and its stamp: a worker must notice
+            f.write(other)
+        return out
+
+    monkeypatch.setattr(run_mod, "_check_manifest", check_then_rewrite)
+    m = load_manifest(manifest(model_dir, ["a.wav"]), base_dir=tmp_path)
+    report = run_batch(m, tmp_path / "st", scheduler=client, progress=False)
+    assert report.counts["created"] == 0 and report.counts["failed"] == 1, report.items
+    assert "changed while the batch ran" in report.items[0].reason
+    assert open_store(tmp_path / "st").entries() == []

@@ -25,7 +25,7 @@ from giblet_store.cli import main
 from giblet_store.errors import GibletStoreError
 from giblet_store.testing import synth_audio, write_wav
 
-from helpers import snapshot
+from helpers import snapshot, write_chained_ogg
 
 FAST = ["--bandwidth", "1.5", "--chunk-seconds", "1", "--context-seconds", "0.5"]
 
@@ -111,7 +111,44 @@ def _move_to_mel(st):
     os.rename(e, Path(st) / "mel" / e.name)
 
 
+def _zarr_json(text):
+    return lambda st: (_entry(st) / "zarr.json").write_text(text)
+
+
+def _attributes_list(st):
+    p = _entry(st) / "zarr.json"
+    meta = json.loads(p.read_text())
+    meta["attributes"] = list(meta["attributes"])
+    p.write_text(json.dumps(meta))
+
+
 # ------------------------------------------------------------------------------------ Python API rows
+def _api_rewritten_during_extract(ctx, st):
+    """extract of a stimulus rewritten in place (same size) after it was hashed, while the model loads."""
+    import tempfile
+    from unittest import mock
+
+    import giblet_store.features.codes as codes_mod
+    from giblet_store import CodecParams, extract_codes
+
+    stim = Path(tempfile.mkdtemp(prefix="giblet_hostile_")) / "stim.wav"  # outside the snapshot
+    stim.write_bytes((ctx["in"] / "short.wav").read_bytes())  # not in the store: no cache hit before the model loads
+    other = write_wav(stim.with_name("other.wav"), synth_audio(0.5, 24000, seed=11), 24000).read_bytes()
+    real = codes_mod.load_codec
+
+    def load_then_swap(*a, **kw):
+        with open(stim, "r+b") as f:
+            f.write(other)
+        return real(*a, **kw)
+
+    try:
+        with mock.patch.object(codes_mod, "load_codec", load_then_swap):
+            extract_codes(open_store(st), stim, CodecParams(model=str(ctx["model"]), bandwidth_kbps=1.5, chunk_s=1.0,
+                                                            context_s=0.5))
+    finally:
+        shutil.rmtree(stim.parent)
+
+
 def _api_write_evil_kind(ctx, st):
     import xarray as xr
 
@@ -342,6 +379,25 @@ CASES = [
     Case("import-unknown-format", ("import", "{in}/text.wav", "--store", "{st}"),
          ("cannot tell the format of", "text.wav", "give --format acomp|ecdc|npy")),
     Case("gc-older-than-text", ("gc", "{st}", "--older-than", "abc"), ("got 'abc'", "like 90s, 30m, 1h or 2d")),
+    # ---------------------------------------------------------------- issue 21 #3 #6 #10 #11 #12: what is read is what is stored
+    Case("chained-ogg", X("chained.ogg"), ("chained.ogg", "is a chained Ogg file: 2 streams", "as one stream")),
+    Case("chained-ogg-two-rates", X("chained2.ogg"), ("chained2.ogg", "is a chained Ogg file", "as one stream")),
+    Case("latin1-file-name", X("caf\udce9.wav"), ("created", "caf\\xe9.wav"), code=0),
+    Case("store-url-credentials-ls", ("ls", "s3://KEY:SECRET@bucket/st"),
+         ("'s3://***@bucket/st'", "carries credentials", "AWS_ACCESS_KEY_ID")),
+    Case("store-url-credentials-extract", ("extract", "{in}/clip.wav", "--store", "s3://KEY:SECRET@bucket/st",
+                                           "--model", "{model}", *FAST), ("'s3://***@bucket/st'", "carries credentials")),
+    Case("entry-json-array-extract", XA(), ("created", "moved broken entry codes/", "_quarantine/"), code=0,
+         prep=_zarr_json("[]")),
+    Case("entry-json-array-verify", ("verify", "{st}"), ("BROKEN  codes/", "does not describe a Zarr group", "--repair"),
+         prep=_zarr_json("[]")),
+    Case("entry-json-array-gc-dry-run", ("gc", "{st}", "--dry-run"), (), code=0, prep=_zarr_json("[]")),
+    Case("entry-attributes-list-verify", ("verify", "{st}"), ("BROKEN  codes/", "has no attributes", "--repair"),
+         prep=_attributes_list),
+    Case("entry-attributes-list-extract", XA(), ("created", "moved broken entry codes/"), code=0,
+         prep=_attributes_list),
+    Case("api-stimulus-rewritten-during-extract", api=_api_rewritten_during_extract,
+         must=("stim.wav", "changed while it was being read", "nothing was stored")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -393,6 +449,9 @@ def _audio(d: Path) -> None:
     os.symlink(d / "short.wav", d / "link.wav")
     os.symlink(d / "gone.wav", d / "dangling.wav")
     os.mkfifo(d / "fifo.wav")  # opening it for reading would wait for a writer forever
+    write_chained_ogg(d / "chained.ogg", [(1.0, 24000, 1), (1.0, 24000, 2)])  # `cat a.ogg b.ogg`
+    write_chained_ogg(d / "chained2.ogg", [(1.0, 24000, 1), (1.0, 16000, 2)])
+    Path(os.fsdecode(os.fsencode(d) + b"/caf\xe9.wav")).write_bytes((d / "short.wav").read_bytes())  # Latin-1 name
     (d / "fifo.yaml").write_text("stimuli: [fifo.wav]\n")
 
 
@@ -481,6 +540,7 @@ def test_hostile_input(case, ctx, tmp_path, capsys):
     for s in case.must:
         assert s in text, f"{s!r} not in: {text}"
     assert "Traceback" not in text and "unexpected error" not in text and ".py:" not in text
+    assert "KEY:SECRET" not in text and "SECRET@" not in text  # credentials in a URL are never echoed (issue 21 #10)
     if case.code != 0:
         assert snapshot(tmp_path) == before
 

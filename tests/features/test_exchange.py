@@ -157,3 +157,30 @@ def test_cli_export_then_import(made, tmp_path, model_dir, capsys):
     assert doc["created"] and doc["attrs"]["imported_from"]["format"] == "ecdc" and doc["attrs"]["n_trs"] == 4
     assert main(["export", store.url, entry.key[:12], "-o", str(tmp_path / "x.bin")]) == 2
     assert "cannot tell the format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["npy", "ecdc"])
+def test_a_codes_file_rewritten_after_it_was_hashed_is_refused(made, tmp_path, model_dir, capsys, monkeypatch, fmt):
+    """Issue 21 #3: import parses the very bytes it hashed; a file rewritten in place meanwhile stores nothing."""
+    import giblet_store.features.exchange as exchange_mod
+    from giblet_store.store.hashing import HashedFile
+
+    store, entry = made
+    out = export_codes(store, entry, tmp_path / f"codes.{fmt}")
+    other = export_codes(store, entry, tmp_path / f"other.{fmt}", trs="0:3")  # other codes, other size
+    target = tmp_path / "st"
+    open_store(target)
+    before = snapshot(target)
+
+    class SwappedAfterHashing(HashedFile):
+        def open(self):
+            out.write_bytes(other.read_bytes())  # same inode, rewritten between the hash and the parse
+            return super().open()
+
+    monkeypatch.setattr(exchange_mod, "HashedFile", SwappedAfterHashing)
+    code = main(["import", str(out), "--store", str(target), "--model", str(model_dir), "--tr", "1.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "changed while it was being read" in err and "nothing was stored" in err, err
+    assert snapshot(target) == before
+    monkeypatch.undo()
+    assert main(["import", str(out), "--store", str(target), "--model", str(model_dir), "--tr", "1.5"]) == 0

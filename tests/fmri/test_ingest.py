@@ -368,3 +368,36 @@ def test_cli_ingest_and_to_nifti(tmp_path, capsys):
     assert main(["ingest-fmri", str(st), str(FUNCTIONAL), "--subject", "s1", "--zscore-trs", "0-12"]) == 2
     assert "START:STOP" in capsys.readouterr().err
     assert snapshot(store) == before
+
+
+# ------------------------------------------------------------------------ issue 21 #3: what is hashed is what is stored
+@pytest.mark.parametrize("when", ["after the scan", "during the write"])
+def test_a_series_rewritten_while_ingested_stores_nothing(store, tmp_path, monkeypatch, when):
+    import giblet_store.fmri.ingest as ingest_mod
+    import giblet_store.fmri.nifti as nifti_mod
+
+    path = write_series(tmp_path / "s.nii", synth(n=12, seed=1))
+    other = write_series(tmp_path / "o.nii", synth(n=12, seed=2)).read_bytes()
+    assert len(other) == path.stat().st_size
+
+    def rewrite():
+        with open(path, "r+b") as f:  # same inode, same size, other voxel values
+            f.write(other)
+
+    module, name = (ingest_mod, "cache_hit") if when == "after the scan" else (nifti_mod, "iter_masked")
+    real = getattr(module, name)
+
+    def hooked(*a, **kw):
+        rewrite()
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, hooked)
+    before = snapshot(store)
+    with pytest.raises(FmriError, match="changed while it was being read.*nothing was stored"):
+        ingest_fmri(store, [path], ["s1"])
+    after = snapshot(store)
+    assert after[0] == before[0] == ()  # no entry, and at most the staging area's own (empty) group
+    assert set(after[1]) - set(before[1]) <= ({"_staging", "_staging/zarr.json"} if when == "during the write" else set())
+    monkeypatch.undo()
+    r = ingest_fmri(store, [path], ["s1"])  # a normal run still works, keyed by the new bytes
+    assert r.created and r.entry.attrs["sources"][0]["source_sha256"] == sha256_file(path)

@@ -116,12 +116,16 @@ def _damage(entry: Path, damage: str) -> None:
     meta_path = entry / ("codes" if damage in ("pickle codec", "wrong dtype") else "") / "zarr.json"
     if damage == "invalid json":
         meta_path.write_text("{not json")
+    elif damage in ("json array", "json string"):  # parsable, but not an object (issue 21 #11)
+        meta_path.write_text("[]" if damage == "json array" else '"group"')
     elif damage == "missing chunk":  # would read as fill values: code 0, a real code
         (entry / "codes" / "c" / "0" / "0" / "0").unlink()
     else:
         meta = json.loads(meta_path.read_text())
         if damage == "no key":
             del meta["attributes"]["key"]
+        elif damage == "attributes list":
+            meta["attributes"] = list(meta["attributes"])
         elif damage == "pickle codec":
             meta["codecs"].append({"name": "numcodecs.pickle"})
         else:
@@ -129,7 +133,11 @@ def _damage(entry: Path, damage: str) -> None:
         meta_path.write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("damage", ["invalid json", "no key", "missing chunk", "pickle codec", "wrong dtype"])
+DAMAGES = ["invalid json", "json array", "json string", "attributes list", "no key", "missing chunk", "pickle codec",
+           "wrong dtype"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_corrupt_entry_is_quarantined_and_rebuilt(run, built, wav, model_dir, damage):
     """A rerun of the request never serves a broken entry as cached: it is moved aside and rebuilt."""
     st, key = built
@@ -140,6 +148,19 @@ def test_a_corrupt_entry_is_quarantined_and_rebuilt(run, built, wav, model_dir, 
     assert "giblet-store: warning: moved broken entry codes/" in err and "_quarantine/" in err
     assert snapshot(entry_dir(st, key)) == reference
     assert len(list((st / "_quarantine").iterdir())) == 1
+
+
+@pytest.mark.parametrize("damage", ["json array", "json string", "attributes list"])
+def test_a_wrongly_typed_document_is_broken_for_verify_and_gc_dry_run(run, built, damage):
+    """Issue 21 #11: `[]` in an entry's zarr.json is listed as broken, and gc --dry-run reports without crashing."""
+    st, key = built
+    _damage(entry_dir(st, key), damage)
+    before = snapshot(st)
+    code, out, err = run("verify", st)
+    assert code == 2 and f"BROKEN  codes/{key[:16]}" in out, out + err
+    code, out, err = run("gc", st, "--dry-run")
+    assert code == 0 and "unexpected" not in err and "Traceback" not in err, out + err
+    assert snapshot(st) == before
 
 
 def test_verify_lists_broken_entries_and_repair_moves_them_aside(run, built, wav, model_dir):

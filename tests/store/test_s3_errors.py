@@ -92,3 +92,27 @@ def test_no_s3fs_installed_gives_an_install_hint(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 2, p.stderr
     assert "no filesystem for protocol 's3' is installed" in p.stderr and "pip install s3fs" in p.stderr and "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------------ issue 21 #10: credentials in a store URL
+@pytest.mark.parametrize("argv", [["ls", "{url}"], ["verify", "{url}"], ["gc", "{url}", "--dry-run"],
+                                  ["extract", "missing.wav", "--store", "{url}"], ["show", "{url}", "abcd"]])
+def test_credentials_in_a_store_url_are_refused_and_never_printed(capsys, argv):
+    from giblet_store.cli import main
+
+    url = f"s3://{TEST_KEY_ID}:{TEST_SECRET}/x@bucket/st"  # a secret with a '/' in it, as AWS secrets may have
+    code = main([a.format(url=url) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and "s3://***@bucket/st" in err and "carries credentials" in err, out + err
+    assert "unexpected" not in err
+    assert_no_secret(out, err)
+
+
+def test_redact_url_and_store_repr():
+    from giblet_store.validate import redact_url
+
+    assert redact_url("at s3://K:S@b/p and gs://u@h/x, not a@b") == "at s3://***@b/p and gs://***@h/x, not a@b"
+    assert redact_url("s3://bucket/path") == "s3://bucket/path"
+    with pytest.raises(StoreError, match=r"'s3://\*\*\*@b/p' carries credentials"):
+        open_store("s3://K:S@b/p")
+    assert "S@" not in repr(open_store("memory://redact-repr"))
