@@ -15,6 +15,7 @@ import enum
 import math
 import os
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,7 +55,7 @@ def number_like(name: str, value: Any) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+        raise ParameterError(f"{name} must be a number, got {reprlib.repr(value)}") from None
     return finite(name, x)
 
 

@@ -306,6 +306,19 @@ CASES = [
     Case("import-unknown-format", ("import", "{in}/text.wav", "--store", "{st}"),
          ("cannot tell the format of", "text.wav", "give --format acomp|ecdc|npy")),
     Case("gc-older-than-text", ("gc", "{st}", "--older-than", "abc"), ("got 'abc'", "like 90s, 30m, 1h or 2d")),
+    # ---------------------------------------------------------------- issue 21: bombs, non-finite, hangs, unclean
+    Case("batch-yaml-billion-laughs", ("batch", "{in}/i21/laughs.yaml", "--store", "{st}"),
+         ("laughs.yaml", "expands to more than 1,000,000 values", "write the values out")),
+    Case("batch-manifest-nul", ("batch", "{in}/i21/nul.yaml", "--store", "{st}"), ("nul.yaml", "NUL bytes")),
+    Case("batch-manifest-latin1", ("batch", "{in}/i21/latin.csv", "--store", "{st}"),
+         ("latin.csv", "not UTF-8 text", "save it as UTF-8")),
+    Case("batch-manifest-huge-cell", ("batch", "{in}/i21/cell.csv", "--store", "{st}"),
+         ("cell.csv", "longer than 131,072 characters")),
+    Case("batch-manifest-loop", ("batch", "{in}/i21/loop1.yaml", "--store", "{st}"), ("loop1.yaml", "symlink loop")),
+    Case("batch-n-trs-beyond-int64", ("batch", "{in}/i21/ntrs.yaml", "--store", "{st}"),
+         ("n_trs=1e+23", "the scan's real TR count")),
+    Case("batch-many-unknown-columns", ("batch", "{in}/i21/cols.csv", "--store", "{st}"),
+         ("unknown column 'col0'", "and 195 more unknown columns")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -360,6 +373,21 @@ def _audio(d: Path) -> None:
     (d / "fifo.yaml").write_text("stimuli: [fifo.wav]\n")
 
 
+def _issue21(d: Path) -> None:
+    """Inputs of issue 21's rows, under ``in/i21``."""
+    d.mkdir()
+    laughs = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    (d / "laughs.yaml").write_text("\n".join(laughs) + "\nstimuli: [../clip.wav]\n")
+    (d / "nul.yaml").write_bytes(b"stimuli: [a\x00.wav]\n")
+    (d / "latin.csv").write_bytes(b"path\ncaf\xe9.wav\n")
+    (d / "cell.csv").write_text("path\n" + "a" * 140_000 + ".wav\n")
+    os.symlink(d / "loop2.yaml", d / "loop1.yaml")
+    os.symlink(d / "loop1.yaml", d / "loop2.yaml")
+    (d / "ntrs.yaml").write_text("stimuli: [{path: ../clip.wav, n_trs: 100000000000000000000000}]\n")
+    (d / "cols.csv").write_text(",".join(["path"] + [f"col{i}" for i in range(200)]) + "\n../clip.wav\n")
+
+
 def _fmri_and_manifests(d: Path) -> None:
     import nibabel as nib
     import zarr
@@ -387,6 +415,7 @@ def ctx(tmp_path_factory, model_dir):
     _audio(inp)
     _models(inp / "models", model_dir)
     _fmri_and_manifests(inp)
+    _issue21(inp / "i21")
     (inp / "good.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [1.5]\ntrs: [1.5]\n")
     (inp / "bw5.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [5]\ntrs: [1.5]\n")
     base = root / "base"
