@@ -127,3 +127,53 @@ class Terminal:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def write_hostile_niftis(d) -> dict:
+    """Small 4D NIfTIs (4, 3, 3, 8) whose headers lie (issue 21); ``{name: path}`` under folder ``d``.
+
+    ``trunc.nii``/``trunc.nii.gz`` cut short, ``morevols.nii`` dim[4]=20 over 8 volumes, ``voxoff.nii``
+    and ``voxoff.nii.gz`` vox_offset 3e9, ``rgb.nii``, ``complex.nii``, ``zerovols.nii``, ``slope.nii``
+    (int16, scl_slope 1e38), ``msec.nii`` (pixdim 1.5 msec), ``usec.nii`` (1e-6 sec), ``bigtr.nii`` (1e6
+    sec), ``nanaff.nii`` (a NaN in srow_x), ``singular.nii`` (srow_x[0] = 0), ``good.nii``.
+    """
+    import gzip
+    import struct
+
+    import nibabel as nib
+
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    data = 100 + rng.standard_normal((4, 3, 3, 8)).astype(np.float32)
+
+    def save(name, arr, unit="sec", tr=2.0):
+        img = nib.Nifti1Image(arr, np.diag([3.0, 3.0, 3.0, 1.0]))
+        img.header.set_xyzt_units("mm", unit)
+        img.header.set_zooms((3.0, 3.0, 3.0, tr))
+        nib.save(img, d / name)
+        return (d / name).read_bytes()
+
+    def patched(name, raw, fmt, offset, *values):
+        b = bytearray(raw)
+        struct.pack_into(fmt, b, offset, *values)
+        (d / name).write_bytes(bytes(b))
+
+    raw = save("good.nii", data)
+    (d / "trunc.nii").write_bytes(raw[:-200])
+    (d / "trunc.nii.gz").write_bytes(gzip.compress(raw)[:-300])
+    patched("morevols.nii", raw, "<h", 48, 20)  # dim[4]
+    patched("zerovols.nii", raw, "<h", 48, 0)
+    patched("voxoff.nii", raw, "<f", 108, 3e9)  # vox_offset
+    (d / "voxoff.nii.gz").write_bytes(gzip.compress((d / "voxoff.nii").read_bytes()))
+    patched("nanaff.nii", raw, "<f", 280, float("nan"))  # srow_x[0]
+    patched("singular.nii", raw, "<f", 280, 0.0)
+    rgb = np.zeros((4, 3, 3, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.diag([3.0, 3.0, 3.0, 1.0])), d / "rgb.nii")
+    save("complex.nii", data.astype(np.complex64))
+    patched("slope.nii", save("slope.nii", rng.integers(1, 1000, (4, 3, 3, 8)).astype(np.int16)), "<ff", 112, 1e38,
+            0.0)  # scl_slope, scl_inter
+    save("msec.nii", data, unit="msec", tr=1.5)
+    save("usec.nii", data, tr=1e-6)
+    save("bigtr.nii", data, tr=1e6)
+    return {p.name: p for p in d.iterdir()}

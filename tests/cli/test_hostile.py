@@ -25,7 +25,7 @@ from giblet_store.cli import main
 from giblet_store.errors import GibletStoreError
 from giblet_store.testing import synth_audio, write_wav
 
-from helpers import snapshot
+from helpers import snapshot, write_hostile_niftis
 
 FAST = ["--bandwidth", "1.5", "--chunk-seconds", "1", "--context-seconds", "0.5"]
 
@@ -319,6 +319,22 @@ CASES = [
          ("n_trs=1e+23", "the scan's real TR count")),
     Case("batch-many-unknown-columns", ("batch", "{in}/i21/cols.csv", "--store", "{st}"),
          ("unknown column 'col0'", "and 195 more unknown columns")),
+    Case("fmri-trunc-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/trunc.nii", "--subject", "s1"), ("trunc.nii", "file is truncated or its dim[4] is wrong", "Re-export")),
+    Case("fmri-trunc-nii-gz", ("ingest-fmri", "{st}", "{in}/i21/nii/trunc.nii.gz", "--subject", "s1"), ("trunc.nii.gz", "truncated or damaged", "Re-export")),
+    Case("fmri-morevols-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/morevols.nii", "--subject", "s1"), ("morevols.nii", "says 20 volume(s)", "8 complete volume(s)")),
+    Case("fmri-voxoff-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/voxoff.nii", "--subject", "s1"), ("voxoff.nii", "vox_offset is 3,000,000,000 bytes", "repair its header")),
+    Case("fmri-voxoff-nii-gz", ("ingest-fmri", "{st}", "{in}/i21/nii/voxoff.nii.gz", "--subject", "s1"), ("voxoff.nii.gz", "more than any gzip stream of that size holds")),
+    Case("fmri-rgb-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/rgb.nii", "--subject", "s1"), ("rgb.nii", "RGB colour", "Convert it to a float or integer")),
+    Case("fmri-complex-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/complex.nii", "--subject", "s1"), ("complex.nii", "complex values", "magnitude")),
+    Case("fmri-zerovols-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/zerovols.nii", "--subject", "s1"), ("zerovols.nii", "holds no volumes", "dim[4] >= 1")),
+    Case("fmri-slope-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/slope.nii", "--subject", "s1"), ("slope.nii", "scl_slope=1e+38", "set_slope_inter")),
+    Case("fmri-msec-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/msec.nii", "--subject", "s1"), ("msec.nii", "1.5 msec = 0.0015 s", "--tr 1.5")),
+    Case("fmri-usec-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/usec.nii", "--subject", "s1"), ("usec.nii", "1e-06 sec = 1e-06 s", "--tr 1.5")),
+    Case("fmri-bigtr-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/bigtr.nii", "--subject", "s1"), ("bigtr.nii", "1e+06 sec = 1000 s", "--tr 1.5")),
+    Case("fmri-nanaff-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/nanaff.nii", "--subject", "s1"), ("nanaff.nii", "holds NaN or infinite", "set_sform")),
+    Case("fmri-singular-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/singular.nii", "--subject", "s1"), ("singular.nii", "is singular", "set_sform")),
+    Case("fmri-tr-microseconds", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "--tr", "0.0015"),
+         ("tr_s=0.0015 s is shorter than 0.05 s", "Give the TR in seconds")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -386,6 +402,7 @@ def _issue21(d: Path) -> None:
     os.symlink(d / "loop1.yaml", d / "loop2.yaml")
     (d / "ntrs.yaml").write_text("stimuli: [{path: ../clip.wav, n_trs: 100000000000000000000000}]\n")
     (d / "cols.csv").write_text(",".join(["path"] + [f"col{i}" for i in range(200)]) + "\n../clip.wav\n")
+    write_hostile_niftis(d / "nii")
 
 
 def _fmri_and_manifests(d: Path) -> None:
