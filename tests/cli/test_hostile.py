@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -335,6 +336,22 @@ CASES = [
     Case("fmri-singular-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/singular.nii", "--subject", "s1"), ("singular.nii", "is singular", "set_sform")),
     Case("fmri-tr-microseconds", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "--tr", "0.0015"),
          ("tr_s=0.0015 s is shorter than 0.05 s", "Give the TR in seconds")),
+    Case("import-n-trs-2m", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}", "--n-trs", "2000000"),
+         ("good.ecdc", "n_trs=2000000 is far beyond the stimulus", "Give the scan's real TR count")),
+    Case("import-n-trs-1e9", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}", "--n-trs",
+                              "1000000000"), ("good.ecdc", "n_trs=1000000000 is far beyond the stimulus")),
+    Case("import-tr-tiny", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}", "--tr", "1e-9"),
+         ("good.ecdc", "a TR must hold at least one frame", "Give tr_s >=")),
+    Case("import-onset-huge", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}",
+                               "--onset=-1e12"), ("good.ecdc", "GiB", "raise GIBLET_STORE_MAX_ENTRY_BYTES")),
+    Case("import-ecdc-length-infinity", ("import", "{in}/i21/inf.ecdc", "--store", "{st}", "--model", "{model}"),
+         ("inf.ecdc", "damaged .ecdc header", "re-export it")),
+    Case("import-ecdc-deep-json", ("import", "{in}/i21/deep.ecdc", "--store", "{st}", "--model", "{model}"),
+         ("deep.ecdc", "nested too deeply", "re-export it")),
+    Case("import-acomp-beyond-int64", ("import", "{in}/i21/int64.acomp", "--store", "{st}", "--model", "{model}"),
+         ("int64.acomp", "is beyond int64")),
+    Case("import-npy-shape-1e12", ("import", "{in}/i21/huge.npy", "--store", "{st}", "--model", "{model}"),
+         ("huge.npy", "(2, 1000000000000)", "Save the (codebook, frame) stream again")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -403,6 +420,15 @@ def _issue21(d: Path) -> None:
     (d / "ntrs.yaml").write_text("stimuli: [{path: ../clip.wav, n_trs: 100000000000000000000000}]\n")
     (d / "cols.csv").write_text(",".join(["path"] + [f"col{i}" for i in range(200)]) + "\n../clip.wav\n")
     write_hostile_niftis(d / "nii")
+    meta = b'{"m": "encodec_24khz", "al": 3200, "nc": 2, "lm": false}'  # 10 frames x 2 codebooks x 10 bits
+    (d / "good.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, len(meta)) + meta + bytes(25))
+    inf = meta.replace(b"3200", b"Infinity")
+    (d / "inf.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, len(inf)) + inf + bytes(25))
+    (d / "deep.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, 200_000) + b"[" * 100_000 + b"]" * 100_000)
+    (d / "int64.acomp").write_text("1\n1.5\n1 99999999999999999999999\n")
+    npy = b"{'descr': '<i2', 'fortran_order': False, 'shape': (2, 1000000000000), }"
+    npy += b" " * (118 - len(npy)) + b"\n"
+    (d / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(npy)) + npy + bytes(400))
 
 
 def _fmri_and_manifests(d: Path) -> None:
