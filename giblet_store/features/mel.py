@@ -172,6 +172,25 @@ def _mel_chunk(segment: np.ndarray, params: MelParams) -> np.ndarray:
     return S.astype(np.float32)
 
 
+#: Bytes per STFT bin and frame in one task: the complex128 STFT (16) and its float64 power (8).
+STFT_BYTES_PER_BIN = 24
+
+
+def check_stft_size(params: MelParams, duration_s: float, what: str) -> None:
+    """Refuse before reading audio when one chunk's STFT (frames x ``n_fft // 2 + 1`` bins) would exceed
+    the working-memory limit (:func:`giblet_store.bounds.check_working_set`)."""
+    from ..bounds import check_working_set
+
+    n_frames = 1 + int(duration_s * params.sample_rate_hz) // params.hop
+    per_chunk = min(n_frames, max(1, round(params.chunk_s * params.sample_rate_hz / params.hop)))
+    bins = params.n_fft // 2 + 1
+    check_working_set(
+        per_chunk * bins * STFT_BYTES_PER_BIN, what,
+        f"an STFT of {per_chunk} frames x {bins} bins x {STFT_BYTES_PER_BIN} bytes: n_fft={params.n_fft}, "
+        f"hop={params.hop} at {params.sample_rate_hz} Hz, chunk_s={params.chunk_s:g}",
+        "give a larger hop, a smaller n_fft or shorter chunks (--chunk-seconds)")
+
+
 def mel_stream(audio: np.ndarray, params: MelParams):
     """Lazy mel spectrogram of a mono signal, one Dask task per ``chunk_s`` of frames.
 
@@ -244,6 +263,7 @@ def extract_mel(
     from ..bounds import check_grid_bounds
 
     check_grid_bounds(grid, info.duration_s, params.frame_rate, 4 * params.n_mels, what=repr(str(audio_path)))
+    check_stft_size(params, info.duration_s, what=repr(str(audio_path)))
     source_sha = sha256_file(audio_path)
     inputs = mel_key_inputs(source_sha, params, grid, info.stream)
     key = content_key(inputs)

@@ -352,6 +352,8 @@ CASES = [
          ("int64.acomp", "is beyond int64")),
     Case("import-npy-shape-1e12", ("import", "{in}/i21/huge.npy", "--store", "{st}", "--model", "{model}"),
          ("huge.npy", "(2, 1000000000000)", "Save the (codebook, frame) stream again")),
+    Case("mel-stft-bomb", ("mel", "{in}/clip.wav", "--store", "{st}", "--n-fft", "65536", "--hop", "1"),
+         ("clip.wav", "x 32769 bins x 24 bytes", "working-memory limit", "give a larger hop")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
