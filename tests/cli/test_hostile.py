@@ -354,6 +354,9 @@ CASES = [
          ("huge.npy", "(2, 1000000000000)", "Save the (codebook, frame) stream again")),
     Case("mel-stft-bomb", ("mel", "{in}/clip.wav", "--store", "{st}", "--n-fft", "65536", "--hop", "1"),
          ("clip.wav", "x 32769 bins x 24 bytes", "working-memory limit", "give a larger hop")),
+    Case("batch-connect-timeout-nan", ("batch", "{in}/good.yaml", "--store", "{st}", "--scheduler", "tcp://127.0.0.1:9",
+                                       "--connect-timeout", "nan"),
+         ("connect_timeout must be a positive number of seconds, got nan",)),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
