@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import StoreError
+from .regular import NotRegularFileError, cat_regular
 
 if TYPE_CHECKING:
     from .entry import Entry
@@ -100,7 +101,9 @@ def _read_many(store: "Store", paths: list[str]) -> dict[str, bytes | None]:
 
     def one(p: str) -> bytes | None:
         try:
-            return store.fs.cat_file(store._p(p))
+            return cat_regular(store.fs, store._p(p))
+        except NotRegularFileError:  # a FIFO/socket/device named like a document: never opened, not ours
+            return None
         except _MISSING:
             return None
         except OSError as exc:

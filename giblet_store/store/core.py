@@ -23,6 +23,7 @@ from .staging import StagedWriter, Staging
 from .attr_match import matches
 from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
+from .regular import cat_regular
 from ..validate import is_format_version, parse_key, parse_kind
 
 __all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
@@ -74,8 +75,8 @@ class Store:
 
     def _read_group_attrs(self, path: str) -> dict | None:
         try:
-            raw = self.fs.cat_file(self._p(f"{path}/zarr.json"))
-        except (FileNotFoundError, OSError):
+            raw = cat_regular(self.fs, self._p(f"{path}/zarr.json"))
+        except (FileNotFoundError, OSError):  # NotRegularFileError too: a FIFO is never opened
             return None
         try:
             meta = json.loads(raw)

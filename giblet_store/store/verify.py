@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from .codecs_allowed import UnsafeCodecError
+from .regular import cat_regular, non_regular_files
 from ..errors import GibletStoreError, StoreError
 
 __all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine", "cache_hit"]
@@ -104,7 +105,7 @@ def _attr_problem(attrs: dict, kind_dir: str, name: str) -> str | None:
 def _group_attrs(store, path: str) -> tuple[dict | None, str | None]:
     """(attributes, None) of the group at ``path``, or (None, why it is unreadable)."""
     try:
-        raw = store.fs.cat_file(store._p(f"{path}/zarr.json"))
+        raw = cat_regular(store.fs, store._p(f"{path}/zarr.json"))
     except FileNotFoundError:
         return None, "it has no zarr.json (files were deleted, or a write never finished)"
     except OSError as exc:
@@ -126,7 +127,7 @@ def _missing_chunks(store, path: str) -> list[str]:
     missing = []
     for name in sorted({p.split("/", 1)[0] for p in present if "/" in p}):
         try:
-            meta = json.loads(store.fs.cat_file(f"{root}/{name}/zarr.json"))
+            meta = json.loads(cat_regular(store.fs, f"{root}/{name}/zarr.json"))
         except (OSError, ValueError):
             continue
         if meta.get("node_type") != "array":
@@ -169,6 +170,9 @@ def _content_problem(store, path: str, attrs: dict, read_chunks: bool = False) -
     from ..errors import FormatVersionError
     from .entry import Entry
 
+    if odd := non_regular_files(store.fs, store._p(path)):  # reading one would wait forever
+        return (f"it holds {len(odd)} file(s) that are not regular files: {', '.join(odd[:3])}; a store holds "
+                "only files it wrote"), True
     try:
         store.open(Entry(store, path, attrs), validate=True)
     except FormatVersionError as exc:

@@ -101,6 +101,18 @@ def _truncate_chunk(st):
     p.write_bytes(p.read_bytes()[:5])
 
 
+def _fifo_document(st):
+    """A FIFO named zarr.json where an entry's document would be (opening it would wait forever)."""
+    (Path(st) / "codes" / "0123456789abcdef").mkdir()
+    os.mkfifo(Path(st) / "codes" / "0123456789abcdef" / "zarr.json")
+
+
+def _fifo_chunk(st):
+    p = _entry(st) / "codes" / "c" / "0" / "0" / "0"
+    p.unlink()
+    os.mkfifo(p)
+
+
 def _move_to_mel(st):
     e = _entry(st)
     (Path(st) / "mel").mkdir()
@@ -357,6 +369,15 @@ CASES = [
     Case("batch-connect-timeout-nan", ("batch", "{in}/good.yaml", "--store", "{st}", "--scheduler", "tcp://127.0.0.1:9",
                                        "--connect-timeout", "nan"),
          ("connect_timeout must be a positive number of seconds, got nan",)),
+    Case("ls-fifo-zarr-json", ("ls", "{st}"), ("codes", "KEY"), code=0, prep=_fifo_document),
+    Case("verify-fifo-chunk", ("verify", "{st}"), ("not regular files", "codes/c/0/0/0 (a FIFO", "--repair"),
+         prep=_fifo_chunk),
+    Case("model-fifo-safetensors", X("clip.wav", "--model", "{in}/i21/models/fifo_weights"),
+         ("model.safetensors is not a regular file", "save_pretrained")),
+    Case("model-fifo-config", X("clip.wav", "--model", "{in}/i21/models/fifo_config"),
+         ("config.json is not a regular file", "save_pretrained")),
+    Case("model-deep-config", X("clip.wav", "--model", "{in}/i21/models/deep_config"),
+         ("nested too deeply to be a model config",)),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -411,9 +432,15 @@ def _audio(d: Path) -> None:
     (d / "fifo.yaml").write_text("stimuli: [fifo.wav]\n")
 
 
-def _issue21(d: Path) -> None:
+def _issue21(d: Path, model_dir: Path) -> None:
     """Inputs of issue 21's rows, under ``in/i21``."""
     d.mkdir()
+    for name, odd in (("fifo_weights", "model.safetensors"), ("fifo_config", "config.json"), ("deep_config", "")):
+        shutil.copytree(model_dir, d / "models" / name)
+        if odd:
+            (d / "models" / name / odd).unlink()
+            os.mkfifo(d / "models" / name / odd)
+    (d / "models" / "deep_config" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
     laughs = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     laughs += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
     (d / "laughs.yaml").write_text("\n".join(laughs) + "\nstimuli: [../clip.wav]\n")
@@ -463,7 +490,7 @@ def ctx(tmp_path_factory, model_dir):
     _audio(inp)
     _models(inp / "models", model_dir)
     _fmri_and_manifests(inp)
-    _issue21(inp / "i21")
+    _issue21(inp / "i21", model_dir)
     (inp / "good.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [1.5]\ntrs: [1.5]\n")
     (inp / "bw5.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [5]\ntrs: [1.5]\n")
     base = root / "base"
