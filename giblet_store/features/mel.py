@@ -191,6 +191,14 @@ def check_stft_size(params: MelParams, duration_s: float, what: str) -> None:
         "give a larger hop, a smaller n_fft or shorter chunks (--chunk-seconds)")
 
 
+def _check_sizes(params: MelParams, grid: TrGrid, duration_s: float, what: str) -> None:
+    """The entry (grid bounds) and one chunk's STFT (working memory) fit, before any audio is read."""
+    from ..bounds import check_grid_bounds
+
+    check_grid_bounds(grid, duration_s, params.frame_rate, 4 * params.n_mels, what=what)
+    check_stft_size(params, duration_s, what=what)
+
+
 def mel_stream(audio: np.ndarray, params: MelParams):
     """Lazy mel spectrogram of a mono signal, one Dask task per ``chunk_s`` of frames.
 
@@ -260,10 +268,7 @@ def extract_mel(
     if isinstance(audio_path, (list, tuple)):
         return _extract_each(store, audio_path, params, grid, scheduler, audio_stream)
     info = audio_info(audio_path, audio_stream)
-    from ..bounds import check_grid_bounds
-
-    check_grid_bounds(grid, info.duration_s, params.frame_rate, 4 * params.n_mels, what=repr(str(audio_path)))
-    check_stft_size(params, info.duration_s, what=repr(str(audio_path)))
+    _check_sizes(params, grid, info.duration_s, repr(str(audio_path)))
     source_sha = sha256_file(audio_path)
     inputs = mel_key_inputs(source_sha, params, grid, info.stream)
     key = content_key(inputs)
