@@ -88,8 +88,23 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     if info.frames <= 0:
         raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode. "
                          "Give a file that holds audio")
+    check_sample_rate(p, int(info.samplerate), int(info.frames))
     check_wav_complete(p, int(info.samplerate))
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+#: Lowest sample rate read as audio: below it a header's rate is damage (a "1 Hz" file of two samples
+#: would become 2 s of audio), not a recording.
+MIN_SAMPLE_RATE_HZ = 1000
+
+
+def check_sample_rate(path, sample_rate_hz: int, frames: int) -> None:
+    """Refuse a header whose sample rate no recording has (below :data:`MIN_SAMPLE_RATE_HZ`)."""
+    if sample_rate_hz < MIN_SAMPLE_RATE_HZ:
+        raise AudioError(
+            f"{str(path)!r} declares {sample_rate_hz} Hz ({frames} samples = {frames / max(sample_rate_hz, 1):g} s); "
+            f"audio is sampled at {MIN_SAMPLE_RATE_HZ} Hz or more (speech 8-16 kHz, music 44.1-48 kHz), so the "
+            "header is damaged. Re-export the file with its real sample rate")
 
 
 def _container_info(path, audio_stream: int | None) -> AudioInfo:
@@ -97,6 +112,7 @@ def _container_info(path, audio_stream: int | None) -> AudioInfo:
 
     c = probe_container(path, audio_stream)
     n = round((c.duration_s or 0.0) * c.sample_rate_hz)  # unknown: 1 (the decode gives the real length)
+    check_sample_rate(path, int(c.sample_rate_hz), int(n))
     return AudioInfo(str(path), c.sample_rate_hz, c.channels, max(int(n), 1), c.stream, max(c.start_s, 0.0),
                      "pyav", c.codec, c.format)
 

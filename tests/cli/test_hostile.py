@@ -113,6 +113,13 @@ def _fifo_chunk(st):
     os.mkfifo(p)
 
 
+def _index_in_the_way(st):
+    """A folder where the codes index is written, so reindex cannot write it."""
+    index = next((Path(st) / "_catalog" / "codes").glob("index*.json"))
+    index.unlink()
+    (index / "in-the-way").mkdir(parents=True)
+
+
 def _move_to_mel(st):
     e = _entry(st)
     (Path(st) / "mel").mkdir()
@@ -378,6 +385,11 @@ CASES = [
          ("config.json is not a regular file", "save_pretrained")),
     Case("model-deep-config", X("clip.wav", "--model", "{in}/i21/models/deep_config"),
          ("nested too deeply to be a model config",)),
+    Case("ls-newline-rtl-name", ("ls", "{st}"), ("evil\\nKEY  fake\\u202egnp.wav",), code=0,
+         prep=lambda st: _edit_attrs(st, source_name="evil\nKEY  fake\u202egnp.wav")),
+    Case("one-hz-wav", X("i21/onehz.wav"), ("onehz.wav", "declares 1 Hz (2 samples = 2 s)", "real sample rate")),
+    Case("reindex-cannot-write", ("reindex", "{st}"), ("could not write the catalogue", "then rerun reindex"),
+         prep=_index_in_the_way),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -452,6 +464,7 @@ def _issue21(d: Path, model_dir: Path) -> None:
     (d / "ntrs.yaml").write_text("stimuli: [{path: ../clip.wav, n_trs: 100000000000000000000000}]\n")
     (d / "cols.csv").write_text(",".join(["path"] + [f"col{i}" for i in range(200)]) + "\n../clip.wav\n")
     write_hostile_niftis(d / "nii")
+    sf.write(d / "onehz.wav", np.array([0.1, -0.1], np.float32), 1, subtype="FLOAT")
     meta = b'{"m": "encodec_24khz", "al": 3200, "nc": 2, "lm": false}'  # 10 frames x 2 codebooks x 10 bits
     (d / "good.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, len(meta)) + meta + bytes(25))
     inf = meta.replace(b"3200", b"Infinity")
