@@ -390,6 +390,10 @@ CASES = [
     Case("one-hz-wav", X("i21/onehz.wav"), ("onehz.wav", "declares 1 Hz (2 samples = 2 s)", "real sample rate")),
     Case("reindex-cannot-write", ("reindex", "{st}"), ("could not write the catalogue", "then rerun reindex"),
          prep=_index_in_the_way),
+    Case("store-invalid-bucket", ("ls", "s3://Invalid_Bucket!/st"), ("'Invalid_Bucket!' is not a valid S3 bucket name",
+                                                                      "Give the bucket's real name")),
+    Case("store-path-over-4096", ("mel", "{in}/clip.wav", "--store", "{tmp}/" + "a/" * 2100),
+         ("bytes long; paths on this system are shorter than 4096 bytes", "Give a shorter path")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
