@@ -183,3 +183,18 @@ def write_hostile_niftis(d) -> dict:
     save("usec.nii", data, tr=1e-6)
     save("bigtr.nii", data, tr=1e6)
     return {p.name: p for p in d.iterdir()}
+
+
+def write_long_header_flac(path, hours: float = 795.0, sample_rate_hz: int = 24000) -> Path:
+    """A 1 s FLAC whose STREAMINFO declares ``hours`` of samples (issue 21: "Internal psf_fseek() failed")."""
+    import soundfile as sf
+
+    x = (np.random.default_rng(0).standard_normal(sample_rate_hz) * 0.1).astype(np.float32)
+    sf.write(path, x, sample_rate_hz, format="FLAC")
+    b = bytearray(Path(path).read_bytes())
+    assert b[:4] == b"fLaC"
+    v = int.from_bytes(b[18:26], "big")  # sample rate, channels, bits, then 36 bits of total samples
+    v = (v & ~((1 << 36) - 1)) | int(hours * 3600 * sample_rate_hz)
+    b[18:26] = v.to_bytes(8, "big")
+    Path(path).write_bytes(bytes(b))
+    return Path(path)

@@ -90,7 +90,29 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
                          "Give a file that holds audio")
     check_sample_rate(p, int(info.samplerate), int(info.frames))
     check_wav_complete(p, int(info.samplerate))
+    if info.format == "FLAC":  # WAV: check_wav_complete; FLAC's STREAMINFO total is a claim
+        check_declared_length(p, int(info.frames), int(info.samplerate))
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def check_declared_length(path, frames: int, sample_rate_hz: int) -> None:
+    """Seek to the last sample a (FLAC) header declares: a file that ends before it is refused before
+    a buffer the declared size is allocated (a 41 KB FLAC may declare 795 h, 256 GiB of float32)."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(frames - 1)
+            got = len(f.read(1, dtype="float32"))
+    except Exception as exc:  # LibsndfileError "Internal psf_fseek() failed", RuntimeError
+        got, why = 0, f" ({exc})"
+    else:
+        why = ""
+    if got != 1:
+        raise AudioError(
+            f"{str(path)!r}: its header declares {frames} samples at {sample_rate_hz} Hz "
+            f"({frames / sample_rate_hz / 3600:.3g} h) but the {os.path.getsize(path):,}-byte file ends before the "
+            f"last of them{why}; the file is truncated or its header is damaged. Re-export or re-download it")
 
 
 #: Lowest sample rate read as audio: below it a header's rate is damage (a "1 Hz" file of two samples
@@ -174,7 +196,13 @@ def load_audio(
     try:
         n_read = _read_resampled(path, info, sample_rate_hz, channels, buf)
     except Exception as exc:
-        raise exc if isinstance(exc, AudioError) else AudioError(f"could not decode {str(path)!r}: {exc}") from None
+        if isinstance(exc, AudioError):
+            raise
+        hours = info.n_samples / info.sample_rate_hz / 3600
+        raise AudioError(
+            f"could not decode {str(path)!r} ({exc}); its header declares {info.n_samples} samples at "
+            f"{info.sample_rate_hz} Hz ({hours:.3g} h) in a {os.path.getsize(path):,}-byte file, so the file is "
+            "truncated or its header is damaged. Re-export or re-download it") from None
     if n_read < info.n_samples:
         raise AudioError(
             f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "

@@ -26,7 +26,7 @@ from giblet_store.cli import main
 from giblet_store.errors import GibletStoreError
 from giblet_store.testing import synth_audio, write_wav
 
-from helpers import snapshot, write_hostile_niftis
+from helpers import snapshot, write_hostile_niftis, write_long_header_flac
 
 FAST = ["--bandwidth", "1.5", "--chunk-seconds", "1", "--context-seconds", "0.5"]
 
@@ -394,6 +394,8 @@ CASES = [
                                                                       "Give the bucket's real name")),
     Case("store-path-over-4096", ("mel", "{in}/clip.wav", "--store", "{tmp}/" + "a/" * 2100),
          ("bytes long; paths on this system are shorter than 4096 bytes", "Give a shorter path")),
+    Case("flac-header-795-hours", X("i21/long.flac"), ("long.flac", "declares 68688000000 samples at 24000 Hz (795 h)",
+                                                        "Re-export or re-download it")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -468,6 +470,7 @@ def _issue21(d: Path, model_dir: Path) -> None:
     (d / "ntrs.yaml").write_text("stimuli: [{path: ../clip.wav, n_trs: 100000000000000000000000}]\n")
     (d / "cols.csv").write_text(",".join(["path"] + [f"col{i}" for i in range(200)]) + "\n../clip.wav\n")
     write_hostile_niftis(d / "nii")
+    write_long_header_flac(d / "long.flac")
     sf.write(d / "onehz.wav", np.array([0.1, -0.1], np.float32), 1, subtype="FLOAT")
     meta = b'{"m": "encodec_24khz", "al": 3200, "nc": 2, "lm": false}'  # 10 frames x 2 codebooks x 10 bits
     (d / "good.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, len(meta)) + meta + bytes(25))
