@@ -81,13 +81,13 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     if isinstance(reply, dict) and reply.get("type") == "Scheduler":
         return
     if t.is_alive() or isinstance(result.get("error"), (TimeoutError, asyncio.TimeoutError)):
-        why = f"it accepted the connection but did not answer as a Dask scheduler within {timeout:g} s"
+        why = "no answer: a server that accepts the connection but is not a Dask scheduler, or none at all"
     elif "error" in result:
         why = _reason(result["error"])
     else:
         why = f"it answered as {str(reply)[:80]!r}, not as a Dask scheduler"
-    raise ClusterError(f"cannot reach the Dask scheduler at {address!r} ({why}); check the address and port "
-                       "(`dask scheduler` prints it), or run with --scheduler local")
+    raise ClusterError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s ({why}); check the "
+                       "address and port (`dask scheduler` prints it), or run with --scheduler local")
 
 
 def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, stack):
