@@ -99,6 +99,35 @@ def check_grid_bounds(grid: TrGrid, duration_s: float, frame_rate_hz: "float | F
     return n_trs
 
 
+#: Default ceiling on the memory one task of a computation holds at once (an STFT chunk, say).
+MAX_WORKING_BYTES = 4 * 1024**3
+
+
+def max_working_bytes() -> int:
+    """:data:`MAX_WORKING_BYTES`, or ``$GIBLET_STORE_MAX_WORKING_BYTES`` when set to a positive integer."""
+    text = os.environ.get("GIBLET_STORE_MAX_WORKING_BYTES")
+    if text is None:
+        return MAX_WORKING_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ParameterError(f"GIBLET_STORE_MAX_WORKING_BYTES must be a positive integer (bytes), got {text!r}")
+    return value
+
+
+def check_working_set(size: int, what: str, detail: str, fix: str) -> None:
+    """Refuse a computation whose one task would hold ``size`` bytes, above :func:`max_working_bytes`.
+
+    The message says ``what``, the size and how it comes (``detail``), then ``fix``.
+    """
+    limit = max_working_bytes()
+    if size > limit:
+        raise ParameterError(f"{what}: one task would hold {_gib(size)} ({detail}), more than the {_gib(limit)} "
+                             f"working-memory limit; {fix}, or raise GIBLET_STORE_MAX_WORKING_BYTES")
+
+
 def check_output_size(n_trs: int, bytes_per_tr: int, what: str, fix: str) -> None:
     """Refuse an output of ``n_trs`` TRs of ``bytes_per_tr`` bytes each before anything is computed.
 

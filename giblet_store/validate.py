@@ -15,6 +15,7 @@ import enum
 import math
 import os
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,7 +24,7 @@ import numpy as np
 from .errors import EntryNotFoundError, ParameterError
 
 __all__ = [
-    "MAX_TR_S", "finite", "number_like", "positive_seconds", "int_in_range", "flag", "choice", "tr_seconds",
+    "MAX_TR_S", "MIN_SCAN_TR_S", "scan_tr_seconds", "finite", "number_like", "positive_seconds", "int_in_range", "flag", "choice", "tr_seconds",
     "is_integer", "is_choice", "is_format_version",
     "ResampleMethod", "HrfModel", "NanPolicy", "KINDS", "parse_kind", "parse_key", "parse_output_path", "register_kind",
     "file_name_text", "path_text", "redact_url",
@@ -31,6 +32,8 @@ __all__ = [
 
 #: Longest TR accepted anywhere (grid, fMRI, resampling); the JSON schemas are tested against it.
 MAX_TR_S = 60.0
+#: Shortest TR an fMRI scan is taken to have (the fastest whole-brain sequences reach ~0.1 s).
+MIN_SCAN_TR_S = 0.05
 
 _REAL = (int, float, np.integer, np.floating)
 _INTEGER = (int, np.integer)
@@ -55,7 +58,7 @@ def number_like(name: str, value: Any) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+        raise ParameterError(f"{name} must be a number, got {reprlib.repr(value)}") from None
     return finite(name, x)
 
 
@@ -74,6 +77,15 @@ def tr_seconds(value: Any, name: str = "tr_s") -> float:
         name, value, maximum=MAX_TR_S,
         hint="; fMRI TRs are 0.5-3 s. Did you give milliseconds? Give the TR in seconds",
     )
+
+
+def scan_tr_seconds(value: Any, name: str = "tr_s") -> float:
+    """An fMRI repetition time in seconds: :data:`MIN_SCAN_TR_S` <= TR <= :data:`MAX_TR_S`."""
+    tr = tr_seconds(value, name)
+    if tr < MIN_SCAN_TR_S:
+        raise ParameterError(f"{name}={tr:g} s is shorter than {MIN_SCAN_TR_S:g} s, faster than any fMRI scan (TRs are "
+                             "0.5-3 s). Give the TR in seconds")
+    return tr
 
 
 def int_in_range(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, optional: bool = False,

@@ -21,10 +21,16 @@ TESTS = Path(__file__).resolve().parent
 # ------------------------------------------------------------------------------ store files
 def snapshot(root) -> dict:
     """Every file under root with its bytes: 'store unchanged' means this is equal."""
+    import stat
+
     out = {}
     for d, _, files in os.walk(root):
         for f in files:
             p = os.path.join(d, f)
+            mode = os.lstat(p).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # a FIFO would block the read: its type stands in
+                out[os.path.relpath(p, root)] = f"<not a regular file: {stat.S_IFMT(mode):o}>"
+                continue
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, root)] = fh.read()
     return out
@@ -168,4 +174,69 @@ def write_chained_ogg(path, parts) -> Path:
         blobs.append(one.read_bytes())
         one.unlink()
     Path(path).write_bytes(b"".join(blobs))
+    return Path(path)
+
+
+def write_hostile_niftis(d) -> dict:
+    """Small 4D NIfTIs (4, 3, 3, 8) whose headers lie (issue 21); ``{name: path}`` under folder ``d``.
+
+    ``trunc.nii``/``trunc.nii.gz`` cut short, ``morevols.nii`` dim[4]=20 over 8 volumes, ``voxoff.nii``
+    and ``voxoff.nii.gz`` vox_offset 3e9, ``rgb.nii``, ``complex.nii``, ``zerovols.nii``, ``slope.nii``
+    (int16, scl_slope 1e38), ``msec.nii`` (pixdim 1.5 msec), ``usec.nii`` (1e-6 sec), ``bigtr.nii`` (1e6
+    sec), ``nanaff.nii`` (a NaN in srow_x), ``singular.nii`` (srow_x[0] = 0), ``good.nii``.
+    """
+    import gzip
+    import struct
+
+    import nibabel as nib
+
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    data = 100 + rng.standard_normal((4, 3, 3, 8)).astype(np.float32)
+
+    def save(name, arr, unit="sec", tr=2.0):
+        img = nib.Nifti1Image(arr, np.diag([3.0, 3.0, 3.0, 1.0]))
+        img.header.set_xyzt_units("mm", unit)
+        img.header.set_zooms((3.0, 3.0, 3.0, tr))
+        nib.save(img, d / name)
+        return (d / name).read_bytes()
+
+    def patched(name, raw, fmt, offset, *values):
+        b = bytearray(raw)
+        struct.pack_into(fmt, b, offset, *values)
+        (d / name).write_bytes(bytes(b))
+
+    raw = save("good.nii", data)
+    (d / "trunc.nii").write_bytes(raw[:-200])
+    (d / "trunc.nii.gz").write_bytes(gzip.compress(raw)[:-300])
+    patched("morevols.nii", raw, "<h", 48, 20)  # dim[4]
+    patched("zerovols.nii", raw, "<h", 48, 0)
+    patched("voxoff.nii", raw, "<f", 108, 3e9)  # vox_offset
+    (d / "voxoff.nii.gz").write_bytes(gzip.compress((d / "voxoff.nii").read_bytes()))
+    patched("nanaff.nii", raw, "<f", 280, float("nan"))  # srow_x[0]
+    patched("singular.nii", raw, "<f", 280, 0.0)
+    rgb = np.zeros((4, 3, 3, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.diag([3.0, 3.0, 3.0, 1.0])), d / "rgb.nii")
+    save("complex.nii", data.astype(np.complex64))
+    patched("slope.nii", save("slope.nii", rng.integers(1, 1000, (4, 3, 3, 8)).astype(np.int16)), "<ff", 112, 1e38,
+            0.0)  # scl_slope, scl_inter
+    save("msec.nii", data, unit="msec", tr=1.5)
+    save("usec.nii", data, tr=1e-6)
+    save("bigtr.nii", data, tr=1e6)
+    return {p.name: p for p in d.iterdir()}
+
+
+def write_long_header_flac(path, hours: float = 795.0, sample_rate_hz: int = 24000) -> Path:
+    """A 1 s FLAC whose STREAMINFO declares ``hours`` of samples (issue 21: "Internal psf_fseek() failed")."""
+    import soundfile as sf
+
+    x = (np.random.default_rng(0).standard_normal(sample_rate_hz) * 0.1).astype(np.float32)
+    sf.write(path, x, sample_rate_hz, format="FLAC")
+    b = bytearray(Path(path).read_bytes())
+    assert b[:4] == b"fLaC"
+    v = int.from_bytes(b[18:26], "big")  # sample rate, channels, bits, then 36 bits of total samples
+    v = (v & ~((1 << 36) - 1)) | int(hours * 3600 * sample_rate_hz)
+    b[18:26] = v.to_bytes(8, "big")
+    Path(path).write_bytes(bytes(b))
     return Path(path)

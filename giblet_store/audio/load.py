@@ -89,9 +89,46 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     if info.frames <= 0:
         raise AudioError(f"{str(p)!r} holds no samples (zero-length audio); nothing to encode. "
                          "Give a file that holds audio")
+    check_sample_rate(p, int(info.samplerate), int(info.frames))
     check_wav_complete(p, int(info.samplerate))
     check_ogg_single(p, info.format)
+    if info.format == "FLAC":  # WAV: check_wav_complete; FLAC's STREAMINFO total is a claim
+        check_declared_length(p, int(info.frames), int(info.samplerate))
     return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def check_declared_length(path, frames: int, sample_rate_hz: int) -> None:
+    """Seek to the last sample a (FLAC) header declares: a file that ends before it is refused before
+    a buffer the declared size is allocated (a 41 KB FLAC may declare 795 h, 256 GiB of float32)."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(frames - 1)
+            got = len(f.read(1, dtype="float32"))
+    except Exception as exc:  # LibsndfileError "Internal psf_fseek() failed", RuntimeError
+        got, why = 0, f" ({exc})"
+    else:
+        why = ""
+    if got != 1:
+        raise AudioError(
+            f"{str(path)!r}: its header declares {frames} samples at {sample_rate_hz} Hz "
+            f"({frames / sample_rate_hz / 3600:.3g} h) but the {os.path.getsize(path):,}-byte file ends before the "
+            f"last of them{why}; the file is truncated or its header is damaged. Re-export or re-download it")
+
+
+#: Lowest sample rate read as audio: below it a header's rate is damage (a "1 Hz" file of two samples
+#: would become 2 s of audio), not a recording.
+MIN_SAMPLE_RATE_HZ = 1000
+
+
+def check_sample_rate(path, sample_rate_hz: int, frames: int) -> None:
+    """Refuse a header whose sample rate no recording has (below :data:`MIN_SAMPLE_RATE_HZ`)."""
+    if sample_rate_hz < MIN_SAMPLE_RATE_HZ:
+        raise AudioError(
+            f"{str(path)!r} declares {sample_rate_hz} Hz ({frames} samples = {frames / max(sample_rate_hz, 1):g} s); "
+            f"audio is sampled at {MIN_SAMPLE_RATE_HZ} Hz or more (speech 8-16 kHz, music 44.1-48 kHz), so the "
+            "header is damaged. Re-export the file with its real sample rate")
 
 
 def _container_info(path, audio_stream: int | None) -> AudioInfo:
@@ -99,6 +136,7 @@ def _container_info(path, audio_stream: int | None) -> AudioInfo:
 
     c = probe_container(path, audio_stream)
     n = round((c.duration_s or 0.0) * c.sample_rate_hz)  # unknown: 1 (the decode gives the real length)
+    check_sample_rate(path, int(c.sample_rate_hz), int(n))
     return AudioInfo(str(path), c.sample_rate_hz, c.channels, max(int(n), 1), c.stream, max(c.start_s, 0.0),
                      "pyav", c.codec, c.format)
 
@@ -184,7 +222,11 @@ def _load_soundfile(path, info: AudioInfo, sample_rate_hz: int, channels: int, o
     except Exception as exc:
         if isinstance(exc, (AudioError, SourceChangedError)):
             raise
-        raise AudioError(f"could not decode {str(path)!r}: {exc}") from None
+        hours = info.n_samples / info.sample_rate_hz / 3600
+        raise AudioError(
+            f"could not decode {str(path)!r} ({exc}); its header declares {info.n_samples} samples at "
+            f"{info.sample_rate_hz} Hz ({hours:.3g} h) in a {os.path.getsize(path):,}-byte file, so the file is "
+            "truncated or its header is damaged. Re-export or re-download it") from None
     if n_read < info.n_samples:
         raise AudioError(
             f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "

@@ -9,7 +9,7 @@ import sys
 
 from .report import _reason
 from ..errors import ClusterError, ParameterError
-from ..validate import int_in_range
+from ..validate import int_in_range, positive_seconds
 
 __all__: list[str] = []
 
@@ -35,9 +35,66 @@ def local_workers(workers: int | None) -> int | None:
     return n
 
 
+def connect_timeout(value) -> float:
+    """``--connect-timeout``: a positive, finite number of seconds."""
+    return positive_seconds("connect_timeout", value)
+
+
+async def _identity(address: str, timeout: float) -> dict:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=timeout)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Ask ``address`` who it is, the whole exchange bounded by ``timeout`` seconds.
+
+    ``distributed.Client(address, timeout=...)`` bounds the TCP connect but not every read of its
+    handshake: a server that accepts and never answers (not a Dask scheduler) keeps it waiting forever.
+    Here the connect, the request and the reply share one deadline, in a loop of our own.
+
+    Raises
+    ------
+    ClusterError
+        No answer within ``timeout``, or an answer that is not a Dask scheduler's.
+    """
+    import asyncio
+    import threading
+
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["reply"] = asyncio.run(asyncio.wait_for(_identity(address, timeout), timeout))
+        except BaseException as exc:  # handed to the caller below
+            result["error"] = exc
+
+    t = threading.Thread(target=run, name="giblet-scheduler-probe", daemon=True)
+    t.start()
+    t.join(timeout + 5.0)  # wait_for ends the loop at the deadline; the margin covers closing it
+    reply = result.get("reply")
+    if isinstance(reply, dict) and reply.get("type") == "Scheduler":
+        return
+    if t.is_alive() or isinstance(result.get("error"), (TimeoutError, asyncio.TimeoutError)):
+        why = "no answer: a server that accepts the connection but is not a Dask scheduler, or none at all"
+    elif "error" in result:
+        why = _reason(result["error"])
+    else:
+        why = f"it answered as {str(reply)[:80]!r}, not as a Dask scheduler"
+    raise ClusterError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s ({why}); check the "
+                       "address and port (`dask scheduler` prints it), or run with --scheduler local")
+
+
 def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, stack):
     """A distributed Client: a new LocalCluster (``"local"``), a scheduler address, or a given Client."""
     import distributed
+
+    timeout = connect_timeout(timeout)
 
     workers = int_in_range("workers", workers, 1, optional=True)
     if isinstance(scheduler, distributed.Client):
@@ -61,6 +118,7 @@ def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, s
     if in_process:
         raise ClusterError(f"the store lives in this process's memory (memory://), which workers of the cluster at "
                            f"{scheduler} cannot reach; give a shared directory or an object-store URL")
+    _probe_scheduler(scheduler, timeout)
     try:
         client = distributed.Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as exc:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,8 @@ from ..codec.encodec import CodecParams
 from ..validate import int_in_range, number_like
 from ..errors import ManifestError, ParameterError  # noqa: F401 (ManifestError re-exported)
 from ..grid import TrGrid
+from ..bounds import MAX_TRS
+from .manifest_read import csv_rows, parse_mapping, resolve_path, short_repr
 
 __all__ = ["Manifest", "Job", "ManifestError", "load_manifest", "KINDS", "STIMULUS_FIELDS", "TOP_FIELDS"]
 
@@ -152,14 +153,18 @@ def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.Pat
         top, rows, problems = _from_mapping(source, name)
     else:
         p = Path(source).expanduser()
-        name, base = str(p), Path(base_dir) if base_dir else p.resolve().parent
+        name, resolved = str(p), resolve_path(p)
+        if resolved is None:
+            raise ManifestError(name, [f"the manifest path {str(p)!r} is a symlink loop; point it at the manifest "
+                                       "file"])
         if not p.is_file():
             raise ManifestError(name, [f"the manifest file {str(p)!r} does not exist (or is not a file)"])
+        base = Path(base_dir) if base_dir else resolved.parent
         suffix = p.suffix.lower()
         if suffix == ".csv":
             top, (rows, problems) = {}, _read_csv(p)
         elif suffix in (".yaml", ".yml", ".json"):
-            top, rows, problems = _from_mapping(_read_mapping(p, suffix), name)
+            top, rows, problems = _from_mapping(parse_mapping(p, suffix), name)
         else:
             raise ManifestError(name, [f"unknown manifest format {suffix or '(no suffix)'!r}; give a .csv, .yaml, "
                                        ".yml or .json file"])
@@ -172,16 +177,6 @@ def load_manifest(source: "str | os.PathLike | Mapping", base_dir: "str | os.Pat
 
 
 # ------------------------------------------------------------------------------------ reading
-def _read_mapping(p: Path, suffix: str) -> Any:
-    text = p.read_text()
-    if suffix != ".json":
-        import yaml  # not installed: an ImportError, which the CLI turns into the extra to install
-    try:
-        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError carry the line
-        raise ManifestError(str(p), [f"cannot parse {p.name}: {exc}"]) from None
-
-
 def _from_mapping(doc: Any, name: str) -> tuple[dict, list[tuple[str, dict]], list[str]]:
     """(top-level fields, stimulus rows, problems): unknown fields are reported and left out, so the
     rest of the manifest is still checked and every problem is reported at once."""
@@ -200,7 +195,7 @@ def _from_mapping(doc: Any, name: str) -> tuple[dict, list[tuple[str, dict]], li
         if isinstance(s, str):
             s = {"path": s}
         if not isinstance(s, Mapping):
-            problems.append(f"{where}: expected a path or a mapping, got {s!r}")
+            problems.append(f"{where}: expected a path or a mapping, got {short_repr(s)}")
             continue
         problems += [f"{where}: {m}" for m in _unknown(s, set(STIMULUS_FIELDS), "key")]
         rows.append((where, {k: v for k, v in s.items() if k in STIMULUS_FIELDS}))
@@ -208,10 +203,7 @@ def _from_mapping(doc: Any, name: str) -> tuple[dict, list[tuple[str, dict]], li
 
 
 def _read_csv(p: Path) -> tuple[list[tuple[str, dict]], list[str]]:
-    with open(p, newline="") as f:
-        numbered = [(n, ln) for n, ln in enumerate(f, start=1) if ln.strip() and not ln.lstrip().startswith("#")]
-    lines = [ln for _, ln in numbered]
-    line_no = [n for n, _ in numbered]
+    lines, line_no = csv_rows(p)
     reader = csv.DictReader(lines, skipinitialspace=True)
     header = [h.strip() for h in (reader.fieldnames or [])]
     problems = []
@@ -234,13 +226,16 @@ def _read_csv(p: Path) -> tuple[list[tuple[str, dict]], list[str]]:
     return rows, problems
 
 
-def _unknown(d: Mapping, allowed: set, what: str) -> list[str]:
+def _unknown(d: Mapping, allowed: set, what: str, shown: int = 5) -> list[str]:
+    """One problem per unknown field, the first ``shown`` of them; the rest counted in one line."""
+    unknown = [k for k in d if k not in allowed]
     out = []
-    for k in d:
-        if k not in allowed:
-            close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            out.append(f"unknown {what} {k!r}{hint}; expected some of {sorted(allowed)}")
+    for k in unknown[:shown]:
+        close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        out.append(f"unknown {what} {short_repr(k)}{hint}; expected some of {sorted(allowed)}")
+    if len(unknown) > shown:
+        out.append(f"and {len(unknown) - shown} more unknown {what}s ({short_repr(unknown[shown:])})")
     return out
 
 
@@ -262,13 +257,16 @@ def _n_trs(value: Any) -> int | None:
         return None
     x = _number(value, "n_trs")
     if x != int(x) or x < 0:
-        raise ParameterError(f"n_trs must be a non-negative whole number of TRs, got {value!r}")
+        raise ParameterError(f"n_trs must be a non-negative whole number of TRs, got {short_repr(value)}")
+    if x > MAX_TRS:
+        raise ParameterError(f"n_trs={x:.6g} is more than the {MAX_TRS} TRs limit (11.6 days at a 1 s TR); give the "
+                             "scan's real TR count")
     return int(x)
 
 
 def _model(value: Any, base: Path) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ParameterError(f"model must be a hub name or a directory, got {value!r}")
+        raise ParameterError(f"model must be a hub name or a directory, got {short_repr(value)}")
     value = value.strip()
     candidate = (base / value).expanduser()
     if value.startswith(("/", "~", ".")) or candidate.is_dir():
@@ -281,7 +279,7 @@ def _mel_params(d: Any) -> tuple[dict, str | None]:
     from ..features.mel import MelParams
 
     if not isinstance(d, Mapping):
-        return {}, f"'mel' must be a mapping of MelParams fields, got {d!r}"
+        return {}, f"'mel' must be a mapping of MelParams fields, got {short_repr(d)}"
     try:
         MelParams.from_dict(dict(d))
     except (ParameterError, TypeError, ValueError) as exc:
@@ -299,7 +297,8 @@ def _build(name: str, base: Path, top: dict, rows: list[tuple[str, dict]], probl
     jobs, stimuli, seen = [], [], {}
     for where, row in rows:
         cfg = {**defaults, **row}
-        label = f"{where} ({row.get('path', '?')})"
+        path = row.get("path", "?")
+        label = f"{where} ({path if isinstance(path, str) and len(path) <= 200 else short_repr(path)})"
         p = _stimulus(where, label, cfg.get("path"), base, seen, problems)
         if p is None:
             continue
@@ -316,7 +315,7 @@ def _top_level(defaults: dict, problems: list[str]) -> tuple[Any, int | None]:
     """``(device, tr_chunk)`` of the manifest (problems noted; a bad tr_chunk becomes None)."""
     device = defaults["device"]
     if not isinstance(device, str) or not device:
-        problems.append(f"device must be a torch device name (cpu, cuda, cuda:1, mps), got {device!r}")
+        problems.append(f"device must be a torch device name (cpu, cuda, cuda:1, mps), got {short_repr(device)}")
     try:
         tr_chunk = int_in_range("tr_chunk", defaults["tr_chunk"], 1, optional=True)
     except ParameterError as exc:
@@ -330,7 +329,10 @@ def _stimulus(where: str, label: str, path: Any, base: Path, seen: dict, problem
     if not isinstance(path, str) or not path.strip():
         problems.append(f"{where}: no path given")
         return None
-    p = (base / path.strip()).expanduser().resolve()
+    p = resolve_path((base / path.strip()).expanduser())
+    if p is None:
+        problems.append(f"{label}: {path.strip()!r} is a symlink loop; point it at the audio file")
+        return None
     if not p.exists():
         problems.append(f"{label}: file {str(p)!r} does not exist; check the path (relative paths are "
                         f"read from {str(base)!r})")
@@ -381,7 +383,7 @@ def _kinds(names: list, label: str, problems: list[str]) -> list[str]:
     kinds: list[str] = []
     for k in names:
         if k not in KINDS:
-            problems.append(f"{label}: unknown kind {k!r}; expected some of {list(KINDS)}")
+            problems.append(f"{label}: unknown kind {short_repr(k)}; expected some of {list(KINDS)}")
         elif k in kinds:
             problems.append(f"{label}: kind {k!r} is listed twice")
         else:

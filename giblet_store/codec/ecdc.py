@@ -84,9 +84,14 @@ def _read_header(fo: BinaryIO, name: str) -> EcdcHeader:
                         "only. Re-export it with the encodec command line of facebookresearch/encodec")
     try:
         meta = json.loads(fo.read(size).decode("utf-8"))
-        h = EcdcHeader(str(meta["m"]), int(meta["al"]), int(meta["nc"]), bool(meta["lm"]))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise CodesFileError(f"{name} has a damaged .ecdc header ({type(exc).__name__}: {exc}); re-export it") from None
+        h = EcdcHeader(str(meta["m"])[:100], int(meta["al"]), int(meta["nc"]), bool(meta["lm"]))
+    except RecursionError:
+        raise CodesFileError(f"{name} has a damaged .ecdc header (JSON nested too deeply; the encodec header is one "
+                             "flat object); re-export it") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError) as exc:
+        # OverflowError: "al": Infinity (json reads it as a float)
+        raise CodesFileError(f"{name} has a damaged .ecdc header ({type(exc).__name__}: {str(exc)[:200]}); "
+                             "re-export it") from None
     if h.use_lm:
         raise CodesFileError(f"{name} was written with the language model (`encodec --lm`): its codes are entropy "
                         "coded. Decode it with `encodec` and re-encode, or compress without --lm")
@@ -160,6 +165,10 @@ def read_ecdc_segments(fo: BinaryIO, name: str, bits: int, hop: int, length: int
             raise CodesFileError(f"{name} ends in segment {len(segments)} (byte {len(data)} of the codes, "
                                  f"{at + need} needed for {h.audio_length} samples); the file is truncated")
         (scale,) = _SCALE.unpack(data[at : at + _SCALE.size])
+        if not (math.isfinite(scale) and scale > 0):  # decoding multiplies by it: NaN/inf/0/-x audio
+            raise CodesFileError(f"{name}: segment {len(segments)} has scale {scale:g}; a normalising model's scale "
+                                 "is the segment's positive, finite loudness. The file is damaged: re-export it "
+                                 "with the encodec command line")
         codes = unpack_codes(data[at + _SCALE.size : at + need], bits, h.n_codebooks, n_frames)
         segments.append((codes, np.float32(scale)))
         at += need

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ModelError, ParameterError
 from .registry import registered_model_dirs, registry_path, remember_model
+from ..store.regular import open_regular, read_regular, regular_file
 
 __all__ = ["DEFAULT_MODEL", "Codec", "load_codec", "model_identity", "codec_for_entry", "entry_model_name",
            "local_model_sha256"]
@@ -42,7 +43,7 @@ def _local_weights_sha256(directory: str) -> str:
     h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode() + b"\0")
-        with open(p, "rb") as f:
+        with open_regular(p) as f:  # a FIFO named model.safetensors is refused, never waited on
             while chunk := f.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
@@ -95,10 +96,19 @@ def _check_local_dir(name: str) -> Path:
     if not cfg.exists():
         raise ModelError(f"{name!r} has no config.json, so it is not a saved transformers model; "
                          "give a directory saved with EncodecModel.save_pretrained")
+    odd = sorted(p.name for p in d.iterdir()
+                 if (p.name in _WEIGHT_FILES or p.suffix == ".safetensors") and not regular_file(p) and p.exists())
+    if odd:
+        raise ModelError(f"model directory {name!r}: {', '.join(odd)} is not a regular file (a pipe, socket or "
+                         "device); reading it would wait forever. Give a directory saved with save_pretrained")
     try:
-        model_type = json.loads(cfg.read_text()).get("model_type")
+        doc = json.loads(read_regular(cfg))
+        model_type = doc.get("model_type") if isinstance(doc, dict) else None
+    except RecursionError:
+        raise ModelError(f"{str(cfg)!r} is nested too deeply to be a model config; give a directory saved with "
+                         "save_pretrained") from None
     except (ValueError, OSError) as exc:
-        raise ModelError(f"{str(cfg)!r} is not valid JSON ({exc})") from None
+        raise ModelError(f"{str(cfg)!r} is not valid JSON ({str(exc)[:200]})") from None
     if model_type != "encodec":
         raise ModelError(f"{name!r} holds a {model_type!r} model, not an EnCodec model (model_type 'encodec')")
     if not any(p.suffix == ".safetensors" for p in d.iterdir()):

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..store.regular import read_regular
+
 __all__ = ["cache_dir", "registry_path", "remember_model", "registered_model_dirs"]
 
 REGISTRY_FILE = "models.json"
@@ -36,8 +38,8 @@ def registry_path() -> Path:
 
 def _read() -> dict[str, list[str]]:
     try:
-        doc = json.loads(registry_path().read_text())
-    except (OSError, ValueError):
+        doc = json.loads(read_regular(registry_path()))
+    except (OSError, ValueError, RecursionError):  # a FIFO is never opened; a damaged registry is no registry
         return {}
     models = doc.get("models") if isinstance(doc, dict) else None
     if not isinstance(models, dict):

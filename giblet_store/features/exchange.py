@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.load import AudioInfo
+from ..bounds import check_grid_bounds
+from .exchange_read import acomp_values, check_npy_extent
 from ..store.hashing import HashedFile
 from ..codec.encodec import DEFAULT_MODEL, CodecParams, load_codec
 from ..codec.ecdc import EcdcHeader, read_ecdc, read_ecdc_segments, write_ecdc, write_ecdc_segments
@@ -192,13 +194,15 @@ def _read_ecdc_file(path: Path, codec, f) -> tuple[np.ndarray, float, int]:
 
 
 def _read_acomp(path: Path, codec, f) -> tuple[np.ndarray, float, int]:
-    lines = f.read().decode("ascii", errors="replace").splitlines()
-    try:
-        channels, bandwidth = int(lines[0]), float(lines[1])
-        values = np.array(" ".join(lines[2:]).split(), dtype=np.int64)
-    except (IndexError, ValueError) as exc:
+    try:  # ``f`` reads through the source's HashedFile: the bytes parsed are the bytes hashed
+        channels, bandwidth = int(f.readline(100)), float(f.readline(100))
+        values = acomp_values(f)
+    except (ValueError, OverflowError) as exc:
         raise CodesFileError(f"{path.name} is not an acomp text file (line 1: channels, line 2: bandwidth in kbps, "
-                             f"then integer code indices): {exc}") from None
+                             f"then integer code indices): {str(exc)[:200]}") from None
+    if not math.isfinite(bandwidth):
+        raise CodesFileError(f"{path.name} gives bandwidth {bandwidth:g} kbps on line 2; give the kbps the codes were "
+                             "made at")
     if channels != codec.channels:
         raise CodesFileError(f"{path.name} has {channels} channel(s); model {Path(codec.name).name} has "
                              f"{codec.channels}. Give the model the codes were made with (--model)")
@@ -211,6 +215,7 @@ def _read_acomp(path: Path, codec, f) -> tuple[np.ndarray, float, int]:
 
 
 def _read_npy(path: Path, codec, f) -> tuple[np.ndarray, float, int]:
+    check_npy_extent(path)
     try:
         stream = np.load(f, allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -270,8 +275,9 @@ def import_codes(store: Store, path: str | os.PathLike, model: str = DEFAULT_MOD
     if codec.config.chunk_length_s is not None:
         return _import_normalised(store, path, model, codec, grid, fmt, device)
     (stream, bandwidth, length), sha = _hashed_read(path, lambda f: _READERS[fmt](path, codec, f))
-    stream = _check_values(stream, codec.codebook_size, path.name)
     sr = codec.sample_rate_hz
+    check_grid_bounds(grid, length / sr, codec.frame_rate, 2 * stream.shape[0], what=repr(str(path)))
+    stream = _check_values(stream, codec.codebook_size, path.name)
     params = CodecParams(model=model, bandwidth_kbps=bandwidth, chunk_s=length / sr, context_s=0.0)
     inputs = {**codes_key_inputs(sha, params, grid, codec.identity), "imported_format": fmt}
     key = content_key(inputs)
@@ -304,6 +310,8 @@ def _import_normalised(store: Store, path: Path, model: str, codec, grid: TrGrid
         raise CodesFileError(f"{path.name} was written by {header.model!r}; the model given is {mine or codec.name!r} "
                              f"({codec.sample_rate_hz} Hz, {codec.channels} ch). Give the matching model (--model)")
     bandwidth = _bandwidth_for(codec, header.n_codebooks, path.name)
+    check_grid_bounds(grid, header.audio_length / codec.sample_rate_hz, codec.frame_rate, 2 * header.n_codebooks,
+                      what=repr(str(path)))
     parts = [_check_values(c, codec.codebook_size, path.name) for c, _ in segments]
     chunking = config_chunking(model)
     params = CodecParams(model=model, bandwidth_kbps=bandwidth, chunk_s=chunking["chunk_length_s"], context_s=0.0,

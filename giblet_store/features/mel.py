@@ -172,6 +172,33 @@ def _mel_chunk(segment: np.ndarray, params: MelParams) -> np.ndarray:
     return S.astype(np.float32)
 
 
+#: Bytes per STFT bin and frame in one task: the complex128 STFT (16) and its float64 power (8).
+STFT_BYTES_PER_BIN = 24
+
+
+def check_stft_size(params: MelParams, duration_s: float, what: str) -> None:
+    """Refuse before reading audio when one chunk's STFT (frames x ``n_fft // 2 + 1`` bins) would exceed
+    the working-memory limit (:func:`giblet_store.bounds.check_working_set`)."""
+    from ..bounds import check_working_set
+
+    n_frames = 1 + int(duration_s * params.sample_rate_hz) // params.hop
+    per_chunk = min(n_frames, max(1, round(params.chunk_s * params.sample_rate_hz / params.hop)))
+    bins = params.n_fft // 2 + 1
+    check_working_set(
+        per_chunk * bins * STFT_BYTES_PER_BIN, what,
+        f"an STFT of {per_chunk} frames x {bins} bins x {STFT_BYTES_PER_BIN} bytes: n_fft={params.n_fft}, "
+        f"hop={params.hop} at {params.sample_rate_hz} Hz, chunk_s={params.chunk_s:g}",
+        "give a larger hop, a smaller n_fft or shorter chunks (--chunk-seconds)")
+
+
+def _check_sizes(params: MelParams, grid: TrGrid, duration_s: float, what: str) -> None:
+    """The entry (grid bounds) and one chunk's STFT (working memory) fit, before any audio is read."""
+    from ..bounds import check_grid_bounds
+
+    check_grid_bounds(grid, duration_s, params.frame_rate, 4 * params.n_mels, what=what)
+    check_stft_size(params, duration_s, what=what)
+
+
 def mel_stream(audio: np.ndarray, params: MelParams):
     """Lazy mel spectrogram of a mono signal, one Dask task per ``chunk_s`` of frames.
 
@@ -241,9 +268,7 @@ def extract_mel(
     if isinstance(audio_path, (list, tuple)):
         return _extract_each(store, audio_path, params, grid, scheduler, audio_stream)
     info = audio_info(audio_path, audio_stream)
-    from ..bounds import check_grid_bounds
-
-    check_grid_bounds(grid, info.duration_s, params.frame_rate, 4 * params.n_mels, what=repr(str(audio_path)))
+    _check_sizes(params, grid, info.duration_s, repr(str(audio_path)))
     with HashedFile(audio_path) as source:  # the key's hash, and the only bytes the decoder reads
         return _extract_one(store, audio_path, source, info, params, grid, scheduler)
 

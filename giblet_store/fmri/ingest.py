@@ -48,12 +48,13 @@ from .inputs import check_stimuli, given_mask, mask_key, open_layout, raw_header
 from .write import final_mask, lazy_fmri, zscore_stats
 from .scan import scan_and_hash
 from .nifti import BLOCK_BYTES, FmriError, check_unchanged, flat_index
+from .nifti_check import check_finite_output
 from .nifti_write import fmri_entry_of, to_nifti
 from ..params import ALGORITHM_VERSION, Params, content_key
 from .runs import DEFAULT_RUN, run_coords
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store, default_encoding
-from ..validate import NanPolicy, choice, file_name_text, finite, int_in_range, tr_seconds
+from ..validate import NanPolicy, choice, file_name_text, finite, int_in_range, scan_tr_seconds
 from ..store.verify import cache_hit
 
 __all__ = [
@@ -136,7 +137,7 @@ class FmriParams(Params):
 
     def __post_init__(self):
         if self.tr_s is not None:
-            object.__setattr__(self, "tr_s", tr_seconds(self.tr_s))
+            object.__setattr__(self, "tr_s", scan_tr_seconds(self.tr_s))
         object.__setattr__(self, "n_trs", int_in_range("n_trs", self.n_trs, 1, optional=True))
         z = _int_pair(self.zscore_trs, "zscore_trs")
         if z is not None and z[1] - z[0] < 2:
@@ -287,6 +288,7 @@ def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs
     if params.zscore_trs is not None:
         mean, std, n_const = zscore_stats(layout.series, scan[3], mask_flat, given_flat, flat, params.zscore_trs,
                                           block_bytes)
+        _check_stats(layout.series, mean, std)
     c = int(chunk_trs) if chunk_trs else auto_chunk_trs(len(flat), layout.n_trs)
     data = lazy_fmri(layout, flat, mean, std, c, block_bytes, parallel_reads)
     records = _records(layout, stims, tr_s)
@@ -297,6 +299,15 @@ def _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs
     attrs = _attrs(layout, ds, tr_s, params, scan, stims, records, zscore_constant_voxels=n_const,
                    n_voxels_dropped_nonfinite=dropped, chunk_trs=c)
     return ds, attrs, c
+
+
+def _check_stats(series, mean, std) -> None:
+    """The z-score statistics (series, voxel) as stored (float32) are finite: each file's scaling is sane."""
+    for i, s in enumerate(series):
+        with np.errstate(over="ignore"):
+            stored = np.stack([mean[i], std[i]]).astype(np.float32)
+        proxy = s.img.dataobj
+        check_finite_output(stored, s.path, getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0))
 
 
 def _inputs(layout, digests, params, tr_s, given, mask_params, stims) -> dict:

@@ -18,6 +18,8 @@ import numpy as np
 
 from ..errors import FmriError  # noqa: F401 (FmriError re-exported)
 from ..grid import MAX_TR_S
+from ..validate import MIN_SCAN_TR_S
+from .nifti_check import check_finite_output, check_image
 
 __all__ = [
     "FmriError", "NiftiSeries", "open_series", "header_tr", "iter_blocks", "flat_index", "load_mask", "Moments",
@@ -91,7 +93,8 @@ def header_tr(header, where: str = "header") -> tuple[float | None, str | None]:
     ``msec``/``usec`` are converted. A header that says ``sec`` but holds a value above 60 (e.g.
     2000: a millisecond TR written with the wrong unit, common in real files) is read as
     milliseconds, with a note. Unset units are read as seconds (milliseconds above 60), with a note.
-    A zero, negative or non-finite ``pixdim[4]`` gives ``(None, note)``: the header has no TR.
+    A zero, negative or non-finite ``pixdim[4]`` gives ``(None, note)``: the header has no TR; so does a
+    TR outside ``MIN_SCAN_TR_S``-``MAX_TR_S`` (0.05-60 s) once converted (1.5 msec, 1e-6 sec, 1e6 sec).
 
     Returns
     -------
@@ -109,19 +112,22 @@ def header_tr(header, where: str = "header") -> tuple[float | None, str | None]:
         unit = header.get_xyzt_units()[1]
     except (AttributeError, KeyError, ValueError):  # Analyze headers have no units field
         unit = "unknown"
-    if unit == "msec":
-        return value / 1000.0, None
-    if unit == "usec":
-        return value / 1e6, None
-    if unit == "sec" and value <= MAX_TR_S:
-        return value, None
-    seconds = value / 1000.0 if value > MAX_TR_S else value
-    if unit == "sec":
+    if unit in ("msec", "usec"):
+        seconds, note = value / (1000.0 if unit == "msec" else 1e6), None
+    elif unit == "sec" and value <= MAX_TR_S:
+        seconds, note = value, None
+    elif unit == "sec":
+        seconds = value / 1000.0
         note = (f"{where}: pixdim[4]={value:g} with time unit 'sec' is not a TR in seconds; reading it as "
                 f"{value:g} ms = {seconds:g} s (the header's unit field is wrong). Pass tr_s to state the TR")
     else:
+        seconds = value / 1000.0 if value > MAX_TR_S else value
         note = (f"{where}: the time unit of pixdim[4]={value:g} is {unit!r}; reading it as {seconds:g} s. "
                 "Pass tr_s to state the TR")
+    if not MIN_SCAN_TR_S <= seconds <= MAX_TR_S:
+        return None, (f"{where}: the header's TR is pixdim[4]={value:g} {unit} = {seconds:g} s, outside the "
+                      f"{MIN_SCAN_TR_S:g}-{MAX_TR_S:g} s of any fMRI scan (TRs are 0.5-3 s), so the header's TR or "
+                      "time unit is wrong; pass the TR in seconds, or repair the header")
     return seconds, note
 
 
@@ -152,6 +158,7 @@ def open_series(path: str | os.PathLike) -> NiftiSeries:
             f"{p.name} is {what}; an fMRI series must be 4D (x, y, z, tr). Give the 4D file, or merge the "
             "volumes first (e.g. nibabel.funcs.concat_images)"
         )
+    check_image(img, p)
     hdr = img.header
     code = 0
     for field in ("sform_code", "qform_code"):
@@ -412,7 +419,10 @@ def read_masked(series: NiftiSeries, a: int, b: int, flat, mean, std, max_bytes,
     for t0, rows in iter_masked(series, a, b, flat, max_bytes):  # (k, voxel) float64
         if mean is not None:
             rows = (rows - mean) / std
-        out[0, t0 - a : t0 - a + rows.shape[0]] = rows
+        with np.errstate(over="ignore"):  # overflow to inf is refused just below, naming the file
+            out[0, t0 - a : t0 - a + rows.shape[0]] = rows
+    proxy = series.img.dataobj
+    check_finite_output(out, series.path, getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0))
     check_unchanged(series)  # after the read: the bytes stored are the bytes the scan hashed
     return out
 

@@ -21,9 +21,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import FmriError
 
 __all__ = ["one_read_supported", "HashedVolumes", "raw_rows", "scale"]
 
@@ -86,7 +89,8 @@ class HashedVolumes:
         self.dtype = np.dtype(p.dtype)
         self.offset = int(p.offset)
         self.n_flat = int(np.prod(series.shape))
-        self.raw = _HashingReader(Path(series.path))
+        self.path = Path(series.path)
+        self.raw = _HashingReader(self.path)
         self.gz = str(series.path).endswith(".gz")
         self.src = gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gz else self.raw
 
@@ -94,15 +98,26 @@ class HashedVolumes:
         buf = bytearray(n)
         view, got = memoryview(buf), 0
         while got < n:
-            r = self.src.readinto(view[got:])
+            try:
+                r = self.src.readinto(view[got:])
+            except (EOFError, OSError, zlib.error) as exc:  # a cut or damaged .gz stream
+                raise self._truncated(f"its compressed data is damaged ({exc})") from None
             if not r:
-                raise EOFError(f"the NIfTI file ended {n - got} bytes early")
+                raise self._truncated(f"it ended {n - got:,} bytes before the data its header describes")
             got += r
         return buf
 
+    def _truncated(self, why: str) -> FmriError:
+        return FmriError(f"{self.path.name} is truncated or damaged: {why}. Re-export or re-download it")
+
+    def _skip(self, n: int) -> None:
+        """Read (and hash) ``n`` bytes without holding more than one read of them."""
+        while n > 0:
+            n -= len(self._read(min(n, _READ)))
+
     def blocks(self, stop: int, k: int):
         """Yield ``(t0, raw)``: raw (k, voxel_flat) stored values of volumes ``t0:t0+k``, up to ``stop``."""
-        self._read(self.offset)  # header and extensions: hashed, not decoded
+        self._skip(self.offset)  # header and extensions: hashed, not decoded
         vol = self.n_flat * self.dtype.itemsize
         for t0 in range(0, stop, k):
             n = min(k, stop - t0)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .nifti import (Moments, add_vote, block_volumes, check_unchanged, count_finite_and_sample, may_be_nonfinite,
                     per_series, scan_series)
+from .nifti_check import check_float32_range, may_overflow_float32
 from .nifti_read import HashedVolumes, one_read_supported, scale
 
 __all__ = ["scan_and_hash"]
@@ -23,7 +24,7 @@ __all__ = ["scan_and_hash"]
 def _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes, vote: bool):
     """One file, one read: (sha256, n_finite or None, vote Moments or None, z-score Moments or None)."""
     n_flat = int(np.prod(s.shape))
-    check = may_be_nonfinite(s)
+    check, over = may_be_nonfinite(s), may_overflow_float32(s)
     n_finite = np.zeros(n_flat, np.int32) if check else None
     std_m = Moments(n_flat) if vote else None
     z_m = Moments(len(given_flat)) if (given_flat is not None and zscore_trs) else None
@@ -31,7 +32,9 @@ def _scan_one(s, subj, n_trs, given_flat, n_sample, zscore_trs, max_bytes, vote:
     try:
         for t0, raw in reader.blocks(n_trs, block_volumes(s.shape, max_bytes)):
             k = raw.shape[0]
-            x = scale(raw, s) if (check or (std_m is not None and t0 < n_sample)) else None
+            x = scale(raw, s) if (check or over or (std_m is not None and t0 < n_sample)) else None
+            if over:  # refused here, before anything is written (read_masked checks again as it casts)
+                check_float32_range(x, s)
             count_finite_and_sample(x, t0, n_finite, std_m, n_sample, s.path, subj)
             if z_m is not None:
                 a, b = max(zscore_trs[0], t0), min(zscore_trs[1], t0 + k)

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import StoreError
+from .regular import NotRegularFileError
 
 if TYPE_CHECKING:
     from .entry import Entry
@@ -82,7 +83,9 @@ def _read_many(store: "Store", paths: list[str]) -> dict[str, bytes | None]:
 
     def one(p: str) -> bytes | None:
         try:
-            return store.fs.cat_file(store.storage.path(p))
+            return store.storage.get(p)
+        except NotRegularFileError:  # a FIFO/socket/device named like a document: never opened, not ours
+            return None
         except _MISSING:
             return None
         except OSError as exc:
@@ -176,7 +179,8 @@ def entries(store: "Store", kind: str | None) -> list["Entry"]:
 
 
 def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: Iterable[str],
-             stamps: dict | None = None) -> None:
+             stamps: dict | None = None) -> OSError | None:
+    """Write ``kind``'s index and drop the logs it merged; the error (also logged) when it could not."""
     stamps = {n: (stamps or {}).get(n) for n in records} if store.local else {}
     doc = {"catalog_version": CATALOG_VERSION, "kind": kind, "records": records, "stamps": stamps}
     try:
@@ -186,6 +190,8 @@ def _compact(store: "Store", kind: str, records: dict[str, dict], merged_logs: I
     except OSError as exc:  # the catalogue is a cache: the next query repairs it
         _log.warning("could not rewrite the %s catalogue of %s (%s); queries read the entries until it is rewritten",
                      kind, store.url, exc)
+        return exc
+    return None
 
 
 def record(store: "Store", entry: "Entry") -> None:
@@ -211,14 +217,26 @@ def forget(store: "Store", kind: str, name: str) -> None:
 
 
 def reindex(store: "Store") -> dict[str, int]:
-    """Rebuild every kind's index from the entries themselves (parallel reads); returns entries per kind."""
+    """Rebuild every kind's index from the entries themselves (parallel reads); returns entries per kind.
+
+    Raises
+    ------
+    StoreError
+        An index could not be written (permissions, a full disk): the catalogue was not rebuilt.
+    """
     store.storage.check_writable()
-    counts = {}
+    counts, failed = {}, {}
     for kind in store.storage.kind_dirs():
         names = store.storage.names(kind, dirs=True)
         logs = store.storage.names(f"{CATALOG}/{kind}/log", dirs=False)
         got = _read_many(store, [f"{kind}/{n}/zarr.json" for n in names])
         records = {p.split("/")[1]: a for p, raw in got.items() if _complete(a := _group_attrs(raw))}
-        _compact(store, kind, records, logs, {n: _stamp(store, kind, n) for n in records})
+        if (exc := _compact(store, kind, records, logs, {n: _stamp(store, kind, n) for n in records})) is not None:
+            failed[kind] = exc
         counts[kind] = len(records)
+    if failed:
+        why = "; ".join(f"{k}: {type(e).__name__}: {e}" for k, e in sorted(failed.items()))
+        raise StoreError(f"reindex could not write the catalogue of {len(failed)} kind(s) in {store.url!r} ({why}); "
+                         f"the entries are untouched and queries still read them. Make {CATALOG}/ writable (permissions, "
+                         "free space), then rerun reindex")
     return counts

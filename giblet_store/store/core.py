@@ -24,6 +24,7 @@ from .attr_match import matches
 from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
 from ..validate import is_format_version, parse_key, parse_kind, redact_url
+from .url_check import check_store_url
 
 __all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
 
@@ -369,6 +370,7 @@ def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict 
     if mode not in ("a", "r"):
         raise StoreError(f"mode must be 'a' (read/write, create if absent) or 'r' (read-only), got {mode!r}")
     given_options = dict(storage_options or {})
+    check_store_url(os.fspath(url))  # a path the OS cannot hold, a bucket S3 refuses: said before any I/O
     url, fs, root, local, storage_options = _filesystem(os.fspath(url), given_options)
     if not local and protocol_of(url) in OBJECT_PROTOCOLS:
         probe(fs, root, url, write=(mode == "a"))  # unreachable, no bucket, bad credentials: said here

@@ -25,6 +25,7 @@ import shutil
 import stat
 
 from ..errors import StoreError
+from .regular import read_regular
 
 __all__ = ["Storage"]
 
@@ -82,8 +83,12 @@ class Storage:
 
     # ------------------------------------------------------------------------------ reading
     def get(self, rel: str) -> bytes:
-        """The bytes of one file/object (``FileNotFoundError`` when absent)."""
-        return self.fs.cat_file(self.path(rel))
+        """The bytes of one file/object (``FileNotFoundError`` when absent).
+
+        On local disk only a regular file is read: a FIFO, socket or device raises
+        :class:`~giblet_store.store.regular.NotRegularFileError` (an ``OSError``) without waiting.
+        """
+        return read_regular(self.path(rel)) if self.local else self.fs.cat_file(self.path(rel))
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))

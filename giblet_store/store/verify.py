@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from .codecs_allowed import UnsafeCodecError
+from .regular import non_regular_files
 from ..errors import GibletStoreError, StoreError
 
 __all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify_store", "quarantine", "cache_hit", "missing_chunks"]
@@ -127,7 +128,7 @@ def missing_chunks(store, path: str) -> list[str]:
     missing = []
     for name in sorted({p.split("/", 1)[0] for p in present if "/" in p}):
         try:
-            meta = json.loads(store.fs.cat_file(f"{root}/{name}/zarr.json"))
+            meta = json.loads(store.storage.get(f"{path}/{name}/zarr.json"))
         except (OSError, ValueError):
             continue
         if not isinstance(meta, dict) or meta.get("node_type") != "array":
@@ -170,6 +171,9 @@ def _content_problem(store, path: str, attrs: dict, read_chunks: bool = False) -
     from ..errors import FormatVersionError
     from .entry import Entry
 
+    if odd := non_regular_files(store.fs, store.storage.path(path)):  # reading one would wait forever
+        return (f"it holds {len(odd)} file(s) that are not regular files: {', '.join(odd[:3])}; a store holds "
+                "only files it wrote"), True
     try:
         store.open(Entry(store, path, attrs), validate=True)
     except FormatVersionError as exc:

@@ -126,3 +126,26 @@ def test_a_single_ogg_is_read_whole(tmp_path):
     p = write_chained_ogg(tmp_path / "one.ogg", [(2.67, 24000, 1)])
     audio, info = load_audio(p, 24000)
     assert abs(info.duration_s - 2.67) < 0.01 and audio.shape[-1] == info.n_samples
+
+
+def test_a_flac_header_declaring_795_hours_is_named_as_damage(tmp_path):
+    """issue 21: soundfile's "Internal psf_fseek() failed" alone did not say what is wrong or what to do."""
+    from helpers import write_long_header_flac
+
+    p = write_long_header_flac(tmp_path / "long.flac")
+    with pytest.raises(AudioError) as err:
+        load_audio(p, 24000, 1)  # before: a 256 GiB buffer, then "Internal psf_fseek() failed"
+    text = str(err.value)
+    assert "long.flac" in text and "declares 68688000000 samples at 24000 Hz (795 h)" in text
+    assert "ends before the last of them" in text and "truncated or its header is damaged. Re-export" in text
+    good = tmp_path / "good.flac"
+    sf.write(good, synth_audio(1.0, 24000, seed=3).T, 24000, format="FLAC")
+    assert audio_info(good).n_samples == 24000
+
+
+def test_a_one_hertz_header_is_refused_with_its_numbers(tmp_path):
+    sf.write(tmp_path / "one.wav", np.array([0.1, -0.1], np.float32), 1, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"declares 1 Hz \(2 samples = 2 s\); audio is sampled at 1000 Hz or more"):
+        audio_info(tmp_path / "one.wav")
+    sf.write(tmp_path / "ok.wav", np.zeros(8, np.float32), 1000, subtype="FLOAT")
+    assert audio_info(tmp_path / "ok.wav").sample_rate_hz == 1000

@@ -124,3 +124,67 @@ def test_scheduler_and_two_workers_batch_to_s3_survives_a_killed_worker(s3_url, 
                 for p in (tmp_path / "ref" / e.path).rglob("*") if p.is_file()}
         assert objects(s3_url, got.path) == want
     assert not [k for k in objects(s3_url, "_staging")]  # nothing left to collect
+
+
+# ------------------------------------------------------------------------------------ issue 21: a silent server
+@pytest.fixture
+def silent_server():
+    """A TCP server on 127.0.0.1 that accepts every connection and never says anything (not Dask)."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held, stop = [], threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+    stop.set()
+    t.join()
+    for c in held:
+        c.close()
+    srv.close()
+
+
+def test_a_server_that_accepts_and_never_answers_is_refused_within_the_timeout(silent_server, tmp_path, capsys):
+    from helpers import snapshot
+
+    write_wav(tmp_path / "a.wav", synth_audio(0.5, 24000, seed=1), 24000)
+    (tmp_path / "m.yaml").write_text("stimuli: [a.wav]\nkinds: [mel]\n")
+    store = tmp_path / "st"
+    open_store(store)
+    before = snapshot(tmp_path)
+    code = main(["batch", str(tmp_path / "m.yaml"), "--store", str(store), "--scheduler", silent_server,
+                 "--connect-timeout", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and silent_server in err and "within 1 s (no answer: a server that accepts the connection but is not a Dask" in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_the_probe_accepts_a_real_scheduler():
+    import distributed
+
+    from giblet_store.batch.cluster import _probe_scheduler
+
+    with distributed.LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=":0",
+                                  host="127.0.0.1") as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        _probe_scheduler(cluster.scheduler_address, 10.0)  # raises ClusterError otherwise
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "-3", "inf"])
+def test_connect_timeout_must_be_positive_seconds(tmp_path, capsys, value):
+    write_wav(tmp_path / "a.wav", synth_audio(0.5, 24000, seed=1), 24000)
+    (tmp_path / "m.yaml").write_text("stimuli: [a.wav]\nkinds: [mel]\n")
+    code = main(["batch", str(tmp_path / "m.yaml"), "--store", str(tmp_path / "st"), "--scheduler",
+                 "tcp://127.0.0.1:9", f"--connect-timeout={value}", "--no-progress"])
+    assert code == 2 and "connect_timeout must be a positive number of seconds" in capsys.readouterr().err

@@ -172,3 +172,71 @@ def test_example_manifest_parses(tmp_path):
     part2 = [j for j in m.jobs if j.path.name == "sherlock_part2.wav"]
     assert {(j.grid.onset_s, j.grid.n_trs) for j in part2} == {(-2.0, 946)}
     assert isinstance(m.jobs[0], Job)
+
+
+# ------------------------------------------------------------------------------------ issue 21: hostile files
+def _laughs(levels: int = 9) -> str:
+    """A YAML "billion laughs": 10 lines whose aliases expand to 9**9 strings."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi"[: levels - 1]):
+        lines.append(f"{cur}: &{cur} [{', '.join(['*' + prev] * 9)}]")
+    return "\n".join(lines) + "\nstimuli: [a.wav]\n"
+
+
+def test_yaml_alias_bomb_is_refused_before_it_is_built(wavs, monkeypatch):
+    import yaml
+
+    built = []
+    real = yaml.SafeLoader.construct_document
+    monkeypatch.setattr(yaml.SafeLoader, "construct_document", lambda self, node: built.append(1) or real(self, node))
+    (wavs / "laughs.yaml").write_text(_laughs())
+    with pytest.raises(ManifestError) as err:
+        load_manifest(wavs / "laughs.yaml")
+    assert "expands to more than 1,000,000 values" in str(err.value) and "aliases" in str(err.value)
+    assert built == [] and len(str(err.value)) < 400
+    (wavs / "few.yaml").write_text(_laughs(levels=3))  # 9**3 values: an ordinary use of aliases still loads
+    with pytest.raises(ManifestError, match="unknown top-level key 'a'"):
+        load_manifest(wavs / "few.yaml")
+
+
+def test_recursive_alias_and_deep_nesting_are_refused(wavs):
+    (wavs / "rec.yaml").write_text("x: &x [*x]\nstimuli: [a.wav]\n")
+    with pytest.raises(ManifestError, match="expands to more than"):
+        load_manifest(wavs / "rec.yaml")
+    (wavs / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ManifestError, match="nested too deeply"):
+        load_manifest(wavs / "deep.json")
+
+
+@pytest.mark.parametrize("name, data, wanted", [
+    ("nul.yaml", b"stimuli: [a\x00.wav]\n", "holds NUL bytes (first at byte 11)"),
+    ("latin.csv", b"path\ncaf\xe9.wav\n", "not UTF-8 text (byte 0xe9 at offset 8); save it as UTF-8"),
+    ("cell.csv", b"path\n" + b"a" * 140_000 + b".wav\n", "line 2: a cell is longer than 131,072 characters"),
+])
+def test_binary_foreign_encoding_and_huge_cells_are_refused(wavs, name, data, wanted):
+    (wavs / name).write_bytes(data)
+    with pytest.raises(ManifestError) as err:
+        load_manifest(wavs / name)
+    assert wanted in str(err.value)
+
+
+def test_symlink_loops_are_named(wavs):
+    (wavs / "l1.yaml").symlink_to(wavs / "l2.yaml")
+    (wavs / "l2.yaml").symlink_to(wavs / "l1.yaml")
+    with pytest.raises(ManifestError, match="is a symlink loop; point it at the manifest file"):
+        load_manifest(wavs / "l1.yaml")
+    (wavs / "s1.wav").symlink_to(wavs / "s2.wav")
+    (wavs / "s2.wav").symlink_to(wavs / "s1.wav")
+    with pytest.raises(ManifestError, match="'s1.wav' is a symlink loop; point it at the audio file"):
+        load_manifest({"stimuli": ["s1.wav"]}, base_dir=wavs)
+
+
+def test_n_trs_beyond_any_scan_and_many_unknown_columns(wavs):
+    with pytest.raises(ManifestError, match="n_trs=1e\\+23 is more than the 1000000 TRs limit"):
+        load_manifest({"stimuli": [{"path": "a.wav", "n_trs": 10**23}]}, base_dir=wavs)
+    header = ",".join(["path"] + [f"col{i}" for i in range(200)])
+    (wavs / "cols.csv").write_text(f"{header}\na.wav\n")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(wavs / "cols.csv")
+    text = str(err.value)
+    assert "and 195 more unknown columns" in text and len(text) < 2000

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +26,7 @@ from giblet_store.cli import main
 from giblet_store.errors import GibletStoreError
 from giblet_store.testing import synth_audio, write_wav
 
-from helpers import snapshot, write_chained_ogg
+from helpers import snapshot, write_chained_ogg, write_hostile_niftis, write_long_header_flac
 
 FAST = ["--bandwidth", "1.5", "--chunk-seconds", "1", "--context-seconds", "0.5"]
 
@@ -103,6 +104,25 @@ def _symlinked_entry_missing_chunk(st):
 def _truncate_chunk(st):
     p = _entry(st) / "codes" / "c" / "0" / "0" / "0"
     p.write_bytes(p.read_bytes()[:5])
+
+
+def _fifo_document(st):
+    """A FIFO named zarr.json where an entry's document would be (opening it would wait forever)."""
+    (Path(st) / "codes" / "0123456789abcdef").mkdir()
+    os.mkfifo(Path(st) / "codes" / "0123456789abcdef" / "zarr.json")
+
+
+def _fifo_chunk(st):
+    p = _entry(st) / "codes" / "c" / "0" / "0" / "0"
+    p.unlink()
+    os.mkfifo(p)
+
+
+def _index_in_the_way(st):
+    """A folder where the codes index is written, so reindex cannot write it."""
+    index = next((Path(st) / "_catalog" / "codes").glob("index*.json"))
+    index.unlink()
+    (index / "in-the-way").mkdir(parents=True)
 
 
 def _move_to_mel(st):
@@ -398,6 +418,76 @@ CASES = [
          prep=_attributes_list),
     Case("api-stimulus-rewritten-during-extract", api=_api_rewritten_during_extract,
          must=("stim.wav", "changed while it was being read", "nothing was stored")),
+    # ---------------------------------------------------------------- issue 21: bombs, non-finite, hangs, unclean
+    Case("batch-yaml-billion-laughs", ("batch", "{in}/i21/laughs.yaml", "--store", "{st}"),
+         ("laughs.yaml", "expands to more than 1,000,000 values", "write the values out")),
+    Case("batch-manifest-nul", ("batch", "{in}/i21/nul.yaml", "--store", "{st}"), ("nul.yaml", "NUL bytes")),
+    Case("batch-manifest-latin1", ("batch", "{in}/i21/latin.csv", "--store", "{st}"),
+         ("latin.csv", "not UTF-8 text", "save it as UTF-8")),
+    Case("batch-manifest-huge-cell", ("batch", "{in}/i21/cell.csv", "--store", "{st}"),
+         ("cell.csv", "longer than 131,072 characters")),
+    Case("batch-manifest-loop", ("batch", "{in}/i21/loop1.yaml", "--store", "{st}"), ("loop1.yaml", "symlink loop")),
+    Case("batch-n-trs-beyond-int64", ("batch", "{in}/i21/ntrs.yaml", "--store", "{st}"),
+         ("n_trs=1e+23", "the scan's real TR count")),
+    Case("batch-many-unknown-columns", ("batch", "{in}/i21/cols.csv", "--store", "{st}"),
+         ("unknown column 'col0'", "and 195 more unknown columns")),
+    Case("fmri-trunc-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/trunc.nii", "--subject", "s1"), ("trunc.nii", "file is truncated or its dim[4] is wrong", "Re-export")),
+    Case("fmri-trunc-nii-gz", ("ingest-fmri", "{st}", "{in}/i21/nii/trunc.nii.gz", "--subject", "s1"), ("trunc.nii.gz", "truncated or damaged", "Re-export")),
+    Case("fmri-morevols-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/morevols.nii", "--subject", "s1"), ("morevols.nii", "says 20 volume(s)", "8 complete volume(s)")),
+    Case("fmri-voxoff-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/voxoff.nii", "--subject", "s1"), ("voxoff.nii", "vox_offset is 3,000,000,000 bytes", "repair its header")),
+    Case("fmri-voxoff-nii-gz", ("ingest-fmri", "{st}", "{in}/i21/nii/voxoff.nii.gz", "--subject", "s1"), ("voxoff.nii.gz", "more than any gzip stream of that size holds")),
+    Case("fmri-rgb-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/rgb.nii", "--subject", "s1"), ("rgb.nii", "RGB colour", "Convert it to a float or integer")),
+    Case("fmri-complex-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/complex.nii", "--subject", "s1"), ("complex.nii", "complex values", "magnitude")),
+    Case("fmri-zerovols-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/zerovols.nii", "--subject", "s1"), ("zerovols.nii", "holds no volumes", "dim[4] >= 1")),
+    Case("fmri-slope-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/slope.nii", "--subject", "s1"), ("slope.nii", "scl_slope=1e+38", "set_slope_inter")),
+    Case("fmri-msec-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/msec.nii", "--subject", "s1"), ("msec.nii", "1.5 msec = 0.0015 s", "--tr 1.5")),
+    Case("fmri-usec-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/usec.nii", "--subject", "s1"), ("usec.nii", "1e-06 sec = 1e-06 s", "--tr 1.5")),
+    Case("fmri-bigtr-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/bigtr.nii", "--subject", "s1"), ("bigtr.nii", "1e+06 sec = 1000 s", "--tr 1.5")),
+    Case("fmri-nanaff-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/nanaff.nii", "--subject", "s1"), ("nanaff.nii", "holds NaN or infinite", "set_sform")),
+    Case("fmri-singular-nii", ("ingest-fmri", "{st}", "{in}/i21/nii/singular.nii", "--subject", "s1"), ("singular.nii", "is singular", "set_sform")),
+    Case("fmri-tr-microseconds", ("ingest-fmri", "{st}", "{in}/bold.nii", "--subject", "s1", "--tr", "0.0015"),
+         ("tr_s=0.0015 s is shorter than 0.05 s", "Give the TR in seconds")),
+    Case("import-n-trs-2m", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}", "--n-trs", "2000000"),
+         ("good.ecdc", "n_trs=2000000 is far beyond the stimulus", "Give the scan's real TR count")),
+    Case("import-n-trs-1e9", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}", "--n-trs",
+                              "1000000000"), ("good.ecdc", "n_trs=1000000000 is far beyond the stimulus")),
+    Case("import-tr-tiny", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}", "--tr", "1e-9"),
+         ("good.ecdc", "a TR must hold at least one frame", "Give tr_s >=")),
+    Case("import-onset-huge", ("import", "{in}/i21/good.ecdc", "--store", "{st}", "--model", "{model}",
+                               "--onset=-1e12"), ("good.ecdc", "GiB", "raise GIBLET_STORE_MAX_ENTRY_BYTES")),
+    Case("import-ecdc-length-infinity", ("import", "{in}/i21/inf.ecdc", "--store", "{st}", "--model", "{model}"),
+         ("inf.ecdc", "damaged .ecdc header", "re-export it")),
+    Case("import-ecdc-deep-json", ("import", "{in}/i21/deep.ecdc", "--store", "{st}", "--model", "{model}"),
+         ("deep.ecdc", "nested too deeply", "re-export it")),
+    Case("import-acomp-beyond-int64", ("import", "{in}/i21/int64.acomp", "--store", "{st}", "--model", "{model}"),
+         ("int64.acomp", "is beyond int64")),
+    Case("import-npy-shape-1e12", ("import", "{in}/i21/huge.npy", "--store", "{st}", "--model", "{model}"),
+         ("huge.npy", "(2, 1000000000000)", "Save the (codebook, frame) stream again")),
+    Case("mel-stft-bomb", ("mel", "{in}/clip.wav", "--store", "{st}", "--n-fft", "65536", "--hop", "1"),
+         ("clip.wav", "x 32769 bins x 24 bytes", "working-memory limit", "give a larger hop")),
+    Case("batch-connect-timeout-nan", ("batch", "{in}/good.yaml", "--store", "{st}", "--scheduler", "tcp://127.0.0.1:9",
+                                       "--connect-timeout", "nan"),
+         ("connect_timeout must be a positive number of seconds, got nan",)),
+    Case("ls-fifo-zarr-json", ("ls", "{st}"), ("codes", "KEY"), code=0, prep=_fifo_document),
+    Case("verify-fifo-chunk", ("verify", "{st}"), ("not regular files", "codes/c/0/0/0 (a FIFO", "--repair"),
+         prep=_fifo_chunk),
+    Case("model-fifo-safetensors", X("clip.wav", "--model", "{in}/i21/models/fifo_weights"),
+         ("model.safetensors is not a regular file", "save_pretrained")),
+    Case("model-fifo-config", X("clip.wav", "--model", "{in}/i21/models/fifo_config"),
+         ("config.json is not a regular file", "save_pretrained")),
+    Case("model-deep-config", X("clip.wav", "--model", "{in}/i21/models/deep_config"),
+         ("nested too deeply to be a model config",)),
+    Case("ls-newline-rtl-name", ("ls", "{st}"), ("evil\\nKEY  fake\\u202egnp.wav",), code=0,
+         prep=lambda st: _edit_attrs(st, source_name="evil\nKEY  fake\u202egnp.wav")),
+    Case("one-hz-wav", X("i21/onehz.wav"), ("onehz.wav", "declares 1 Hz (2 samples = 2 s)", "real sample rate")),
+    Case("reindex-cannot-write", ("reindex", "{st}"), ("could not write the catalogue", "then rerun reindex"),
+         prep=_index_in_the_way),
+    Case("store-invalid-bucket", ("ls", "s3://Invalid_Bucket!/st"), ("'Invalid_Bucket!' is not a valid S3 bucket name",
+                                                                      "Give the bucket's real name")),
+    Case("store-path-over-4096", ("mel", "{in}/clip.wav", "--store", "{tmp}/" + "a/" * 2100),
+         ("bytes long; paths on this system are shorter than 4096 bytes", "Give a shorter path")),
+    Case("flac-header-795-hours", X("i21/long.flac"), ("long.flac", "declares 68688000000 samples at 24000 Hz (795 h)",
+                                                        "Re-export or re-download it")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
@@ -455,6 +545,39 @@ def _audio(d: Path) -> None:
     (d / "fifo.yaml").write_text("stimuli: [fifo.wav]\n")
 
 
+def _issue21(d: Path, model_dir: Path) -> None:
+    """Inputs of issue 21's rows, under ``in/i21``."""
+    d.mkdir()
+    for name, odd in (("fifo_weights", "model.safetensors"), ("fifo_config", "config.json"), ("deep_config", "")):
+        shutil.copytree(model_dir, d / "models" / name)
+        if odd:
+            (d / "models" / name / odd).unlink()
+            os.mkfifo(d / "models" / name / odd)
+    (d / "models" / "deep_config" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    laughs = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    (d / "laughs.yaml").write_text("\n".join(laughs) + "\nstimuli: [../clip.wav]\n")
+    (d / "nul.yaml").write_bytes(b"stimuli: [a\x00.wav]\n")
+    (d / "latin.csv").write_bytes(b"path\ncaf\xe9.wav\n")
+    (d / "cell.csv").write_text("path\n" + "a" * 140_000 + ".wav\n")
+    os.symlink(d / "loop2.yaml", d / "loop1.yaml")
+    os.symlink(d / "loop1.yaml", d / "loop2.yaml")
+    (d / "ntrs.yaml").write_text("stimuli: [{path: ../clip.wav, n_trs: 100000000000000000000000}]\n")
+    (d / "cols.csv").write_text(",".join(["path"] + [f"col{i}" for i in range(200)]) + "\n../clip.wav\n")
+    write_hostile_niftis(d / "nii")
+    write_long_header_flac(d / "long.flac")
+    sf.write(d / "onehz.wav", np.array([0.1, -0.1], np.float32), 1, subtype="FLOAT")
+    meta = b'{"m": "encodec_24khz", "al": 3200, "nc": 2, "lm": false}'  # 10 frames x 2 codebooks x 10 bits
+    (d / "good.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, len(meta)) + meta + bytes(25))
+    inf = meta.replace(b"3200", b"Infinity")
+    (d / "inf.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, len(inf)) + inf + bytes(25))
+    (d / "deep.ecdc").write_bytes(struct.pack("!4sBI", b"ECDC", 0, 200_000) + b"[" * 100_000 + b"]" * 100_000)
+    (d / "int64.acomp").write_text("1\n1.5\n1 99999999999999999999999\n")
+    npy = b"{'descr': '<i2', 'fortran_order': False, 'shape': (2, 1000000000000), }"
+    npy += b" " * (118 - len(npy)) + b"\n"
+    (d / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(npy)) + npy + bytes(400))
+
+
 def _fmri_and_manifests(d: Path) -> None:
     import nibabel as nib
     import zarr
@@ -499,6 +622,7 @@ def ctx(tmp_path_factory, model_dir):
     _models(inp / "models", model_dir)
     _fmri_and_manifests(inp)
     _bids(inp)
+    _issue21(inp / "i21", model_dir)
     (inp / "good.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [1.5]\ntrs: [1.5]\n")
     (inp / "bw5.yaml").write_text(f"model: {model_dir}\nstimuli: [clip.wav]\nbandwidths: [5]\ntrs: [1.5]\n")
     base = root / "base"

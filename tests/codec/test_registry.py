@@ -88,3 +88,57 @@ def test_a_model_folder_that_never_loads_is_never_registered(tmp_path, model_dir
     wav = write_wav(tmp_path / "stim.wav", synth_audio(2.0, 24000, seed=5), 24000)
     assert main(["extract", str(wav), "--store", str(tmp_path / "st"), "--model", str(broken), "--tr", "1.5"]) == 2
     assert not registry_path().exists() or str(broken.resolve()) not in registry_path().read_text()
+
+
+# ------------------------------------------------------------------------------------ issue 21: FIFOs, deep JSON
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json"])
+def test_a_fifo_in_a_model_folder_is_refused_not_waited_on(tmp_path, model_dir, name):
+    import os
+
+    from giblet_store.codec.models import load_codec
+    from giblet_store.errors import ModelError
+
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    (d / name).unlink()
+    os.mkfifo(d / name)
+    with pytest.raises(ModelError, match=f"{name} is not a regular file .a pipe, socket or device."):
+        load_codec(str(d))
+    assert registered_model_dirs("") == [] and not registry_path().exists()
+
+
+def test_a_deeply_nested_config_is_a_model_error(tmp_path, model_dir):
+    from giblet_store.codec.models import load_codec
+    from giblet_store.errors import ModelError
+
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    (d / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match="nested too deeply to be a model config"):
+        load_codec(str(d))
+
+
+def test_a_registered_folder_whose_weights_became_a_fifo_is_skipped(made, tmp_path, model_dir):
+    import os
+
+    store, entry = made
+    sha = entry.attrs["model_sha256"]
+    assert find_model_dir(sha) is not None
+    moved = tmp_path / "moved"
+    shutil.move(str(model_dir), moved)  # the session's model folder: put back below
+    try:
+        Path(model_dir).mkdir()
+        shutil.copy(moved / "config.json", model_dir)
+        os.mkfifo(Path(model_dir) / "model.safetensors")
+        assert find_model_dir(sha) is None  # hashing it would wait forever
+    finally:
+        shutil.rmtree(model_dir)
+        shutil.move(str(moved), model_dir)
+
+
+def test_a_fifo_registry_file_reads_as_empty(cache_dir):
+    import os
+
+    registry_path().parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(registry_path())
+    assert registered_model_dirs("0" * 64) == []

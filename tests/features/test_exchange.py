@@ -120,6 +120,17 @@ def _ecdc(header: dict, body: bytes, magic=b"ECDC", version=0) -> bytes:
     return struct.pack("!4sBI", magic, version, len(meta)) + meta + body
 
 
+def _ecdc_raw(meta: bytes, body: bytes) -> bytes:
+    return struct.pack("!4sBI", b"ECDC", 0, len(meta)) + meta + body
+
+
+def _npy_header(shape: str) -> bytes:
+    """A version 1.0 .npy header of an int16 array of ``shape`` (text), padded to 64 bytes."""
+    text = f"{{'descr': '<i2', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    text += b" " * (118 - len(text)) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+
+
 def test_bad_codes_files_exit_2_and_leave_the_store_unchanged(made, tmp_path, model_dir, capsys):
     store, entry = made
     good = export_codes(store, entry, tmp_path / "good.ecdc").read_bytes()
@@ -134,6 +145,16 @@ def test_bad_codes_files_exit_2_and_leave_the_store_unchanged(made, tmp_path, mo
         "nc.ecdc": (_ecdc({**hdr, "nc": 3}, bytes(38)), "holds 3 codebooks; model model offers 1.5 kbps = 2"),
         "range.acomp": (b"1\n1.5\n1 2 3 4000\n", "code values 1..4000; codes of this model lie in 0..1023"),
         "bw.acomp": (b"1\n5\n1 2\n", "bandwidth 5 kbps is not offered"),
+        # issue 21: unclean files
+        "inf.ecdc": (_ecdc_raw(json.dumps(hdr).replace("3200", "Infinity").encode(), bytes(25)),
+                     "damaged .ecdc header .OverflowError"),
+        "deep.ecdc": (struct.pack("!4sBI", b"ECDC", 0, 200_000) + b"[" * 100_000 + b"]" * 100_000,
+                      "JSON nested too deeply"),
+        "int64.acomp": (b"1\n1.5\n1 99999999999999999999999\n", "'99999999999999999999999' is beyond int64"),
+        "word.acomp": (b"1\n1.5\n1 two\n", "'two' is not an integer"),
+        "huge.npy": (_npy_header("(2, 1000000000000)") + bytes(400),
+                     r"claims a int16 array of shape \(2, 1000000000000\) \(4,000,000,000,000 bytes\) but the file holds "
+                     "400 bytes"),
     }
     st_dir = tmp_path / "st"
     assert main(["import", str(tmp_path / "good.ecdc"), "--store", str(st_dir), "--model", str(model_dir)]) == 0
@@ -184,3 +205,42 @@ def test_a_codes_file_rewritten_after_it_was_hashed_is_refused(made, tmp_path, m
     assert snapshot(target) == before
     monkeypatch.undo()
     assert main(["import", str(out), "--store", str(target), "--model", str(model_dir), "--tr", "1.5"]) == 0
+
+
+@pytest.mark.parametrize("args, wanted", [
+    (["--n-trs", "2000000"], "n_trs=2000000 is far beyond the stimulus"),
+    (["--n-trs", "1000000000"], "n_trs=1000000000 is far beyond the stimulus"),
+    (["--tr", "1e-9"], "a TR must hold at least one frame"),
+    (["--onset=-1e12"], "more than the 16 GiB limit"),
+])
+def test_import_applies_the_grid_bounds_extract_applies(made, tmp_path, model_dir, capsys, args, wanted):
+    store, entry = made
+    out = export_codes(store, entry, tmp_path / "a.ecdc")
+    st_dir = tmp_path / "st"
+    open_store(st_dir)
+    snap = snapshot(tmp_path)
+    code = main(["import", str(out), "--store", str(st_dir), "--model", str(model_dir), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and wanted in err and "a.ecdc" in err, err
+    assert snapshot(tmp_path) == snap
+
+
+def test_acomp_is_parsed_into_a_compact_array(tmp_path, codec):
+    """~8 bytes per code at the peak (int32 blocks joined), not one Python string per code (~70 bytes)."""
+    import tracemalloc
+
+    from giblet_store.features.exchange import _read_acomp
+
+    n = 1_000_000
+    rows = np.random.default_rng(0).integers(0, 1024, (n // 2, 2))
+    p = tmp_path / "big.acomp"
+    p.write_text("1\n1.5\n" + "\n".join(f"{a} {b}" for a, b in rows.tolist()) + "\n")
+    tracemalloc.start()
+    try:
+        with open(p, "rb") as f:
+            stream, bandwidth, _ = _read_acomp(p, codec, f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(stream, rows.T)
+    assert bandwidth == 1.5 and peak < 16 * n, peak / n

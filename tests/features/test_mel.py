@@ -175,3 +175,22 @@ def test_cli_mel_and_bad_options_write_nothing(store, wav22, capsys):
     assert main(["mel", str(wav22), "--store", store.url, "--n-fft", "256", "--hop", "64", "--n-mels", "200"]) == 2
     assert "n_mels=200 exceeds" in capsys.readouterr().err
     assert _keys(store) == before
+
+
+def test_an_stft_larger_than_the_working_memory_limit_is_refused_before_reading_audio(wav22, tmp_path, monkeypatch):
+    """issue 21: ``--n-fft 65536 --hop 1`` would hold a 43 GiB STFT; the entry alone would be small."""
+    import giblet_store.features.mel as mel
+
+    from giblet_store import open_store
+
+    monkeypatch.setattr(mel, "load_audio", lambda *a, **k: pytest.fail("the audio was read"))
+    store = open_store(tmp_path / "st")
+    with pytest.raises(ParameterError) as err:
+        extract_mel(store, wav22, MelParams(n_fft=65536, hop=1))
+    text = str(err.value)
+    assert "one task would hold" in text and "x 32769 bins x 24 bytes: n_fft=65536, hop=1 at 22050 Hz" in text
+    assert "GIBLET_STORE_MAX_WORKING_BYTES" in text and "give a larger hop" in text
+    monkeypatch.setenv("GIBLET_STORE_MAX_WORKING_BYTES", str(10 * 1024**2))
+    with pytest.raises(ParameterError, match=r"4135 frames x 2049 bins .* more than the 0.00977 GiB working-memory"):
+        extract_mel(store, wav22, MelParams(n_fft=4096, hop=16))
+    mel.check_stft_size(MelParams(), 3.0, "stim.wav")  # the defaults: 130 frames x 1025 bins, 3.2 MB

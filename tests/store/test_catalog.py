@@ -124,3 +124,28 @@ def test_catalogue_on_s3(s3_url, monkeypatch):
     assert sorted(e.key for e in store.find(kind="features")) == want == scan(store)
     reads = count_reads(monkeypatch, store)
     assert sorted(e.key for e in open_store(s3_url, "r").find(kind="features")) == want and reads == []
+
+
+def test_reindex_that_cannot_write_the_index_fails_and_says_so(tmp_path, capsys):
+    """issue 21: reindex exited 0 when its index could not be written (only a log warning)."""
+    from pathlib import Path
+
+    from giblet_store import open_store
+    from giblet_store.cli import main
+    from giblet_store.errors import StoreError
+    from giblet_store.store.catalog import reindex
+
+    from helpers import snapshot, write
+
+    store = open_store(tmp_path / "st")
+    write(store, 0)
+    kind = store.entries()[0].kind
+    index = next((Path(store.root) / "_catalog" / kind).glob("index*.json"))
+    index.unlink()
+    (index / "in-the-way").mkdir(parents=True)  # a folder where the index goes: the write fails
+    before = snapshot(tmp_path)
+    with pytest.raises(StoreError, match=f"reindex could not write the catalogue of 1 kind.s. .*{kind}: IsADirectoryError"):
+        reindex(store)
+    assert main(["reindex", str(store.root)]) == 2
+    assert "then rerun reindex" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
