@@ -35,6 +35,8 @@ from ..params import ALGORITHM_VERSION, Params, content_key
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store, default_encoding
 from ..store.verify import cache_hit
+from ..bounds import check_grid_bounds
+from .regrid import regrid_mel, whole_stream_parent
 
 __all__ = ["MelParams", "mel_key_inputs", "extract_mel", "mel_stream", "decode_mel"]
 
@@ -241,14 +243,14 @@ def extract_mel(
     if isinstance(audio_path, (list, tuple)):
         return _extract_each(store, audio_path, params, grid, scheduler, audio_stream)
     info = audio_info(audio_path, audio_stream)
-    from ..bounds import check_grid_bounds
-
     check_grid_bounds(grid, info.duration_s, params.frame_rate, 4 * params.n_mels, what=repr(str(audio_path)))
     source_sha = sha256_file(audio_path)
     inputs = mel_key_inputs(source_sha, params, grid, info.stream)
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "mel")) is not None:
         return ExtractResult(hit, False, str(audio_path))
+    if (parent := whole_stream_parent(store, inputs)) is not None:  # the frames exist: re-group them
+        return regrid_mel(store, parent, info, audio_path, params, grid, inputs, key)
     audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream)
     if audio.shape[-1] < params.hop:
         raise AudioError(

@@ -52,3 +52,28 @@ def test_an_entry_missing_frames_is_not_regridded(tmp_path, model_dir, tone_wav,
     monkeypatch.setattr(codes_mod, "load_codec", _no_model)
     with pytest.raises(AssertionError, match="the model was loaded"):  # neither holds this request's frames
         _extract(st, tone_wav, model_dir, gs.TrGrid(1.5, onset_s=0.75))
+
+
+def _no_audio(*args, **kwargs):
+    raise AssertionError("the audio was read; a re-grid must not compute the spectrogram again")
+
+
+@pytest.mark.parametrize("grid", GRIDS[:2], ids=["onset-3", "onset0.75-4trs"])
+def test_mel_regrid_equals_a_fresh_extract_without_reading_audio(tmp_path, tone_wav, grid, monkeypatch):
+    import giblet_store.features.mel as mel_mod
+
+    mp = gs.MelParams(n_mels=16)
+    st = gs.open_store(tmp_path / "a")
+    whole = gs.extract_mel(st, tone_wav, mp, gs.TrGrid(1.5)).entry
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fresh = gs.extract_mel(gs.open_store(tmp_path / "b"), tone_wav, mp, grid).entry
+        monkeypatch.setattr(mel_mod, "load_audio", _no_audio)
+        res = gs.extract_mel(st, tone_wav, mp, grid)
+    assert res.created and res.entry.key == fresh.key and res.entry.attrs["regridded_from"] == whole.key
+    got, want = st.open(res.entry), fresh.open()
+    for var in ("mel", "mel_mean", "n_frames"):
+        np.testing.assert_array_equal(got[var].values, want[var].values)
+    strip = {"regridded_from", "status"}
+    assert {k: v for k, v in res.entry.attrs.items() if k not in strip} == \
+        {k: v for k, v in fresh.attrs.items() if k not in strip}
