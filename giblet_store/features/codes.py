@@ -23,7 +23,7 @@ from ..bounds import check_grid_bounds
 from ..codec.encodec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity, prepare_codes
 from ..errors import AudioError, ParameterError
 from ..store.entry import ExtractResult
-from .regrid import regrid_codes, whole_stream_parent
+from .regrid import regrid_codes
 from ..grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
 from ..params import ALGORITHM_VERSION, content_key
 from ..store.schema import FORMAT_VERSION
@@ -118,8 +118,8 @@ def extract_codes(
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(audio_path))
-    if (parent := whole_stream_parent(store, inputs)) is not None:  # the frames exist: re-group them
-        return regrid_codes(store, parent, info, audio_path, codec, grid, identity, inputs, key)
+    if done := regrid_codes(store, inputs, info, audio_path, codec, grid, identity, key):
+        return done  # the frames exist: re-grouped, no model loaded
     model = load_codec(codec.model, codec.revision, device)
     n_q = model.n_codebooks(codec.bandwidth_kbps)  # unsupported bandwidth: error before reading audio
     check_grid_bounds(grid, info.duration_s, model.frame_rate, 2 * n_q, what=repr(str(audio_path)))

@@ -36,7 +36,7 @@ from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store, default_encoding
 from ..store.verify import cache_hit
 from ..bounds import check_grid_bounds
-from .regrid import regrid_mel, whole_stream_parent
+from .regrid import regrid_mel
 
 __all__ = ["MelParams", "mel_key_inputs", "extract_mel", "mel_stream", "decode_mel"]
 
@@ -249,8 +249,8 @@ def extract_mel(
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "mel")) is not None:
         return ExtractResult(hit, False, str(audio_path))
-    if (parent := whole_stream_parent(store, inputs)) is not None:  # the frames exist: re-group them
-        return regrid_mel(store, parent, info, audio_path, params, grid, inputs, key)
+    if done := regrid_mel(store, inputs, info, audio_path, params, grid, key):
+        return done  # the frames exist: re-grouped, the audio not read
     audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream)
     if audio.shape[-1] < params.hop:
         raise AudioError(

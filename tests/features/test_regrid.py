@@ -77,3 +77,24 @@ def test_mel_regrid_equals_a_fresh_extract_without_reading_audio(tmp_path, tone_
     strip = {"regridded_from", "status"}
     assert {k: v for k, v in res.entry.attrs.items() if k not in strip} == \
         {k: v for k, v in fresh.attrs.items() if k not in strip}
+
+
+def test_a_parent_whose_frames_do_not_read_back_whole_is_encoded_instead(tmp_path, model_dir, tone_wav, monkeypatch):
+    from pathlib import Path
+
+    st = gs.open_store(tmp_path / "a")
+    whole = _extract(st, tone_wav, model_dir, gs.TrGrid(1.5)).entry
+    chunks = sorted(p for p in (Path(st.url.removeprefix("file://")) / whole.path / "codes").rglob("*")
+                    if p.is_file() and p.name != "zarr.json")
+    assert chunks
+    chunks[0].unlink()  # a lost chunk reads back as the fill value -1
+    grid = gs.TrGrid(1.5, onset_s=0.75)
+    with monkeypatch.context() as m:
+        m.setattr(codes_mod, "load_codec", _no_model)
+        with pytest.raises(AssertionError, match="the model was loaded"):
+            _extract(st, tone_wav, model_dir, grid)
+    assert st.lookup(whole.key) is None  # the damaged parent was quarantined, not served
+    res = _extract(st, tone_wav, model_dir, grid)
+    fresh = _extract(gs.open_store(tmp_path / "b"), tone_wav, model_dir, grid).entry
+    assert "regridded_from" not in res.entry.attrs and res.entry.key == fresh.key
+    np.testing.assert_array_equal(st.open(res.entry)["codes"].values, fresh.open()["codes"].values)
