@@ -29,6 +29,8 @@ from .features.derive import Embeddings, lineage  # noqa: E402
 from .fmri.ingest import FmriParams, MaskParams, ingest_fmri  # noqa: E402
 from .fmri.bids import ingest_bids  # noqa: E402
 from .fmri.clean import CleanParams  # noqa: E402
+from .fmri.parcels import Parcellate  # noqa: E402
+from .training import parcel_derive as _parcel_derive  # noqa: E402,F401 (registers Parcellate with derive)
 from .fmri.nifti_write import to_nifti  # noqa: E402
 from .training.predictions import entry_to_nifti, write_predictions  # noqa: E402
 from .training.evaluation import evaluate  # noqa: E402
@@ -63,7 +65,7 @@ __all__ = [
     "MelParams", "extract_mel", "decode_mel", "Embeddings", "Hrf", "Fir", "hrf_kernel", "convolve_causal",
     "delay", "Resample", "lineage",
     # fMRI, predictions, training
-    "FmriParams", "MaskParams", "ingest_fmri", "ingest_bids", "CleanParams", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
+    "FmriParams", "MaskParams", "ingest_fmri", "ingest_bids", "CleanParams", "Parcellate", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
     "split_trs", "plan_samples", "StoreDataset", "run_table", "select_run",
     # audio quality
     "QualityParams", "QualityResult", "score_audio", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",

@@ -76,7 +76,7 @@ def parse_hrf(text: str):
 
 
 def add_derive(sub) -> None:
-    p = sub.add_parser("derive", help="derive an entry: embeddings, HRF/FIR, or another TR grid (cached)")
+    p = sub.add_parser("derive", help="derive an entry: embeddings, HRF/FIR, parcels, or another TR grid (cached)")
     p.add_argument("store")
     p.add_argument("key", metavar="KEY_OR_PREFIX")
     what = p.add_mutually_exclusive_group(required=True)
@@ -86,6 +86,10 @@ def add_derive(sub) -> None:
     what.add_argument("--embeddings", action="store_true", help="dequantise a codes entry (RVQ decode)")
     what.add_argument("--quantise", type=float, metavar="KBPS",
                       help="greedy RVQ of a reconstruction of embeddings at this bandwidth (-> codes)")
+    what.add_argument("--parcellate", metavar="ATLAS",
+                      help="average an fmri entry's voxels within each label of this atlas NIfTI (0: background)")
+    p.add_argument("--resample-atlas", action="store_true",
+                   help="--parcellate: resample an atlas on another grid to the data's (nearest neighbour)")
     p.add_argument("--hrf-length", type=float, default=_default(Hrf, "length_s"), help="HRF kernel length (s)")
     p.add_argument("--oversampling", type=int, default=_default(Hrf, "oversampling"),
                    help="HRF sub-samples averaged per TR (1: at TR multiples)")
@@ -111,8 +115,14 @@ def _transform(args):
     """The transform ``derive`` applies, from the one of --embeddings/--quantise/--hrf/--stretch/--resample-tr given."""
     from ..features.derive import Embeddings
 
+    if args.resample_atlas and args.parcellate is None:
+        raise ParameterError("--resample-atlas is an option of --parcellate ATLAS; give both or neither")
     if args.embeddings:
         return Embeddings()
+    if args.parcellate is not None:
+        from ..fmri.parcels import Parcellate
+
+        return Parcellate(atlas=args.parcellate, resample=args.resample_atlas)
     if args.quantise is not None:
         from ..features.quantise import Quantise
 

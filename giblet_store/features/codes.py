@@ -1,8 +1,9 @@
 """Audio file -> codes entry, and codes entry -> audio file.
 
 ``extract_codes`` is the main job: hash the source, build the key from every input, return the
-entry if it exists (no model run), else load+resample, encode lazily in chunks (one Dask task per
-chunk), lay the stream on the TR grid and write the entry through the store's staging. A normalised,
+entry if it exists (no model run), re-grid the frames of an entry of the same source, model and
+bandwidth that holds the whole stream (:mod:`giblet_store.features.regrid`; no model run), else
+load+resample, encode lazily in chunks (one Dask task per chunk), lay the stream on the TR grid and write the entry through the store's staging. A normalised,
 chunked model (the 48 kHz one) is encoded in its own chunks instead, each frame laid on the grid by its
 own start time, and decoded by overlap-add (:mod:`giblet_store.features.codes_normalised`).
 """
@@ -22,6 +23,7 @@ from ..bounds import check_grid_bounds
 from ..codec.encodec import CodecParams, codec_for_entry, decode_stream, load_codec, model_identity, prepare_codes
 from ..errors import AudioError, ParameterError
 from ..store.entry import ExtractResult
+from .regrid import regrid_codes
 from ..grid import TrGrid, from_tr, grid_attrs, parse_tr_range, to_tr
 from ..validate import file_name_text
 from ..params import ALGORITHM_VERSION, content_key
@@ -122,7 +124,8 @@ def _extract_one(store, audio_path, source: HashedFile, info, codec, grid, devic
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "codes")) is not None:
         return ExtractResult(hit, False, str(audio_path))
-
+    if done := regrid_codes(store, inputs, info, audio_path, codec, grid, identity, key):
+        return done  # the frames exist: re-grouped, no model loaded
     model = load_codec(codec.model, codec.revision, device)
     n_q = model.n_codebooks(codec.bandwidth_kbps)  # unsupported bandwidth: error before reading audio
     check_grid_bounds(grid, info.duration_s, model.frame_rate, 2 * n_q, what=repr(str(audio_path)))

@@ -35,6 +35,7 @@ from ..params import ALGORITHM_VERSION, Params, content_key
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store, default_encoding
 from ..store.verify import cache_hit
+from .regrid import regrid_mel
 
 __all__ = ["MelParams", "mel_key_inputs", "extract_mel", "mel_stream", "decode_mel"]
 
@@ -278,6 +279,8 @@ def _extract_one(store, audio_path, source: HashedFile, info, params: MelParams,
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "mel")) is not None:
         return ExtractResult(hit, False, str(audio_path))
+    if done := regrid_mel(store, inputs, info, audio_path, params, grid, key):
+        return done  # the frames exist: re-grouped, the audio not read
     audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream, source=source)
     if audio.shape[-1] < params.hop:
         raise AudioError(

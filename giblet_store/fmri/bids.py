@@ -106,7 +106,9 @@ def _check_onset(stim: Entry | None, onset: float, run: BidsRun, events: Path) -
     if exact(have) != exact(-onset):
         raise FmriError(f"{events.name}: the movie starts {onset:g} s into run {run.run}, so TR k pairs with "
                         f"stimulus time k*TR - {onset:g}; stimulus entry {stim.key[:16]} is on onset_s={have:g}. "
-                        f"Extract the stimulus with --onset {-onset:g} (TrGrid(onset_s={-onset:g}))")
+                        f"Extract the stimulus with --onset {-onset:g} (TrGrid(onset_s={-onset:g})); from an "
+                        "entry of the same file that holds every frame (onset 0, no --n-trs) its frames are "
+                        "re-grouped, not encoded again")
 
 
 def _onsets(store, runs: list[BidsRun], run_ids, stimulus, event, column) -> tuple[list, list[float | None]]:

@@ -49,6 +49,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import ParameterError
+from .censoring import drop_censored, sample_at
 from .samples import DatasetRequestError, SamplePlan, TrReader, out_dtype, plan_samples, split_trs
 from ..store.core import Entry, Store, open_store
 from ..validate import int_in_range
@@ -86,6 +87,7 @@ class StoreDataset(IterableDataset):
     feature_cache_bytes : per process, for decoded feature chunks (shared by all subjects)
     rank, world_size : shard for distributed training (each rank gets different units)
     io_threads : threads reading units in the background (0: read in the iterating thread)
+    include_censored : False (default): no (subject, tr) the entry marks ``censored`` (scrubbed) is served
 
     Raises
     ------
@@ -125,6 +127,7 @@ class StoreDataset(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         io_threads: int = 2,
+        include_censored: bool = False,
     ):
         super().__init__()
         for name, v, lo in (("window", 0 if window is None else window, 0), ("chunks_in_memory", chunks_in_memory, 1), ("seed", seed, 0),
@@ -140,7 +143,8 @@ class StoreDataset(IterableDataset):
         self.feature_cache_bytes, self.rank, self.world_size = int(feature_cache_bytes), int(rank), int(world_size)
         self.io_threads = int(io_threads)
 
-        plan = plan_samples(store, fmri, features, subjects=subjects, trs=trs, window=self._k)
+        plan = plan_samples(store, fmri, features, subjects=subjects, trs=trs, window=self._k,
+                            include_censored=include_censored)
         self.plan = plan
         self.url, self.fmri_key, self.tr_s, self.n_voxels = plan.url, plan.fmri_key, plan.tr_s, plan.n_voxels
         self.subjects, self.trs, self.sample_trs = list(plan.subjects), plan.trs, plan.sample_trs
@@ -261,14 +265,14 @@ class StoreDataset(IterableDataset):
         """A group: its units' arrays as read (not concatenated) and per-sample unit/row/subject/tr."""
         sizes = units[:, 2] - units[:, 1]
         pos = {int(s): i for i, s in enumerate(self._subject_index)}
-        return {
+        return drop_censored({
             "parts": parts,
             "unit": np.repeat(np.arange(len(units)), sizes),
             "row": np.concatenate([np.arange(n) for n in sizes]),
             "subject": np.repeat([pos[int(s)] for s in units[:, 0]], sizes).astype(np.int64),
             "tr": np.concatenate([np.arange(a, b) for _, a, b in units]).astype(np.int64),
             "run": np.repeat([p["run"] for p in parts], sizes).astype(np.int64),
-        }
+        }, self.plan.censored)
 
     def _alloc(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:
         """Output arrays for ``n`` samples: numpy views to fill and the tensors that share their memory."""
@@ -338,12 +342,9 @@ class StoreDataset(IterableDataset):
 
     def __getitem__(self, i: int) -> dict:
         """Sample ``i`` in canonical order (subject-major, then TR): for inspection, not for training."""
-        served = self.plan.sample_index
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} of {len(self)}")
-        i %= len(self)
-        s_pos, t = divmod(i, served.size)
-        t = int(served[t])
+        s_pos, t = sample_at(i % len(self), self.plan.sample_index, self.plan.censored)
         unit = np.array([[self._subject_index[s_pos], t, t + 1]])
         g = self._assemble(unit, [self._read_unit(unit[0])])
         arrays, tensors = self._alloc(1)
@@ -372,7 +373,8 @@ class StoreDataset(IterableDataset):
                 parts = [p.result() if pool is not None else p for p in pending]
                 pending = submit(k + 1) if k + 1 < len(groups) else None
                 g = self._assemble(groups[k], parts)
-                n = len(g["tr"])
+                if not (n := len(g["tr"])):  # every sample of the group censored
+                    continue
                 order = rng.permutation(n) if self.shuffle else np.arange(n)
                 if self.batch_size is None:
                     arrays, tensors = self._alloc(n)

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import DatasetRequestError, ParameterError
 from ..fmri.runs import run_table
 from ..store.core import Entry
+from .censoring import entry_censored, trim_ranges, weighted_bounds
 
 __all__ = ["split_trs", "requested_ranges", "sample_ranges", "units", "run_attrs"]
 
@@ -24,7 +25,7 @@ __all__ = ["split_trs", "requested_ranges", "sample_ranges", "units", "run_attrs
 def split_trs(
     n_trs: int | None = None, fractions: Sequence[float] = (0.8, 0.1, 0.1), gap: int = 0, start: int = 0,
     names: Sequence[str] = ("train", "val", "test"), *, runs: Any = None, leave_out: str | Sequence[str] | None = None,
-    val: str | None = None,
+    val: str | None = None, fmri: Entry | None = None, include_censored: bool = False,
 ) -> dict:
     """Contiguous TR ranges for train/validation/test with ``gap`` TRs left out between them, or
     leave-one-run-out splits of an entry's runs.
@@ -42,6 +43,11 @@ def split_trs(
         in order); then ``leave_out`` (a run ID, or a list of them) is the test run(s), ``val``
         optionally the validation run, and every other run trains. Ranges are global TR indices (runs one after the other), as
         :class:`~giblet_store.training.dataset.StoreDataset` and :func:`~giblet_store.evaluate` take them.
+    fmri : for a contiguous split, the fmri entry it is for (``n_trs`` defaults to its TRs)
+    include_censored : with an fmri entry holding ``censored`` TRs (``fmri=`` or ``runs=`` an entry): False
+        (the default) skips them: ``fractions`` are shares of the uncensored (subject, tr) samples, and no
+        range starts or ends on a TR that every subject has censored (a run with nothing else is left
+        out); True splits as if nothing were censored
 
     Returns
     -------
@@ -57,16 +63,15 @@ def split_trs(
     {'train': [(10, 20)], 'test': [(0, 10), (20, 30)]}
     """
     if runs is not None or leave_out is not None:
-        return _split_runs(runs, leave_out, val, n_trs)
-    fr = [float(f) for f in fractions]
-    if len(fr) != len(names) or any(f < 0 for f in fr) or sum(fr) <= 0:
-        raise ParameterError(f"fractions must be {len(names)} non-negative numbers with a positive sum, got {fractions!r}")
-    if gap < 0 or start < 0:
-        raise ParameterError(f"gap and start must be >= 0, got gap={gap}, start={start}")
-    used = [(n, f) for n, f in zip(names, fr) if f > 0]
-    usable = n_trs - gap * (len(used) - 1)
-    if usable < len(used):
-        raise ParameterError(f"{n_trs} TRs cannot hold {len(used)} split(s) with gap {gap}; use a smaller gap")
+        out = _split_runs(runs, leave_out, val, n_trs)
+        cens = entry_censored(runs, include_censored) if isinstance(runs, Entry) else None
+        return out if cens is None else _trimmed(out, cens)
+    cens = None if fmri is None else entry_censored(fmri, include_censored)
+    if fmri is not None and n_trs is None:
+        n_trs = int(fmri.open()["fmri"].shape[1])
+    used, usable = _used_splits(n_trs, fractions, gap, start, names)
+    if cens is not None:
+        return _censored_split(fmri.key, cens, n_trs, start, used, gap)
     total = sum(f for _, f in used)
     out, pos, acc = {}, start, 0.0
     for i, (name, f) in enumerate(used):
@@ -77,6 +82,40 @@ def split_trs(
         out[name] = (pos, stop)
         pos = stop + gap
     return out
+
+
+def _used_splits(n_trs, fractions, gap: int, start: int, names) -> tuple[list[tuple[str, float]], int]:
+    """The (name, fraction) of the splits that get TRs, and the TRs they share (gaps removed)."""
+    fr = [float(f) for f in fractions]
+    if len(fr) != len(names) or any(f < 0 for f in fr) or sum(fr) <= 0:
+        raise ParameterError(f"fractions must be {len(names)} non-negative numbers with a positive sum, got {fractions!r}")
+    if gap < 0 or start < 0:
+        raise ParameterError(f"gap and start must be >= 0, got gap={gap}, start={start}")
+    used = [(n, f) for n, f in zip(names, fr) if f > 0]
+    usable = n_trs - gap * (len(used) - 1)
+    if usable < len(used):
+        raise ParameterError(f"{n_trs} TRs cannot hold {len(used)} split(s) with gap {gap}; use a smaller gap")
+    return used, usable
+
+
+def _censored_split(key: str, cens: np.ndarray, n_trs: int, start: int, used: list, gap: int) -> dict:
+    """Contiguous splits sharing the uncensored (subject, tr) samples, trimmed of wholly censored TRs."""
+    if start + n_trs > cens.shape[1]:
+        raise ParameterError(f"TRs {start}:{start + n_trs} reach past the {cens.shape[1]} TRs of fmri entry "
+                             f"{key[:16]}; give n_trs <= {cens.shape[1] - start}")
+    bounds = weighted_bounds((~cens[:, : start + n_trs]).sum(axis=0), start, [f for _, f in used], gap)
+    return _trimmed({n: [b] for (n, _), b in zip(used, bounds)}, cens, single=True)
+
+
+def _trimmed(out: dict, cens: np.ndarray, single: bool = False) -> dict:
+    """The splits without the TRs at their ends that every subject has censored."""
+    empty = cens.all(axis=0)
+    trimmed = {n: trim_ranges(r, empty) for n, r in out.items()}
+    for n, r in trimmed.items():
+        if not r:
+            raise ParameterError(f"split {n!r} holds only TRs that every subject has censored ({out[n]}); give it a "
+                                 "larger share or other runs, or include_censored=True")
+    return {n: r[0] for n, r in trimmed.items()} if single else trimmed
 
 
 def _split_runs(runs: Any, leave_out, val, n_trs) -> dict[str, list[tuple[int, int]]]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import DatasetRequestError, ParameterError  # noqa: F401
 from ..fmri.runs import run_table
+from .censoring import censored_mask, n_uncensored
 from .sample_runs import run_attrs, sample_ranges, split_trs, units as _run_units
 from ..store.core import Entry, Store, open_store
 from ..validate import int_in_range
@@ -116,6 +117,8 @@ class SamplePlan:
         for an entry without runs); run_features : per run, output name -> Feature (its stimulus)
     ranges : the served (start, stop) global TR ranges, none crossing a run; has_runs : the entry
         was ingested with runs (samples then carry ``run``)
+    censored : (served subject, tr) bool, the (subject, tr) samples left out (the entry's ``censored``),
+        or None when none are (nothing censored, or ``include_censored=True``)
     """
 
     url: str
@@ -136,10 +139,11 @@ class SamplePlan:
     run_features: tuple
     ranges: tuple
     has_runs: bool
+    censored: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
-        return len(self.subjects) * int(self.sample_index.size)
+        return n_uncensored(self.sample_index, len(self.subjects), self.censored)
 
     @property
     def sample_index(self) -> np.ndarray:
@@ -156,12 +160,14 @@ class SamplePlan:
 
 
 def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *, subjects: Sequence[str] | None = None,
-                 trs: tuple[int, int] | None = None, window: int = 0) -> SamplePlan:
+                 trs: tuple[int, int] | None = None, window: int = 0, include_censored: bool = False) -> SamplePlan:
     """Check a request against the store and plan its samples; see :class:`giblet_store.training.dataset.StoreDataset`.
 
     For an fmri entry with runs, ``trs`` may be a list of (start, stop) global TR ranges (as
     ``split_trs(runs=..., leave_out=...)`` makes them), a feature reference may be ``{run: entry}``
     (each run joined with its own stimulus), and no served range, window or unit crosses a run.
+    The (subject, tr) samples the entry marks ``censored`` are left out unless ``include_censored``
+    (a window may still reach back over a censored TR).
 
     Raises
     ------
@@ -195,6 +201,7 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
         units=_run_units(index[0], ranges, chunk_trs), runs=tuple(str(r["run"]) for r in table),
         run_offsets=np.array([int(r["tr_offset"]) for r in table], dtype=np.int64),
         run_features=tuple(run_features), ranges=tuple(ranges), has_runs="runs" in fe.attrs,
+        censored=censored_mask(fds, index[0], include_censored),
     )
 
 

@@ -169,6 +169,26 @@ def _api_rewritten_during_extract(ctx, st):
         shutil.rmtree(stim.parent)
 
 
+def _with_fmri_and_atlases(st):
+    """An fmri entry (s1, 8 TRs of a 4x3x3 grid of 3 mm) in the store copy, and atlases beside it."""
+    import nibabel as nib
+
+    from giblet_store import FmriParams, ingest_fmri
+
+    d = Path(st).parent
+    aff = np.diag([3.0, 3.0, 3.0, 1.0])
+    rng = np.random.default_rng(0)
+    nib.save(nib.Nifti1Image(100 + rng.standard_normal((4, 3, 3, 8)).astype(np.float32), aff), d / "bold_p.nii")
+    labels = np.arange(36, dtype=np.int16).reshape(4, 3, 3) % 4
+    nib.save(nib.Nifti1Image(labels, aff), d / "atlas.nii")
+    nib.save(nib.Nifti1Image(np.repeat(np.repeat(np.repeat(labels, 3, 0), 3, 1), 3, 2), np.eye(4)), d / "atlas_1mm.nii")
+    nib.save(nib.Nifti1Image(labels + np.float32(0.5), aff), d / "atlas_frac.nii")
+    nib.save(nib.Nifti1Image(np.zeros_like(labels), aff), d / "atlas_zero.nii")
+    (d / "atlas.txt").write_text("not an image\n")
+    ingest_fmri(open_store(st), [str(d / "bold_p.nii")], ["s1"], params=FmriParams(tr_s=2.0),
+                mask=np.ones((4, 3, 3), bool))
+
+
 def _api_write_evil_kind(ctx, st):
     import xarray as xr
 
@@ -372,6 +392,22 @@ CASES = [
     Case("bids-no-derivatives", ("ingest-fmri", "{st}", "--bids", "{in}/bids", "--task", "movie", "--derivatives",
                                  "nope"), ("no derivatives/nope/ folder", "run fMRIPrep first")),
     Case("bids-filter-nyquist", B("--high-pass", "0.3"), ("high_pass_hz=0.3 Hz", "Nyquist frequency 0.25 Hz")),
+    # issue 19 (continued): parcels (derive --parcellate) of an fmri entry the row's prep ingests ({fk12})
+    Case("parcels-atlas-grid", ("derive", "{st}", "{fk12}", "--parcellate", "{tmp}/atlas_1mm.nii"),
+         ("atlas_1mm.nii is on another grid than fmri entry", "shape (12, 9, 9) vs the data's (4, 3, 3)",
+          "--resample-atlas"), prep=_with_fmri_and_atlases),
+    Case("parcels-atlas-missing", ("derive", "{st}", "{fk12}", "--parcellate", "{tmp}/nope.nii"),
+         ("atlas", "nope.nii' is not a file", "label image"), prep=_with_fmri_and_atlases),
+    Case("parcels-atlas-not-nifti", ("derive", "{st}", "{fk12}", "--parcellate", "{tmp}/atlas.txt"),
+         ("atlas.txt could not be read as a NIfTI label image", ".nii.gz"), prep=_with_fmri_and_atlases),
+    Case("parcels-atlas-fractional", ("derive", "{st}", "{fk12}", "--parcellate", "{tmp}/atlas_frac.nii"),
+         ("atlas_frac.nii holds non-integer values", "whole numbers"), prep=_with_fmri_and_atlases),
+    Case("parcels-atlas-background", ("derive", "{st}", "{fk12}", "--parcellate", "{tmp}/atlas_zero.nii"),
+         ("labels none of the 36 voxels", "background, 0"), prep=_with_fmri_and_atlases),
+    Case("parcels-of-codes", ("derive", "{st}", "{k12}", "--parcellate", "{tmp}/atlas.nii"),
+         ("Parcellate averages the voxels of an fmri entry", "is a 'codes' entry"), prep=_with_fmri_and_atlases),
+    Case("parcels-resample-alone", ("derive", "{st}", "{k12}", "--hrf", "spm", "--resample-atlas"),
+         ("--resample-atlas is an option of --parcellate ATLAS",)),
     # ---------------------------------------------------------------- batch, evaluate, to-nifti
     Case("batch-manifest-missing", ("batch", "{in}/nope.yaml", "--store", "{st}"), ("nope.yaml", "does not exist")),
     Case("batch-manifest-format", ("batch", "{in}/clip.wav", "--store", "{st}"), ("'.wav'", "give a .csv, .yaml")),
@@ -657,6 +693,8 @@ def test_hostile_input(case, ctx, tmp_path, capsys):
     else:
         values = {"st": st, "key": ctx["key"], "k12": ctx["key"][:12], "model": ctx["model"], "in": ctx["in"],
                   "tmp": tmp_path}
+        if any("{fk12}" in a for a in case.argv):  # rows whose prep ingested an fmri entry
+            values["fk12"] = next(e.key[:12] for e in open_store(st, mode="r").entries() if e.kind == "fmri")
         argv = [a.format(**{k: str(v) for k, v in values.items()}) for a in case.argv]
         code, out, err = _invoke(argv, capsys)
         text = out + err

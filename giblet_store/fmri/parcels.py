@@ -1,0 +1,164 @@
+"""Parcels: an fmri entry's voxels averaged within the labels of an atlas image.
+
+``derive(fmri_entry, Parcellate(atlas="atlas.nii.gz"))`` follows nilearn's ``NiftiLabelsMasker``
+(``strategy="mean"``, ``keep_masked_labels=False``): label 0 is background; each label that holds at
+least one of the entry's voxels (its mask) becomes one ``parcel``, whose value at each (subject, tr)
+is the mean of those voxels. The parcels are ordered by label value, and the label values are the
+``parcel`` coordinate. The atlas must lie on the data's grid (shape and affine); ``resample=True``
+resamples it first with ``nilearn.image.resample_to_img(..., interpolation="nearest")``.
+
+The atlas is named in the key by its sha256 (not its path): the same atlas file anywhere gives the
+same entry. Torch-free; registered with :func:`giblet_store.store.core.Store.derive` by
+:mod:`giblet_store.training.parcel_derive` (this package cannot import the feature transforms).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..params import Params
+from ..store.entry import Entry
+from ..store.hashing import sha256_file
+
+__all__ = ["Parcellate", "parcel_plan", "atlas_labels"]
+
+#: how far (mm) an atlas affine may differ from the data's and still be the same grid
+AFFINE_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class Parcellate(Params):
+    """Average an fmri entry's voxels within each label of ``atlas`` (a 3-D label NIfTI; 0 = background).
+
+    Parameters
+    ----------
+    atlas : path of the label image (integer labels; a 4-D image with one volume is taken as 3-D)
+    resample : False (default): an atlas on another grid than the data is refused; True: resample it
+        to the data's grid with nearest-neighbour interpolation (nilearn ``resample_to_img``)
+
+    ``to_dict()`` (attributes and key) holds the atlas' sha256, not its path.
+    """
+
+    name: ClassVar[str] = "parcellate"
+    atlas: str = ""
+    resample: bool = False
+    atlas_sha256: str = field(default="", init=False)
+
+    def __post_init__(self):
+        path = os.fspath(self.atlas) if self.atlas else ""
+        if not path or not os.path.isfile(path):
+            raise ParameterError(f"atlas {self.atlas!r} is not a file; give the path of a label image "
+                                 "(NIfTI, e.g. a Schaefer or Harvard-Oxford atlas)")
+        if not isinstance(self.resample, bool):
+            raise ParameterError(f"resample must be True or False, got {self.resample!r}")
+        object.__setattr__(self, "atlas", path)
+        object.__setattr__(self, "atlas_sha256", sha256_file(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"atlas_sha256": self.atlas_sha256, "resample": self.resample}
+
+
+def _load_atlas(path: str):
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)
+    except Exception as e:  # nibabel raises many types for a file that is not an image
+        raise ParameterError(f"atlas {path} could not be read as a NIfTI label image ({type(e).__name__}: {e}); "
+                             "give a .nii or .nii.gz label image") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+        img = nib.Nifti1Image(data, img.affine)
+    if data.ndim != 3:
+        raise ParameterError(f"atlas {path} has shape {data.shape}; a label atlas is one 3-D volume (for a "
+                             "probabilistic 4-D atlas use nilearn's NiftiMapsMasker outside the store)")
+    return img, data
+
+
+def _on_grid(img, data: np.ndarray, parent: Entry, transform: Parcellate) -> np.ndarray:
+    """The atlas' labels on the data's grid (resampled only when asked)."""
+    shape = tuple(int(x) for x in parent.attrs["volume_shape"])
+    affine = np.asarray(parent.attrs["affine"], dtype=np.float64)
+    same = data.shape == shape and np.allclose(img.affine, affine, rtol=0, atol=AFFINE_ATOL)
+    if same:
+        return data
+    if not transform.resample:
+        raise ParameterError(
+            f"atlas {transform.atlas} is on another grid than fmri entry {parent.key[:16]}: shape {data.shape} "
+            f"vs the data's {shape}, affine {np.round(img.affine, 4).tolist()} vs {np.round(affine, 4).tolist()}; "
+            "give an atlas in the data's space and resolution, or resample it (Parcellate(resample=True), CLI "
+            "--resample-atlas: nearest neighbour)")
+    import nibabel as nib
+    from nilearn.image import resample_to_img
+
+    target = nib.Nifti1Image(np.zeros(shape, np.int8), affine)
+    out = resample_to_img(img, target, interpolation="nearest", force_resample=True, copy_header=True)
+    return np.asanyarray(out.dataobj)
+
+
+def atlas_labels(parent: Entry, ds, transform: Parcellate) -> np.ndarray:
+    """(voxel,) int64 label of each of the entry's voxels (0: background) from the atlas on its grid."""
+    img, data = _load_atlas(transform.atlas)
+    data = _on_grid(img, data, parent, transform)
+    if data.dtype.kind == "f":
+        if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
+            raise ParameterError(f"atlas {transform.atlas} holds non-integer values; a label atlas holds whole "
+                                 "numbers (0 = background)")
+    elif data.dtype.kind not in "iub":
+        raise ParameterError(f"atlas {transform.atlas} has dtype {data.dtype}; give integer labels")
+    ijk = np.asarray(ds["voxel_ijk"].values, dtype=np.int64)
+    return np.asarray(data[ijk[:, 0], ijk[:, 1], ijk[:, 2]]).astype(np.int64)
+
+
+def parcel_plan(parent: Entry, ds, transform: Parcellate) -> tuple[dict, Any]:
+    """(options hashed into the key, build) for :func:`giblet_store.training.parcel_derive` (checks first)."""
+    if parent.kind != "fmri" or "voxel_ijk" not in ds.variables:
+        raise ParameterError(f"Parcellate averages the voxels of an fmri entry; entry {parent.key[:16]} is a "
+                             f"{parent.kind!r} entry")
+    labels = atlas_labels(parent, ds, transform)
+    values = np.unique(labels[labels != 0])
+    if values.size == 0:
+        raise ParameterError(f"atlas {transform.atlas} labels none of the {labels.size} voxels of fmri entry "
+                             f"{parent.key[:16]} (every one is background, 0); give an atlas of the data's space")
+    order = np.argsort(labels, kind="stable")
+    order = order[labels[order] != 0]  # the labelled voxels, grouped by label
+    starts = np.searchsorted(labels[order], values)
+    counts = np.diff(np.append(starts, order.size))
+    options = {"axis": "tr", "atlas_sha256": transform.atlas_sha256, "strategy": "mean",
+               "background_label": 0}
+
+    def build():
+        return _parcel_dataset(ds, order, starts, counts, values), {
+            "atlas": {"path": transform.atlas, "sha256": transform.atlas_sha256, "resampled": transform.resample},
+            "n_parcels": int(values.size), "n_voxels_in_parcels": int(order.size), "variables": ["fmri"],
+            "axis": "tr", "hrf": "none"}
+
+    return options, build
+
+
+def _parcel_means(block: np.ndarray, order: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(subject, tr, voxel) -> (subject, tr, parcel) float32: each label's voxel mean (in float64)."""
+    x = np.asarray(block, dtype=np.float64)[..., order]
+    return (np.add.reduceat(x, starts, axis=-1) / counts).astype(np.float32)
+
+
+def _parcel_dataset(ds, order, starts, counts, values):
+    import xarray as xr
+
+    x = ds["fmri"].data.rechunk({2: -1})
+    means = x.map_blocks(_parcel_means, order, starts, counts, dtype=np.float32,
+                         chunks=(x.chunks[0], x.chunks[1], (values.size,)))
+    keep = {n: ds[n] for n in ds.data_vars if set(ds[n].dims) <= {"subject", "tr"}}  # censored, ...
+    out = xr.Dataset({"fmri": (("subject", "tr", "parcel"), means), **keep},
+                     coords={c: ds.coords[c] for c in ds.coords if set(ds.coords[c].dims) <= {"subject", "tr"}})
+    out = out.assign_coords(parcel=values.astype(np.int64))
+    out["parcel_n_voxels"] = (("parcel",), counts.astype(np.int64))
+    out["fmri"].attrs["description"] = "mean of the entry's voxels within each atlas label (parcel = label value)"
+    out["parcel_n_voxels"].attrs["description"] = "voxels of the entry averaged into each parcel"
+    return out

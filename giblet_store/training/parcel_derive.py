@@ -1,0 +1,28 @@
+"""Registers :class:`giblet_store.fmri.parcels.Parcellate` with :func:`giblet_store.features.derive.derive`.
+
+The parcel averaging lives in :mod:`giblet_store.fmri.parcels`; the derive machinery in
+:mod:`giblet_store.features`; neither package may import the other, so the link is made here, a
+layer above both. The derived entry is kind ``features``: ``fmri`` (subject, tr, parcel) float32,
+``parcel_n_voxels`` (parcel,), and the parent's (subject, tr) variables (``censored``) and
+coordinates; every other attribute (runs, TR grid, subjects, affine) is the parent's.
+"""
+
+from __future__ import annotations
+
+from ..errors import ParameterError
+from ..features.derive import register_model_transform
+from ..features.derive_plan import Plan
+from ..fmri.parcels import Parcellate, parcel_plan
+
+__all__ = ["plan_parcellate"]
+
+
+def plan_parcellate(store, parent, transform: Parcellate, model, device) -> Plan:
+    """The derive plan of ``Parcellate`` on an fmri entry (checked before anything is computed)."""
+    if model is not None:
+        raise ParameterError("model= applies to Embeddings and Quantise, not to Parcellate")
+    options, build = parcel_plan(parent, store.open(parent), transform)
+    return Plan("features", options, build, dropped=frozenset({"n_voxels"}))
+
+
+register_model_transform(Parcellate, plan_parcellate)
