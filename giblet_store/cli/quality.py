@@ -58,7 +58,8 @@ def _cmd_quality(args) -> int:
                         model=args.model, device=args.device)
     metrics, notes = _jsonable(r.metrics, r.notes)
     if args.json:
-        out = {"entries": [], "metrics": metrics, "notes": notes, "n_trs": int(r.per_tr.sizes["tr"])}
+        out = {"entries": [], "metrics": metrics, "notes": notes, "n_trs": int(r.per_tr.sizes["tr"]),
+               "nan_reasons": r.nan_reasons}
         if r.entry is not None:  # the quality entry, and (as before) its key, created and path at the top
             out.update(entries=[{**r.entry.to_json(), "created": r.created}], key=r.entry.key, created=r.created,
                        path=r.entry.path)
@@ -81,8 +82,29 @@ def _print_scores(r, metrics: dict, file=None) -> None:
         if v is None and name in r.notes:
             whole = "inf" if "infinite" in r.notes[name] else "nan"
         print(f"{name:<16} {whole:>10} {mean:>10} {low:>10} {int(col.size - ok.size):>8}", file=file)
+    for line in _nan_lines(r.nan_reasons):
+        print(line, file=file)
     if r.entry is not None:
         print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}", file=file)
+
+
+def _tr_list(trs: list) -> str:
+    """'TR 2', 'TRs 0, 3, 7' or 'TRs 0 ... 49 (50)': which TRs a reason covers, short."""
+    trs = sorted(trs)
+    if len(trs) == 1:
+        return f"TR {trs[0]}"
+    if len(trs) <= 6:
+        return "TRs " + ", ".join(str(t) for t in trs)
+    return f"TRs {trs[0]} ... {trs[-1]} ({len(trs)})"
+
+
+def _nan_lines(nan_reasons: dict) -> list[str]:
+    """One line per distinct (reason, TRs): the variables it makes NaN, where, and why."""
+    grouped: dict[tuple, list[str]] = {}
+    for var, by_reason in nan_reasons.items():
+        for reason, trs in by_reason.items():
+            grouped.setdefault((reason, tuple(sorted(trs))), []).append(var)
+    return [f"NaN {', '.join(names)} in {_tr_list(list(trs))}: {reason}" for (reason, trs), names in grouped.items()]
 
 
 def _floats(text: str, what: str) -> list[float]:

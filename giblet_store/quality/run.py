@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ class QualityResult:
     notes : {variable: str} why a whole-signal value is NaN or infinite
     entry : Entry or None (no store given)
     created : bool, False for a cache hit (or no store)
+    nan_reasons : {variable: {reason: [tr, ...]}} why per-TR values are NaN (the entry's ``nan_reasons``)
     """
 
     metrics: dict
@@ -51,6 +52,7 @@ class QualityResult:
     notes: dict
     entry: Any = None
     created: bool = False
+    nan_reasons: dict = field(default_factory=dict)
 
 
 def _score_block(ref, deg, bounds, sr, params):
@@ -217,7 +219,8 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
     key = content_key(inputs)
     if store is not None and (hit := cache_hit(store, key, "quality")) is not None:
         notes = dict(hit.attrs.get("whole_notes", {}))
-        return QualityResult(_from_json(hit.attrs["whole_values"], notes), store.open(hit), notes, hit, False)
+        return QualityResult(_from_json(hit.attrs["whole_values"], notes), store.open(hit), notes, hit, False,
+                             dict(hit.attrs.get("nan_reasons", {})))
     pair = resolve_pair(store, ref, deg, grid, trs, align, model, device)
     if pair.ref.size == 0 or float(np.max(np.abs(pair.ref))) < 10 ** (params.silence_dbfs / 20):
         from ..errors import QualityError
@@ -228,10 +231,10 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
     ds = _dataset(pair, params, values)
     whole_json, notes = _jsonable(whole, whole_why)
     if store is None:
-        return QualityResult(whole, ds, notes)
+        return QualityResult(whole, ds, notes, nan_reasons=reasons)
     attrs = _attrs(pair, params, inputs, key, whole_json, notes, reasons, versions, rd, dd)
     entry, created = store.write(ds, attrs)
-    return QualityResult(whole, ds if created else store.open(entry), notes, entry, created)
+    return QualityResult(whole, ds if created else store.open(entry), notes, entry, created, reasons)
 
 
 def _normalise_trs(trs):

@@ -306,6 +306,9 @@ CASES = [
     Case("import-unknown-format", ("import", "{in}/text.wav", "--store", "{st}"),
          ("cannot tell the format of", "text.wav", "give --format acomp|ecdc|npy")),
     Case("gc-older-than-text", ("gc", "{st}", "--older-than", "abc"), ("got 'abc'", "like 90s, 30m, 1h or 2d")),
+    # ---------------------------------------------------------------- issue 20
+    Case("quality-last-tr-10ms", ("quality", "{in}/clip.wav", "{in}/clip.wav", "--tr", "0.995", "--metrics", "stoi"),
+         ("NaN stoi, estoi in TR 2", "too short for STOI", "240 samples (10.0 ms)"), code=0),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
