@@ -47,10 +47,10 @@ def add_reindex(sub) -> None:
 
 
 def _cmd_reindex(args) -> int:
+    from .common import existing_store
     from ..store.catalog import reindex
-    from ..store.core import open_store
 
-    counts = reindex(open_store(args.store, mode="a"))
+    counts = reindex(existing_store(args.store))
     if args.json:
         dump_entries([], counts=dict(sorted(counts.items())))  # entries per kind in the new catalogue
     else:

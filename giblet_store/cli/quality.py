@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 
@@ -43,17 +44,17 @@ def add_quality(sub) -> None:
 def _cmd_quality(args) -> int:
     from .util import dump as _dump
     from ..quality.metrics import QualityParams
+    from .common import store_for_writing
     from ..quality.run import _jsonable, score_audio
-    from ..store.core import open_store
 
     params = QualityParams(metrics=tuple(args.metrics.split(",")))
     grid = None
     if args.tr is not None or args.onset:
         grid = TrGrid(tr_s=field_default(TrGrid, "tr_s") if args.tr is None else args.tr, onset_s=args.onset)
-    store = open_store(args.store) if args.store else None
     from ..progress import progress_bar
 
-    with progress_bar("quality", enabled=False if args.no_progress else None):  # on a terminal only
+    with (store_for_writing(args.store) if args.store else contextlib.nullcontext()) as store, \
+            progress_bar("quality", enabled=False if args.no_progress else None):  # the bar: on a terminal only
         r = score_audio(args.ref, args.deg, store=store, params=params, grid=grid, trs=args.trs, align=args.align,
                         model=args.model, device=args.device)
     metrics, notes = _jsonable(r.metrics, r.notes)
@@ -134,14 +135,14 @@ def add_compare(sub) -> None:
 
 def _cmd_compare(args) -> int:
     from ..quality.compare import compare_codecs
+    from .common import store_for_writing
     from ..quality.metrics import QualityParams
-    from ..store.core import open_store
 
     bws = _floats(args.bandwidths, "--bandwidths") if args.bandwidths else None
     n_mels = [int(x) for x in _floats(args.n_mels, "--n-mels")]
-    rep = compare_codecs(args.audio, args.output, model=args.model, bandwidths=bws, n_mels=n_mels,
-                         store=open_store(args.store) if args.store else None,
-                         params=QualityParams(metrics=tuple(args.metrics.split(","))), tr_s=args.tr)
+    with store_for_writing(args.store) if args.store else contextlib.nullcontext() as store:
+        rep = compare_codecs(args.audio, args.output, model=args.model, bandwidths=bws, n_mels=n_mels, store=store,
+                             params=QualityParams(metrics=tuple(args.metrics.split(","))), tr_s=args.tr)
     print(rep.first_line)
     print(rep.markdown.read_text().split("\n", 2)[2])
     print(f"wrote {rep.csv}, {rep.markdown}, {rep.png}")

@@ -309,6 +309,9 @@ CASES = [
     # ---------------------------------------------------------------- issue 20
     Case("quality-last-tr-10ms", ("quality", "{in}/clip.wav", "{in}/clip.wav", "--tr", "0.995", "--metrics", "stoi"),
          ("NaN stoi, estoi in TR 2", "too short for STOI", "240 samples (10.0 ms)"), code=0),
+    Case("ingest-fmri-bad-stimulus-new-store",
+         ("ingest-fmri", "{tmp}/st2", "{in}/bold.nii", "--subject", "s1", "--stimulus", "ffff"),
+         ("'ffff'", "lists the keys")),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),
