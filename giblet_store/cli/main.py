@@ -173,7 +173,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit status when the reader of stdout went away (``| head``): 128 + SIGPIPE, as a Unix tool killed by it
+EXIT_CLOSED_PIPE = 141
+
+
+def _stdout_to_devnull() -> None:
+    """Point the stdout file descriptor at /dev/null, so the interpreter's final flush of what is still
+    buffered for the closed pipe does not fail again ("Exception ignored ... BrokenPipeError")."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real descriptor (captured in-process): nothing to flush
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``giblet-store ARGV``: 0 on success, 2 for an input to fix, 141 when stdout's reader closed the pipe
+    (``giblet-store show S K | head -1``: the command ends quietly, as Unix tools do)."""
+    try:
+        try:
+            return _main(argv)
+        finally:  # output still buffered (help text included) meets a closed pipe here, not at interpreter exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return EXIT_CLOSED_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     import warnings
 
     from .warn import plain_warnings
@@ -184,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             plain_warnings()  # `giblet-store: warning: ...`, no source line
             return int(args.func(args) or 0)
+    except BrokenPipeError:
+        raise  # main ends quietly
     except GibletStoreError as exc:
         if args.debug:
             raise

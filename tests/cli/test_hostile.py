@@ -106,6 +106,19 @@ def _move_to_mel(st):
     os.rename(e, Path(st) / "mel" / e.name)
 
 
+def _show_into_closed_pipe(ctx, st):
+    """`giblet-store show ST KEY | head -0` as a real process: stdout's read end closed before it writes."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    with subprocess.Popen([sys.executable, "-m", "giblet_store.cli", "show", str(st), ctx["key"]],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as p:
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        print(f"exit {p.wait(timeout=120)}, stderr {err!r}")
+
+
 # ------------------------------------------------------------------------------------ Python API rows
 def _api_write_evil_kind(ctx, st):
     import xarray as xr
@@ -312,6 +325,7 @@ CASES = [
     Case("ingest-fmri-bad-stimulus-new-store",
          ("ingest-fmri", "{tmp}/st2", "{in}/bold.nii", "--subject", "s1", "--stimulus", "ffff"),
          ("'ffff'", "lists the keys")),
+    Case("show-into-closed-pipe", api=_show_into_closed_pipe, must=("exit 141, stderr ''",), code=0),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),

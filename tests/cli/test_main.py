@@ -184,3 +184,23 @@ def test_console_script_prints_errors_without_traceback(tmp_path):
     assert p.returncode == 2 and "no giblet store" in p.stderr and "Traceback" not in p.stderr
     p = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "extract" in p.stdout and "decode" in p.stdout
+
+
+@pytest.mark.parametrize("argv", [("show", "{st}", "{key}"), ("ls", "{st}")], ids=["show", "ls"])
+def test_a_closed_stdout_pipe_ends_the_command_quietly(tmp_path, argv):
+    """Issue 20 item 7: `giblet-store show S K | head -1` said "unexpected error (BrokenPipeError)", exit 1.
+
+    The read end of stdout is closed before the command (a real process) writes its first byte, so
+    every write meets a closed pipe, whatever the timing: exit 141 (128 + SIGPIPE), nothing on stderr.
+    """
+    from helpers import write
+    from giblet_store import open_store
+
+    st = tmp_path / "st"
+    key = write(open_store(st), 0).key
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    with subprocess.Popen([sys.executable, "-m", "giblet_store.cli", *(a.format(st=st, key=key) for a in argv)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as p:
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 141 and err == ""
