@@ -136,6 +136,8 @@ def _api(fn_name):
         {
             "mode": lambda: open_store(st, mode="x"),
             "find": lambda: store.find(kind="../../other/codes"),
+            "find_typo": lambda: store.find(kind="codes", bandwith_kbps=1.5),
+            "find_str": lambda: print("found", len(store.find(kind="codes", bandwidth_kbps="1.5"))),
             "get": lambda: store.get("../"),
             "lookup": lambda: store.lookup("0" * 63, "codes"),
             "lookup_kind": lambda: store.lookup("0" * 64, "codes/.."),
@@ -325,6 +327,13 @@ CASES = [
     Case("ingest-fmri-bad-stimulus-new-store",
          ("ingest-fmri", "{tmp}/st2", "{in}/bold.nii", "--subject", "s1", "--stimulus", "ffff"),
          ("'ffff'", "lists the keys")),
+    Case("ls-where-typo", ("ls", "{st}", "--where", "bandwith_kbps=1.5"),
+         ("no entry has an attribute 'bandwith_kbps'", "did you mean 'bandwidth_kbps'", "attributes are:")),
+    Case("ls-where-text-for-number", ("ls", "{st}", "--kind", "codes", "--where", "tr_s=fast"),
+         ("tr_s is a number in every codes entry", "got 'fast'", "Give a number")),
+    Case("api-find-typo", api=_api("find_typo"), must=("no codes entry has an attribute 'bandwith_kbps'",
+                                                       "did you mean 'bandwidth_kbps'")),
+    Case("api-find-string-number", api=_api("find_str"), must=("found 1",), code=0),
     Case("show-into-closed-pipe", api=_show_into_closed_pipe, must=("exit 141, stderr ''",), code=0),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
