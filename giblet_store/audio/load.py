@@ -205,21 +205,21 @@ def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, b
     return n_read
 
 
-def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -> Path:
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int, comment: str | None = None) -> Path:
     """Write ``audio`` (channel, sample) or (sample,) float to a float32 WAV, atomically.
 
     The samples go to ``PATH.tmp`` first and are renamed over ``path``, so a reader (or a crash)
-    never sees half a file.
+    never sees half a file. ``comment`` goes to the WAV's comment string (:mod:`giblet_store.audio.start`).
     """
     data = np.asarray(audio, dtype=np.float32)
     data = data.T if data.ndim == 2 else data
-    with wav_writer(path, int(sample_rate_hz), 1 if data.ndim == 1 else data.shape[1]) as f:
+    with wav_writer(path, int(sample_rate_hz), 1 if data.ndim == 1 else data.shape[1], comment) as f:
         f.write(data)
     return Path(path)
 
 
 @contextlib.contextmanager
-def wav_writer(path: str | os.PathLike, sample_rate_hz: int, channels: int):
+def wav_writer(path: str | os.PathLike, sample_rate_hz: int, channels: int, comment: str | None = None):
     """An open float32 WAV writer (``soundfile.SoundFile``) on ``PATH.tmp``, renamed over ``path`` at the end.
 
     Write (sample, channel) float32 blocks to it. Nothing is left behind when the block fails; a file
@@ -232,6 +232,8 @@ def wav_writer(path: str | os.PathLike, sample_rate_hz: int, channels: int):
     tmp = out.with_name(out.name + ".tmp")
     try:
         with sf.SoundFile(str(tmp), "w", int(sample_rate_hz), int(channels), subtype="FLOAT", format="WAV") as f:
+            if comment:
+                f.comment = comment  # written as the RIFF INFO comment (ICMT)
             yield f
         os.replace(tmp, out)
     except (sf.LibsndfileError, OSError) as exc:

@@ -22,8 +22,10 @@ def _metrics_default() -> str:
 def add_quality(sub) -> None:
     p = sub.add_parser("quality", help="audio quality metrics (SNR, SI-SDR, LSD, mel distance, STOI, PESQ), "
                                        "whole and per TR")
-    p.add_argument("ref", metavar="REF", help="reference: an audio file, or a codes entry key (needs --store)")
-    p.add_argument("deg", metavar="DEG", help="degraded: an audio file, or a codes entry key (needs --store)")
+    p.add_argument("ref", metavar="REF",
+                   help="reference: an audio file, or a codes, mel or reconstruction entry key (needs --store)")
+    p.add_argument("deg", metavar="DEG",
+                   help="degraded: an audio file, or a codes, mel or reconstruction entry key (needs --store)")
     p.add_argument("--store", default=None, help="store: resolves entry keys and keeps the scores as a quality entry")
     p.add_argument("--trs", default=None, metavar="A:B", help="TR range (stop exclusive); default every TR")
     p.add_argument("--metrics", default=_metrics_default(),
@@ -33,6 +35,9 @@ def add_quality(sub) -> None:
                    help=f"TR in seconds for two files (default {field_default(TrGrid, 'tr_s'):g})")
     p.add_argument("--onset", type=float, default=field_default(TrGrid, "onset_s"),
                    help="stimulus time (s) of TR 0 for two files")
+    p.add_argument("--deg-start", type=float, default=None, metavar="SECONDS",
+                   help="stimulus time at which the degraded file starts (default: what `decode` recorded in "
+                        "it, else 0)")
     p.add_argument("--model", default=None, help="model directory, for entries made with a local model")
     p.add_argument("--device", default="cpu", help="torch device for decoding a codes entry (cpu, cuda, mps)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -56,7 +61,7 @@ def _cmd_quality(args) -> int:
     with (store_for_writing(args.store) if args.store else contextlib.nullcontext()) as store, \
             progress_bar("quality", enabled=False if args.no_progress else None):  # the bar: on a terminal only
         r = score_audio(args.ref, args.deg, store=store, params=params, grid=grid, trs=args.trs, align=args.align,
-                        model=args.model, device=args.device)
+                        model=args.model, device=args.device, deg_start=args.deg_start)
     metrics, notes = _jsonable(r.metrics, r.notes)
     if args.json:
         out = {"entries": [], "metrics": metrics, "notes": notes, "n_trs": int(r.per_tr.sizes["tr"]),

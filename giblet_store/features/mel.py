@@ -353,5 +353,7 @@ def decode_mel(
     audio = librosa.feature.inverse.mel_to_audio(M, n_iter=n_iter, center=True, pad_mode="constant", **kw)
     n_out = M.shape[-1] * params.hop  # frames * hop: TR ranges line up in time
     audio = np.pad(audio[:n_out], (0, max(0, n_out - audio.shape[-1])))
-    out = write_wav(out_path, audio, params.sample_rate_hz)
-    return out
+    from .codes import start_comment_of
+
+    comment = start_comment_of(store, entry, trs, params.hop, params.sample_rate_hz)
+    return write_wav(out_path, audio, params.sample_rate_hz, comment)
