@@ -13,8 +13,7 @@ def add_gc(sub) -> None:
     p = sub.add_parser("gc", help="remove staging objects and unpublished entries that writers left behind")
     p.add_argument("store")
     p.add_argument("--older-than", default="1h", metavar="AGE",
-                   help="keep anything touched more recently than this: a write in progress (90s, 30m, 1h, 2d; "
-                        "default 1h)")
+                   help="keep anything touched more recently than this: a write in progress (90s, 30m, 1h, 2d)")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_gc)

@@ -9,6 +9,7 @@ import json
 
 from .common import dump_entries
 from .util import json_default, where
+from .. import validate
 
 __all__ = ["add_ls", "add_show"]
 
@@ -17,7 +18,7 @@ def add_ls(sub) -> None:
     p = sub.add_parser("ls", help="list complete entries, filtered by attributes")
     p.add_argument("store")
     p.add_argument("--kind", default=None, metavar="KIND",
-                   help="only entries of this kind: codes, mel, embeddings, features, fmri, predictions, evaluation")
+                   help=f"only entries of this kind: {', '.join(validate.KINDS)}")
     p.add_argument("--where", action="append", default=[], metavar="NAME=VALUE",
                    help="attribute filter, repeatable (bandwidth_kbps=6, hrf_params.peak_delay_s=6)")
     p.add_argument("--json", action="store_true")

@@ -26,7 +26,7 @@ def _add_extract(sub) -> None:
     from ..codec.encodec import ENCODERS, CodecParams as C
 
     p = sub.add_parser("extract", help="encode audio files to EnCodec codes on a TR grid")
-    p.add_argument("audio", nargs="+", help="wav/flac/ogg files, or video/audio containers (mp4, mkv, mov, ...)")
+    p.add_argument("audio", nargs="+")  # help: cli.help.POSITIONAL_HELP["audio"]
     p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
     p.add_argument("--model", default=_default(C, "model"), help="hub name or save_pretrained directory")
     p.add_argument("--revision", default=_default(C, "revision"), help="hub revision (branch, tag or commit)")
@@ -66,7 +66,10 @@ def _add_decode(sub) -> None:
     p.add_argument("key", metavar="KEY_OR_PREFIX")
     p.add_argument("-o", "--output", required=True, help="output .wav")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (stop exclusive)")
-    p.add_argument("--model", default=None, help="model to decode with (default: the entry's hub model)")
+    p.add_argument("--model", default=None,
+                   help="model to decode with (hub name or save_pretrained directory); default: the entry's own "
+                        "model, its hub name or the local directory this machine's model registry remembers for "
+                        "its weights (~/.cache/giblet_store/models.json)")
     p.add_argument("--device", default="cpu", help="torch device for the decoder (cpu, cuda, cuda:1, mps)")
     p.add_argument("--bandwidth", type=float, default=None,
                    help="reconstruction of embeddings: quantise at this bandwidth (kbps; default: the target's)")

@@ -127,7 +127,8 @@ def add_compare(sub) -> None:
 
     p = sub.add_parser("compare", help="codec comparison report: EnCodec bandwidths vs mel + Griffin-Lim "
                                        "(CSV, Markdown, PNG)")
-    p.add_argument("audio", metavar="AUDIO", help="wav/flac/ogg file")
+    p.add_argument("audio", metavar="AUDIO",
+                   help="an audio file (wav, flac, ogg, ...) or a video/audio container (mp4, mov, mkv, ...)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report directory (created)")
     p.add_argument("--model", default=field_default(CodecParams, "model"), help="hub name or save_pretrained directory")
     p.add_argument("--bandwidths", default=None, help="kbps, comma-separated (default: every one the model offers)")
