@@ -112,7 +112,7 @@ def _load_container(path, sample_rate_hz: int, channels: int, out, audio_stream)
 
 def load_audio(
     path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, out: str | os.PathLike | None = None,
-    audio_stream: int | None = None,
+    audio_stream: int | None = None, purpose: str = "encode",
 ) -> tuple[np.ndarray, AudioInfo]:
     """Load ``path`` as float32 at ``sample_rate_hz`` with ``channels`` channels.
 
@@ -132,6 +132,8 @@ def load_audio(
         memory does not grow with the file's length).
     audio_stream : int, optional
         Container stream index (read with PyAV); default: soundfile, else the default audio stream.
+    purpose : {"encode", "mel", "score"}
+        What the audio is read for: words the channel-mix warning (:data:`~giblet_store.audio.channels.MONO_PURPOSES`).
 
     Returns
     -------
@@ -148,7 +150,7 @@ def load_audio(
     if channels not in (1, 2):
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     info = audio_info(path, audio_stream)
-    check_channels(info.channels, channels, path)  # the channel rule: warn what is done, or refuse
+    check_channels(info.channels, channels, path, purpose)  # the channel rule: warn what is done, or refuse
     if info.reader != "soundfile":
         return _load_container(path, sample_rate_hz, channels, out, audio_stream)
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))

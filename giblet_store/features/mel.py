@@ -249,7 +249,7 @@ def extract_mel(
     key = content_key(inputs)
     if (hit := cache_hit(store, key, "mel")) is not None:
         return ExtractResult(hit, False, str(audio_path))
-    audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream)
+    audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream, purpose="mel")
     if audio.shape[-1] < params.hop:
         raise AudioError(
             f"{str(audio_path)!r} is {info.duration_s * 1000:.2f} ms long, shorter than one hop "

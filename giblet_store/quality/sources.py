@@ -111,7 +111,7 @@ def analysis_rate(store, ref, deg) -> int:
 def _load_file(path, sr: int) -> np.ndarray:
     from ..audio.load import load_audio
 
-    audio, _ = load_audio(path, sr, channels=1)
+    audio, _ = load_audio(path, sr, channels=1, purpose="score")
     return np.asarray(audio[0], dtype=np.float32)
 
 
