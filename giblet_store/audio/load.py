@@ -132,8 +132,7 @@ def load_audio(
         memory does not grow with the file's length).
     audio_stream : int, optional
         Container stream index (read with PyAV); default: soundfile, else the default audio stream.
-    purpose : {"encode", "mel", "score"}
-        What the audio is read for: words the channel-mix warning (:data:`~giblet_store.audio.channels.MONO_PURPOSES`).
+    purpose : {"encode", "mel", "score"}, what the audio is read for (words the channel-mix warning)
 
     Returns
     -------
