@@ -72,6 +72,6 @@ def test_notebook_runs_top_to_bottom(shared_data, model_dir, tmp_path, monkeypat
         "codes_and_mel_per_tr.png", "embeddings_hrf.png", "mel_vs_time.png", "r_map.png"]
     from giblet_store import open_store
 
-    store = open_store(tmp_path / "work" / "store", mode="r")
+    store = open_store(work / "store", mode="r")
     assert {e.kind for e in store.entries()} == {"codes", "mel", "embeddings", "features", "fmri", "predictions",
                                                  "evaluation"}
