@@ -85,7 +85,7 @@ NOT_MIRRORED = {
                "reference_codes", "model", "device", "json", "no_progress"},
     "ingest-fmri": {"store", "nifti", "subject", "run", "mask", "stimulus", "chunk_trs", "json",
                     "no_progress"},
-    "quality": {"ref", "deg", "store", "trs", "align", "tr", "model", "device", "json", "no_progress"},
+    "quality": {"ref", "deg", "store", "trs", "align", "tr", "deg_start", "model", "device", "json", "no_progress"},
     "compare": {"audio", "output", "bandwidths", "n_mels", "store"},
 }
 
