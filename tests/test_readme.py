@@ -51,3 +51,23 @@ def test_readme_quick_start_python_and_cli_agree(model_dir, shared_data, tmp_pat
         if argv[0] == "ls":
             assert entry.key[:16] in out
     assert (tmp_path / "tr2-5.wav").stat().st_size > 0
+
+
+def test_the_cli_synopsis_lists_every_command_with_options_it_has():
+    """Issue 20 item 16: the synopsis listed 6 of 18 commands. Every subcommand of build_parser() has a line,
+    and every --option on a command's lines is one that command takes."""
+    from giblet_store.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    lines: dict[str, str] = {}
+    current = None
+    for line in block("cli-synopsis").splitlines():
+        if m := re.match(r"giblet-store ([a-z-]+)", line):
+            current = m.group(1)
+        if current:
+            lines[current] = lines.get(current, "") + " " + line
+    assert set(lines) == set(sub.choices), set(sub.choices) ^ set(lines)
+    for name, text in lines.items():
+        known = {o for a in sub.choices[name]._actions for o in a.option_strings}
+        used = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", text))
+        assert used <= known, (name, used - known)

@@ -16,15 +16,26 @@ import numpy as np
 
 from ..errors import AudioError
 
-__all__ = ["mix_channels", "check_channels", "ChannelsMixedWarning"]
+__all__ = ["mix_channels", "check_channels", "ChannelsMixedWarning", "MONO_PURPOSES"]
 
 
 class ChannelsMixedWarning(UserWarning):
     """The source's channels were mixed to the model's (stereo averaged to mono, or mono duplicated)."""
 
 
-def check_channels(source_channels: int, channels: int, path) -> None:
+#: what is done with the mean of several channels, by what the audio is read for (the warning's words)
+MONO_PURPOSES = {
+    "encode": "the model takes mono: their mean is encoded",
+    "mel": "the mel spectrogram is taken of their mean (mono)",
+    "score": "the quality metrics score their mean (mono)",
+}
+
+
+def check_channels(source_channels: int, channels: int, path, purpose: str = "encode") -> None:
     """Apply the channel rule before reading: warn what will be done, or refuse.
+
+    ``purpose`` (a key of :data:`MONO_PURPOSES`) words what a mix to mono is for: only ``"encode"``
+    involves a model.
 
     Raises
     ------
@@ -37,11 +48,11 @@ def check_channels(source_channels: int, channels: int, path) -> None:
         raise AudioError(f"{str(path)!r} has {source_channels} channels; a stereo model takes 1 or 2. Mix it down "
                          "to stereo first (e.g. ffmpeg -i IN -ac 2 OUT.wav)")
     if channels == 1:
-        what = f"has {source_channels} channels and the model takes mono: their mean is encoded"
+        what = f"has {source_channels} channels and {MONO_PURPOSES[purpose]}"
     else:
         what = "is mono and the model takes stereo: the channel is encoded on both"
-    warnings.warn(f"{str(path)!r} {what} (source_channels={source_channels} in the entry's attributes)",
-                  ChannelsMixedWarning, stacklevel=3)
+    kept = "" if purpose == "score" else f" (source_channels={source_channels} in the entry's attributes)"
+    warnings.warn(f"{str(path)!r} {what}{kept}", ChannelsMixedWarning, stacklevel=3)
 
 
 def mix_channels(block: np.ndarray, channels: int, path) -> np.ndarray:

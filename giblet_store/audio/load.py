@@ -151,7 +151,7 @@ def _load_container(path, sample_rate_hz: int, channels: int, out, audio_stream,
 
 def load_audio(
     path: str | os.PathLike, sample_rate_hz: int, channels: int = 1, out: str | os.PathLike | None = None,
-    audio_stream: int | None = None, source: "HashedFile | None" = None,
+    audio_stream: int | None = None, source: "HashedFile | None" = None, purpose: str = "encode",
 ) -> tuple[np.ndarray, AudioInfo]:
     """Load ``path`` as float32 at ``sample_rate_hz`` with ``channels`` channels.
 
@@ -175,6 +175,7 @@ def load_audio(
     source : HashedFile, optional
         ``path`` opened and hashed (:class:`giblet_store.store.hashing.HashedFile`): the samples are
         decoded from exactly the bytes it hashed, or :class:`~giblet_store.store.hashing.SourceChangedError`.
+    purpose : {"encode", "mel", "score"}, what the audio is read for (words the channel-mix warning)
 
     Returns
     -------
@@ -191,7 +192,7 @@ def load_audio(
     if channels not in (1, 2):
         raise AudioError(f"channels must be 1 (mono) or 2 (stereo), got {channels}")
     info = audio_info(path, audio_stream)
-    check_channels(info.channels, channels, path)  # the channel rule: warn what is done, or refuse
+    check_channels(info.channels, channels, path, purpose)  # the channel rule: warn what is done, or refuse
     with _hashed_bytes_only(source):
         if info.reader != "soundfile":
             return _load_container(path, sample_rate_hz, channels, out, audio_stream, source)
@@ -295,21 +296,21 @@ def _check_header(f, info: AudioInfo, source) -> None:
         raise SourceChangedError(changed_message(info.path))
 
 
-def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -> Path:
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int, comment: str | None = None) -> Path:
     """Write ``audio`` (channel, sample) or (sample,) float to a float32 WAV, atomically.
 
     The samples go to ``PATH.tmp`` first and are renamed over ``path``, so a reader (or a crash)
-    never sees half a file.
+    never sees half a file. ``comment`` goes to the WAV's comment string (:mod:`giblet_store.audio.start`).
     """
     data = np.asarray(audio, dtype=np.float32)
     data = data.T if data.ndim == 2 else data
-    with wav_writer(path, int(sample_rate_hz), 1 if data.ndim == 1 else data.shape[1]) as f:
+    with wav_writer(path, int(sample_rate_hz), 1 if data.ndim == 1 else data.shape[1], comment) as f:
         f.write(data)
     return Path(path)
 
 
 @contextlib.contextmanager
-def wav_writer(path: str | os.PathLike, sample_rate_hz: int, channels: int):
+def wav_writer(path: str | os.PathLike, sample_rate_hz: int, channels: int, comment: str | None = None):
     """An open float32 WAV writer (``soundfile.SoundFile``) on ``PATH.tmp``, renamed over ``path`` at the end.
 
     Write (sample, channel) float32 blocks to it. Nothing is left behind when the block fails; a file
@@ -322,6 +323,8 @@ def wav_writer(path: str | os.PathLike, sample_rate_hz: int, channels: int):
     tmp = out.with_name(out.name + ".tmp")
     try:
         with sf.SoundFile(str(tmp), "w", int(sample_rate_hz), int(channels), subtype="FLOAT", format="WAV") as f:
+            if comment:
+                f.comment = comment  # written as the RIFF INFO comment (ICMT)
             yield f
         os.replace(tmp, out)
     except (sf.LibsndfileError, OSError) as exc:

@@ -100,7 +100,8 @@ def _check_manifest(manifest: Manifest) -> tuple[dict, dict, dict]:
     and the (size, mtime_ns, inode, ctime_ns) it had while hashed (workers re-check it before each read).
 
     Raises ManifestError listing every problem that concerns the manifest as a whole (a model that
-    does not load, a bandwidth it does not offer, two stimuli with the same content).
+    does not load, a bandwidth it does not offer, two stimuli with the same content, a container batch
+    cannot read by range), so none is found only after the other items' work.
     """
     from ..codec.encodec import load_codec, model_identity
 
@@ -121,6 +122,7 @@ def _check_manifest(manifest: Manifest) -> tuple[dict, dict, dict]:
                 models[mk][0].n_codebooks(job.codec.bandwidth_kbps)
             except ParameterError as exc:
                 problems.append(f"{job.where} ({job.path.name}): {exc}")
+    problems += _containers(manifest)
     shas, stamps = _hash_all(list(manifest.stimuli))
     problems += [f"{p.name} changed while it was being hashed; nothing was stored. Rerun once it is no longer "
                  "being written" for p, stamp in stamps.items() if stamp is None]
@@ -133,6 +135,21 @@ def _check_manifest(manifest: Manifest) -> tuple[dict, dict, dict]:
     if problems:
         raise ManifestError(manifest.source, sorted(set(problems), key=problems.index))
     return models, shas, stamps
+
+
+def _containers(manifest: Manifest) -> list[str]:
+    """A problem per stimulus that is a container (read only from its start, so not by range); a file that cannot
+    be read at all is left to fail its own items."""
+    out = []
+    for path in manifest.stimuli:
+        try:
+            info = audio_info(path)
+        except AudioError:
+            continue
+        if info.reader != "soundfile":
+            out.append(f"{Path(path).name} is a {info.container_format} container; batch reads wav/flac/ogg by "
+                       "range. Run `giblet-store extract` on it, or extract its audio to flac first")
+    return out
 
 
 def _readable(job: Job, infos: dict) -> "AudioInfo | AudioError":
@@ -399,7 +416,8 @@ def _collect(pending: list) -> dict[int, BatchItem]:
     out = {}
     for idx, item, fut, note in pending:
         if fut.status == "finished":
-            key, path, created = fut.result()
+            key, path, created, *told = fut.result()  # a mel task adds its warnings
+            note = "; ".join(n for n in (note, *told) if n)
             out[idx] = _replace(item, status="created" if created else "cached", key=key, path=path,
                                 note=note if created else (note or "completed by another writer"))
         else:

@@ -154,13 +154,19 @@ def _commit_task(url: str, staging: Staging, *writes: bool) -> tuple[str, str, b
     return entry.key, entry.path, created
 
 
-def _mel_task(url: str, path: str, mel_params: dict, grid: dict) -> tuple[str, str, bool]:
+def _mel_task(url: str, path: str, mel_params: dict, grid: dict) -> tuple[str, str, bool, str]:
+    """(key, path, created, note): the warnings of the extraction (channel mix, frames outside the grid) become the
+    item's note, as the channel rule does for codes items; a worker never prints them with source lines."""
+    import warnings
+
     from ..grid import TrGrid
 
     mel = importlib.import_module("giblet_store.features.mel")
     params = mel.MelParams.from_dict(mel_params) if mel_params else None
-    r = mel.extract_mel(_worker_store(url), path, params=params, grid=TrGrid.from_dict(grid), scheduler="sync")
-    return r.entry.key, r.entry.path, r.created
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = mel.extract_mel(_worker_store(url), path, params=params, grid=TrGrid.from_dict(grid), scheduler="sync")
+    return r.entry.key, r.entry.path, r.created, "; ".join(dict.fromkeys(str(w.message) for w in caught))
 
 
 # ------------------------------------------------------------------------------------ cluster

@@ -13,8 +13,8 @@ def add_gc(sub) -> None:
     p = sub.add_parser("gc", help="remove staging objects and unpublished entries that writers left behind")
     p.add_argument("store")
     p.add_argument("--older-than", default="1h", metavar="AGE",
-                   help="keep anything touched more recently than this: a write in progress (90s, 30m, 1h, 2d; "
-                        "default %(default)s); a writer's live lease keeps its files whatever this says")
+                   help="keep anything touched more recently than this: a write in progress (90s, 30m, 1h, 2d); "
+                        "a writer's live lease keeps its files whatever this says")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_gc)
@@ -52,10 +52,10 @@ def add_reindex(sub) -> None:
 
 
 def _cmd_reindex(args) -> int:
+    from .common import existing_store
     from ..store.catalog import reindex
-    from ..store.core import open_store
 
-    counts = reindex(open_store(args.store, mode="a"))
+    counts = reindex(existing_store(args.store))
     if args.json:
         dump_entries([], counts=dict(sorted(counts.items())))  # entries per kind in the new catalogue
     else:

@@ -9,6 +9,7 @@ import json
 
 from .common import dump_entries
 from .util import json_default, where
+from .. import validate
 
 __all__ = ["add_ls", "add_show"]
 
@@ -17,9 +18,13 @@ def add_ls(sub) -> None:
     p = sub.add_parser("ls", help="list complete entries, filtered by attributes")
     p.add_argument("store")
     p.add_argument("--kind", default=None, metavar="KIND",
-                   help="only entries of this kind: codes, mel, embeddings, features, fmri, predictions, evaluation")
+                   help=f"only entries of this kind: {', '.join(validate.KINDS)}")
     p.add_argument("--where", action="append", default=[], metavar="NAME=VALUE",
                    help="attribute filter, repeatable (bandwidth_kbps=6, hrf_params.peak_delay_s=6)")
+    p.add_argument("--columns", default=None, metavar="A,B,...",
+                   help="table columns, comma-separated: key, kind, path, a label of the entry repr (source, model, "
+                        "kbps, feature, onset_s, model_name, ...) or any attribute name (bandwidth_kbps, "
+                        "hrf_params.peak_delay_s); default: key, kind, every repr label a listed entry has, path")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_ls)
 
@@ -33,7 +38,7 @@ def _cmd_ls(args) -> int:
     if args.json:
         dump_entries([e.to_json() for e in entries])
     else:
-        print_table(entries)
+        print_table(entries, columns=[c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None)
     return 0
 
 

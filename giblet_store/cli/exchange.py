@@ -45,14 +45,13 @@ def _add_import(sub) -> None:
 
 
 def _cmd_import(args) -> int:
-    from .common import dump_entries
+    from .common import dump_entries, store_for_writing
     from ..features.exchange import import_codes
     from ..grid import TrGrid
-    from ..store.core import open_store
 
     grid = TrGrid(tr_s=args.tr, onset_s=args.onset, n_trs=args.n_trs)
-    r = import_codes(open_store(args.store), args.file, model=args.model, grid=grid, fmt=args.format,
-                     device=args.device)
+    with store_for_writing(args.store) as store:
+        r = import_codes(store, args.file, model=args.model, grid=grid, fmt=args.format, device=args.device)
     if args.json:
         dump_entries([{**r.entry.to_json(), "created": r.created}])
     else:

@@ -23,7 +23,7 @@ __all__ = ["add_mel", "add_derive", "parse_hrf"]
 
 def add_mel(sub) -> None:
     p = sub.add_parser("mel", help="mel spectrograms of audio files on a TR grid (the legacy feature path)")
-    p.add_argument("audio", nargs="+", help="wav/flac/ogg files")
+    p.add_argument("audio", nargs="+")  # help: cli.help.POSITIONAL_HELP["audio"]
     p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
     add_grid_options(p)
     m = MelParams

@@ -61,8 +61,8 @@ def add_ingest_fmri(sub) -> None:
 
 def _cmd_ingest_fmri(args) -> int:
     from ..fmri.ingest import FmriParams, MaskParams, ingest_fmri
+    from .common import store_for_writing
     from ..progress import progress_bar
-    from ..store.core import open_store
 
     if args.bids is not None:
         return cmd_ingest_bids(args, _dump_entry)
@@ -70,8 +70,8 @@ def _cmd_ingest_fmri(args) -> int:
     params = FmriParams(tr_s=args.tr, n_trs=args.n_trs, zscore_trs=tr_range(args.zscore_trs),
                         nan_policy=args.nan_policy)
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
-    store = open_store(args.store)
-    with progress_bar("ingest-fmri", enabled=False if args.no_progress else None):
+    with store_for_writing(args.store) as store, \
+            progress_bar("ingest-fmri", enabled=False if args.no_progress else None):
         stimulus = args.stimulus[0] if args.stimulus and len(args.stimulus) == 1 and not args.run else args.stimulus
         r = ingest_fmri(store, args.nifti, args.subject, runs=args.run, params=params, mask=args.mask,
                         mask_params=mask_params, stimulus=stimulus, chunk_trs=args.chunk_trs)
@@ -98,10 +98,10 @@ def add_evaluate(sub) -> None:
 
 
 def _cmd_evaluate(args) -> int:
+    from .common import existing_store
     from ..training.evaluation import evaluate, undefined_note
-    from ..store.core import open_store
 
-    entry, created = evaluate(open_store(args.store), args.key, trs=tr_range(args.trs),
+    entry, created = evaluate(existing_store(args.store), args.key, trs=tr_range(args.trs),
                               include_censored=args.include_censored)
     if args.json:
         _dump_entry(entry, created)

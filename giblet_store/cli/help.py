@@ -10,7 +10,7 @@ __all__ = ["DefaultsFormatter", "document", "POSITIONAL_HELP"]
 POSITIONAL_HELP = {
     "store": "store directory or fsspec URL (s3://..., memory://...)",
     "key": "an entry's key or a unique prefix of it (`giblet-store ls STORE` lists them)",
-    "audio": "audio files (wav, flac, ogg)",
+    "audio": "audio files (wav, flac, ogg, ...) or video/audio containers (mp4, mov, mkv, webm, m4a, mp3, ...)",
     "nifti": "4D NIfTI files (.nii / .nii.gz), one per subject",
     "manifest": "CSV, YAML or JSON manifest: stimuli x kinds x bandwidths x TRs",
 }

@@ -27,7 +27,7 @@ def _add_extract(sub) -> None:
     from ..codec.encodec import ENCODERS, CodecParams as C
 
     p = sub.add_parser("extract", help="encode audio files to EnCodec codes on a TR grid")
-    p.add_argument("audio", nargs="+", help="wav/flac/ogg files, or video/audio containers (mp4, mkv, mov, ...)")
+    p.add_argument("audio", nargs="+")  # help: cli.help.POSITIONAL_HELP["audio"]
     p.add_argument("--store", required=True, help="store directory or fsspec URL (created if absent)")
     p.add_argument("--model", default=_default(C, "model"), help="hub name or save_pretrained directory")
     p.add_argument("--revision", default=_default(C, "revision"), help="hub revision (branch, tag or commit)")
@@ -67,7 +67,10 @@ def _add_decode(sub) -> None:
     p.add_argument("key", metavar="KEY_OR_PREFIX")
     p.add_argument("-o", "--output", required=True, help="output .wav")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range (stop exclusive)")
-    p.add_argument("--model", default=None, help="model to decode with (default: the entry's hub model)")
+    p.add_argument("--model", default=None,
+                   help="model to decode with (hub name or save_pretrained directory); default: the entry's own "
+                        "model, its hub name or the local directory this machine's model registry remembers for "
+                        "its weights (~/.cache/giblet_store/models.json)")
     p.add_argument("--device", default="cpu", help="torch device for the decoder (cpu, cuda, cuda:1, mps)")
     p.add_argument("--bandwidth", type=float, default=None,
                    help="reconstruction of embeddings: quantise at this bandwidth (kbps; default: the target's)")
@@ -174,7 +177,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit status when the reader of stdout went away (``| head``): 128 + SIGPIPE, as a Unix tool killed by it
+EXIT_CLOSED_PIPE = 141
+
+
+def _stdout_to_devnull() -> None:
+    """Point the stdout file descriptor at /dev/null, so the interpreter's final flush of what is still
+    buffered for the closed pipe does not fail again ("Exception ignored ... BrokenPipeError")."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real descriptor (captured in-process): nothing to flush
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``giblet-store ARGV``: 0 on success, 2 for an input to fix, 141 when stdout's reader closed the pipe
+    (``giblet-store show S K | head -1``: the command ends quietly, as Unix tools do)."""
+    try:
+        try:
+            return _main(argv)
+        finally:  # output still buffered (help text included) meets a closed pipe here, not at interpreter exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return EXIT_CLOSED_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     import warnings
 
     from .warn import plain_warnings
@@ -185,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             plain_warnings()  # `giblet-store: warning: ...`, no source line
             return int(args.func(args) or 0)
+    except BrokenPipeError:
+        raise  # main ends quietly
     except GibletStoreError as exc:
         if args.debug:
             raise

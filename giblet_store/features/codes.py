@@ -307,6 +307,20 @@ def entry_stream(store: Store, entry: Entry | str, trs=None) -> tuple[np.ndarray
     return from_tr(part["codes"].values, part["n_frames"].values), entry
 
 
+def start_comment_of(store: Store, entry: Entry, trs, hop: int, sample_rate_hz: int) -> str:
+    """The WAV comment recording where TRs ``trs`` of ``entry`` start in stimulus time (:mod:`giblet_store.audio.start`).
+
+    Their first sample is stimulus sample ``(frames_before_grid + sum(n_frames[:A])) * hop``: the
+    frames before the grid, then the real frames of the TRs before ``A``.
+    """
+    from ..audio.start import start_comment
+
+    ds = store.open(entry)
+    sel = parse_tr_range(trs, ds.sizes["tr"])
+    first = int(entry.attrs.get("frames_before_grid", 0)) + int(ds["n_frames"].values[: sel.start].astype(np.int64).sum())
+    return start_comment(first * int(hop), sample_rate_hz, entry.key, (sel.start, sel.stop))
+
+
 def decode_entry(
     store: Store, entry: Entry | str, out_path: str | os.PathLike, trs=None, model: str | None = None, device: str = "cpu"
 ) -> Path:
@@ -327,9 +341,10 @@ def decode_entry(
     stream, entry = entry_stream(store, entry, trs)
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     out = Path(out_path)
+    comment = start_comment_of(store, entry, trs, codec.hop, codec.sample_rate_hz)
     if is_streamable(codec.config) is not None:
-        return write_wav(out, decode_stream(codec, stream), codec.sample_rate_hz)
-    with wav_writer(out, codec.sample_rate_hz, codec.channels) as f:  # decoder state carried: flat memory
+        return write_wav(out, decode_stream(codec, stream), codec.sample_rate_hz, comment)
+    with wav_writer(out, codec.sample_rate_hz, codec.channels, comment) as f:  # decoder state carried: flat memory
         for piece in iter_decode(codec, prepare_codes(stream, codec.codebook_size)):
             f.write(piece.T)
     return out
@@ -343,7 +358,8 @@ def _decode_normalised(store: Store, entry: Entry, out_path, trs, model, device)
     sel = parse_tr_range(trs, ds.sizes["tr"])
     codec = codec_for_entry(entry.attrs, model, device, purpose="decode")
     pieces, _ = iter_decode_entry(codec, ds, sel)
-    with wav_writer(out_path, codec.sample_rate_hz, codec.channels) as f:
+    comment = start_comment_of(store, entry, trs, codec.hop, codec.sample_rate_hz)
+    with wav_writer(out_path, codec.sample_rate_hz, codec.channels, comment) as f:
         for piece in pieces:
             f.write(piece.T)
     return Path(out_path)

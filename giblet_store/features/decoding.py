@@ -22,7 +22,8 @@ import numpy as np
 from ..audio.load import write_wav
 from ..errors import ParameterError
 
-__all__ = ["CodesAdjustedWarning", "decode_codes", "reconstruction_audio", "decode_reconstruction"]
+__all__ = ["CodesAdjustedWarning", "decode_codes", "reconstruction_audio", "decode_reconstruction", "select_trs",
+           "reconstruction_start_comment"]
 
 
 class CodesAdjustedWarning(UserWarning):
@@ -103,7 +104,7 @@ def decode_codes(codes, *, model, n_frames=None, device: str = "cpu") -> np.ndar
     return decode_stream(codec, _integer_codes(c, codec.codebook_size))
 
 
-def _select_trs(ds, trs, entry):
+def select_trs(ds, trs, entry):
     """The reconstruction's rows for target TRs ``trs`` (``"A:B"`` or (A, B), stop exclusive; default all)."""
     have = ds["tr"].values.astype(np.int64)
     if trs is None:
@@ -176,7 +177,7 @@ def reconstruction_audio(store, entry, trs=None, *, model: str | None = None, ba
     if entry.kind != "reconstruction":
         raise ParameterError(f"entry {entry.key[:16]} is a {entry.kind!r} entry; this decodes reconstruction entries")
     feature = entry.attrs["feature"]
-    ds = _select_trs(store.open(entry), trs, entry)
+    ds = select_trs(store.open(entry), trs, entry)
     n = ds["n_frames"].values.astype(np.int64)
     x = ds[feature].values
     if feature == "mel":
@@ -198,7 +199,21 @@ def reconstruction_audio(store, entry, trs=None, *, model: str | None = None, ba
 def decode_reconstruction(store, entry, out_path: str | os.PathLike, trs=None, **kwargs) -> Path:
     """Write :func:`reconstruction_audio` to a wav file (float32, atomically); returns the path."""
     audio, sr = reconstruction_audio(store, entry, trs, **kwargs)
-    return write_wav(out_path, audio, sr)
+    return write_wav(out_path, audio, sr, reconstruction_start_comment(store, entry, trs, sr))
+
+
+def reconstruction_start_comment(store, entry, trs, sample_rate_hz: int) -> str | None:
+    """Where TRs ``trs`` of a reconstruction start in stimulus time, from its target entry's frames (None when the
+    target is not in ``store``, or the TRs are not contiguous)."""
+    from .codes import start_comment_of
+
+    entry = store.get(entry)
+    target = store.lookup(entry.attrs.get("target_key", ""), None) if entry.attrs.get("target_key") else None
+    held = np.asarray(select_trs(store.open(entry), trs, entry)["tr"].values, dtype=np.int64)
+    if target is None or held.size == 0 or np.any(np.diff(held) != 1):
+        return None
+    hop = int(entry.attrs.get("hop_samples") or entry.attrs.get("mel_params", {}).get("hop", 0))
+    return start_comment_of(store, target, (int(held[0]), int(held[-1]) + 1), hop, sample_rate_hz) if hop else None
 
 
 def cli_decode_reconstruction(store, entry, args) -> Path:

@@ -281,7 +281,8 @@ def _extract_one(store, audio_path, source: HashedFile, info, params: MelParams,
         return ExtractResult(hit, False, str(audio_path))
     if done := regrid_mel(store, inputs, info, audio_path, params, grid, key):
         return done  # the frames exist: re-grouped, the audio not read
-    audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream, source=source)
+    audio, info = load_audio(audio_path, params.sample_rate_hz, 1, audio_stream=info.stream, source=source,
+                             purpose="mel")
     if audio.shape[-1] < params.hop:
         raise AudioError(
             f"{str(audio_path)!r} is {info.duration_s * 1000:.2f} ms long, shorter than one hop "
@@ -385,5 +386,7 @@ def decode_mel(
     audio = librosa.feature.inverse.mel_to_audio(M, n_iter=n_iter, center=True, pad_mode="constant", **kw)
     n_out = M.shape[-1] * params.hop  # frames * hop: TR ranges line up in time
     audio = np.pad(audio[:n_out], (0, max(0, n_out - audio.shape[-1])))
-    out = write_wav(out_path, audio, params.sample_rate_hz)
-    return out
+    from .codes import start_comment_of
+
+    comment = start_comment_of(store, entry, trs, params.hop, params.sample_rate_hz)
+    return write_wav(out_path, audio, params.sample_rate_hz, comment)

@@ -2,7 +2,8 @@
 
 Every metric compares a reference and a degraded signal, both mono float arrays at one sample
 rate. A metric that is undefined for a segment (a silent reference, a segment too short for its
-analysis) raises :class:`~giblet_store.errors.MetricUndefinedError` with the reason;
+analysis: STOI 409.7 ms, PESQ 250 ms, LSD and mel one window, SI-SDR 2 samples) raises
+:class:`~giblet_store.errors.MetricUndefinedError` with the reason;
 :func:`score_segment` turns that into NaN and keeps the reason, so per-TR scoring never crashes.
 
 - ``snr_db``: 10 log10(sum ref^2 / sum (deg - ref)^2).
@@ -33,7 +34,7 @@ from ..validate import finite, int_in_range
 
 __all__ = [
     "METRICS", "METRIC_VARIABLES", "QualityParams", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",
-    "stoi_scores", "pesq_scores", "score_segment", "metric_versions", "PESQ_MAX_S",
+    "stoi_scores", "pesq_scores", "score_segment", "metric_versions", "PESQ_MAX_S", "PESQ_MIN_S",
 ]
 
 #: metric name (CLI ``--metrics``) -> the variables it produces
@@ -49,6 +50,8 @@ METRICS: dict[str, tuple[str, ...]] = {
 METRIC_VARIABLES: tuple[str, ...] = tuple(v for vs in METRICS.values() for v in vs)
 #: the longest signal (s) given to pesq: 10 min at 16 kHz crash its C code (5 min did not); 2.5x margin
 PESQ_MAX_S = 120.0
+#: the shortest signal (s) pesq scores (its BufferTooShortError; below 1 sample at 8 kHz soxr returns nothing)
+PESQ_MIN_S = 0.25
 _INSTALL_HINT = "install the quality extra: pip install 'giblet_store[quality]' (pystoi, pesq)"
 
 
@@ -117,6 +120,11 @@ class QualityParams(Params):
         return tuple(v for m in self.metrics for v in METRICS[m])
 
 
+def _span(n: int, sample_rate_hz: int) -> str:
+    """'a segment of N samples (X ms)': how a too-short segment is named in a NaN reason."""
+    return f"a segment of {n} samples ({1000 * n / sample_rate_hz:.1f} ms)"
+
+
 def _pair(ref, deg) -> tuple[np.ndarray, np.ndarray]:
     r = np.asarray(ref, dtype=np.float64).reshape(-1)
     d = np.asarray(deg, dtype=np.float64).reshape(-1)
@@ -148,6 +156,9 @@ def si_sdr_db(ref, deg) -> float:
     ``target = (<deg, ref> / <ref, ref>) ref``; ``SI-SDR = 10 log10(|target|^2 / |deg - target|^2)``.
     """
     r, d = _pair(ref, deg)
+    if r.size < 2:
+        raise MetricUndefinedError("a 1-sample segment: SI-SDR is +inf for any degraded signal (one sample is "
+                                   "always a scaled copy)")
     rr = float(np.dot(r, r))
     if rr == 0.0:
         raise MetricUndefinedError("reference is all zeros (SI-SDR undefined)")
@@ -225,9 +236,17 @@ def stoi_scores(ref, deg, sample_rate_hz: int) -> tuple[float, float]:
     utils = importlib.import_module("pystoi.utils")
 
     r, d = _pair(ref, deg)
-    fs = _stoi_mod.FS
+    fs, n_frame, n_need = _stoi_mod.FS, _stoi_mod.N_FRAME, _stoi_mod.N
     r10 = utils.resample_oct(r, fs, sample_rate_hz) if sample_rate_hz != fs else r
     d10 = utils.resample_oct(d, fs, sample_rate_hz) if sample_rate_hz != fs else d
+    # k frames of n_frame at hop n_frame/2 fit in more than n_frame + (k-1) hops; after silence removal
+    # and overlap-add pystoi's STFT sees one frame fewer, so N frames need more than n_frame + N hops.
+    # Below one frame pystoi's silence removal itself fails (an AxisError), so this check comes first.
+    shortest = n_frame + n_need * (n_frame // 2) + 1
+    if r10.size < shortest:
+        raise MetricUndefinedError(
+            f"too short for STOI: {_span(r.size, sample_rate_hz)}; pystoi needs {n_need} frames of "
+            f"{1000 * n_frame / fs:.1f} ms, at least {1000 * shortest / fs:.1f} ms of sound")
     xs, _ = utils.remove_silent_frames(r10, d10, _stoi_mod.DYN_RANGE, _stoi_mod.N_FRAME, _stoi_mod.N_FRAME // 2)
     n_frames = utils.stft(xs, _stoi_mod.N_FRAME, _stoi_mod.NFFT, overlap=2).shape[0] if xs.size else 0
     if n_frames < _stoi_mod.N:
@@ -258,6 +277,9 @@ def pesq_scores(ref, deg, sample_rate_hz: int) -> tuple[float, float]:
     """
     pesq = _require("pesq")
     r, d = _pair(ref, deg)
+    if r.size < PESQ_MIN_S * sample_rate_hz:
+        raise MetricUndefinedError(f"too short for PESQ: {_span(r.size, sample_rate_hz)}; the pesq library needs "
+                                   f"at least {1000 * PESQ_MIN_S:g} ms")
     if r.size > PESQ_MAX_S * sample_rate_hz:
         raise MetricUndefinedError(
             f"PESQ not computed on {r.size / sample_rate_hz:.1f} s: the pesq library crashes the process on "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ class QualityResult:
     notes : {variable: str} why a whole-signal value is NaN or infinite
     entry : Entry or None (no store given)
     created : bool, False for a cache hit (or no store)
+    nan_reasons : {variable: {reason: [tr, ...]}} why per-TR values are NaN (the entry's ``nan_reasons``)
     """
 
     metrics: dict
@@ -51,6 +52,7 @@ class QualityResult:
     notes: dict
     entry: Any = None
     created: bool = False
+    nan_reasons: dict = field(default_factory=dict)
 
 
 def _score_block(ref, deg, bounds, sr, params):
@@ -115,11 +117,12 @@ def score_per_tr(ref, deg, sample_rate_hz: int, bounds, params: QualityParams | 
 
 
 def quality_key_inputs(reference: dict, degraded: dict, params: QualityParams, grid: dict, trs, align: bool,
-                       sample_rate_hz: int, versions: dict) -> dict[str, Any]:
+                       sample_rate_hz: int, versions: dict, deg_start=None) -> dict[str, Any]:
     """Everything that determines a quality entry's values: hashed into its key, stored as ``inputs``."""
     p = params.to_dict()
     p.pop("block_trs")  # how the work is split does not change a value
-    return {
+    placed = {} if deg_start is None else {"deg_start_s": float(deg_start)}  # absent: the keys made before it
+    return {**placed,
         "kind": "quality", "algorithm_version": ALGORITHM_VERSION, "format_version": FORMAT_VERSION,
         "reference": reference, "degraded": degraded, "quality_params": p,
         "grid": {k: grid[k] for k in ("tr_s", "onset_s", "n_trs") if k in grid}, "trs": trs, "align": bool(align),
@@ -184,17 +187,19 @@ def _compute(pair, params: QualityParams, scheduler, workers):
 
 def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid: TrGrid | None = None,
                 trs=None, align: bool = False, model: str | None = None, device: str = "cpu",
-                scheduler: Any = None, workers: int | None = None) -> QualityResult:
+                scheduler: Any = None, workers: int | None = None, deg_start: float | None = None) -> QualityResult:
     """Score a degraded signal against a reference, whole and per TR; with a store, as a cached entry.
 
     Parameters
     ----------
-    ref, deg : audio file paths, or codes entries / keys of ``store`` (decoded with the entry's model)
+    ref, deg : audio file paths, or codes, mel or reconstruction entries / keys of ``store`` (decoded)
     store : Store, optional; required for entry keys, and to keep the result as a ``quality`` entry
     params : QualityParams (metrics and their analysis settings)
     grid : TrGrid for two files (default 1.5 s, onset 0); a codes entry brings its own grid
     trs : "A:B" or (A, B) TR range (stop exclusive); default every TR
     align : trim both to the shorter instead of refusing lengths that differ by more than one frame
+    deg_start : stimulus time (s) at which a degraded file starts; default what ``decode`` recorded in
+        the file (:mod:`giblet_store.audio.start`), else 0
     model : the model directory for entries made with a local model
     scheduler : where the per-TR tasks run: None (default: a warmed process pool from 200 TRs on, else
         this process; :mod:`giblet_store.quality.pool`), "sync", "threads", "processes", a Client
@@ -213,12 +218,13 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
     trs_req = _normalise_trs(trs)
     grid_in = {} if grid is None else grid.to_dict()
     sr = analysis_rate(store, ref, deg)
-    inputs = quality_key_inputs(rd, dd, params, grid_in, trs_req, align, sr, versions)
+    inputs = quality_key_inputs(rd, dd, params, grid_in, trs_req, align, sr, versions, deg_start)
     key = content_key(inputs)
     if store is not None and (hit := cache_hit(store, key, "quality")) is not None:
         notes = dict(hit.attrs.get("whole_notes", {}))
-        return QualityResult(_from_json(hit.attrs["whole_values"], notes), store.open(hit), notes, hit, False)
-    pair = resolve_pair(store, ref, deg, grid, trs, align, model, device)
+        return QualityResult(_from_json(hit.attrs["whole_values"], notes), store.open(hit), notes, hit, False,
+                             dict(hit.attrs.get("nan_reasons", {})))
+    pair = resolve_pair(store, ref, deg, grid, trs, align, model, device, deg_start)
     if pair.ref.size == 0 or float(np.max(np.abs(pair.ref))) < 10 ** (params.silence_dbfs / 20):
         from ..errors import QualityError
 
@@ -228,10 +234,10 @@ def score_audio(ref, deg, store=None, params: QualityParams | None = None, grid:
     ds = _dataset(pair, params, values)
     whole_json, notes = _jsonable(whole, whole_why)
     if store is None:
-        return QualityResult(whole, ds, notes)
+        return QualityResult(whole, ds, notes, nan_reasons=reasons)
     attrs = _attrs(pair, params, inputs, key, whole_json, notes, reasons, versions, rd, dd)
     entry, created = store.write(ds, attrs)
-    return QualityResult(whole, ds if created else store.open(entry), notes, entry, created)
+    return QualityResult(whole, ds if created else store.open(entry), notes, entry, created, reasons)
 
 
 def _normalise_trs(trs):

@@ -29,7 +29,7 @@ __all__ = ["AudioPair", "resolve_pair", "source_descriptor", "analysis_rate"]
 #: tolerated length difference between two files: one EnCodec 24 kHz frame (1/75 s)
 FILE_FRAME_S = 1 / 75
 #: entry kinds a quality run decodes to audio
-DECODABLE = ("codes", "mel")
+DECODABLE = ("codes", "mel", "reconstruction")
 #: Griffin-Lim settings for mel entries (part of the source's identity)
 GRIFFIN_LIM = {"decoder": "griffin-lim", "n_iter": 32, "seed": 0}
 
@@ -93,8 +93,8 @@ def source_descriptor(store, x) -> dict[str, Any]:
 def _check_kind(e) -> None:
     if e.kind not in DECODABLE:
         raise QualityError(
-            f"entry {e.key[:16]} is a {e.kind!r} entry; quality decodes codes or mel entries to audio (give one "
-            f"of those keys or an audio file)")
+            f"entry {e.key[:16]} is a {e.kind!r} entry; quality decodes codes, mel or reconstruction entries to "
+            f"audio (give one of those keys or an audio file)")
 
 
 def analysis_rate(store, ref, deg) -> int:
@@ -104,14 +104,14 @@ def analysis_rate(store, ref, deg) -> int:
     for x in (deg, ref):
         if (e := _as_entry(store, x)) is not None:
             _check_kind(e)
-            return int(e.attrs["mel_params"]["sample_rate_hz"] if e.kind == "mel" else e.attrs["sample_rate_hz"])
+            return _rate(e)
     return audio_info(ref).sample_rate_hz
 
 
 def _load_file(path, sr: int) -> np.ndarray:
     from ..audio.load import load_audio
 
-    audio, _ = load_audio(path, sr, channels=1)
+    audio, _ = load_audio(path, sr, channels=1, purpose="score")
     return np.asarray(audio[0], dtype=np.float32)
 
 
@@ -142,11 +142,17 @@ def griffin_lim(entry_attrs: dict, mel: np.ndarray, n_iter: int = 32, seed: int 
     return np.pad(y[:n_out], (0, max(0, n_out - y.shape[-1]))).astype(np.float32)
 
 
-def _decode_audio(entry, part, model, device) -> tuple[np.ndarray, int, int]:
+def _decode_audio(store, entry, part, model, device) -> tuple[np.ndarray, int, int]:
     """(audio (sample,) float32, sample rate, hop) of the real frames of ``part`` (TRs of an entry)."""
     from ..codec.encodec import codec_for_entry, decode_stream
     from ..grid import from_tr
 
+    if entry.kind == "reconstruction":
+        from ..features.decoding import reconstruction_audio
+
+        trs = (int(part["tr"].values[0]), int(part["tr"].values[-1]) + 1)
+        audio, sr = reconstruction_audio(store, entry, trs, model=model, device=device)
+        return audio.mean(axis=0).astype(np.float32), sr, _hop(entry)
     if entry.kind == "mel":
         mel = from_tr(part["mel"].values, part["n_frames"].values)
         p = entry.attrs["mel_params"]
@@ -157,27 +163,56 @@ def _decode_audio(entry, part, model, device) -> tuple[np.ndarray, int, int]:
     return audio, codec.sample_rate_hz, codec.hop
 
 
-def _decode(store, entry, trs, model, device) -> tuple[np.ndarray, dict]:
-    """Decoded audio of TRs ``trs`` of a codes or mel entry, with its TR bounds (samples) and grid."""
+def _mel_like(entry) -> bool:
+    return entry.kind == "mel" or (entry.kind == "reconstruction" and entry.attrs.get("feature") == "mel")
+
+
+def _hop(entry) -> int:
+    return int(entry.attrs["mel_params"]["hop"] if _mel_like(entry) else entry.attrs["hop_samples"])
+
+
+def _rate(entry) -> int:
+    return int(entry.attrs["mel_params"]["sample_rate_hz"] if _mel_like(entry) else entry.attrs["sample_rate_hz"])
+
+
+def _first_frame(store, entry, first_tr: int) -> int | None:
+    """The stimulus frame of TR ``first_tr``'s first real frame (a reconstruction: its target's; None without it)."""
+    if entry.kind == "reconstruction":
+        key = entry.attrs.get("target_key")
+        entry = store.lookup(key) if key else None
+        if entry is None:
+            return None
+    n_frames = store.open(entry)["n_frames"].values.astype(np.int64)
+    return int(entry.attrs.get("frames_before_grid", 0)) + int(n_frames[:first_tr].sum())
+
+
+def _plan(store, entry, trs) -> dict:
+    """What decoding TRs ``trs`` of an entry gives, known before decoding: TR bounds, grid, stimulus offset."""
     from ..grid import parse_tr_range
 
     ds = store.open(entry)
-    sel = parse_tr_range(trs, ds.sizes["tr"])
-    n_frames = ds["n_frames"].values.astype(np.int64)
-    part = ds.isel(tr=sel)
-    audio, sr, hop = _decode_audio(entry, part, model, device)
-    first = int(entry.attrs.get("frames_before_grid", 0)) + int(n_frames[: sel.start].sum())
-    info = {
-        "bounds": np.concatenate([[0], np.cumsum(n_frames[sel])]).astype(np.int64) * hop,
-        "trs": np.arange(sel.start, sel.stop, dtype=np.int64),
+    if entry.kind == "reconstruction":
+        from ..features.decoding import select_trs
+
+        part = select_trs(ds, trs, entry)
+        held = part["tr"].values.astype(np.int64)
+        if held.size and np.any(np.diff(held) != 1):
+            raise QualityError(f"reconstruction {entry.key[:16]} holds TRs that are not contiguous; give --trs A:B "
+                               "over a contiguous run of them")
+        first = int(held[0]) if held.size else 0
+    else:
+        sel = parse_tr_range(trs, ds.sizes["tr"])
+        part, held, first = ds.isel(tr=sel), np.arange(sel.start, sel.stop, dtype=np.int64), sel.start
+    n_sel = part["n_frames"].values.astype(np.int64)
+    hop, frame = _hop(entry), _first_frame(store, entry, first)
+    return {
+        "part": part, "hop": hop, "sample_rate_hz": _rate(entry), "trs": held, "n_frames": n_sel,
+        "bounds": np.concatenate([[0], np.cumsum(n_sel)]).astype(np.int64) * hop,
         "tr_start_s": part["tr_start_s"].values.astype(np.float64),
-        "offset": first * hop,  # stimulus sample of the decoded audio's first sample
-        "hop": hop,
+        "offset": None if frame is None else frame * hop,  # stimulus sample of the decoded audio's first sample
         "grid": {"tr_s": float(entry.attrs["tr_s"]), "onset_s": float(entry.attrs.get("onset_s", 0.0)),
                  "source": f"entry {entry.key}"},
-        "n_frames": n_frames, "sample_rate_hz": sr,
     }
-    return audio, info
 
 
 def _equalise(ref: np.ndarray, deg: np.ndarray, tol: int, align: bool, what: str) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -204,37 +239,112 @@ def _file_pair(ref_path, deg_path, sr: int, grid: TrGrid, trs, align: bool) -> A
                      {"tr_s": grid.tr_s, "onset_s": grid.onset_s, "source": "files"}, trimmed)
 
 
-def _entry_pair(store, e_ref, e_deg, ref, deg, trs, align, model, device) -> AudioPair:
-    """At least one side is a codes entry: its grid decides the TRs; a file side is cut to match."""
+def _covering(path, start: int, sr: int, lo: int, n: int, tol: int, why: str, what: str) -> np.ndarray:
+    """Stimulus samples ``lo`` to ``lo + n`` (at ``sr``) of the file ``path``, which starts at stimulus sample ``start``.
+
+    Checked from the file's header before anything is decoded or loaded; up to ``tol`` samples missing at
+    either end (less than a frame) are zeros at the start and trimmed (by :func:`_equalise`) at the end.
+    """
+    from ..audio.load import audio_info
+
+    info = audio_info(path)
+    length = int(info.n_samples) * sr // int(info.sample_rate_hz)
+    if start - lo > tol or start + length < lo + n - tol:
+        raise QualityError(
+            f"{Path(path).name} covers stimulus time {start / sr:.4g} to {(start + length) / sr:.4g} s (it starts at "
+            f"{start / sr:.4g} s: {why}), but scoring {what} needs {lo / sr:.4g} to {(lo + n) / sr:.4g} s. Give a TR range "
+            "(--trs) the file covers, or --deg-start SECONDS for where a file from elsewhere starts")
+    audio = _load_file(path, sr)
+    if start > lo:
+        audio = np.concatenate([np.zeros(start - lo, np.float32), audio])
+        start = lo
+    return audio[lo - start : lo - start + n]
+
+
+def _file_start(path, given, sr: int) -> tuple[int, str]:
+    """(stimulus sample at ``sr`` where the file starts, why): ``given`` seconds, else what decode recorded, else 0."""
+    from fractions import Fraction
+
+    from ..audio.start import recorded_start
+
+    if given is not None:
+        return round(Fraction(given) * sr), "--deg-start"
+    if (rec := recorded_start(path)) is not None:
+        return round(rec * sr), "recorded in the file by decode"
+    return 0, "no start recorded in the file, so stimulus time 0"
+
+
+def _placed_file_pair(ref, deg, starts: tuple, sr: int, grid: TrGrid, trs, align: bool) -> AudioPair:
+    """Two files that start at different stimulus times: TRs of the grid over stimulus time, each file cut to them."""
+    from ..audio.load import audio_info
+    from ..grid import parse_tr_range
+
+    (r0, r_why), (d0, d_why) = starts
+    ends = [s + int(audio_info(p).n_samples) * sr // int(audio_info(p).sample_rate_hz) for p, s in ((ref, r0), (deg, d0))]
+    layout = TrGrid(grid.tr_s, grid.onset_s, grid.n_trs).layout(max(ends), sr, warn=False)
+    tol = max(1, round(sr * FILE_FRAME_S))
+    if trs is None:  # every TR both files cover (within a frame)
+        inside = np.flatnonzero((layout.starts[:-1] >= max(r0, d0) - tol) & (layout.starts[1:] <= min(ends) + tol))
+        if inside.size == 0:
+            raise QualityError(f"{Path(ref).name} and {Path(deg).name} share no whole TR of stimulus time; "
+                               "check --deg-start")
+        trs = (int(inside[0]), int(inside[-1]) + 1)
+    sel = parse_tr_range(trs, layout.n_trs)
+    b = layout.starts[sel.start : sel.stop + 1]
+    what = f"TRs {sel.start}:{sel.stop}"
+    r = _covering(ref, r0, sr, int(b[0]), int(b[-1] - b[0]), tol, r_why, what)
+    d = _covering(deg, d0, sr, int(b[0]), int(b[-1] - b[0]), tol, d_why, what)
+    r, d, trimmed = _equalise(r, d, tol, align, "lengths differ")
+    return AudioPair(r, d, sr, np.minimum(b - b[0], r.size), np.arange(sel.start, sel.stop, dtype=np.int64),
+                     grid.tr_start_s(layout.n_trs)[sel], {"tr_s": grid.tr_s, "onset_s": grid.onset_s,
+                                                           "source": "files"}, trimmed)
+
+
+def _entry_pair(store, e_ref, e_deg, ref, deg, trs, align, model, device, deg_start) -> AudioPair:
+    """At least one side is an entry: its grid decides the TRs; a file side is cut to match.
+
+    Everything is checked (grids, which stimulus time a file covers) before anything is decoded.
+    """
     main = e_deg if e_deg is not None else e_ref
-    audio, info = _decode(store, main, trs, model, device)
-    sr, hop = info["sample_rate_hz"], info["hop"]
+    info = _plan(store, main, trs)
+    sr, hop, n = info["sample_rate_hz"], info["hop"], int(info["bounds"][-1])
     other_entry, other = (e_ref, ref) if main is e_deg else (e_deg, deg)
+    what = f"TRs {int(info['trs'][0]) if info['trs'].size else 0}:" \
+           f"{int(info['trs'][-1]) + 1 if info['trs'].size else 0} of entry {main.key[:16]}"
     if other_entry is not None:
-        o_audio, o_info = _decode(store, other_entry, trs, model, device)
+        o_info = _plan(store, other_entry, trs)
         if o_info["sample_rate_hz"] != sr or not np.array_equal(o_info["n_frames"], info["n_frames"]) \
                 or o_info["grid"]["tr_s"] != info["grid"]["tr_s"]:
             raise QualityError(
                 f"entries {e_ref.key[:16]} and {e_deg.key[:16]} lie on different grids or rates; score an entry "
                 "against the audio file instead")
+        o_audio = _decode_audio(store, other_entry, o_info["part"], model, device)[0]
     else:
-        o_audio = _load_file(other, sr)[info["offset"]:]
+        if info["offset"] is None:
+            raise QualityError(f"reconstruction {main.key[:16]}'s target entry is not in this store, so where its "
+                               "TRs lie in the file is unknown; score it against the target entry instead")
+        start, why = _file_start(other, deg_start if other is deg else None, sr)
+        o_audio = _covering(other, start, sr, info["offset"], n, hop, why, what)
+    audio = _decode_audio(store, main, info["part"], model, device)[0]
     pair = (o_audio, audio) if main is e_deg else (audio, o_audio)
-    r, d, trimmed = _equalise(*pair, hop, align, f"TRs {int(info['trs'][0]) if info['trs'].size else 0}:"
-                              f"{int(info['trs'][-1]) + 1 if info['trs'].size else 0} of entry {main.key[:16]}")
+    r, d, trimmed = _equalise(*pair, hop, align, what)
     bounds = np.minimum(info["bounds"], r.size)
     return AudioPair(r, d, sr, bounds, info["trs"], info["tr_start_s"], info["grid"], trimmed)
 
 
 def resolve_pair(store, ref, deg, grid: TrGrid | None = None, trs=None, align: bool = False,
-                 model: str | None = None, device: str = "cpu") -> AudioPair:
+                 model: str | None = None, device: str = "cpu", deg_start=None) -> AudioPair:
     """Load or decode both sources onto one sample grid (see the module docstring).
+
+    ``deg_start`` (seconds) is the stimulus time at which a degraded *file* starts; by default what
+    ``decode`` recorded in it (:mod:`giblet_store.audio.start`), else 0. A reference file starts where
+    its record says, else at 0.
 
     Raises
     ------
     QualityError
         Wrong entry kind, lengths differing by more than one frame (without ``align``), entries on
-        different grids, an entry key without a store.
+        different grids, an entry key without a store, a file that does not cover the TRs scored.
     AudioError
         A file is missing or unreadable.
     ParameterError
@@ -244,9 +354,19 @@ def resolve_pair(store, ref, deg, grid: TrGrid | None = None, trs=None, align: b
     for e in (e_ref, e_deg):
         if e is not None:
             _check_kind(e)
+    if deg_start is not None and e_deg is not None:
+        raise QualityError("--deg-start places a degraded audio file in stimulus time; an entry knows its own place")
     if e_ref is None and e_deg is None:
-        return _file_pair(ref, deg, analysis_rate(store, ref, deg), grid or TrGrid(), trs, align)
+        sr = analysis_rate(store, ref, deg)
+        starts = (_file_start(ref, None, sr), _file_start(deg, deg_start, sr))
+        if starts[0][0] == starts[1][0] == 0:
+            return _file_pair(ref, deg, sr, grid or TrGrid(), trs, align)
+        return _placed_file_pair(ref, deg, starts, sr, grid or TrGrid(), trs, align)
+    recon = next((e for e in (e_deg, e_ref) if e is not None and e.kind == "reconstruction"), None)
+    if trs is None and recon is not None:  # the TRs it holds (the other side, an entry, has them all)
+        held = store.open(recon)["tr"].values.astype(np.int64)
+        trs = (int(held.min()), int(held.max()) + 1) if held.size else None
     if grid is not None and grid.tr_s != float((e_deg or e_ref).attrs["tr_s"]):
         raise QualityError(f"a TR of {grid.tr_s} s was given, but a codes entry brings its own grid "
                            f"(TR {(e_deg or e_ref).attrs['tr_s']} s); leave the TR out")
-    return _entry_pair(store, e_ref, e_deg, ref, deg, trs, align, model, device)
+    return _entry_pair(store, e_ref, e_deg, ref, deg, trs, align, model, device, deg_start)

@@ -20,7 +20,7 @@ from .schema import FORMAT_VERSION, entry_document, validate_entry
 from .staging import StagedWriter, Staging, publish_group
 from .storage import Storage
 from .lease import Lease
-from .attr_match import matches
+from .attr_match import check_where, matches
 from .attr_match import MISSING as _MISSING, lookup_attr as _lookup_attr, match as _match  # noqa: F401 (bench/catalog.py)
 from .version import __version__
 from ..validate import is_format_version, parse_key, parse_kind, redact_url
@@ -101,10 +101,14 @@ class Store:
     def find(self, kind: str | None = None, **where: Any) -> list[Entry]:
         """Complete entries whose attributes equal every ``where`` value.
 
-        Numbers compare by value (``bandwidth_kbps=6`` matches 6.0); a list matches any of its
-        values; dotted names reach into nested attributes (``hrf_params.peak_delay_s=6``).
+        Numbers compare by value (``bandwidth_kbps=6`` and ``"6"`` match 6.0); a list matches any of
+        its values; dotted names reach into nested attributes (``hrf_params.peak_delay_s=6``). A name no
+        entry of ``kind`` has (a typo) or a non-number for a number attribute is a ParameterError
+        (:func:`~giblet_store.store.attr_match.check_where`).
         """
-        return [e for e in self.entries(kind) if matches(e.attrs, where)]
+        entries = self.entries(kind)  # kind checked here
+        check_where([e.attrs for e in entries], where, f"{kind} entry" if kind else "entry")
+        return [e for e in entries if matches(e.attrs, where)]
 
     def lookup(self, key: str, kind: str | None = None) -> Entry | None:
         """The complete entry with exactly this key, or None. Cheap: reads one zarr.json per kind.

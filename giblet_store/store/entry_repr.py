@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-__all__ = ["describe", "identifying_attrs", "entry_html", "IDENTIFYING"]
+__all__ = ["describe", "identifying_attrs", "entry_html", "IDENTIFYING", "short_value"]
 
 #: attributes that tell entries apart, in display order, with short labels
 IDENTIFYING: tuple[tuple[str, str], ...] = (
@@ -34,10 +34,11 @@ def identifying_attrs(attrs: dict) -> dict[str, Any]:
 
 def describe(attrs: dict) -> str:
     """One line: ``source=a.wav kbps=6 tr_s=1.5 n_trs=14`` (no key, no kind)."""
-    return " ".join(f"{k}={_short(v)}" for k, v in identifying_attrs(attrs).items())
+    return " ".join(f"{k}={short_value(v)}" for k, v in identifying_attrs(attrs).items())
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A value as a table cell: floats with %g, lists as A:B:C, at most 40 characters."""
     if isinstance(value, float):
         return f"{value:g}"
     text = str(value) if not isinstance(value, (list, tuple)) else ":".join(map(str, value))
@@ -54,7 +55,7 @@ def entry_html(entry) -> str:
             rows.append((f"<b>{html.escape(str(name))}</b>", f"({dims}) {var.dtype}"))
     except Exception as exc:  # a repr must never raise
         rows.append(("variables", f"(cannot open: {type(exc).__name__})"))
-    rows += [(k, _short(v)) for k, v in identifying_attrs(entry.attrs).items()]
+    rows += [(k, short_value(v)) for k, v in identifying_attrs(entry.attrs).items()]
     body = "".join(
         f"<tr><th style='text-align:left'>{k if k.startswith('<b>') else html.escape(k)}</th>"
         f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)

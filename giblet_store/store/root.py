@@ -21,7 +21,8 @@ from ..validate import is_format_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RootState", "root_state", "root_document", "create_local_root", "check_root", "create_root"]
+__all__ = ["RootState", "root_state", "root_document", "create_local_root", "check_root", "create_root",
+           "missing_local_ancestor", "remove_unused_root", "empty_local_folder", "remove_unused_root_document"]
 
 
 class RootState(Enum):
@@ -183,3 +184,24 @@ def remove_unused_root(created: str | None, root: str) -> None:
             os.rmdir(dirpath)
     except OSError as exc:  # another process wrote into it meanwhile: leave it
         log.info("kept the store folder %s: %s", created, exc)
+
+
+def empty_local_folder(url: str) -> str | None:
+    """The local store path ``url`` when it is an existing, empty folder (a store would be created in it), else None."""
+    if "://" in str(url) and not str(url).startswith("file://"):
+        return None
+    path = os.path.abspath(str(url).removeprefix("file://"))
+    if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
+        return path
+    return None
+
+
+def remove_unused_root_document(folder: str | None) -> None:
+    """Remove the root document a command wrote into the empty folder ``folder`` (from :func:`empty_local_folder`)
+    when the folder holds nothing else; the folder itself, which the user made, stays."""
+    if folder is None or os.listdir(folder) != ["zarr.json"]:
+        return
+    try:
+        os.remove(os.path.join(folder, "zarr.json"))
+    except OSError as exc:  # pragma: no cover - removed meanwhile by another process
+        log.info("kept the root document in %s: %s", folder, exc)

@@ -189,6 +189,8 @@ def test_batch_refuses_a_container_before_any_work(tmp_path, speech, model_dir):
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps({"model": str(model_dir), "kinds": ["codes"], "bandwidths": [1.5], "trs": [1.5],
                                     "stimuli": ["film.mp4"]}))
-    report = run_batch(str(manifest), str(tmp_path / "st"), progress=False)
-    (item,) = report.failed
-    assert "is a mov,mp4,m4a,3gp,3g2,mj2 container; batch reads wav/flac/ogg" in item.reason
+    from giblet_store.batch.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match="is a mov,mp4,m4a,3gp,3g2,mj2 container; batch reads wav/flac/ogg"):
+        run_batch(str(manifest), str(tmp_path / "st"), progress=False)
+    assert not (tmp_path / "st").exists()

@@ -28,6 +28,21 @@ def test_resample_preserves_a_tone(tmp_path, sr):
     assert abs(np.argmax(spectrum) - 440) <= 1  # 1 Hz bins: the tone is where it was
 
 
+def test_the_mix_warning_says_what_the_mean_is_for(tmp_path, run):
+    """Issue 20 item 10: quality and mel said "the model takes mono: their mean is encoded", where no model
+    encodes anything."""
+    write_wav(tmp_path / "s.wav", synth_audio(1.0, 16000, channels=2), 16000)
+    with pytest.warns(ChannelsMixedWarning, match=r"has 2 channels and the mel spectrogram is taken of their mean "
+                                                  r"\(mono\) \(source_channels=2 in the entry's attributes\)$"):
+        load_audio(tmp_path / "s.wav", 16000, channels=1, purpose="mel")
+    with pytest.warns(ChannelsMixedWarning, match=r"has 2 channels and the quality metrics score their mean \(mono\)$"):
+        load_audio(tmp_path / "s.wav", 16000, channels=1, purpose="score")
+    code, _, err = run("mel", tmp_path / "s.wav", "--store", tmp_path / "st")
+    assert code == 0 and "the mel spectrogram is taken of their mean" in err and "encoded" not in err, err
+    code, _, err = run("quality", tmp_path / "s.wav", tmp_path / "s.wav", "--metrics", "snr")
+    assert code == 0 and err.count("the quality metrics score their mean") == 2 and "model" not in err, err
+
+
 def test_stereo_is_mixed_to_mono_and_kept_for_stereo(tmp_path):
     x = synth_audio(1.0, 24000, channels=2)
     x[1] *= 0.5

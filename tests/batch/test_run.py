@@ -317,3 +317,34 @@ def test_a_stimulus_rewritten_before_a_worker_reads_it_fails_its_item(client, mo
     assert report.counts["created"] == 0 and report.counts["failed"] == 1, report.items
     assert "changed while the batch ran" in report.items[0].reason
     assert open_store(tmp_path / "st").entries() == []
+
+
+def test_a_container_is_refused_before_any_work_on_the_other_items(model_dir, stim, tmp_path, monkeypatch):
+    """Issue 20 item 9: an mp4 item failed only after the other items had been encoded."""
+    from giblet_store.batch import run as batch_run
+    from giblet_store.testing.video import write_movie
+
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(stim / "a.wav", d / "a.wav")
+    write_movie(d / "film.mp4", synth_audio(2.0, 16000, seed=9), 16000)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before every item was checked")
+
+    monkeypatch.setattr(batch_run, "_connect", no_work)
+    m = load_manifest(manifest(model_dir, ["a.wav", "film.mp4"], kinds=["codes", "mel"]), base_dir=d)
+    with pytest.raises(ManifestError, match=r"film.mp4 is a mov,mp4,m4a,3gp,3g2,mj2 container; batch reads "
+                                            r"wav/flac/ogg by range. Run `giblet-store extract` on it"):
+        run_batch(m, tmp_path / "st", progress=False)
+    assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.skipif(not HAS_MEL, reason="giblet_store.features.mel is not importable (mel extraction not installed)")
+def test_mel_warnings_become_the_items_note(client, model_dir, stim, tmp_path, capfd):
+    """Issue 20 item 9: a mel item's warnings were printed by the worker with source lines."""
+    m = load_manifest(manifest(model_dir, ["c.wav"], kinds=["mel"], mel={"n_mels": 16}), base_dir=stim)
+    report = run_batch(m, tmp_path / "s", scheduler=client, progress=False)
+    (item,) = report.items
+    assert item.status == "created" and "c.wav' has 2 channels and the mel spectrogram is taken of their mean" in item.note
+    assert "Warning" not in capfd.readouterr().err

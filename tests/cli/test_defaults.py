@@ -89,7 +89,7 @@ NOT_MIRRORED = {
     "ingest-fmri": {"store", "nifti", "subject", "run", "mask", "stimulus", "chunk_trs", "json",
                     "no_progress", "bids", "task", "derivatives", "space", "subjects", "runs", "session", "event",
                     "event_column", "confounds", "detrend", "fd_threshold"},
-    "quality": {"ref", "deg", "store", "trs", "align", "tr", "model", "device", "json", "no_progress"},
+    "quality": {"ref", "deg", "store", "trs", "align", "tr", "deg_start", "model", "device", "json", "no_progress"},
     "compare": {"audio", "output", "bandwidths", "n_mels", "store"},
 }
 

@@ -27,7 +27,7 @@ def test_help_shows_defaults_and_explains_positionals(capsys, monkeypatch):
         main(["extract", "--help"])
     out = capsys.readouterr().out
     assert "TR in seconds (default: 1.5)" in out and "(default: 6.0)" in out and "(default: facebook/encodec_24khz)" in out
-    assert "audio files (wav, flac, ogg)" in out and '{"entries": [entry, ...], ...}' in out
+    assert "audio files (wav, flac, ogg, ...) or video/audio containers" in out and '{"entries": [entry, ...], ...}' in out
     with pytest.raises(SystemExit):
         main(["ls", "--help"])
     out = capsys.readouterr().out
@@ -146,6 +146,22 @@ def _subcommands() -> dict:
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return dict(sub.choices)
+
+
+def test_help_is_current():
+    """Issue 20 item 16: stale help texts."""
+    import re
+
+    from giblet_store.validate import KINDS
+
+    helps = {name: " ".join(p.format_help().split()) for name, p in _subcommands().items()}
+    for name in ("extract", "mel", "compare"):
+        assert "containers (mp4, mov, mkv" in helps[name] and "(wav, flac, ogg)" not in helps[name], name
+    kind_help = re.search(r"--kind KIND only entries of this kind: (.*?) --where", helps["ls"]).group(1)
+    assert kind_help.split(", ") == list(KINDS)
+    assert "hub model" not in helps["decode"] and "model registry remembers" in helps["decode"]
+    assert helps["quality"].count("a codes, mel or reconstruction entry key") == 2
+    assert helps["gc"].count("default") == 1 and "(default: 1h)" in helps["gc"]
 
 
 def test_every_option_and_argument_has_help():

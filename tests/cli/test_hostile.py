@@ -142,6 +142,19 @@ def _attributes_list(st):
     p.write_text(json.dumps(meta))
 
 
+def _show_into_closed_pipe(ctx, st):
+    """`giblet-store show ST KEY | head -0` as a real process: stdout's read end closed before it writes."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    with subprocess.Popen([sys.executable, "-m", "giblet_store.cli", "show", str(st), ctx["key"]],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as p:
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        print(f"exit {p.wait(timeout=120)}, stderr {err!r}")
+
+
 # ------------------------------------------------------------------------------------ Python API rows
 def _api_rewritten_during_extract(ctx, st):
     """extract of a stimulus rewritten in place (same size) after it was hashed, while the model loads."""
@@ -205,6 +218,8 @@ def _api(fn_name):
         {
             "mode": lambda: open_store(st, mode="x"),
             "find": lambda: store.find(kind="../../other/codes"),
+            "find_typo": lambda: store.find(kind="codes", bandwith_kbps=1.5),
+            "find_str": lambda: print("found", len(store.find(kind="codes", bandwidth_kbps="1.5"))),
             "get": lambda: store.get("../"),
             "lookup": lambda: store.lookup("0" * 63, "codes"),
             "lookup_kind": lambda: store.lookup("0" * 64, "codes/.."),
@@ -524,6 +539,26 @@ CASES = [
          ("bytes long; paths on this system are shorter than 4096 bytes", "Give a shorter path")),
     Case("flac-header-795-hours", X("i21/long.flac"), ("long.flac", "declares 68688000000 samples at 24000 Hz (795 h)",
                                                         "Re-export or re-download it")),
+
+
+    # ---------------------------------------------------------------- issue 20
+    Case("quality-last-tr-10ms", ("quality", "{in}/clip.wav", "{in}/clip.wav", "--tr", "0.995", "--metrics", "stoi"),
+         ("NaN stoi, estoi in TR 2", "too short for STOI", "240 samples (10.0 ms)"), code=0),
+    Case("ingest-fmri-bad-stimulus-new-store",
+         ("ingest-fmri", "{tmp}/st2", "{in}/bold.nii", "--subject", "s1", "--stimulus", "ffff"),
+         ("'ffff'", "lists the keys")),
+    Case("quality-file-outside-the-trs", ("quality", "{k12}", "{in}/short.wav", "--store", "{st}", "--deg-start", "0.5",
+                                          "--model", "{model}", "--metrics", "snr"),
+         ("short.wav covers stimulus time 0.5 to 1 s (it starts at 0.5 s: --deg-start)", "scoring TRs 0:2 of entry",
+          "Give a TR range (--trs) the file covers")),
+    Case("ls-where-typo", ("ls", "{st}", "--where", "bandwith_kbps=1.5"),
+         ("no entry has an attribute 'bandwith_kbps'", "did you mean 'bandwidth_kbps'", "attributes are:")),
+    Case("ls-where-text-for-number", ("ls", "{st}", "--kind", "codes", "--where", "tr_s=fast"),
+         ("tr_s is a number in every codes entry", "got 'fast'", "Give a number")),
+    Case("api-find-typo", api=_api("find_typo"), must=("no codes entry has an attribute 'bandwith_kbps'",
+                                                       "did you mean 'bandwidth_kbps'")),
+    Case("api-find-string-number", api=_api("find_str"), must=("found 1",), code=0),
+    Case("show-into-closed-pipe", api=_show_into_closed_pipe, must=("exit 141, stderr ''",), code=0),
     # ---------------------------------------------------------------- Python API
     Case("api-open-mode", api=_api("mode"), must=("'x'", "mode must be 'a'")),
     Case("api-find-traversal", api=_api("find"), must=("'../../other/codes' is not a kind", "choose one of")),

@@ -33,7 +33,9 @@ def test_extract_ls_show_decode_on_real_recordings(run, tmp_path, stims, model_d
     assert code == 0 and [line.split()[1] for line in out.strip().splitlines()] == ["cached", "cached"]
 
     code, out, _ = run("ls", st)
-    assert code == 0 and "arctic_a0007.wav" in out and "encodec_test_24k.wav" in out and "kbps=1.5" in out
+    assert code == 0 and "arctic_a0007.wav" in out and "encodec_test_24k.wav" in out
+    head, *rows = [line.split() for line in out.strip().splitlines()]
+    assert [dict(zip(head, r))["KBPS"] for r in rows] == ["1.5", "1.5"]
     code, out, _ = run("ls", st, "--kind", "codes", "--where", "source_name=arctic_a0007.wav", "--json")
     listing = json.loads(out)["entries"]
     assert [e["key"] for e in listing] == [keys[0]] and listing[0]["attrs"]["duration_s"] == 4.0
@@ -184,3 +186,23 @@ def test_console_script_prints_errors_without_traceback(tmp_path):
     assert p.returncode == 2 and "no giblet store" in p.stderr and "Traceback" not in p.stderr
     p = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "extract" in p.stdout and "decode" in p.stdout
+
+
+@pytest.mark.parametrize("argv", [("show", "{st}", "{key}"), ("ls", "{st}")], ids=["show", "ls"])
+def test_a_closed_stdout_pipe_ends_the_command_quietly(tmp_path, argv):
+    """Issue 20 item 7: `giblet-store show S K | head -1` said "unexpected error (BrokenPipeError)", exit 1.
+
+    The read end of stdout is closed before the command (a real process) writes its first byte, so
+    every write meets a closed pipe, whatever the timing: exit 141 (128 + SIGPIPE), nothing on stderr.
+    """
+    from helpers import write
+    from giblet_store import open_store
+
+    st = tmp_path / "st"
+    key = write(open_store(st), 0).key
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    with subprocess.Popen([sys.executable, "-m", "giblet_store.cli", *(a.format(st=st, key=key) for a in argv)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as p:
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 141 and err == ""

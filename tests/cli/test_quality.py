@@ -84,6 +84,23 @@ def test_silent_tr_is_nan_with_reason_not_a_crash(run, tmp_path, wavs):
     assert "silent" in reason and trs == [1]
 
 
+def test_a_last_tr_shorter_than_a_stoi_frame_is_nan_with_its_reason(run, tmp_path):
+    """Issue 20 item 2: 3.01 s at TR 1.5 leaves a 10 ms last TR; STOI crashed there with an AxisError."""
+    sr = 24000
+    x = synth_audio(3.01, sr, seed=3)
+    ref = write_wav(tmp_path / "ref.wav", x, sr, subtype="FLOAT")
+    deg = write_wav(tmp_path / "deg.wav", x + 0.01 * np.random.default_rng(1).standard_normal(x.shape).astype(np.float32),
+                    sr, subtype="FLOAT")
+    code, out, err = run("quality", ref, deg, "--tr", 1.5, "--metrics", "stoi")
+    assert code == 0, err
+    assert "NaN stoi, estoi in TR 2: too short for STOI: a segment of 240 samples (10.0 ms)" in out
+    code, out, err = run("quality", ref, deg, "--tr", 1.5, "--metrics", "stoi,pesq,snr", "--json")
+    got = json.loads(out)
+    assert code == 0 and 0 < got["metrics"]["stoi"] <= 1 and got["n_trs"] == 3
+    short = {r: trs for r, trs in got["nan_reasons"]["pesq_wb"].items() if "too short for PESQ" in r}
+    assert list(short.values()) == [[2]] and "snr_db" not in got["nan_reasons"]
+
+
 def _bad(run, st, *argv):
     before = snapshot(st)
     code, out, err = run(*argv)

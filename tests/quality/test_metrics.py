@@ -89,9 +89,37 @@ def test_silent_and_short_segments_are_nan_with_reason(x):
     v, why = score_segment(x[:2000], x[:2000], SR, QualityParams(metrics=("snr", "lsd", "stoi", "pesq")))
     assert v["snr_db"] == math.inf and math.isnan(v["lsd_db"]) and math.isnan(v["stoi"]) and math.isnan(v["pesq_wb"])
     assert "shorter than the LSD window" in why["lsd_db"] and "too short for STOI" in why["stoi"]
-    assert "PESQ undefined" in why["pesq_wb"]
+    assert "too short for PESQ" in why["pesq_wb"] and "2000 samples (125.0 ms)" in why["pesq_wb"]
     with pytest.raises(MetricUndefinedError, match="all zeros"):
         snr_db(np.zeros(10), np.ones(10))
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 24000, 48000])
+def test_every_metric_on_every_short_segment_is_a_value_or_nan_with_reason(sr):
+    """Issue 20 item 2: a last TR shorter than pystoi's 25.6 ms frame crashed (AxisError) and a 1-sample
+    segment crashed PESQ's resampling (ValueError). Every length up to past STOI's and PESQ's minimums is
+    a value or NaN with a reason; around STOI's minimum (409.7 ms at 10 kHz) the value is pystoi's own."""
+    import pystoi
+
+    rng = np.random.default_rng(sr)
+    stoi_min = int(np.ceil(0.4097 * sr))
+    lengths = [*range(1, 40), *range(40, int(0.3 * sr), 331), stoi_min - 2, stoi_min + 2]
+    for n in lengths:
+        ref = 0.3 * rng.standard_normal(n)
+        values, why = score_segment(ref, ref + 0.01 * rng.standard_normal(n), sr, QualityParams())
+        assert set(values) == set(QualityParams().variables)
+        for name, v in values.items():
+            assert not math.isnan(v) or why[name], (n, name)
+        if n < 0.4 * sr:
+            assert math.isnan(values["stoi"]) and "too short for STOI" in why["stoi"], n
+        if n < 0.25 * sr:
+            assert math.isnan(values["pesq_wb"]) and "too short for PESQ" in why["pesq_nb"], n
+        if n == 1:
+            assert "1-sample segment" in why["si_sdr_db"] and math.isfinite(values["snr_db"])
+    n = stoi_min + 2
+    x = 0.3 * rng.standard_normal(n)
+    y = x + 0.1 * rng.standard_normal(n)
+    assert stoi_scores(x, y, sr)[0] == pytest.approx(pystoi.stoi(x, y, sr), rel=1e-9)
 
 
 def test_pesq_refuses_signals_long_enough_to_crash_its_c_code(monkeypatch):

@@ -108,7 +108,18 @@ def test_find_by_attributes(store, tmp_path, params):
     assert set(store.find(kind="codes", source_name="s.wav")) == {e15, e20}
     assert store.find(kind="codes", bandwidth_kbps=6) == []
     assert store.find(**{"inputs.grid.tr_s": 2.0}) == [e20]
-    assert store.find(no_such_attr=1) == []
+    # issue 20 item 13: a typo found nothing ([]), silently; a string for a number found nothing too
+    with pytest.raises(ParameterError, match=r"no codes entry has an attribute 'bandwith_kbps' \(did you mean "
+                                             r"'bandwidth_kbps'.*\); the codes entry attributes are: .*source_name"):
+        store.find(kind="codes", bandwith_kbps=6)
+    with pytest.raises(ParameterError, match="no entry has an attribute 'no_such_attr'"):
+        store.find(no_such_attr=1)
+    assert store.find(kind="codes", bandwidth_kbps="1.5", tr_s="1.5") == [e15]
+    assert set(store.find(kind="codes", tr_s=["2", 1.5])) == {e15, e20}
+    with pytest.raises(ParameterError, match=r"bandwidth_kbps is a number in every codes entry \(e.g. 1.5\); "
+                                             r"got 'six'. Give a number"):
+        store.find(kind="codes", bandwidth_kbps="six")
+    assert store.find(kind="mel", bandwith_kbps=6) == []  # no mel entries: nothing to check the name against
 
 
 def test_get_by_prefix(store, tmp_path, params):
