@@ -27,8 +27,8 @@ from .encodec import aligned_tensor, reproducible_torch
 from ..errors import ParameterError
 from ..grid import FrameLayout, TrGrid, exact
 
-__all__ = ["ModelChunking", "model_chunking", "encode_chunks", "iter_decode_chunks", "layout_positions",
-           "chunk_weight"]
+__all__ = ["ModelChunking", "model_chunking", "encode_chunks", "encode_one_chunk", "iter_decode_chunks",
+           "layout_positions", "chunk_weight"]
 
 
 @dataclass(frozen=True)
@@ -108,18 +108,32 @@ def encode_chunks(codec, audio: np.ndarray, bandwidth_kbps: float) -> Iterator[t
     import torch
 
     ch = model_chunking(codec)
-    model = codec.model
     n = audio.shape[-1]
     with reproducible_torch(), torch.inference_mode():  # same bits whatever the thread count
         for s in ch.starts(n):
-            x = aligned_tensor(audio[:, s : s + ch.length])[None].to(codec.device)  # (1, channel, sample)
-            scale = torch.ones((1, 1, 1), dtype=x.dtype, device=x.device)
-            if ch.normalize:  # as EncodecModel._encode_frame
-                mono = torch.sum(x, 1, keepdim=True) / x.shape[1]
-                scale = mono.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-8
-                x = x / scale
-            codes = model.quantizer.encode(model.encoder(x), bandwidth_kbps)  # (codebook, 1, frame)
-            yield codes[:, 0].cpu().numpy().astype(np.int16), np.float32(scale.reshape(()).item())
+            yield encode_one_chunk(codec, ch, audio[:, s : s + ch.length], bandwidth_kbps)
+
+
+def encode_one_chunk(codec, chunking: ModelChunking, samples: np.ndarray,
+                     bandwidth_kbps: float) -> tuple[np.ndarray, np.float32]:
+    """Encode one model chunk, as ``EncodecModel._encode_frame`` does (callers hold :func:`reproducible_torch`).
+
+    ``samples``: (channel, sample) float32, the chunk's samples (``chunking.length``, fewer for the last).
+    Returns its (codebook, frame) int16 codes and the float32 scale it was divided by. Each chunk is
+    independent of the others, so a batch worker encoding chunk ``k`` alone gives the same bits.
+    """
+    import torch
+
+    model = codec.model
+    with torch.inference_mode():
+        x = aligned_tensor(samples)[None].to(codec.device)  # (1, channel, sample)
+        scale = torch.ones((1, 1, 1), dtype=x.dtype, device=x.device)
+        if chunking.normalize:  # as EncodecModel._encode_frame
+            mono = torch.sum(x, 1, keepdim=True) / x.shape[1]
+            scale = mono.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-8
+            x = x / scale
+        codes = model.quantizer.encode(model.encoder(x), bandwidth_kbps)  # (codebook, 1, frame)
+    return codes[:, 0].cpu().numpy().astype(np.int16), np.float32(scale.reshape(()).item())
 
 
 def chunk_weight(first_chunk_samples: int) -> np.ndarray:
