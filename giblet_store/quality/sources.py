@@ -163,6 +163,8 @@ def _decode(store, entry, trs, model, device) -> tuple[np.ndarray, dict]:
 
     ds = store.open(entry)
     sel = parse_tr_range(trs, ds.sizes["tr"])
+    if "chunk_stride_samples" in entry.attrs:  # the 48 kHz model: overlapping chunks, each times its scale
+        return _decode_chunked(entry, ds, sel, model, device)
     n_frames = ds["n_frames"].values.astype(np.int64)
     part = ds.isel(tr=sel)
     audio, sr, hop = _decode_audio(entry, part, model, device)
@@ -176,6 +178,40 @@ def _decode(store, entry, trs, model, device) -> tuple[np.ndarray, dict]:
         "grid": {"tr_s": float(entry.attrs["tr_s"]), "onset_s": float(entry.attrs.get("onset_s", 0.0)),
                  "source": f"entry {entry.key}"},
         "n_frames": n_frames, "sample_rate_hz": sr,
+    }
+    return audio, info
+
+
+def _decode_chunked(entry, ds, sel: slice, model, device) -> tuple[np.ndarray, dict]:
+    """:func:`_decode` for a normalised-chunk codes entry (the 48 kHz model), with its stored scales.
+
+    The chunks overlapping the TRs' frames are decoded and overlap-added as the model's own decode
+    (:func:`~giblet_store.features.codes_normalised.iter_decode_entry`), mixed to mono. Frames of such
+    an entry start on two interleaved grids, so a TR is its samples by stimulus time: sample ``n``
+    belongs to TR ``k`` when ``onset + k * tr <= n / sr < onset + (k + 1) * tr``.
+    """
+    import math
+
+    from ..codec.encodec import codec_for_entry
+    from ..features.codes_normalised import iter_decode_entry
+    from ..grid import exact
+
+    codec = codec_for_entry(entry.attrs, model, device, purpose="score")
+    sr = codec.sample_rate_hz
+    pieces, n = iter_decode_entry(codec, ds, sel)
+    audio = np.concatenate([p.mean(axis=0) for p in pieces]).astype(np.float32) if n else np.zeros(0, np.float32)
+    t = ds["frame_time_s"].values[sel]
+    start = int(round(float(np.nanmin(t)) * sr))  # the first selected frame's stimulus sample
+    tr, onset = exact(entry.attrs["tr_s"]), exact(entry.attrs.get("onset_s", 0.0))
+    edges = [math.ceil((onset + k * tr) * sr) - start for k in range(sel.start, sel.stop + 1)]
+    bounds = np.clip(np.array(edges, np.int64), 0, audio.size)
+    bounds[-1] = audio.size
+    info = {
+        "bounds": bounds, "trs": np.arange(sel.start, sel.stop, dtype=np.int64),
+        "tr_start_s": ds["tr_start_s"].values[sel].astype(np.float64), "offset": start, "hop": codec.hop,
+        "grid": {"tr_s": float(entry.attrs["tr_s"]), "onset_s": float(entry.attrs.get("onset_s", 0.0)),
+                 "source": f"entry {entry.key}"},
+        "n_frames": ds["n_frames"].values.astype(np.int64), "sample_rate_hz": sr,
     }
     return audio, info
 
