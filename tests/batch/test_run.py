@@ -78,7 +78,7 @@ def test_batch_equals_single_process_extract_byte_for_byte(client, model_dir, st
     assert tree(tmp_path / "batch" / "codes") == tree(ref / "codes")
     assert [p.name for p in (tmp_path / "batch" / "_staging").iterdir()] == ["zarr.json"]  # nothing left behind
     # every worker loads the model at most once and reuses it for all its chunk tasks
-    loads = client.run(lambda: __import__("giblet_store.codec.models").models._load_cached.cache_info())
+    loads = client.run(lambda: __import__("giblet_store.codec.models").codec.models._load_cached.cache_info())
     assert len(loads) == 2 and all(info.misses <= 1 for info in loads.values())
     assert sum(info.hits for info in loads.values()) >= 6
     # idempotent: a second run finds everything and never contacts a cluster
