@@ -23,12 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 import giblet_store as gs
-from giblet_store.codec.encodec import CodecParams
+from giblet_store.audio.channels import ChannelsMixedWarning
+from giblet_store.codec.encodec import CodecParams, load_codec
 from giblet_store.features.derive import Embeddings
 from giblet_store.features.hrf import Hrf, hrf_curve, hrf_kernel
 from giblet_store.features.mel import MelParams, extract_mel
@@ -67,24 +69,32 @@ def pick_model(name: str | None) -> str:
         return str(random_model_dir())
 
 
-def stimulus() -> Path:
+def stimulus(codec) -> Path:
+    """The shared mono recording for a mono model; otherwise (or without it) 20 s synthesised at the model's rate."""
     wav = SHARED / "encodec_test_24k.wav"
-    if wav.exists():
+    if wav.exists() and codec.channels == 1:
         return wav
     from giblet_store.testing import synth_audio, write_wav
 
-    print(f"NOTE: {wav} not found; using 20 s of synthesised audio instead")
-    return write_wav(Path(tempfile.mkdtemp()) / "synth_20s.wav", synth_audio(20.0, 24000, seed=7), 24000)
+    sr, ch = codec.sample_rate_hz, codec.channels
+    print(f"NOTE: using 20 s of synthesised audio ({sr} Hz, {ch} channel(s), as the model takes)")
+    return write_wav(Path(tempfile.mkdtemp()) / "synth_20s.wav", synth_audio(20.0, sr, seed=7, channels=ch), sr)
 
 
 model = pick_model(args.model)
-wav = stimulus()
+codec = load_codec(model)  # rate, channels, frame rate and bandwidths come from the model
+bandwidth = codec.bandwidths[0]  # its lowest (24 kHz: 1.5 kbps, 48 kHz: 3 kbps)
+wav = stimulus(codec)
 store = gs.open_store(args.store)
 grid = gs.TrGrid(tr_s=1.5)
+print(f"model: {codec.sample_rate_hz} Hz, {codec.channels} channel(s), {float(codec.frame_rate):g} frames/s, "
+      f"{bandwidth:g} kbps")
 
 # %% 1. codes and mel of the same recording, on the same exact TR grid
-codes = gs.extract_codes(store, wav, CodecParams(model, bandwidth_kbps=1.5), grid).entry
-mel = extract_mel(store, wav, MelParams(), grid).entry  # dB re a fixed 1.0, never the file's max
+codes = gs.extract_codes(store, wav, CodecParams(model, bandwidth_kbps=bandwidth), grid).entry
+with warnings.catch_warnings():  # a mel spectrogram is mono: a stereo stimulus is averaged (its source_channels says so)
+    warnings.simplefilter("ignore", ChannelsMixedWarning)
+    mel = extract_mel(store, wav, MelParams(), grid).entry  # dB re a fixed 1.0, never the file's max
 print(f"codes {codes.key[:12]}: {dict(codes.open().sizes)}")
 print(f"mel   {mel.key[:12]}: {dict(mel.open().sizes)}")
 
@@ -147,5 +157,5 @@ print(json.dumps({
     "codes_key": codes.key, "mel_key": mel.key, "embeddings_key": emb.key,
     "hrf_key": convolved.key, "resampled_key": at_2s.key, "png": str(Path(args.png).resolve()),
     "n_trs": {"1.5": int(c.sizes["tr"]), "2.0": int(ds.sizes["tr"])},
-    "blocks": int(blocks.sizes["block"]),
+    "blocks": int(blocks.sizes["block"]), "sample_rate_hz": codec.sample_rate_hz, "bandwidth_kbps": bandwidth,
 }))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import giblet_store as gs
+from giblet_store.codec.encodec import load_codec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data" / "arctic_a0007.wav"
@@ -40,9 +41,10 @@ else:
     movie = write_movie(Path(args.store).with_suffix(".mp4"), sound, sr, codec="aac", delay_s=0.5)
 print(f"movie: {movie}")
 
-# %% 2. Codes of its default audio stream on a 1.5 s TR grid
+# %% 2. Codes of its default audio stream on a 1.5 s TR grid, at the model's lowest bandwidth
+LOWEST = load_codec(args.model).bandwidths[0]  # from the model: 24 kHz 1.5 kbps, 48 kHz 3 kbps
 store = gs.open_store(args.store)
-r = gs.extract_codes(store, movie, gs.CodecParams(args.model, bandwidth_kbps=1.5), gs.TrGrid(tr_s=1.5))
+r = gs.extract_codes(store, movie, gs.CodecParams(args.model, bandwidth_kbps=LOWEST), gs.TrGrid(tr_s=1.5))
 a = r.entry.attrs
 print(f"{'created' if r.created else 'cached'}: {r.entry.key[:16]} from audio stream {a['audio_stream']} "
       f"({a['audio_codec']} in {a['container_format']}), first sample at {a['audio_offset_s']:.3f} s")

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from giblet_store.codec.encodec import load_codec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "encodec_test_24k.wav"
@@ -153,7 +154,7 @@ def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
         perm = np.random.default_rng(int(perm[0]) + 1).permutation(len(n))
     slots = store.open(emb).sizes["frame"]
     frames = np.where((np.arange(slots)[None, :] < n[:, None])[..., None], pred[perm][:, None, :], np.nan)
-    shuffled_codes = gs.quantise(frames, model=args.model, bandwidth_kbps=1.5)
+    shuffled_codes = gs.quantise(frames, model=args.model, bandwidth_kbps=load_codec(args.model).bandwidths[0])
     shuffled = gs.decode_codes(shuffled_codes, model=args.model, n_frames=n)[0]
     recon, sr = sf.read(str(decoded), dtype="float32")
     full, _ = sf.read(str(wav), dtype="float32")
@@ -186,7 +187,8 @@ def main(argv=None) -> int:
 
     # 1. stimulus codes and embeddings; 2. simulated fMRI for two subjects, ingested beside them
     wav = stimulus(out / "stimulus.wav")
-    codes = gs.extract_codes(store, wav, gs.CodecParams(args.model, 1.5), gs.TrGrid(TR_S)).entry
+    lowest = load_codec(args.model).bandwidths[0]  # the model's lowest bandwidth (24 kHz: 1.5 kbps)
+    codes = gs.extract_codes(store, wav, gs.CodecParams(args.model, lowest), gs.TrGrid(TR_S)).entry
     emb = store.derive(codes, gs.Embeddings(), model=args.model)
     mu, pcs = stimulus_pcs(store, emb)
     niftis = simulate_fmri(store, emb, mu, pcs, out, args.seed)
@@ -206,7 +208,7 @@ def main(argv=None) -> int:
               "seed": args.seed}
     rec, _ = gs.write_reconstruction(store, pred, emb, fmri=fmri, checkpoint=ckpt, training_params=params, trs=TEST,
                                      model_name="kernel ridge: fmri lags -> embedding-mean PCs")
-    q = store.derive(rec, gs.Quantise(bandwidth_kbps=1.5), model=args.model)
+    q = store.derive(rec, gs.Quantise(bandwidth_kbps=lowest), model=args.model)
     held = f"{TEST[0]}:{TEST[1]}"
     decoded = gs.decode_reconstruction(store, q, out / "reconstructed.wav", trs=held, model=args.model)
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from giblet_store.codec.encodec import load_codec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "encodec_test_24k.wav"
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
 
     # 1. stimulus codes on the scan's TR grid, 2. fMRI beside them (z-scored on the training TRs only)
     wav = stimulus_wav(args, n_trs * tr_s, store_dir.with_name(store_dir.name + ".stimulus.wav"))
-    codes = gs.extract_codes(store, wav, CodecParams(args.model, 1.5), gs.TrGrid(tr_s, n_trs=n_trs)).entry
+    codes = gs.extract_codes(store, wav, CodecParams(args.model, load_codec(args.model).bandwidths[0]), gs.TrGrid(tr_s, n_trs=n_trs)).entry
     splits = split_trs(n_trs, (0.6, 0.0, 0.4), gap=args.window)
     train, test = splits["train"], splits["test"]
     fmri = ingest_fmri(store, [nifti], ["sub-01"], params=FmriParams(zscore_trs=train), stimulus=codes).entry

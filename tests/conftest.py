@@ -48,6 +48,14 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model48_dir(tmp_path_factory) -> Path:
+    """A random-weight model of the 48 kHz stereo architecture (giblet_store.testing.STEREO_48KHZ), saved."""
+    from giblet_store.testing import STEREO_48KHZ, save_test_model
+
+    return save_test_model(tmp_path_factory.mktemp("encodec48") / "model", seed=1, fill_seconds=8.0, **STEREO_48KHZ)
+
+
+@pytest.fixture(scope="session")
 def codec(model_dir):
     from giblet_store.codec.encodec import load_codec
 

@@ -28,3 +28,19 @@ def test_features_example(tmp_path, model_dir):
     assert chain[0].attrs["tr_s"] == 2.0 and chain[1].attrs["hrf"] == "spm"
     assert store.get(summary["mel_key"]).kind == "mel"
     assert summary["n_trs"]["2.0"] == store.open(chain[0]).sizes["tr"]
+
+
+@pytest.mark.slow
+def test_features_example_with_the_48khz_stereo_model(tmp_path, model48_dir):
+    """issue 22, item 4: the lowest bandwidth and the stimulus's rate and channels come from the model."""
+    cmd = [sys.executable, "-W", "error", str(EXAMPLE), "--store", "st", "--model", str(model48_dir), "--png", "f.png"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["sample_rate_hz"] == 48000 and summary["bandwidth_kbps"] == 3.0
+    store = open_store(tmp_path / "st", mode="r")
+    codes = store.get(summary["codes_key"])
+    assert codes.attrs["encoder"] == "model_chunks" and codes.attrs["n_codebooks"] == 2
+    emb = store.get(summary["embeddings_key"])
+    assert emb.attrs["chunk_scale"].startswith("not applied")
+    assert summary["n_trs"] == {"1.5": 14, "2.0": store.open(summary["resampled_key"]).sizes["tr"]}

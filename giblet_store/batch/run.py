@@ -26,6 +26,7 @@ on one store write identical bytes to the same places and publish once.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -48,8 +49,9 @@ from ..params import content_key
 from ..validate import file_name_text, int_in_range
 from ..store.core import Entry, Store, default_encoding, open_store
 from .tasks import (  # the functions workers run
-    _commit_task, _encode_task, _load_task, _mel_task, _seeks_exactly, _slice_task, _Source, _write_task,
+    _commit_task, _encode_task, _load_task, _mel_task, _slice_task, _Source, _write_task,
 )
+from .chunks import ChunksPlan, plan_chunks, submit_chunk_writes
 from ..store.verify import cache_hit
 
 __all__ = ["run_batch", "BatchReport", "BatchItem", "ClusterError"]
@@ -173,7 +175,7 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None, checked: tuple
     duplicate content): those are reported before any work starts. ``checked``: what
     :func:`_check_manifest` returned, when it ran already.
     """
-    from ..features.codes import codes_key_inputs
+    from ..features.codes import codes_key_inputs, resolve_encoder
 
     models, shas, stamps = checked or _check_manifest(manifest)
     done, plans, mel_jobs = [], [], []
@@ -192,10 +194,12 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None, checked: tuple
                 mel_jobs.append((idx, job, item))
             continue
         model, identity = models[(job.codec.model, job.codec.revision)]
-        if (item := _model_fit(item, info, model)).reason:  # 48 kHz refused; channel rule in the note
+        if (item := _model_fit(item, info, model)).reason:  # the channel rule: in the note, or refused
             done.append((idx, item))
             continue
-        inputs = codes_key_inputs(shas[job.path], job.codec, job.grid, identity)
+        codec, chunking = resolve_encoder(job.codec)  # a normalised model (48 kHz): its own chunks
+        job = dataclasses.replace(job, codec=codec)
+        inputs = codes_key_inputs(shas[job.path], codec, job.grid, identity, chunking=chunking)
         key = content_key(inputs)
         item = _replace(item, key=key)
         if (hit := cache_hit(store, key, "codes")) is not None:
@@ -206,8 +210,9 @@ def _plan(manifest: Manifest, store: Store, tr_chunk: int | None, checked: tuple
             done.append((idx, _replace(item, reason=f"AudioError: {job.path.name} is {info.duration_s * 1000:.2f} ms "
                                        f"long, shorter than one EnCodec hop; nothing to encode")))
             continue
-        plans.append((idx, _plan_codes(job, item, key, inputs, info, model, identity, n_samples, manifest.device,
-                                       tr_chunk, shas[job.path], stamps[job.path])))
+        planner = plan_chunks if chunking is not None else _plan_codes
+        plans.append((idx, planner(job, item, key, inputs, info, model, identity, n_samples, manifest.device,
+                                   tr_chunk, shas[job.path], stamps[job.path])))
     return done, plans, mel_jobs
 
 
@@ -220,10 +225,10 @@ def _mel_lookup(store: Store, job: Job, sha: str) -> Entry | None:
 
 
 def _model_fit(item: BatchItem, info: AudioInfo, model) -> BatchItem:
-    """``item`` with a reason if batch cannot encode for ``model``, or a note of the channel rule applied."""
-    if model.config.chunk_length_s is not None:  # giblet_store.codec.normalised: extract_codes encodes those
-        return _replace(item, reason=f"ParameterError: {model.name} encodes in its own normalised chunks (the 48 kHz "
-                        "model), which batch does not plan; run `giblet-store extract` on this file")
+    """``item`` with a note of the channel rule applied, or a reason when the rule refuses the file."""
+    if model.channels == 2 and info.channels > 2:  # as giblet_store.audio.channels refuses it
+        return _replace(item, reason=f"AudioError: {item.source} has {info.channels} channels; a stereo model takes "
+                        "1 or 2. Mix it down to stereo first")
     if info.channels != model.channels:  # the channel rule (giblet_store.audio.channels), said in the item's note
         return _replace(item, note=f"{info.channels} channel(s) mixed to the model's {model.channels} "
                         f"({'mean' if model.channels == 1 else 'duplicated'})")
@@ -250,8 +255,7 @@ def _plan_codes(job, item, key, inputs, info, model, identity, n_samples, device
     if tr_chunk is not None:
         chunks = (int(tr_chunk), *chunks[1:])
     encoding["codes"]["chunks"] = tuple(chunks)
-    source = _Source(str(job.path), stamp, model.sample_rate_hz, model.channels,
-                     exact=info.sample_rate_hz == model.sample_rate_hz and _seeks_exactly(job.path))
+    source = _Source.of(job.path, info, model, stamp)
     bounds = chunk_bounds(n_samples, model.hop, codec.chunk_s, codec.context_s, model.sample_rate_hz)
     revision = None if "model_sha256" in identity else identity.get("model_revision")
     token = content_key({"source": sha, "model": identity, "bandwidth_kbps": codec.bandwidth_kbps,
@@ -386,17 +390,8 @@ def _stage_submit_wait(client, store: Store, plans: list, mel_jobs: list, progre
         _, n_chunks = staging.chunk_len("codes")
         resumed = f"resumed: {len(already)} of {n_chunks} chunks were already written" if already else ""
         note = "; ".join(filter(None, (plan.item.note, resumed)))  # the channel rule's note, if any, first
-        writes = []
-        for i in range(n_chunks):
-            if f"codes.{i}" in already:
-                continue
-            a, b = i * plan.tr_chunk, min((i + 1) * plan.tr_chunk, len(plan.starts) - 1)
-            f_lo, f_hi = int(plan.starts[a]), int(plan.starts[b])
-            js = range(f_lo // plan.chunk_frames, (f_hi - 1) // plan.chunk_frames + 1) if f_hi > f_lo else range(0)
-            pieces = [_encode_future(submit, plan, j, run) for j in js]
-            offset = js[0] * plan.chunk_frames if len(js) else f_lo
-            writes.append(submit(_write_task, store.url, staging, i, plan.starts[a: b + 1], plan.slots, plan.n_q,
-                                 offset, *pieces, key=f"gs-write-{run}-{plan.key[:16]}-{i}"))
+        chunk_writes = submit_chunk_writes if isinstance(plan, ChunksPlan) else _submit_writes
+        writes = chunk_writes(submit, store, staging, plan, already, run)
         final = submit(_commit_task, store.url, staging, *writes, key=f"gs-commit-{run}-{plan.key[:16]}")
         pending.append((idx, plan.item, final, note))
     for idx, job, item in mel_jobs:
@@ -407,6 +402,23 @@ def _stage_submit_wait(client, store: Store, plans: list, mel_jobs: list, progre
     _wait(client, tasks, progress)
     tasks.clear()  # release the futures
     return {**out, **_collect(pending)}
+
+
+def _submit_writes(submit, store: Store, staging, plan: _CodesPlan, already: set, run: str) -> list:
+    """Submit the encode and write tasks of the Zarr chunks of ``plan`` not yet written; the write futures."""
+    writes = []
+    _, n_chunks = staging.chunk_len("codes")
+    for i in range(n_chunks):
+        if f"codes.{i}" in already:
+            continue
+        a, b = i * plan.tr_chunk, min((i + 1) * plan.tr_chunk, len(plan.starts) - 1)
+        f_lo, f_hi = int(plan.starts[a]), int(plan.starts[b])
+        js = range(f_lo // plan.chunk_frames, (f_hi - 1) // plan.chunk_frames + 1) if f_hi > f_lo else range(0)
+        pieces = [_encode_future(submit, plan, j, run) for j in js]
+        offset = js[0] * plan.chunk_frames if len(js) else f_lo
+        writes.append(submit(_write_task, store.url, staging, i, plan.starts[a: b + 1], plan.slots, plan.n_q,
+                             offset, *pieces, key=f"gs-write-{run}-{plan.key[:16]}-{i}"))
+    return writes
 
 
 def _collect(pending: list) -> dict[int, BatchItem]:

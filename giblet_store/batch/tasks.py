@@ -32,6 +32,13 @@ class _Source:
     channels: int  # the model's
     exact: bool  # already at the model's rate: any range can be read on its own
 
+    @classmethod
+    def of(cls, path: Path, info, model, stamp: tuple) -> "_Source":
+        """The source of ``path`` (:class:`~giblet_store.audio.load.AudioInfo` ``info``) for ``model``, with the
+        ``stamp`` it had while the client hashed it."""
+        return cls(str(path), stamp, model.sample_rate_hz, model.channels,
+                   exact=info.sample_rate_hz == model.sample_rate_hz and _seeks_exactly(path))
+
     def check(self) -> None:
         st = os.stat(self.path)
         if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) != tuple(self.stamp):
@@ -147,6 +154,47 @@ def _write_task(url: str, staging: Staging, i: int, starts: np.ndarray, slots: i
                          frames_before_grid=0, frames_after_grid=0)
     codes = to_tr(seg, layout, fill=-1).astype(np.int16)
     return _worker_store(url).write_chunk(staging, "codes", i, codes)
+
+
+def _encode_model_chunk_task(spec: tuple, audio, lo: int, stop: int, bandwidth_kbps: float) -> tuple:
+    """Model chunk ``lo:stop`` of a normalised model (48 kHz): ``(codes (codebook, frame) int16, scale float32)``.
+
+    The same function a single-process extract runs per chunk
+    (:func:`giblet_store.codec.normalised.encode_one_chunk`), so the bits are the same.
+    """
+    from ..codec.encodec import load_codec, reproducible_torch
+    from ..codec.normalised import encode_one_chunk, model_chunking
+
+    codec = load_codec(*spec)
+    if isinstance(audio, _Source):
+        audio = _read_range(audio, lo, stop)
+    with reproducible_torch():
+        return encode_one_chunk(codec, model_chunking(codec), audio, bandwidth_kbps)
+
+
+def _write_chunk_codes_task(url: str, staging: Staging, i: int, starts: np.ndarray, frame_chunk: np.ndarray,
+                            frame_index: np.ndarray, slots: int, n_q: int, chunks: list, *encoded: tuple) -> bool:
+    """Write Zarr chunk ``i`` of a normalised-chunk entry's ``codes``.
+
+    ``frame_chunk`` / ``frame_index``: model chunk and frame-within-chunk of each time-ordered frame
+    of the TRs ``starts`` bound; ``encoded``: the ``(codes, scale)`` of each model chunk in ``chunks``.
+    """
+    from ..grid import FrameLayout, to_tr
+
+    stream = np.full((n_q, len(frame_chunk)), -1, np.int16)
+    for k, (codes, _) in zip(chunks, encoded):
+        here = frame_chunk == k
+        stream[:, here] = codes[:, frame_index[here]]
+    starts = np.asarray(starts, np.int64)
+    layout = FrameLayout(slots=slots, starts=starts - starts[0], n_stream_frames=stream.shape[-1],
+                         frames_before_grid=0, frames_after_grid=0)
+    return _worker_store(url).write_chunk(staging, "codes", i, to_tr(stream, layout, fill=-1).astype(np.int16))
+
+
+def _write_scales_task(url: str, staging: Staging, *encoded: tuple) -> bool:
+    """Write the ``scales`` (chunk,) of a normalised-chunk entry: the scale of every model chunk, in order."""
+    scales = np.array([scale for _, scale in encoded], np.float32)
+    return _worker_store(url).write_chunk(staging, "scales", 0, scales)
 
 
 def _commit_task(url: str, staging: Staging, *writes: bool) -> tuple[str, str, bool]:

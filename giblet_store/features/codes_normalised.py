@@ -21,15 +21,17 @@ them as ``EncodecModel.decode`` does, so the samples equal those of the model's 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from ..errors import ParameterError
-from ..grid import TrGrid, exact, to_tr
+from ..grid import FrameLayout, TrGrid, exact, to_tr
 from ..codec.normalised import ModelChunking, chunk_weight, encode_chunks, iter_decode_chunks, layout_positions
 
-__all__ = ["normalised_codes", "lay_chunks", "entry_chunks", "normalised_attrs", "iter_decode_entry", "DecodeIncompleteWarning"]
+__all__ = ["normalised_codes", "lay_chunks", "FramePlan", "entry_chunks", "normalised_attrs", "iter_decode_entry",
+           "DecodeIncompleteWarning"]
 
 
 class DecodeIncompleteWarning(UserWarning):
@@ -60,21 +62,66 @@ def normalised_codes(codec, chunking: ModelChunking, audio: np.ndarray, bandwidt
 def lay_chunks(parts: list, scales: list, chunking: ModelChunking, grid: TrGrid):
     """:func:`normalised_codes` from chunks already encoded (``parts``: (codebook, frame) each; ``scales``)."""
     n_k = np.array([p.shape[-1] for p in parts], np.int64)
-    starts = np.arange(len(parts), dtype=np.int64) * chunking.stride
-    pos = np.concatenate([s + chunking.hop * np.arange(n) for s, n in zip(starts, n_k)])
-    chunk = np.repeat(np.arange(len(parts), dtype=np.int32), n_k)
-    order = np.lexsort((chunk, pos))  # by start time, then chunk
-    layout = layout_positions(pos[order], chunking.sample_rate_hz, grid, chunking.slots(grid.tr_s))
-    stream = np.concatenate(parts, axis=1)[:, order]
-    variables = {
-        "frame_time_s": (("tr", "frame"), to_tr(pos[order] / chunking.sample_rate_hz, layout, fill=np.nan)),
-        "frame_chunk": (("tr", "frame"), to_tr(chunk[order], layout, fill=-1)),
-        "scales": (("chunk",), np.array(scales, np.float32)),
-        "chunk_frames": (("chunk",), n_k.astype(np.int16)),
-    }
-    coords = {"chunk": np.arange(len(parts), dtype=np.int64),
-              "chunk_start_s": (("chunk",), starts / chunking.sample_rate_hz)}
-    return to_tr(stream, layout, fill=-1), layout, variables, coords
+    plan = FramePlan.of(n_k, chunking, grid)
+    stream = np.concatenate(parts, axis=1)[:, plan.order]
+    variables = {**plan.variables(), "scales": (("chunk",), np.array(scales, np.float32))}
+    return to_tr(stream, plan.layout, fill=-1), plan.layout, variables, plan.coords()
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """Where every frame of every model chunk goes on a TR grid: known from the chunks' lengths alone.
+
+    A batch plans an entry with it before anything is encoded (:mod:`giblet_store.batch.chunks`), a
+    single-process extract lays its encoded chunks with it; both give the same layout.
+
+    Attributes
+    ----------
+    chunk_frames : (chunk,) int64 frames of each chunk
+    order : (frame,) int64 index into the chunks' concatenated frames, in stimulus-time order
+    chunk, index : (frame,) int64 chunk and frame-within-chunk of each time-ordered frame
+    pos : (frame,) int64 stimulus sample at which each time-ordered frame starts
+    layout : FrameLayout of the time-ordered frames
+    """
+
+    chunking: ModelChunking
+    chunk_frames: np.ndarray
+    order: np.ndarray
+    chunk: np.ndarray
+    index: np.ndarray
+    pos: np.ndarray
+    layout: FrameLayout
+
+    @classmethod
+    def of(cls, chunk_frames: np.ndarray, chunking: ModelChunking, grid: TrGrid, warn: bool = True) -> "FramePlan":
+        n_k = np.asarray(chunk_frames, np.int64)
+        starts = np.arange(len(n_k), dtype=np.int64) * chunking.stride
+        index = np.concatenate([np.arange(n, dtype=np.int64) for n in n_k]) if len(n_k) else np.zeros(0, np.int64)
+        chunk = np.repeat(np.arange(len(n_k), dtype=np.int64), n_k)
+        pos = starts[chunk] + chunking.hop * index
+        order = np.lexsort((chunk, pos))  # by start time, then chunk
+        layout = layout_positions(pos[order], chunking.sample_rate_hz, grid, chunking.slots(grid.tr_s), warn=warn)
+        return cls(chunking, n_k, order, chunk[order], index[order], pos[order], layout)
+
+    def variables(self) -> dict:
+        """The entry's variables that do not depend on the codes (all but ``codes`` and ``scales``)."""
+        sr = self.chunking.sample_rate_hz
+        return {
+            "frame_time_s": (("tr", "frame"), to_tr(self.pos / sr, self.layout, fill=np.nan)),
+            "frame_chunk": (("tr", "frame"), to_tr(self.chunk.astype(np.int32), self.layout, fill=-1)),
+            "chunk_frames": (("chunk",), self.chunk_frames.astype(np.int16)),
+        }
+
+    def coords(self) -> dict:
+        n = len(self.chunk_frames)
+        return {"chunk": np.arange(n, dtype=np.int64),
+                "chunk_start_s": (("chunk",), np.arange(n, dtype=np.int64) * self.chunking.stride
+                                  / self.chunking.sample_rate_hz)}
+
+    def frames_of(self, tr_start: int, tr_stop: int) -> tuple[int, int]:
+        """Time-ordered frame range ``[lo, hi)`` stored in TRs ``tr_start:tr_stop``."""
+        starts = self.layout.starts
+        return int(starts[tr_start]), int(starts[tr_stop])
 
 
 def normalised_attrs(chunking: ModelChunking, codec, grid: TrGrid) -> dict:

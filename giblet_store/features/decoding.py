@@ -193,7 +193,48 @@ def reconstruction_audio(store, entry, trs=None, *, model: str | None = None, ba
         x = quantise(x, model=codec, bandwidth_kbps=float(bw))
     elif bandwidth_kbps is not None:
         raise ParameterError("bandwidth_kbps applies to embeddings reconstructions; codes keep their codebooks")
+    if "chunk_stride_samples" in entry.attrs:  # the 48 kHz model: the stimulus's chunks and their scales
+        return _chunked_audio(store, entry, ds, x, n, codec), codec.sample_rate_hz
     return decode_codes(from_tr(x, n), model=codec), codec.sample_rate_hz
+
+
+def _stimulus_codes(store, entry):
+    """The codes entry a reconstruction's target comes from (the target itself, or its ancestor)."""
+    e = store.get(entry.attrs["target_key"])
+    while e.kind != "codes":
+        parent = e.attrs.get("parent")
+        if not isinstance(parent, str):
+            raise ParameterError(f"reconstruction {entry.key[:16]}: no codes entry above its target {e.key[:16]}; "
+                                 "its chunks' scales are needed to decode it")
+        e = store.get(parent)
+    return e
+
+
+def _chunked_audio(store, entry, ds, codes: np.ndarray, n: np.ndarray, codec) -> np.ndarray:
+    """(channel, sample) audio of a reconstruction of a normalised-chunk (48 kHz) stimulus.
+
+    Its codes take the place of the stimulus entry's on the reconstructed TRs; every chunk is decoded
+    times the stimulus's **stored** scale for that chunk (the reconstruction predicts the
+    loudness-normalised chunks only) and overlap-added as the model's decode. Chunks with frames
+    outside the reconstructed TRs decode from the frames there are (a DecodeIncompleteWarning).
+    """
+    import xarray as xr
+
+    from .codes_normalised import iter_decode_entry
+
+    tds = store.open(_stimulus_codes(store, entry))
+    rows = ds["tr"].values.astype(np.int64)
+    n_trs, slots = tds.sizes["tr"], tds.sizes["frame"]
+    full = np.full((n_trs, codes.shape[1], slots), -1, np.int16)
+    width = min(slots, codes.shape[2])
+    full[rows, :, :width] = codes[:, :, :width]
+    n_frames = np.zeros(n_trs, np.int16)
+    n_frames[rows] = n
+    work = xr.Dataset({"codes": (("tr", "codebook", "frame"), full), "n_frames": (("tr",), n_frames),
+                       **{k: tds[k].variable for k in ("frame_time_s", "frame_chunk", "scales", "chunk_frames")}},
+                      attrs=tds.attrs)
+    pieces, _ = iter_decode_entry(codec, work, slice(int(rows.min()), int(rows.max()) + 1))
+    return np.concatenate(list(pieces), axis=1).astype(np.float32)
 
 
 def decode_reconstruction(store, entry, out_path: str | os.PathLike, trs=None, **kwargs) -> Path:

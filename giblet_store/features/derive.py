@@ -381,9 +381,30 @@ def _plan_embeddings(store, parent: Entry, model: str | None, device: str) -> Pl
         # the division kept n_frames' labels: replace them (annotate then labels embedding_mean as such)
         out["embedding_mean"].attrs = {"description": "mean of embeddings over the TR's real frames (NaN if none)"}
         extra = {"dequantiser": "rvq-sum (EncodecModel.quantizer.decode)", "embedding_dim": dim, "hrf": "none"}
+        if "chunk_stride_samples" in parent.attrs:  # the 48 kHz model: each chunk was divided by its scale
+            out, extra = _with_chunk_scales(out, ds), {**extra, "chunk_scale": CHUNK_SCALE_NOTE}
         return out, extra
 
     return Plan("embeddings", {}, build)
+
+
+#: what a normalised-chunk (48 kHz) entry's embeddings are, said in its ``chunk_scale`` attribute
+CHUNK_SCALE_NOTE = ("not applied: embeddings are of each model chunk divided by its scale (loudness-normalised per "
+                    "1 s chunk, as the model encodes); frame_scale holds each frame's chunk scale (multiply to undo "
+                    "the normalisation), frame_time_s and frame_chunk its start time and chunk")
+
+
+def _with_chunk_scales(out, ds):
+    """``out`` plus the frame variables of a normalised-chunk codes dataset ``ds``: ``frame_scale``
+    (tr, frame) float32 (the scale of the frame's chunk; NaN past n_frames), ``frame_time_s``, ``frame_chunk``."""
+    chunk = ds["frame_chunk"].values
+    scales = ds["scales"].values.astype(np.float32)
+    frame_scale = np.where(chunk >= 0, scales[np.clip(chunk, 0, None)], np.nan).astype(np.float32)
+    out = out.assign(frame_scale=(("tr", "frame"), frame_scale), frame_time_s=ds["frame_time_s"].variable,
+                     frame_chunk=ds["frame_chunk"].variable)
+    out["frame_scale"].attrs = {"description": "scale of the frame's model chunk (the chunk was divided by it before "
+                                "encoding); NaN past n_frames"}
+    return out
 
 
 def _dequantise_block(block: np.ndarray, spec: tuple, dim: int) -> np.ndarray:

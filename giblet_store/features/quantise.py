@@ -217,7 +217,7 @@ def plan_quantise(store, parent, transform: Quantise, model: str | None, device:
         n = ds["n_frames"].values.astype(np.int64)
         x = ds[feature].values
         if feature == "embedding_mean":
-            slots = _frame_slots(parent)
+            slots = max(_frame_slots(parent), int(n.max(initial=0)))  # 48 kHz: frames_per_tr is a mean
             real = np.arange(slots)[None, :] < n[:, None]
             x = np.where(real[..., None], x[:, None, :], np.nan).astype(np.float32)
         codes = quantise(x, model=codec, bandwidth_kbps=transform.bandwidth_kbps)

@@ -71,16 +71,43 @@ def _plot_trs(entry, seconds: float) -> str:
 
 
 def _encoder_output(codec, audio) -> np.ndarray | None:
-    """(frame, dim) float32: the encoder's output for the whole file; None for a normalised, chunked model."""
+    """(frame, dim) float32: the encoder's output for the whole file.
+
+    A normalised, chunked model (48 kHz): the outputs of its chunks, each divided by its scale as the
+    model encodes it, concatenated in chunk order (as :func:`_entry_quantised` orders the codes).
+    """
     import torch
 
     from ..audio.load import load_audio
+    from ..codec.encodec import aligned_tensor, reproducible_torch
+    from ..codec.normalised import model_chunking
 
-    if codec.config.normalize or codec.config.chunk_length_s is not None:
-        return None
     y, _ = load_audio(audio, codec.sample_rate_hz, channels=codec.channels)
-    with torch.inference_mode():
-        return codec.model.encoder(torch.from_numpy(np.ascontiguousarray(y, np.float32))[None])[0].T.numpy()
+    ch = model_chunking(codec)
+    pieces = [y] if ch is None else [y[:, s: s + ch.length] for s in ch.starts(y.shape[-1])]
+    out = []
+    with reproducible_torch(), torch.inference_mode():
+        for p in pieces:
+            x = aligned_tensor(p)[None]
+            if ch is not None and ch.normalize:  # as EncodecModel._encode_frame
+                x = x / ((torch.sum(x, 1, keepdim=True) / x.shape[1]).pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-8)
+            out.append(codec.model.encoder(x)[0].T.numpy())
+    return np.concatenate(out)
+
+
+def _entry_quantised(store, entry, codec) -> np.ndarray:
+    """(frame, dim): the entry's codes dequantised, in stream order (a chunked entry: chunk by chunk)."""
+    from ..grid import from_tr
+    from ..features.quantise import dequantise
+
+    ds = store.open(entry)
+    if "chunk_stride_samples" in entry.attrs:
+        from ..features.codes_normalised import entry_chunks
+
+        codes = np.concatenate([c for c, _ in entry_chunks(ds)], axis=1)
+    else:
+        codes = from_tr(ds["codes"].values, ds["n_frames"].values)
+    return dequantise(codes.astype(np.int64), model=codec)
 
 
 def _embedding_snr_db(store, entry, codec, emb) -> float | None:
@@ -89,13 +116,9 @@ def _embedding_snr_db(store, entry, codec, emb) -> float | None:
     What a bandwidth buys inside the codec, for any weights (the audio metrics of a random-weight
     decoder do not move with the bandwidth: its output is mostly its own biases).
     """
-    from ..grid import from_tr
-    from ..features.quantise import dequantise
-
     if emb is None:
         return None
-    ds = store.open(entry)
-    q = dequantise(from_tr(ds["codes"].values, ds["n_frames"].values).astype(np.int64), model=codec)
+    q = _entry_quantised(store, entry, codec)
     n = min(len(q), len(emb))
     e, err = emb[:n].astype(np.float64), emb[:n].astype(np.float64) - q[:n]
     den = float(np.sum(err ** 2))

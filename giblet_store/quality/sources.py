@@ -191,6 +191,8 @@ def _plan(store, entry, trs) -> dict:
     from ..grid import parse_tr_range
 
     ds = store.open(entry)
+    if "chunk_stride_samples" in entry.attrs:  # the 48 kHz model: its TR bounds are known once its chunks are decoded
+        return {"chunked": True, "ds": ds, "sel": parse_tr_range(trs, ds.sizes["tr"])}
     if entry.kind == "reconstruction":
         from ..features.decoding import select_trs
 
@@ -213,6 +215,47 @@ def _plan(store, entry, trs) -> dict:
         "grid": {"tr_s": float(entry.attrs["tr_s"]), "onset_s": float(entry.attrs.get("onset_s", 0.0)),
                  "source": f"entry {entry.key}"},
     }
+
+
+def _decoded(store, entry, info: dict, model, device) -> tuple[np.ndarray, dict]:
+    """(audio, plan) of a :func:`_plan`: a 48 kHz entry's plan is completed by its decode."""
+    if info.get("chunked"):
+        return _decode_chunked(entry, info["ds"], info["sel"], model, device)
+    return _decode_audio(store, entry, info["part"], model, device)[0], info
+
+
+def _decode_chunked(entry, ds, sel: slice, model, device) -> tuple[np.ndarray, dict]:
+    """:func:`_decode` for a normalised-chunk codes entry (the 48 kHz model), with its stored scales.
+
+    The chunks overlapping the TRs' frames are decoded and overlap-added as the model's own decode
+    (:func:`~giblet_store.features.codes_normalised.iter_decode_entry`), mixed to mono. Frames of such
+    an entry start on two interleaved grids, so a TR is its samples by stimulus time: sample ``n``
+    belongs to TR ``k`` when ``onset + k * tr <= n / sr < onset + (k + 1) * tr``.
+    """
+    import math
+
+    from ..codec.encodec import codec_for_entry
+    from ..features.codes_normalised import iter_decode_entry
+    from ..grid import exact
+
+    codec = codec_for_entry(entry.attrs, model, device, purpose="score")
+    sr = codec.sample_rate_hz
+    pieces, n = iter_decode_entry(codec, ds, sel)
+    audio = np.concatenate([p.mean(axis=0) for p in pieces]).astype(np.float32) if n else np.zeros(0, np.float32)
+    t = ds["frame_time_s"].values[sel]
+    start = int(round(float(np.nanmin(t)) * sr))  # the first selected frame's stimulus sample
+    tr, onset = exact(entry.attrs["tr_s"]), exact(entry.attrs.get("onset_s", 0.0))
+    edges = [math.ceil((onset + k * tr) * sr) - start for k in range(sel.start, sel.stop + 1)]
+    bounds = np.clip(np.array(edges, np.int64), 0, audio.size)
+    bounds[-1] = audio.size
+    info = {
+        "bounds": bounds, "trs": np.arange(sel.start, sel.stop, dtype=np.int64),
+        "tr_start_s": ds["tr_start_s"].values[sel].astype(np.float64), "offset": start, "hop": codec.hop,
+        "grid": {"tr_s": float(entry.attrs["tr_s"]), "onset_s": float(entry.attrs.get("onset_s", 0.0)),
+                 "source": f"entry {entry.key}"},
+        "n_frames": ds["n_frames"].values.astype(np.int64), "sample_rate_hz": sr,
+    }
+    return audio, info
 
 
 def _equalise(ref: np.ndarray, deg: np.ndarray, tol: int, align: bool, what: str) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -307,25 +350,32 @@ def _entry_pair(store, e_ref, e_deg, ref, deg, trs, align, model, device, deg_st
     """
     main = e_deg if e_deg is not None else e_ref
     info = _plan(store, main, trs)
+    audio, o_audio = None, None
+    if info.get("chunked"):
+        audio, info = _decoded(store, main, info, model, device)
     sr, hop, n = info["sample_rate_hz"], info["hop"], int(info["bounds"][-1])
     other_entry, other = (e_ref, ref) if main is e_deg else (e_deg, deg)
     what = f"TRs {int(info['trs'][0]) if info['trs'].size else 0}:" \
            f"{int(info['trs'][-1]) + 1 if info['trs'].size else 0} of entry {main.key[:16]}"
     if other_entry is not None:
         o_info = _plan(store, other_entry, trs)
+        if o_info.get("chunked"):
+            o_audio, o_info = _decoded(store, other_entry, o_info, model, device)
         if o_info["sample_rate_hz"] != sr or not np.array_equal(o_info["n_frames"], info["n_frames"]) \
                 or o_info["grid"]["tr_s"] != info["grid"]["tr_s"]:
             raise QualityError(
                 f"entries {e_ref.key[:16]} and {e_deg.key[:16]} lie on different grids or rates; score an entry "
                 "against the audio file instead")
-        o_audio = _decode_audio(store, other_entry, o_info["part"], model, device)[0]
+        if o_audio is None:
+            o_audio = _decoded(store, other_entry, o_info, model, device)[0]
     else:
         if info["offset"] is None:
             raise QualityError(f"reconstruction {main.key[:16]}'s target entry is not in this store, so where its "
                                "TRs lie in the file is unknown; score it against the target entry instead")
         start, why = _file_start(other, deg_start if other is deg else None, sr)
         o_audio = _covering(other, start, sr, info["offset"], n, hop, why, what)
-    audio = _decode_audio(store, main, info["part"], model, device)[0]
+    if audio is None:
+        audio = _decoded(store, main, info, model, device)[0]
     pair = (o_audio, audio) if main is e_deg else (audio, o_audio)
     r, d, trimmed = _equalise(*pair, hop, align, what)
     bounds = np.minimum(info["bounds"], r.size)

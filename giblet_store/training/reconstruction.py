@@ -50,6 +50,7 @@ _CARRIED = (
     "codebook_size", "sample_rate_hz", "hop_samples", "audio_channels", "frame_rate_hz", "frame_rate",
     "frames_per_tr", "embedding_dim", "mel_params", "n_mels", "n_fft", "db", "source_sha256", "source_name",
     "duration_s", "tr_s", "onset_s",
+    "encoder", "chunk_length_samples", "chunk_stride_samples",  # a 48 kHz target: decoded with its chunks' scales
 )
 
 

@@ -202,6 +202,33 @@ def test_worker_killed_mid_write(client, job, reference, tmp_path, url, point, n
     assert staging_leftovers(root) == []
 
 
+# ---- issue 22, item 1: the 48 kHz model's chunk-planned entries are kill-safe and resumable too
+@pytest.fixture(scope="module")
+def job48(tmp_path_factory, model48_dir):
+    d = tmp_path_factory.mktemp("crash48")
+    write_wav(d / "s.wav", synth_audio(3.1, 48000, seed=13, channels=2), 48000)  # 4 model chunks, 4 TR chunks
+    (d / "m.json").write_text(json.dumps({"model": str(model48_dir), "bandwidths": [3], "trs": [1.0],
+                                          "tr_chunk": 1, "stimuli": ["s.wav"]}))
+    return d
+
+
+@pytest.mark.parametrize("point,nth", [("chunk", 2), ("marker", 3), ("publish", 1)])
+def test_worker_killed_mid_write_48khz(client, job48, tmp_path, point, nth):
+    ref = tmp_path / "ref"
+    assert run_batch(job48 / "m.json", ref, scheduler=client, progress=False).counts["created"] == 1
+    flag = tmp_path / "killed"
+    client.run(_arm, point, nth, str(flag))
+    root = tmp_path / "s"
+    report = run_batch(job48 / "m.json", root, scheduler=client, progress=False)
+    assert flag.exists(), "the trap never fired"
+    client.run(_disarm)
+    if not report.ok:
+        report = run_batch(job48 / "m.json", root, scheduler=client, progress=False)
+    assert report.ok, report.table()
+    assert tree(root / "codes") == tree(ref / "codes")
+    assert staging_leftovers(root) == []
+
+
 def test_client_killed_mid_batch_resumes(client, job, reference, tmp_path):
     blocked, release = tmp_path / "blocked", tmp_path / "release"
     client.run(_block_chunk, 2, str(blocked), str(release))

@@ -37,14 +37,16 @@ def stereo_wav(tmp_path_factory):
 
 
 def _model_encode(model_dir, wav, bandwidth):
-    """The model's own whole-file encode and decode of the samples the store encodes."""
+    """The model's own whole-file encode and decode of the samples the store encodes, on one intra-op thread
+    (a chunk's scale is a mean whose last bit depends on the thread count; the store encodes on one)."""
     import torch
 
     from giblet_store.codec.encodec import load_codec, reproducible_torch
+    from giblet_store.codec.torch_threads import one_intra_op_thread
 
     codec = load_codec(str(model_dir))
     audio, _ = load_audio(wav, SR, 2)
-    with reproducible_torch(), torch.inference_mode():
+    with one_intra_op_thread(), reproducible_torch(), torch.inference_mode():
         enc = codec.model.encode(torch.from_numpy(audio)[None], bandwidth=bandwidth)
         dec = codec.model.decode(enc.audio_codes, enc.audio_scales, last_frame_pad_length=enc.last_frame_pad_length)
     n_last = enc.audio_codes.shape[-1] - enc.last_frame_pad_length
@@ -244,3 +246,37 @@ def test_cli_extract_and_decode_a_stereo_entry(model48, stereo_wav, tmp_path):
         assert main(["decode", str(st), entry["key"][:12], "-o", str(tmp_path / "o.wav"), "--trs", "1:2"]) == 0
     audio, sr = sf.read(str(tmp_path / "o.wav"), always_2d=True)
     assert sr == SR and audio.shape == (96000 - 48160, 2)  # first frame of TR 1 (chunk 1, j=2) to the end of its last
+
+
+def test_codes_and_scales_do_not_depend_on_the_callers_thread_count(model48):
+    """issue 22: chunks are encoded side by side in threads, each on one intra-op thread; the scales (a mean
+    whose last bit torch rounds by thread count: 11 of 61 differ between 1 and 2 threads on a 60 s file)
+    are the model's own on one thread, whatever the caller's count, so extract and batch workers agree."""
+    import torch
+
+    from giblet_store.codec.encodec import load_codec
+    from giblet_store.codec.normalised import encode_chunks
+
+    codec = load_codec(str(model48))
+    x = synth_audio(20.0, SR, seed=9, channels=2)
+    x[1] *= 0.6
+    saved = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            runs.append(list(encode_chunks(codec, x, 3.0)))
+    finally:
+        torch.set_num_threads(saved)
+    for (ca, sa), (cb, sb) in zip(*runs):
+        np.testing.assert_array_equal(ca, cb)
+        assert sa == sb
+    torch.set_num_threads(1)
+    try:
+        want = []
+        for s in range(0, x.shape[1], 47520):  # as EncodecModel._encode_frame, on one thread
+            t = torch.tensor(x[:, s: s + 48000])[None]
+            want.append(np.float32(((torch.sum(t, 1, keepdim=True) / 2).pow(2).mean(dim=-1).sqrt() + 1e-8).item()))
+    finally:
+        torch.set_num_threads(saved)
+    assert [s for _, s in runs[0]] == want and len(want) == 21
