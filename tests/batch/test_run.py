@@ -279,11 +279,11 @@ def test_cli_batch_bar_only_on_a_terminal_and_never_in_json(client, model_dir, s
 
 # ------------------------------------------------------------------------ issue 21 #3: what is hashed is what is read
 def test_a_stimulus_rewritten_while_hashed_is_refused_before_any_work(client, model_dir, tmp_path, monkeypatch):
-    import giblet_store.batch.run as run_mod
+    import giblet_store.batch.checks as checks_mod
 
     write_wav(tmp_path / "a.wav", synth_audio(2.0, 24000, seed=1), 24000)
     other = write_wav(tmp_path / "o.wav", synth_audio(2.0, 24000, seed=9), 24000).read_bytes()
-    real = run_mod.sha256_file
+    real = checks_mod.sha256_file
 
     def hash_then_rewrite(path):
         sha = real(path)
@@ -291,7 +291,7 @@ def test_a_stimulus_rewritten_while_hashed_is_refused_before_any_work(client, mo
             f.write(other)
         return sha
 
-    monkeypatch.setattr(run_mod, "sha256_file", hash_then_rewrite)
+    monkeypatch.setattr(checks_mod, "sha256_file", hash_then_rewrite)
     m = load_manifest(manifest(model_dir, ["a.wav"]), base_dir=tmp_path)
     with pytest.raises(ManifestError, match="a.wav changed while it was being hashed; nothing was stored"):
         run_batch(m, tmp_path / "st", scheduler=client, progress=False)
