@@ -24,6 +24,7 @@ from ..errors import ParameterError
 from ..params import Params
 from ..store.entry import Entry
 from ..store.hashing import sha256_file
+from ..validate import flag
 
 __all__ = ["Parcellate", "parcel_plan", "atlas_labels"]
 
@@ -54,8 +55,7 @@ class Parcellate(Params):
         if not path or not os.path.isfile(path):
             raise ParameterError(f"atlas {self.atlas!r} is not a file; give the path of a label image "
                                  "(NIfTI, e.g. a Schaefer or Harvard-Oxford atlas)")
-        if not isinstance(self.resample, bool):
-            raise ParameterError(f"resample must be True or False, got {self.resample!r}")
+        flag("resample", self.resample)
         object.__setattr__(self, "atlas", path)
         object.__setattr__(self, "atlas_sha256", sha256_file(path))
 

@@ -374,6 +374,10 @@ def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict 
     if mode not in ("a", "r"):
         raise StoreError(f"mode must be 'a' (read/write, create if absent) or 'r' (read-only), got {mode!r}")
     given_options = dict(storage_options or {})
+    if "://" in os.fspath(url):
+        from .remote import refuse_userinfo
+
+        refuse_userinfo(os.fspath(url))  # first: every later message may echo the URL
     check_store_url(os.fspath(url))  # a path the OS cannot hold, a bucket S3 refuses: said before any I/O
     url, fs, root, local, storage_options = _filesystem(os.fspath(url), given_options)
     if not local and protocol_of(url) in OBJECT_PROTOCOLS:

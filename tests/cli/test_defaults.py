@@ -85,7 +85,7 @@ NOT_MIRRORED = {
     "import": {"file", "store", "format", "device", "json"},
     "mel": {"audio", "store", "audio_stream", "json", "no_progress"},
     "derive": {"store", "key", "hrf", "resample_tr", "stretch", "embeddings", "quantise", "variables", "axis",
-               "reference_codes", "model", "device", "json", "no_progress"},
+               "reference_codes", "model", "device", "json", "no_progress", "parcellate", "resample_atlas"},
     "ingest-fmri": {"store", "nifti", "subject", "run", "mask", "stimulus", "chunk_trs", "json",
                     "no_progress", "bids", "task", "derivatives", "space", "subjects", "runs", "session", "event",
                     "event_column", "confounds", "detrend", "fd_threshold"},

@@ -30,9 +30,10 @@ def test_unreadable_entry_document_is_an_error_not_a_missing_entry(store, monkey
     a = write(store, 1)
     shutil.rmtree(Path(store.root) / "_catalog")  # no catalogue: every zarr.json is read
     name = a.path.split("/")[1]
-    orig = type(store.fs).cat_file
-    monkeypatch.setattr(type(store.fs), "cat_file", lambda self, path, *x, **k: _failing(
-        lambda p, *y, **z: orig(self, p, *y, **z), f"{name}/zarr.json", PermissionError(13, "Permission denied"))(path))
+    import giblet_store.store.storage as storage_mod  # local reads go through Storage.get -> read_regular
+
+    monkeypatch.setattr(storage_mod, "read_regular", _failing(storage_mod.read_regular, f"{name}/zarr.json",
+                                                              PermissionError(13, "Permission denied")))
     with pytest.raises(StoreError, match=rf"cannot read 'features/{name}/zarr.json'.*PermissionError.*permissions"):
         store.find(kind="features")
 
@@ -41,9 +42,10 @@ def test_entry_removed_between_listing_and_reading_is_skipped(store, monkeypatch
     a, b = write(store, 1), write(store, 2)
     shutil.rmtree(Path(store.root) / "_catalog")
     name = a.path.split("/")[1]
-    orig = type(store.fs).cat_file
-    monkeypatch.setattr(type(store.fs), "cat_file", lambda self, path, *x, **k: _failing(
-        lambda p, *y, **z: orig(self, p, *y, **z), f"{name}/zarr.json", FileNotFoundError(2, "gone"))(path))
+    import giblet_store.store.storage as storage_mod  # local reads go through Storage.get -> read_regular
+
+    monkeypatch.setattr(storage_mod, "read_regular", _failing(storage_mod.read_regular, f"{name}/zarr.json",
+                                                              FileNotFoundError(2, "gone")))
     assert [e.key for e in store.find(kind="features")] == [b.key]
 
 
