@@ -131,7 +131,9 @@ def test_chain_embeddings_hrf_resample_equals_the_in_memory_computation(base):
     assert (a["tr_s"], a["n_trs"], a["parent"]) == (2.0, 5, conv.key)
     assert conv.attrs["variables"] == ["embedding_mean"] and conv.attrs["axis"] == "tr"
     np.testing.assert_allclose(conv.attrs["hrf_kernel"], kernel)
-    assert store.find(kind="features", **{"hrf_params.length_s": 8.0, "tr_s": 1.0}) == [conv]
+    # the module's store holds other tests' HRF entries (other variables): select this chain's by its own
+    wanted = {"hrf_params.length_s": 8.0, "tr_s": 1.0, "parent": emb.key, "variables": ["embedding_mean"]}
+    assert store.find(kind="features", **wanted) == [conv]
 
 
 def test_fir_adds_a_delay_dimension(base):
