@@ -11,7 +11,7 @@ import sys
 from .fmri_bids import add_bids_options, check_not_bids, cmd_ingest_bids
 from .util import dump, field_default, tr_range
 
-__all__ = ["add_ingest_fmri", "add_evaluate", "add_to_nifti"]
+__all__ = ["add_ingest_fmri", "add_evaluate", "add_to_nifti", "add_to_gifti"]
 
 
 def _dump_entry(entry, created: bool) -> None:
@@ -176,6 +176,36 @@ def _cmd_to_nifti(args) -> int:
         trs = _run_trs(store, args.key, args.run, trs)
     out = entry_to_nifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs, run=run)
     print(f"wrote {out}")
+    return 0
+
+
+def add_to_gifti(sub) -> None:
+    p = sub.add_parser("to-gifti", help="export a surface fmri, predictions or evaluation entry as a func.gii "
+                                        "per hemisphere")
+    p.add_argument("store")
+    p.add_argument("key", metavar="KEY_OR_PREFIX")
+    p.add_argument("-o", "--output", required=True, metavar="PREFIX",
+                   help="writes PREFIX_hemi-L.func.gii and PREFIX_hemi-R.func.gii")
+    p.add_argument("--subject", default=None, help="subject ID (evaluation: default is the mean over subjects)")
+    p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean)")
+    p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range of a time-series export")
+    p.add_argument("--run", default=None, metavar="RUN", help="only this run's TRs, or this run's map (r_run)")
+    p.set_defaults(func=_cmd_to_gifti)
+
+
+def _cmd_to_gifti(args) -> int:
+    from ..training.predictions import entry_to_gifti
+    from ..store.core import open_store
+
+    store = open_store(args.store, mode="r")
+    trs, run = tr_range(args.trs), None
+    if args.run is not None and store.get(args.key).kind == "evaluation":
+        run = args.run
+    elif args.run is not None:
+        trs = _run_trs(store, args.key, args.run, trs)
+    left, right = entry_to_gifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs,
+                                 run=run)
+    print(f"wrote {left}\nwrote {right}")
     return 0
 
 

@@ -215,8 +215,7 @@ def ingest_bids(
                       subjects=None if subjects is None else [_label(s, "sub-") for s in subjects],
                       runs=runs, session=session)
     if found[0].surface and mask is not None:
-        raise ParameterError(f"space {space!r} is a surface: every vertex is kept, so there is no mask to give; "
-                             "leave mask out (CLI: --mask)")
+        raise ParameterError(f"space {space!r} is a surface: every vertex is kept; leave the mask out (--mask)")
     bids = {"task": task, "session": session, "space": space, "derivatives": derivatives, "event": event,
             "event_column": event_column, "clean": clean.to_dict()}
     series, tr_s, stim_keys, confs, prov = _plan(store, root, found, bids, stimulus, clean)

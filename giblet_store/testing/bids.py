@@ -205,22 +205,11 @@ def make_bids(
     subjects = [f"{i + 1:02d}" for i in range(n_subjects)]
     runs = [str(j + 1) for j in range(n_runs)]
     onsets = {r: float(onsets_s[j % len(onsets_s)]) for j, r in enumerate(runs)}
-    seconds = n_trs * tr_s - min(onsets.values()) + 1
-    audio = _soundtrack(seconds, sample_rate_hz, rng)
-    stim = root / "stimuli" / "movie.wav"
-    stim.parent.mkdir(parents=True, exist_ok=True)
-    import soundfile as sf
-
-    sf.write(str(stim), audio, sample_rate_hz, subtype="PCM_16")
-    audio = sf.read(str(stim), dtype="float32")[0]  # the drive follows what a reader gets back
+    stim, audio = _write_soundtrack(root, n_trs * tr_s - min(onsets.values()) + 1, sample_rate_hz, rng)
     _descriptions(root, task, tr_s)
     signal_voxels = np.zeros(shape, bool)
     signal_voxels[: shape[0] // 2] = True
-    surf = surface_space if surface_space and surface_vertices else None
-    signal_vertices = None
-    if surf:
-        half = np.arange(surface_vertices) < surface_vertices // 2
-        signal_vertices = np.concatenate([half, half])
+    surf, signal_vertices = _surface_design(surface_space, surface_vertices)
     study = BidsStudy(root, task, subjects, runs, float(tr_s), space, stim, onsets, signal_voxels,
                       surface_space=surf, signal_vertices=signal_vertices)
     surf_rng = np.random.default_rng([seed, 19])
@@ -231,6 +220,24 @@ def make_bids(
                 if surf:
                     _write_surfaces(study, s, r, n_trs, cols, amplitude, noise, surf_rng, ses)
     return study
+
+
+def _write_soundtrack(root: Path, seconds: float, sample_rate_hz: int, rng) -> tuple[Path, np.ndarray]:
+    """stimuli/movie.wav, and its samples as a reader gets them back (what the drive follows)."""
+    import soundfile as sf
+
+    stim = root / "stimuli" / "movie.wav"
+    stim.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(stim), _soundtrack(seconds, sample_rate_hz, rng), sample_rate_hz, subtype="PCM_16")
+    return stim, sf.read(str(stim), dtype="float32")[0]
+
+
+def _surface_design(space: str | None, n: int) -> tuple[str | None, np.ndarray | None]:
+    """The surfaces' space (None: none written) and (vertex,) signal vertices: each hemisphere's first half."""
+    if not space or not n:
+        return None, None
+    half = np.arange(n) < n // 2
+    return space, np.concatenate([half, half])
 
 
 def _gifti(path: Path, data: np.ndarray, hemi: str) -> None:

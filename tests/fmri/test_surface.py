@@ -190,3 +190,102 @@ def test_cli_ingests_a_plain_gifti_list(tmp_path, pairs, capsys):
                  "1", "2", "--tr", "2"]) == 0
     out = capsys.readouterr().out
     assert "vertices=18 space=fsaverage6" in out and "runs=2" in out
+
+
+# ------------------------------------------------------------------------------ downstream and export
+@pytest.fixture(scope="module")
+def surface_world(study, tmp_path_factory):
+    """The study's surface entry, a ridge fitted on run 1 predicting run 2, and its evaluation."""
+    from giblet_store import evaluate, write_predictions
+
+    work = tmp_path_factory.mktemp("surface_world")
+    st = open_store(work / "st")
+    fe = ingest_bids(st, study.root, "movie", derivatives="fmriprep", space="fsaverage6").entry
+    y = fe.open()["fmri"].values.astype(np.float64)
+    n = fe.attrs["runs"][0]["n_trs"]
+    x = np.concatenate([study.drive[("01", r)] for r in study.runs])  # the planted regressor, both runs
+    design = np.c_[np.ones_like(x), x]
+    preds = []
+    for i in range(y.shape[0]):
+        w = np.linalg.solve(design[:n].T @ design[:n] + 1e-3 * np.eye(2), design[:n].T @ y[i, :n])
+        preds.append(design[n:] @ w)
+    ckpt = work / "ridge.npy"
+    np.save(ckpt, np.zeros(2))
+    pe, _ = write_predictions(st, np.stack(preds).astype(np.float32), fe, model_name="ridge(drive)", checkpoint=ckpt,
+                              trs=(n, 2 * n))
+    ev, _ = evaluate(st, pe, trs=(n, 2 * n))
+    return {"store": st, "fmri": fe, "pred": pe, "eval": ev, "study": study, "work": work}
+
+
+def test_ridge_evaluate_on_the_surface_gives_a_finite_r_map(surface_world):
+    w = surface_world
+    ev = w["store"].open(w["eval"])
+    sig = w["study"].signal_vertices
+    assert ev["r"].dims == ("subject", "vertex") and ev["noise_ceiling"].dims == ("vertex",)
+    assert list(ev["hemi"].values) == list(w["fmri"].open()["hemi"].values)
+    assert np.isfinite(ev["r_mean"].values).all() and np.isfinite(ev["noise_ceiling"].values[sig]).any()
+    assert ev["r_mean"].values[sig].mean() > ev["r_mean"].values[~sig].mean() + 0.2
+    assert ev["r_run"].dims == ("subject", "run_id", "vertex")
+    p = w["store"].open(w["pred"])
+    assert p["predictions"].dims == ("subject", "tr", "vertex") and list(p["vertex_index"].values[:2]) == [0, 1]
+
+
+def test_join_and_store_dataset_read_vertices(surface_world):
+    from giblet_store import join, select_run
+    from giblet_store.training.dataset import StoreDataset
+
+    from helpers import stimulus_entry
+
+    st, fe = surface_world["store"], surface_world["fmri"]
+    stim = stimulus_entry(st, tr_s=2.0, n_trs=40)
+    joined = join(stim, select_run(fe, "1"), store=st)
+    assert joined["fmri"].dims == ("subject", "tr", "vertex") and joined.sizes["vertex"] == 32
+    ds = StoreDataset(st, fe.key, batch_size=None, shuffle=False, io_threads=0)
+    item = next(iter(ds))
+    np.testing.assert_array_equal(item["fmri"].numpy(), fe.open()["fmri"].values[int(item["subject"]),
+                                                                                   int(item["tr"])])
+
+
+def test_gifti_export_round_trips_fmri_and_maps(surface_world, tmp_path, capsys):
+    import nibabel as nib
+
+    from giblet_store import entry_to_gifti, entry_to_nifti
+    from giblet_store.errors import ParameterError
+
+    st, fe, ev = surface_world["store"], surface_world["fmri"], surface_world["eval"]
+    left, right = entry_to_gifti(st, fe, tmp_path / "sub-01_bold", subject="01")
+    src = surface_world["study"].fmriprep / "sub-01" / "func"
+    for got, hemi in ((left, "L"), (right, "R")):
+        assert got.name == f"sub-01_bold_hemi-{hemi}.func.gii"
+        back = np.stack([d.data for d in nib.load(str(got)).darrays])
+        orig = [np.stack([d.data for d in nib.load(str(src / f"sub-01_task-movie_run-{r}_hemi-{hemi}_space-"
+                                                        f"fsaverage6_bold.func.gii")).darrays]) for r in ("1", "2")]
+        np.testing.assert_array_equal(back, np.concatenate(orig))
+    again = ingest_surface(st, [left, right], ["01"])  # the export ingests again: TR from TimeStep, values equal
+    assert again.entry.attrs["tr_s"] == 2.0
+    np.testing.assert_array_equal(again.entry.open()["fmri"].values[0], fe.open()["fmri"].values[0])
+    assert main(["to-gifti", str(st.root), ev.key[:12], "-o", str(tmp_path / "r")]) == 0
+    r_mean = st.open(ev)["r_mean"].values
+    maps = [nib.load(str(tmp_path / f"r_hemi-{h}.func.gii")).darrays[0].data for h in "LR"]
+    np.testing.assert_array_equal(np.concatenate(maps), r_mean)
+    with pytest.raises(ParameterError, match="to-gifti"):
+        entry_to_nifti(st, ev, tmp_path / "r.nii.gz")
+    assert main(["to-nifti", str(st.root), fe.key[:12], "--subject", "01", "-o", str(tmp_path / "x.nii")]) == 2
+    assert "export it per hemisphere to GIFTI" in capsys.readouterr().err and not (tmp_path / "x.nii").exists()
+
+
+def test_gifti_export_fills_vertices_a_cifti_leaves_out(tmp_path):
+    import nibabel as nib
+
+    from giblet_store import entry_to_gifti
+
+    lv, rv = [0, 3, 5], [1, 2]
+    data = np.arange(4 * 8, dtype=np.float32).reshape(4, 8)
+    f = write_cifti(tmp_path / "sub-01_task-movie_space-fsLR_den-91k_bold.dtseries.nii", data, 6, lv, rv)
+    st = open_store(tmp_path / "st")
+    fe = ingest_surface(st, [f], ["01"]).entry
+    left, right = entry_to_gifti(st, fe, tmp_path / "out.func.gii", fill=np.nan)
+    got = np.stack([d.data for d in nib.load(str(left)).darrays])
+    assert got.shape == (4, 6) and np.isnan(got[:, [1, 2, 4]]).all()
+    np.testing.assert_array_equal(got[:, lv], data[:, :3])
+    np.testing.assert_array_equal(np.stack([d.data for d in nib.load(str(right)).darrays])[:, rv], data[:, 3:5])
