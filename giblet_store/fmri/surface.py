@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import FmriError, ParameterError
+from ..errors import FmriError
 from ..params import ALGORITHM_VERSION, content_key
 from ..store.core import Store
 from ..store.schema import FORMAT_VERSION
@@ -238,7 +238,8 @@ def _attrs(layout, ds, tr_s, params: FmriParams, records, n_dropped: int, chunk_
     out = {"kind": "fmri", "layout": "surface", "surface": surface, "tr_s": tr_s, "n_trs": layout.n_trs,
            "n_subjects": len(layout.subjects), "n_vertices": int(ds.sizes["vertex"]),
            "n_voxels": int(ds.sizes["vertex"]), "subjects": layout.subjects, "sources": sources,
-           "normalize": "zscore" if z else "none", "zscore_trs": list(z) if z else None, "nan_policy": params.nan_policy,
+           "normalize": "zscore" if z else "none", "zscore_trs": list(z) if z else None,
+           "nan_policy": params.nan_policy,
            "n_vertices_dropped_nonfinite": n_dropped, "chunk_trs": chunk_trs, "hrf": "none",
            "algorithm_version": ALGORITHM_VERSION, "onset_s": records[0]["onset_s"] if layout.runs is None else 0.0}
     if layout.runs is not None:

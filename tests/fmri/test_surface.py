@@ -58,7 +58,8 @@ def test_gifti_pairs_become_a_vertex_entry_equal_to_the_files(tmp_path, pairs):
     a = r.entry.attrs
     assert a["surface"] == {"space": "fsaverage6", "format": "gifti", "n_surface": {"L": N_V, "R": N_V},
                             "volume_parts_dropped": {}}
-    assert a["tr_s"] == 1.5 and [x["run"] for x in a["runs"]] == ["1", "2"] and list(ds["tr_in_run"].values[:2]) == [0, 1]
+    assert a["tr_s"] == 1.5 and [x["run"] for x in a["runs"]] == ["1", "2"]
+    assert list(ds["tr_in_run"].values[:2]) == [0, 1]
     assert [f["hemi"] for f in a["sources"][0]["files"]] == ["L", "R"]
 
 
