@@ -19,7 +19,9 @@ Every vertex is kept (no mask is computed); vertices non-finite at some TR are a
 ``nan_policy="mask"`` dropped (``vertex_index`` keeps the others' positions). Two passes, both
 before or inside the staged write: a scan (each series read once: non-finite vertices and the
 z-score statistics of the values as stored, cleaned first when a cleaner is given), then the lazy
-write (one Dask task per (subject, run), re-reading the run).
+write (one Dask task per (subject, run), re-reading the run; a file changed since it was hashed is
+refused). nibabel decodes a GIFTI whole, so a run is held in memory while it is read (a run of 1,000
+TRs on fsaverage6 is 330 MB as float32).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..store.verify import cache_hit
 from ..validate import NanPolicy, file_name_text
 from .ingest import FmriParams, IngestResult, auto_chunk_trs, fmri_encoding, write_staged
 from .inputs import check_stimuli, layout_of, order_inputs
+from .nifti import done
 from .runs import DEFAULT_RUN, run_coords
 from .surface_read import SurfaceSeries, open_surface, open_surface_pair, part_coords
 
@@ -146,25 +149,28 @@ def _values(s: SurfaceSeries, i: int, n: int, keep, cleaner, scale) -> np.ndarra
     return x
 
 
-def _read_subject(layout, i: int, keep, cleaner, mean, std, _after=None) -> np.ndarray:
-    parts = []
-    for j in range(layout.n_runs):
-        k = i * layout.n_runs + j
-        scale = None if mean is None else (mean[k], std[k])
-        parts.append(_values(layout.series[k], k, layout.run_trs[j], keep, cleaner, scale))
-    return np.concatenate(parts)[None].astype(np.float32)
+def _read_run(layout, k: int, keep, cleaner, mean, std, _after=None) -> np.ndarray:
+    """(1, tr, kept vertex) float32 of series ``k`` (subject-major, then run) as stored."""
+    scale = None if mean is None else (mean[k], std[k])
+    n = layout.run_trs[k % layout.n_runs]
+    return _values(layout.series[k], k, n, keep, cleaner, scale)[None].astype(np.float32)
 
 
 def _lazy(layout, keep, cleaner, mean, std, chunk_trs: int):
+    """(subject, tr, vertex) float32 Dask array in (1, chunk_trs, vertex) chunks: one read per (subject, run),
+    in order, each after the previous one finished (a token, not its data), so about two runs are held."""
     import dask
     import dask.array as da
 
-    n_v, prev, out = int(keep.sum()), None, []
+    n_v, prev, rows = int(keep.sum()), None, []
     for i in range(len(layout.subjects)):
-        d = dask.delayed(_read_subject)(layout, i, keep, cleaner, mean, std, prev)
-        prev = d  # one subject in memory at a time
-        out.append(da.from_delayed(d, shape=(1, layout.n_trs, n_v), dtype=np.float32))
-    return da.concatenate(out, axis=0).rechunk((1, chunk_trs, n_v))
+        runs = []
+        for j in range(layout.n_runs):
+            d = dask.delayed(_read_run)(layout, i * layout.n_runs + j, keep, cleaner, mean, std, prev)
+            prev = dask.delayed(done)(d)
+            runs.append(da.from_delayed(d, shape=(1, layout.run_trs[j], n_v), dtype=np.float32))
+        rows.append(da.concatenate(runs, axis=1))
+    return da.concatenate(rows, axis=0).rechunk((1, chunk_trs, n_v))
 
 
 def _records(layout, stims, tr_s, onsets) -> list[dict]:

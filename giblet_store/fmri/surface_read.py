@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import FmriError
 from ..store.hashing import sha256_file
+from .nifti import file_stamp
 
 __all__ = ["SurfacePart", "SurfaceSeries", "open_surface", "open_surface_pair", "surface_space", "part_coords", "HEMIS"]
 
@@ -56,6 +57,8 @@ class SurfaceSeries:
     space: str | None
     sha256: list[str] = field(default_factory=list)
     dropped: dict = field(default_factory=dict)
+    #: each file's (size, mtime_ns, inode, ctime_ns) before it was first read; :meth:`load` compares them
+    stamps: list = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -66,10 +69,19 @@ class SurfaceSeries:
         return int(sum(len(p.vertex_index) for p in self.parts))
 
     def load(self) -> np.ndarray:
-        """(tr, vertex) float32, L then R (each part's ``vertex_index`` order)."""
+        """(tr, vertex) float32, L then R (each part's ``vertex_index`` order).
+
+        Raises FmriError when a file changed since it was opened (its sha256 would not name what was read).
+        """
         if self.kind == "cifti":
-            return _cifti_values(self.files[0], self.parts)
-        return np.concatenate([_gifti_values(f)[0] for f in self.files], axis=1)
+            out = _cifti_values(self.files[0], self.parts)
+        else:
+            out = np.concatenate([_gifti_values(f)[0] for f in self.files], axis=1)
+        for f, stamp in zip(self.files, self.stamps):
+            if file_stamp(f) != stamp:
+                raise FmriError(f"{str(f)!r} changed while it was being read (size, mtime, inode or ctime differ "
+                                "from when it was opened); nothing was stored. Rerun once it is no longer written")
+        return out
 
 
 def _entities(path: Path) -> dict:
@@ -137,6 +149,7 @@ def _gifti_tr(img) -> float | None:
 def open_surface_pair(files) -> SurfaceSeries:
     """A (subject, run) given as its two hemispheres' func.gii files (any order)."""
     files = [Path(f) for f in files]
+    stamps = [file_stamp(f) for f in files if f.is_file()]
     if len(files) != 2:
         have = ", ".join(f.name for f in files)
         raise FmriError(f"a surface run needs one func.gii per hemisphere (hemi-L and hemi-R); got "
@@ -163,8 +176,9 @@ def open_surface_pair(files) -> SurfaceSeries:
         raise FmriError(f"{fl.name} is in space {spaces[0]!r} but {fr.name} in {spaces[1]!r}; both hemispheres "
                         "must be on one surface: give the pair of one space")
     parts = [SurfacePart(r[3], np.arange(sl[1], dtype=np.int64), int(sl[1]), r[4]) for r in read]
+    order = [files.index(fl), files.index(fr)]
     return SurfaceSeries([fl, fr], "gifti", parts, int(sl[0]), _gifti_tr(img), spaces[0],
-                         [sha256_file(fl), sha256_file(fr)])
+                         [sha256_file(fl), sha256_file(fr)], stamps=[stamps[i] for i in order])
 
 
 def _cifti_axes(path: Path, img):
@@ -182,6 +196,7 @@ def _cifti_axes(path: Path, img):
 def open_surface(path) -> SurfaceSeries:
     """A (subject, run) given as one CIFTI ``.dtseries.nii`` (its cortical surfaces; volume parts left out)."""
     path = Path(path)
+    stamp = file_stamp(path) if path.is_file() else None
     img = _load(path)
     series, models = _cifti_axes(path, img)
     parts, dropped = [], {}
@@ -198,7 +213,7 @@ def open_surface(path) -> SurfaceSeries:
     parts.sort(key=lambda p: HEMIS.index(p.hemi))
     tr = float(series.step) if series.unit.upper() == "SECOND" and series.step > 0 else None
     return SurfaceSeries([path], "cifti", parts, int(series.size), tr, surface_space(path), [sha256_file(path)],
-                         dropped)
+                         dropped, [stamp])
 
 
 def _cifti_values(path: Path, parts: list[SurfacePart]) -> np.ndarray:

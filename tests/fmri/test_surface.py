@@ -290,3 +290,44 @@ def test_gifti_export_fills_vertices_a_cifti_leaves_out(tmp_path):
     assert got.shape == (4, 6) and np.isnan(got[:, [1, 2, 4]]).all()
     np.testing.assert_array_equal(got[:, lv], data[:, :3])
     np.testing.assert_array_equal(np.stack([d.data for d in nib.load(str(right)).darrays])[:, rv], data[:, 3:5])
+
+
+def test_bids_cifti_space_and_a_surface_store_verifies(study, tmp_path, capsys):
+    root = tmp_path / "ds"
+    shutil.copytree(study.root, root)
+    lv, rv = [0, 2, 4, 6], [1, 3, 5]
+    rng = np.random.default_rng(5)
+    truth = {}
+    for s in study.subjects:
+        for r in study.runs:
+            truth[(s, r)] = rng.standard_normal((40, 10)).astype(np.float32)
+            write_cifti(root / f"derivatives/fmriprep/sub-{s}/func/sub-{s}_task-movie_run-{r}_space-fsLR_den-91k_"
+                        "bold.dtseries.nii", truth[(s, r)], 8, lv, rv)
+    st = open_store(tmp_path / "st")
+    fe = ingest_bids(st, root, "movie", derivatives="fmriprep", space="fsLR",
+                     clean=CleanParams(confounds=("csf",))).entry
+    ds = fe.open()
+    assert fe.attrs["surface"]["format"] == "cifti" and list(ds["vertex_index"].values) == lv + rv
+    assert fe.attrs["runs"][0]["confounds"] == ["csf"]
+    from nilearn.signal import clean
+
+    import pandas as pd
+
+    csf = pd.read_csv(root / "derivatives/fmriprep/sub-02/func/sub-02_task-movie_run-2_desc-confounds_timeseries.tsv",
+                      sep="\t")[["csf"]].to_numpy()
+    want = clean(truth[("02", "2")][:, :7].astype(np.float64), confounds=csf, standardize=None, detrend=False, t_r=2.0)
+    np.testing.assert_allclose(ds["fmri"].values[1, 40:], want, rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
+    assert main(["verify", str(st.root)]) == 0, capsys.readouterr()
+
+
+def test_a_reconstruction_reads_a_surface_entry(surface_world):
+    from giblet_store import MelParams, TrGrid, extract_mel, write_reconstruction
+
+    st, fe, w = surface_world["store"], surface_world["fmri"], surface_world
+    mel = extract_mel(st, w["study"].stimulus, MelParams(n_mels=8), TrGrid(tr_s=2.0)).entry
+    values = st.open(mel)["mel"].values
+    rec, created = write_reconstruction(st, values, mel, fmri=fe, model_name="ridge(fmri->mel)",
+                                        checkpoint=w["work"] / "ridge.npy", subjects=["01"])
+    assert created and rec.attrs["fmri_key"] == fe.key and rec.attrs["subjects"] == ["01"]
+    np.testing.assert_array_equal(st.open(rec)["mel"].values, values)
