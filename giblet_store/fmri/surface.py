@@ -98,6 +98,15 @@ def _check_same_surface(series: list[SurfaceSeries]) -> None:
                                 "subject and run must be on the same surface mesh (resample them to one)")
 
 
+def _check_count(series: list[SurfaceSeries], subjects) -> None:
+    """One subject ID per surface run: per func.gii pair (not per file), or per dtseries."""
+    n = 1 if isinstance(subjects, str) else len(list(subjects))
+    if series and n != len(series):
+        what = "func.gii pair(s) (hemi-L + hemi-R)" if series[0].kind == "gifti" else ".dtseries.nii file(s)"
+        raise FmriError(f"{len(series)} surface run(s), {what}, but {n} subject ID(s); give one subject ID (and "
+                        "one --run) per run, in order: a func.gii pair is one run")
+
+
 def _tr(series: list[SurfaceSeries], tr_s: float | None) -> float:
     if tr_s is not None:
         return float(tr_s)
@@ -303,6 +312,7 @@ def ingest_surface(
         _, series = open_surface_inputs(flat)
     else:
         series = [open_surface_pair(f) if isinstance(f, (list, tuple)) else open_surface(f) for f in flat]
+    _check_count(series, subjects)
     ordered, subj, run_ids = order_inputs(series, subjects, runs, what="surface")
     _check_same_surface(ordered)
     layout = layout_of(ordered, subj, run_ids, params)

@@ -165,6 +165,8 @@ def test_bad_surfaces_exit_2_and_leave_the_store(tmp_path, capsys):
         ([good[0], good[0], "--subject", "01", "--tr", "2"], "both hemi-L"),
         ([empty, good[1], "--subject", "01", "--tr", "2"], "holds no data arrays"),
         ([*good, "--subject", "01"], "records no TR", "--tr"),
+        ([*good, "--subject", "01", "02", "--tr", "2"], "1 surface run(s), func.gii pair(s)",
+         "a func.gii pair is one run"),
     ]
     for argv, *must in cases:
         capsys.readouterr()
