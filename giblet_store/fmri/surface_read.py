@@ -155,15 +155,16 @@ def open_surface_pair(files) -> SurfaceSeries:
         raise FmriError(f"a surface run needs one func.gii per hemisphere (hemi-L and hemi-R); got "
                         f"{len(files)} file(s): {have}. Give both hemispheres of every run")
     read = []
-    for f in files:
+    for f in files:  # one file decoded at a time; only its shape, TR and hemisphere are kept
         values, img = _gifti_values(f)
-        read.append((f, values.shape, img, *_gifti_hemi(f, img)))
+        read.append((f, values.shape, _gifti_tr(img), *_gifti_hemi(f, img)))
+        del values, img
     hemis = [r[3] for r in read]
     if sorted(hemis) != list(HEMIS):
         raise FmriError(f"{files[0].name} and {files[1].name} are both hemi-{hemis[0]}; a surface run needs "
                         "one hemi-L and one hemi-R file")
     read.sort(key=lambda r: HEMIS.index(r[3]))
-    (fl, sl, img, _, _), (fr, sr, _, _, _) = read
+    (fl, sl, tr, _, _), (fr, sr, _, _, _) = read
     if sl[1] != sr[1]:
         raise FmriError(f"{fl.name} has {sl[1]} vertices but {fr.name} has {sr[1]}; both hemispheres of a "
                         "standard surface (fsaverage*, fsLR) have the same count: are they of the same space? "
@@ -177,7 +178,7 @@ def open_surface_pair(files) -> SurfaceSeries:
                         "must be on one surface: give the pair of one space")
     parts = [SurfacePart(r[3], np.arange(sl[1], dtype=np.int64), int(sl[1]), r[4]) for r in read]
     order = [files.index(fl), files.index(fr)]
-    return SurfaceSeries([fl, fr], "gifti", parts, int(sl[0]), _gifti_tr(img), spaces[0],
+    return SurfaceSeries([fl, fr], "gifti", parts, int(sl[0]), tr, spaces[0],
                          [sha256_file(fl), sha256_file(fr)], stamps=[stamps[i] for i in order])
 
 
