@@ -32,7 +32,9 @@ from .fmri.clean import CleanParams  # noqa: E402
 from .fmri.parcels import Parcellate  # noqa: E402
 from .training import parcel_derive as _parcel_derive  # noqa: E402,F401 (registers Parcellate with derive)
 from .fmri.nifti_write import to_nifti  # noqa: E402
-from .training.predictions import entry_to_nifti, write_predictions  # noqa: E402
+from .training.predictions import entry_to_gifti, entry_to_nifti, write_predictions  # noqa: E402
+from .fmri.surface import ingest_surface  # noqa: E402
+from .fmri.surface_export import to_gifti  # noqa: E402
 from .training.evaluation import evaluate  # noqa: E402
 from .fmri.runs import run_table, select_run  # noqa: E402
 from .training.reconstruction import write_reconstruction  # noqa: E402
@@ -66,6 +68,7 @@ __all__ = [
     "delay", "Resample", "lineage",
     # fMRI, predictions, training
     "FmriParams", "MaskParams", "ingest_fmri", "ingest_bids", "CleanParams", "Parcellate", "to_nifti", "write_predictions", "evaluate", "entry_to_nifti",
+    "ingest_surface", "to_gifti", "entry_to_gifti",
     "split_trs", "plan_samples", "StoreDataset", "run_table", "select_run",
     # audio quality
     "QualityParams", "QualityResult", "score_audio", "snr_db", "si_sdr_db", "lsd_db", "mel_distance_db",

@@ -240,3 +240,40 @@ def write_long_header_flac(path, hours: float = 795.0, sample_rate_hz: int = 240
     b[18:26] = v.to_bytes(8, "big")
     Path(path).write_bytes(bytes(b))
     return Path(path)
+
+
+# ------------------------------------------------------------------------------ surfaces (issue 19 item 3)
+def write_gifti(path, data, hemi: str | None = "L", empty: bool = False) -> Path:
+    """(tr, vertex) ``data`` as a func.gii, one float32 data array per volume (fMRIPrep's layout);
+    ``hemi`` goes into AnatomicalStructurePrimary (None: no metadata); ``empty``: no data arrays."""
+    import nibabel as nib
+
+    meta = {} if hemi is None else {"AnatomicalStructurePrimary": {"L": "CortexLeft", "R": "CortexRight"}[hemi]}
+    img = nib.gifti.GiftiImage(meta=nib.gifti.GiftiMetaData(meta))
+    for row in ([] if empty else np.asarray(data, dtype=np.float32)):
+        img.add_gifti_data_array(nib.gifti.GiftiDataArray(np.ascontiguousarray(row), datatype="float32",
+                                                          intent="NIFTI_INTENT_TIME_SERIES"))
+    nib.save(img, str(path))
+    return Path(path)
+
+
+def write_gifti_pair(d, stem: str, left, right, space: str = "fsaverage6") -> list[Path]:
+    """``stem``_hemi-L/R_space-``space``_bold.func.gii in ``d`` from (tr, vertex) arrays."""
+    return [write_gifti(Path(d) / f"{stem}_hemi-{h}_space-{space}_bold.func.gii", x, h)
+            for h, x in (("L", left), ("R", right))]
+
+
+def write_cifti(path, data, n_surface: int, left_vertices, right_vertices, n_voxels: int = 3,
+                tr_s: float = 2.0) -> Path:
+    """A dtseries: (tr, grayordinate) ``data`` over cortex L (``left_vertices``), cortex R and a
+    thalamus part of ``n_voxels`` voxels, in that order, on a 1-step series of ``tr_s`` s."""
+    import nibabel as nib
+
+    ax = (nib.cifti2.BrainModelAxis.from_mask(np.isin(np.arange(n_surface), left_vertices), "CortexLeft")
+          + nib.cifti2.BrainModelAxis.from_mask(np.isin(np.arange(n_surface), right_vertices), "CortexRight"))
+    vol = np.zeros((4, 4, 4), bool)
+    vol.flat[:n_voxels] = True
+    ax = ax + nib.cifti2.BrainModelAxis.from_mask(vol, "ThalamusLeft", affine=np.eye(4))
+    series = nib.cifti2.SeriesAxis(start=0, step=tr_s, size=np.shape(data)[0], unit="SECOND")
+    nib.save(nib.Cifti2Image(np.asarray(data, dtype=np.float32), header=(series, ax)), str(path))
+    return Path(path)

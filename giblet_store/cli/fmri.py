@@ -11,7 +11,7 @@ import sys
 from .fmri_bids import add_bids_options, check_not_bids, cmd_ingest_bids
 from .util import dump, field_default, tr_range
 
-__all__ = ["add_ingest_fmri", "add_evaluate", "add_to_nifti"]
+__all__ = ["add_ingest_fmri", "add_evaluate", "add_to_nifti", "add_to_gifti"]
 
 
 def _dump_entry(entry, created: bool) -> None:
@@ -28,7 +28,8 @@ def add_ingest_fmri(sub) -> None:
                                           "as an fmri entry")
     p.add_argument("store", help="store directory or fsspec URL (created if absent)")
     p.add_argument("nifti", nargs="*", help="4D NIfTI files (.nii / .nii.gz), one per subject (or subject and run); "
-                   "or none with --bids")
+                   "or surfaces: func.gii pairs (hemi-L then hemi-R, both per subject/run) or .dtseries.nii "
+                   "files; or none with --bids")
     p.add_argument("--subject", nargs="+", action="extend", default=None, metavar="ID",
                    help="subject IDs, one per file, in the same order (required with NIfTI files)")
     p.add_argument("--run", nargs="+", action="extend", default=None, metavar="RUN",
@@ -73,16 +74,35 @@ def _cmd_ingest_fmri(args) -> int:
     with store_for_writing(args.store) as store, \
             progress_bar("ingest-fmri", enabled=False if args.no_progress else None):
         stimulus = args.stimulus[0] if args.stimulus and len(args.stimulus) == 1 and not args.run else args.stimulus
-        r = ingest_fmri(store, args.nifti, args.subject, runs=args.run, params=params, mask=args.mask,
-                        mask_params=mask_params, stimulus=stimulus, chunk_trs=args.chunk_trs)
+        if _surface_files(args.nifti):
+            r = _ingest_surface(store, args, params, stimulus)
+        else:
+            r = ingest_fmri(store, args.nifti, args.subject, runs=args.run, params=params, mask=args.mask,
+                            mask_params=mask_params, stimulus=stimulus, chunk_trs=args.chunk_trs)
     if args.json:
         _dump_entry(r.entry, r.created)
     else:
         a = r.entry.attrs
         print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  "
-              f"subjects={a['n_subjects']} runs={a.get('n_runs', 1)} trs={a['n_trs']} voxels={a['n_voxels']} "
-              f"tr={a['tr_s']:g}s")
+              f"subjects={a['n_subjects']} runs={a.get('n_runs', 1)} trs={a['n_trs']} "
+              + (f"vertices={a['n_vertices']} space={a['surface']['space']} " if "surface" in a
+                 else f"voxels={a['n_voxels']} ") + f"tr={a['tr_s']:g}s")
     return 0
+
+
+def _surface_files(files) -> bool:
+    return bool(files) and all(str(f).endswith((".func.gii", ".dtseries.nii")) for f in files)
+
+
+def _ingest_surface(store, args, params, stimulus):
+    """Plain surface files: func.gii pairs (one subject/run ID per pair) or dtseries (one per file)."""
+    from ..errors import ParameterError
+    from ..fmri.surface import ingest_surface
+
+    if args.mask is not None:
+        raise ParameterError("--mask is for NIfTI; a surface entry keeps every vertex: leave --mask out")
+    return ingest_surface(store, args.nifti, args.subject, runs=args.run, params=params, stimulus=stimulus,
+                          chunk_trs=args.chunk_trs)
 
 
 # ------------------------------------------------------------------------------------ evaluate
@@ -156,6 +176,36 @@ def _cmd_to_nifti(args) -> int:
         trs = _run_trs(store, args.key, args.run, trs)
     out = entry_to_nifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs, run=run)
     print(f"wrote {out}")
+    return 0
+
+
+def add_to_gifti(sub) -> None:
+    p = sub.add_parser("to-gifti", help="export a surface fmri, predictions or evaluation entry as a func.gii "
+                                        "per hemisphere")
+    p.add_argument("store")
+    p.add_argument("key", metavar="KEY_OR_PREFIX")
+    p.add_argument("-o", "--output", required=True, metavar="PREFIX",
+                   help="writes PREFIX_hemi-L.func.gii and PREFIX_hemi-R.func.gii")
+    p.add_argument("--subject", default=None, help="subject ID (evaluation: default is the mean over subjects)")
+    p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean)")
+    p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range of a time-series export")
+    p.add_argument("--run", default=None, metavar="RUN", help="only this run's TRs, or this run's map (r_run)")
+    p.set_defaults(func=_cmd_to_gifti)
+
+
+def _cmd_to_gifti(args) -> int:
+    from ..training.predictions import entry_to_gifti
+    from ..store.core import open_store
+
+    store = open_store(args.store, mode="r")
+    trs, run = tr_range(args.trs), None
+    if args.run is not None and store.get(args.key).kind == "evaluation":
+        run = args.run
+    elif args.run is not None:
+        trs = _run_trs(store, args.key, args.run, trs)
+    left, right = entry_to_gifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs,
+                                 run=run)
+    print(f"wrote {left}\nwrote {right}")
     return 0
 
 

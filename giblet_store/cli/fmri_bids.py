@@ -86,6 +86,7 @@ def cmd_ingest_bids(args, dump_entry) -> int:
     a = r.entry.attrs
     censored = sum(int(s.get("n_censored", 0)) for s in a["sources"])
     print(f"{r.entry.key}  {'created' if r.created else 'cached'}  {r.entry.path}  subjects={a['n_subjects']} "
-          f"runs={a.get('n_runs', 1)} trs={a['n_trs']} voxels={a['n_voxels']} tr={a['tr_s']:g}s "
+          f"runs={a.get('n_runs', 1)} trs={a['n_trs']} "
+          + (f"vertices={a['n_vertices']} " if "surface" in a else f"voxels={a['n_voxels']} ") + f"tr={a['tr_s']:g}s "
           f"confounds={len((a.get('runs') or [{}])[0].get('confounds') or [])} censored={censored}")
     return 0

@@ -129,9 +129,9 @@ from .batch import add_batch  # noqa: E402  (batch: a manifest on a Dask cluster
 #: subcommand registrars, in help order; later work appends its own.
 _COMMANDS: list[Callable] = [_add_extract, add_ls, add_show, _add_decode, add_demo]
 
-from .fmri import add_evaluate, add_ingest_fmri, add_to_nifti  # noqa: E402  (fMRI runs, evaluation, NIfTI)
+from .fmri import add_evaluate, add_ingest_fmri, add_to_gifti, add_to_nifti  # noqa: E402  (fMRI, evaluation, export)
 
-_COMMANDS += [add_ingest_fmri, add_evaluate, add_to_nifti]
+_COMMANDS += [add_ingest_fmri, add_evaluate, add_to_nifti, add_to_gifti]
 _COMMANDS += [add_mel, add_derive]
 _COMMANDS += [add_batch]
 

@@ -31,7 +31,7 @@ from ..store.schema import FORMAT_VERSION
 from ..store.verify import cache_hit
 from ..validate import tr_seconds
 from .bids_layout import BidsRun, find_runs
-from .clean import CleanParams, RunConfounds, clean_run, run_confounds, scratch_dir
+from .clean import CleanParams, RunConfounds, clean_run, clean_values, run_confounds, scratch_dir
 from .ingest import FmriParams, IngestResult, MaskParams, ingest_fmri
 from .inputs import mask_key
 from .nifti import BLOCK_BYTES, open_series
@@ -147,6 +147,8 @@ def _file_records(runs: list[BidsRun], root: Path, confs: list[RunConfounds], on
                     "confounds_file": str(r.confounds.relative_to(root)) if r.confounds else None,
                     "confounds_sha256": _sha(r.confounds), "confounds": c.names,
                     "n_censored": int(c.censored.sum()), "stimulus_onset_s": onset})
+        if r.hemis:  # a surface pair: both hemispheres' bytes are in the key
+            out[-1]["bold_files"] = [{"file": str(p.relative_to(root)), "sha256": _sha(p)} for p in r.hemis]
     return out
 
 
@@ -212,6 +214,8 @@ def ingest_bids(
     found = find_runs(root, task, derivatives=derivatives, space=space,
                       subjects=None if subjects is None else [_label(s, "sub-") for s in subjects],
                       runs=runs, session=session)
+    if found[0].surface and mask is not None:
+        raise ParameterError(f"space {space!r} is a surface: every vertex is kept; leave the mask out (--mask)")
     bids = {"task": task, "session": session, "space": space, "derivatives": derivatives, "event": event,
             "event_column": event_column, "clean": clean.to_dict()}
     series, tr_s, stim_keys, confs, prov = _plan(store, root, found, bids, stimulus, clean)
@@ -226,8 +230,18 @@ def ingest_bids(
 
 
 def _ingest(store, found, series, confs, clean: CleanParams, tr_s: float, block_bytes: int, kw: dict):
-    """The runs as read, or cleaned into scratch NIfTIs (removed afterwards), through :func:`ingest_fmri`."""
+    """The runs as read, or cleaned into scratch NIfTIs (removed afterwards), through :func:`ingest_fmri`;
+    surface runs through :func:`~giblet_store.fmri.surface.ingest_surface`, cleaned in memory."""
     subj = [r.subject for r in found]
+    if found[0].surface:
+        from .surface import ingest_surface
+
+        def cleaner(i: int, x):
+            return clean_values(x, confs[i], clean, tr_s, found[i].bold.name)
+
+        kw = {k: v for k, v in kw.items() if k not in ("mask", "mask_params", "block_bytes")}
+        return ingest_surface(store, [r.hemis or r.bold for r in found], subj,
+                              cleaner=cleaner if clean.active else None, **kw)
     if not clean.active:
         return ingest_fmri(store, [r.bold for r in found], subj, **kw)
     with scratch_dir() as tmp:
@@ -236,14 +250,26 @@ def _ingest(store, found, series, confs, clean: CleanParams, tr_s: float, block_
         return ingest_fmri(store, cleaned, subj, **kw)
 
 
+def _open_run(r: BidsRun):
+    """The run's series: a NIfTI, a func.gii pair, or a CIFTI dtseries."""
+    if not r.surface:
+        return open_series(r.bold)
+    from .surface_read import open_surface, open_surface_pair
+
+    return open_surface_pair(r.hemis) if r.hemis else open_surface(r.bold)
+
+
 def _plan(store, root: Path, found: list[BidsRun], bids: dict, stimulus, clean: CleanParams):
     """Everything read and checked before a write: series, TR, stimuli, confounds; ``bids`` gets the files."""
-    series = [open_series(r.bold) for r in found]
+    series = [_open_run(r) for r in found]
+    if found[0].surface and any(not r.surface for r in found):
+        raise FmriError("the runs mix surface and volume files; one entry holds one kind: choose one space")
     tr_s, tr_file = study_tr(found, series)
     clean.check_filters(tr_s)
     run_ids = list(dict.fromkeys(r.run for r in found))
     stim_keys, onsets = _onsets(store, found, run_ids, stimulus, bids["event"], bids["event_column"])
-    confs = [run_confounds(clean, r.bold, r.confounds, s.n_volumes) for r, s in zip(found, series)]
+    confs = [run_confounds(clean, r.bold, r.confounds, s.n_volumes, [str(p) for p in r.hemis] or None)
+             for r, s in zip(found, series)]
     files = _file_records(found, root, confs, onsets)
     bids.update(tr_s=tr_s, files=files)
     tr_file = str(Path(tr_file).relative_to(root)) if Path(tr_file).is_relative_to(root) else tr_file

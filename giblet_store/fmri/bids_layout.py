@@ -5,7 +5,9 @@ File names are found and parsed by ``nilearn.interfaces.bids`` (``get_bids_files
 
 - **BOLD**: ``sub-*/[ses-*/]func/*_task-TASK_*bold.nii[.gz]`` of the raw dataset, or with
   ``derivatives="fmriprep"`` the ``desc-preproc_bold`` files of ``derivatives/fmriprep`` in one
-  ``space`` (asked for when there are several).
+  ``space`` (asked for when there are several). A ``space`` with no NIfTI but surface files
+  (``*_hemi-L/R_space-SPACE_bold.func.gii`` pairs, or ``*_space-SPACE*_bold.dtseries.nii``) gives
+  those: each run's ``bold`` is then its left func.gii (``hemis`` holds the pair) or its dtseries.
 - **TR**: ``RepetitionTime`` of the BOLD's sidecars, merged from the top level down (BIDS
   inheritance: a sidecar applies to a file when its entities are a subset of the file's, and a
   deeper one overrides a shallower one). A derivative's own sidecar comes last; the raw dataset's
@@ -40,6 +42,12 @@ class BidsRun:
     sidecar_files: list[Path] = field(default_factory=list)
     events: Path | None = None
     confounds: Path | None = None
+    hemis: list[Path] = field(default_factory=list)
+
+    @property
+    def surface(self) -> bool:
+        """Whether the run is on a surface (a func.gii pair or a CIFTI dtseries)."""
+        return bool(self.hemis) or self.bold.name.endswith(".dtseries.nii")
 
 
 def run_sort_key(run: str):
@@ -61,6 +69,14 @@ def _files(root: Path, tag: str, ftype: str, filters: list, sub: str = "*") -> l
                                             modality_folder="func", filters=filters)]
 
 
+def _surface_files(deriv: Path, base: list, space: str) -> list[Path]:
+    """A surface space's BOLD: func.gii files (both hemispheres) or CIFTI dtseries."""
+    out = []
+    for ftype in ("func.gii", "dtseries.nii"):
+        out += [p for p in _files(deriv, "bold", ftype, base) if _parse(p).get("space") == space]
+    return out
+
+
 def _bold_files(root: Path, deriv: Path | None, task: str, space: str | None, session: str | None) -> list[Path]:
     base = [("task", task)] + ([("ses", session)] if session else [])
     if deriv is None:
@@ -71,10 +87,13 @@ def _bold_files(root: Path, deriv: Path | None, task: str, space: str | None, se
         raise FmriError(f"{deriv}: the preprocessed BOLD of task {task!r} is in {len(spaces)} spaces "
                         f"({', '.join(s or '(none)' for s in spaces)}); choose one with space=... (CLI: --space)")
     if space is not None:
-        files = [p for p in files if _parse(p).get("space") == space]
+        files = [p for p in files if _parse(p).get("space") == space] or _surface_files(deriv, base, space)
         if not files:
+            surf = sorted({_parse(p).get("space", "") for t in ("func.gii", "dtseries.nii")
+                           for p in _files(deriv, "bold", t, base)} - {""})
             raise FmriError(f"{deriv}: no desc-preproc_bold of task {task!r} in space {space!r}; the spaces "
-                            f"there are {', '.join(s or '(none)' for s in spaces) or 'none'}")
+                            f"there are {', '.join(s or '(none)' for s in spaces) or 'none'}"
+                            + (f" (surfaces: {', '.join(surf)})" if surf else ""))
     return files
 
 
@@ -92,7 +111,7 @@ def sidecar(bold: Path, root: Path) -> tuple[dict, list[Path]]:
     cands += [Path(p) for p in sorted((root / f"sub-{ent['sub']}").glob("*_bold.json"))]  # subject level
     if ent.get("ses"):
         cands += [Path(p) for p in sorted((root / f"sub-{ent['sub']}" / f"ses-{ent['ses']}").glob("*_bold.json"))]
-    own = Path(str(bold).replace(".nii.gz", ".json").replace(".nii", ".json"))
+    own = bold.with_name(re.sub(r"(\.dtseries\.nii|\.func\.gii|\.nii\.gz|\.nii)$", ".json", bold.name))
     chosen = {}
     for c in cands:
         e = _parse(c)
@@ -159,17 +178,32 @@ def find_runs(root, task: str, *, derivatives: str | None = None, space: str | N
     return out
 
 
-def _one_per_run(sub: str, files: list[Path]) -> dict[str, Path]:
-    """{run: BOLD} of one subject; two files of one run (echo-, acq-, dir-, ...) are refused, not chosen among."""
-    mine: dict[str, Path] = {}
+def _one_per_run(sub: str, files: list[Path]) -> dict[str, Path | list[Path]]:
+    """{run: BOLD} of one subject ({run: [left, right]} for func.gii pairs); two files of one run (echo-,
+    acq-, dir-, ...) are refused, not chosen among."""
+    mine: dict = {}
     for p in files:
-        run = str(_parse(p).get("run", "1"))
-        if run in mine:
-            raise FmriError(f"subject {sub!r} run {run!r} has more than one BOLD file ({mine[run].name}, {p.name}); "
+        ent = _parse(p)
+        run = str(ent.get("run", "1"))
+        key = (run, ent.get("hemi")) if p.name.endswith(".func.gii") else (run, None)
+        if key in mine:
+            raise FmriError(f"subject {sub!r} run {run!r} has more than one BOLD file ({mine[key].name}, {p.name}); "
                             "one entry holds one series per run: copy the study without the others (echoes, "
                             "acquisitions) or ingest the files with ingest-fmri FILES --subject --run")
-        mine[run] = p
-    return mine
+        mine[key] = p
+    out: dict = {}
+    for run in dict.fromkeys(r for r, _ in mine):
+        if (run, None) in mine:
+            out[run] = mine[(run, None)]
+            continue
+        pair = [mine.get((run, h)) for h in ("L", "R")]
+        if None in pair:
+            have = next(p for p in pair if p is not None)
+            raise FmriError(f"subject {sub!r} run {run!r}: {have.name} has no other hemisphere (no hemi-"
+                            f"{'R' if pair[1] is None else 'L'} file beside it); a surface run needs both: add it, "
+                            "or leave the run out (--runs)")
+        out[run] = pair
+    return out
 
 
 def _subject_runs(root, deriv, sub: str, mine: dict, runs, by_sub) -> list[BidsRun]:
@@ -183,9 +217,10 @@ def _subject_runs(root, deriv, sub: str, mine: dict, runs, by_sub) -> list[BidsR
                         f"the runs all subjects have with runs=... (CLI: --runs), or leave subject {sub!r} out")
     out = []
     for r in sorted(want, key=run_sort_key):
-        ent = _parse(mine[r])
-        run = BidsRun(sub, r, mine[r], ent)
-        run.sidecar, run.sidecar_files = sidecar(mine[r], deriv or root)
+        bold, hemis = (mine[r][0], list(mine[r])) if isinstance(mine[r], list) else (mine[r], [])
+        ent = {k: v for k, v in _parse(bold).items() if k != "hemi"}
+        run = BidsRun(sub, r, bold, ent, hemis=hemis)
+        run.sidecar, run.sidecar_files = sidecar(bold, deriv or root)
         if deriv is not None:
             raw = _same_run(root, ent, "bold", "nii*")
             if raw is not None:

@@ -30,7 +30,7 @@ from ..params import Params
 from ..validate import choice, finite, flag, int_in_range
 from .nifti import BLOCK_BYTES, NiftiSeries, iter_blocks
 
-__all__ = ["STRATEGIES", "CleanParams", "RunConfounds", "run_confounds", "clean_run", "clean_block"]
+__all__ = ["STRATEGIES", "CleanParams", "RunConfounds", "run_confounds", "clean_run", "clean_block", "clean_values"]
 
 #: nilearn's load_confounds strategies
 STRATEGIES = ("motion", "high_pass", "wm_csf", "global_signal", "compcor", "ica_aroma", "tedana", "scrub",
@@ -130,8 +130,9 @@ def _read_tsv(path: Path):
         raise FmriError(f"{path}: cannot read the confounds TSV ({e}); give fMRIPrep's desc-confounds_timeseries.tsv")
 
 
-def run_confounds(params: CleanParams, bold: Path, tsv: Path | None, n_volumes: int) -> RunConfounds:
-    """The confounds of one run (``bold``: fMRIPrep's preprocessed BOLD, ``tsv``: its confounds file)."""
+def run_confounds(params: CleanParams, bold: Path, tsv: Path | None, n_volumes: int, images=None) -> RunConfounds:
+    """The confounds of one run (``bold``: fMRIPrep's preprocessed BOLD, ``tsv``: its confounds file;
+    ``images``: what load_confounds is given instead of ``bold``, e.g. a surface run's [left, right] func.gii)."""
     none = np.zeros(n_volumes, bool)
     if not params.confounds:
         return RunConfounds(None, [], none)
@@ -150,7 +151,7 @@ def run_confounds(params: CleanParams, bold: Path, tsv: Path | None, n_volumes: 
                         f"({', '.join(STRATEGIES)}) nor a column of the file (it has {has}); fix --confounds")
     parts, censored = [], none
     if params.strategies:
-        frame, mask = _load_confounds(params, bold, tsv)
+        frame, mask = _load_confounds(params, images or str(bold), tsv)
         if frame is not None and frame.shape[1]:
             parts.append(frame)
         if mask is not None:
@@ -168,12 +169,12 @@ def run_confounds(params: CleanParams, bold: Path, tsv: Path | None, n_volumes: 
     return RunConfounds(frame.to_numpy(np.float64), [str(c) for c in frame.columns], censored)
 
 
-def _load_confounds(params: CleanParams, bold: Path, tsv: Path):
+def _load_confounds(params: CleanParams, bold, tsv: Path):
     from nilearn.interfaces.fmriprep import load_confounds
 
     n = params.n_compcor if params.n_compcor == "all" else int(params.n_compcor)
     try:
-        return load_confounds(str(bold), strategy=params.strategies, motion=params.motion, wm_csf=params.wm_csf,
+        return load_confounds([str(b) for b in bold] if isinstance(bold, list) else str(bold), strategy=params.strategies, motion=params.motion, wm_csf=params.wm_csf,
                               global_signal=params.global_signal, compcor=params.compcor, n_compcor=n,
                               scrub=params.scrub, fd_threshold=params.fd_threshold,
                               std_dvars_threshold=params.std_dvars_threshold)
@@ -189,6 +190,17 @@ def clean_block(x: np.ndarray, conf: RunConfounds, params: CleanParams, tr_s: fl
     return signal.clean(x, detrend=params.detrend, standardize=None, confounds=conf.matrix,
                         sample_mask=conf.sample_mask, filter="butterworth", low_pass=params.low_pass_hz,
                         high_pass=params.high_pass_hz, t_r=tr_s)
+
+
+def clean_values(x: np.ndarray, conf: RunConfounds, params: CleanParams, tr_s: float, name: str) -> np.ndarray:
+    """(tr, column) float64 ``x`` cleaned as :func:`clean_run` cleans a run held in memory; censored TRs 0."""
+    y = np.zeros_like(x, dtype=np.float64)
+    try:
+        y[~conf.censored] = clean_block(x, conf, params, tr_s)
+    except ValueError as e:  # e.g. a filter longer than the run
+        raise FmriError(f"{name}: nilearn.signal.clean refused the run ({len(x)} volumes, "
+                        f"{int((~conf.censored).sum())} uncensored): {e}; use fewer filters or a longer run") from None
+    return y
 
 
 def _empty_nifti(path: Path, series: NiftiSeries, n: int, tr_s: float) -> int:

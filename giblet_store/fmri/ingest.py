@@ -59,7 +59,7 @@ from ..store.verify import cache_hit
 
 __all__ = [
     "FmriError", "FmriParams", "MaskParams", "IngestResult", "ingest_fmri", "fmri_entry_of", "to_nifti",
-    "fmri_encoding",
+    "fmri_encoding", "write_staged", "auto_chunk_trs",
 ]
 
 #: target bytes of one fmri chunk (1 subject x chunk_trs x every voxel, float32)
@@ -236,10 +236,10 @@ def ingest_fmri(
     ds, attrs, c = _build(layout, scan, given_flat, params, mask_params, tr_s, stims, chunk_trs, block_bytes,
                           parallel_reads, prov.get("onsets"))
     ds = _finish(ds, attrs, key, inputs, None if given is not None else mask_params, prov)
-    return IngestResult(*_write(store, ds, attrs, fmri_encoding(ds, ["fmri"], c), scheduler))
+    return IngestResult(*write_staged(store, ds, attrs, fmri_encoding(ds, ["fmri"], c), scheduler))
 
 
-def _write(store: Store, ds, attrs: dict, encoding: dict, scheduler) -> tuple[Entry, bool]:
+def write_staged(store: Store, ds, attrs: dict, encoding: dict, scheduler) -> tuple[Entry, bool]:
     """The staged write, computing the lazy reads on ``scheduler`` (a name or a distributed Client)."""
     import dask
 

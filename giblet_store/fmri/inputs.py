@@ -20,7 +20,7 @@ from ..grid import exact
 from .nifti import NiftiSeries, load_mask, open_series
 from ..store.core import Entry, Store
 
-__all__ = ["Layout", "open_layout", "resolve_tr", "raw_header_tr", "check_stimuli", "given_mask", "mask_key"]
+__all__ = ["Layout", "open_layout", "order_inputs", "layout_of", "resolve_tr", "raw_header_tr", "check_stimuli", "given_mask", "mask_key"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,28 @@ def _run_trs(series: list[NiftiSeries], runs: list[str], n_trs: int | None) -> l
     return out
 
 
+def order_inputs(files: Sequence, subjects: Sequence[str], runs: Sequence[str] | None, what: str = "NIfTI"):
+    """``(files, subject IDs, run IDs)`` ordered subject-major then run, checked (one file per (subject, run))."""
+    files = _as_list(files)
+    subjects = [subjects] if isinstance(subjects, str) else list(subjects)
+    if not files:
+        raise FmriError(f"no fMRI file given; give one 4D {what} per subject")
+    if len(subjects) != len(files):
+        raise FmriError(f"{len(files)} {what} file(s) but {len(subjects)} subject ID(s); give one ID per file, in order")
+    return _order(files, subjects, runs)
+
+
+def layout_of(series: list, subjects: list[str], runs: list[str] | None, params) -> Layout:
+    """The :class:`Layout` of opened ``series`` (ordered by :func:`order_inputs`): run lengths, z-score range."""
+    run_trs = [_single_run_trs(series, params.n_trs)] if runs is None else _run_trs(series, runs, params.n_trs)
+    z = params.zscore_trs
+    if z is not None and z[1] > min(run_trs):
+        where = "the series" if runs is None else f"the shortest run ({min(run_trs)} TRs; z-scoring is per run)"
+        raise ParameterError(f"zscore_trs={z} reaches past the {min(run_trs)} TRs of {where}; "
+                             f"give stop <= {min(run_trs)}")
+    return Layout([str(s) for s in subjects], runs, series, run_trs)
+
+
 def open_layout(niftis: Sequence, subjects: Sequence[str], runs: Sequence[str] | None, params) -> Layout:
     """Open and check the series; ``params`` is the ingest's FmriParams (``n_trs``, ``zscore_trs``).
 
@@ -153,22 +175,10 @@ def open_layout(niftis: Sequence, subjects: Sequence[str], runs: Sequence[str] |
         No file, a subject (or run) list that does not match the files, a missing or repeated
         (subject, run), different shapes/affines, different lengths within a run.
     """
-    niftis = _as_list(niftis)
-    subjects = [subjects] if isinstance(subjects, str) else list(subjects)
-    if not niftis:
-        raise FmriError("no fMRI file given; give one 4D NIfTI per subject")
-    if len(subjects) != len(niftis):
-        raise FmriError(f"{len(niftis)} NIfTI file(s) but {len(subjects)} subject ID(s); give one ID per file, in order")
-    niftis, subjects, runs = _order(niftis, subjects, runs)
+    niftis, subjects, runs = order_inputs(niftis, subjects, runs)
     series = [open_series(p) for p in niftis]
     _same_grid(series)
-    run_trs = [_single_run_trs(series, params.n_trs)] if runs is None else _run_trs(series, runs, params.n_trs)
-    z = params.zscore_trs
-    if z is not None and z[1] > min(run_trs):
-        where = "the series" if runs is None else f"the shortest run ({min(run_trs)} TRs; z-scoring is per run)"
-        raise ParameterError(f"zscore_trs={z} reaches past the {min(run_trs)} TRs of {where}; "
-                             f"give stop <= {min(run_trs)}")
-    return Layout([str(s) for s in subjects], runs, series, run_trs)
+    return layout_of(series, subjects, runs, params)
 
 
 def resolve_tr(series: list[NiftiSeries], tr_s: float | None) -> float:

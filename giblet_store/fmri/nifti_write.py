@@ -143,6 +143,9 @@ def to_nifti(store: Store, fmri: Entry | str, data, path, fill: float = 0.0):
     Path
     """
     entry = fmri_entry_of(store, fmri)
+    if entry.attrs.get("layout") == "surface":
+        raise ParameterError(f"fmri entry {entry.key[:16]} is on a surface (vertices), which has no NIfTI grid; "
+                             "export it per hemisphere with to_gifti (CLI: giblet-store to-gifti)")
     mask = store.open(entry)["mask"].values
     if hasattr(data, "dims") and hasattr(data, "variable"):  # xarray.DataArray -> its dask/numpy array
         data = data.data

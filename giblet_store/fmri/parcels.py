@@ -118,6 +118,9 @@ def atlas_labels(parent: Entry, ds, transform: Parcellate) -> np.ndarray:
 
 def parcel_plan(parent: Entry, ds, transform: Parcellate) -> tuple[dict, Any]:
     """(options hashed into the key, build) for :func:`giblet_store.training.parcel_derive` (checks first)."""
+    if parent.kind == "fmri" and "vertex" in ds.dims:
+        raise ParameterError(f"fmri entry {parent.key[:16]} is on a surface (vertices); Parcellate takes a NIfTI "
+                             "atlas of a volume entry (surface atlases, .label.gii, are not supported)")
     if parent.kind != "fmri" or "voxel_ijk" not in ds.variables:
         raise ParameterError(f"Parcellate averages the voxels of an fmri entry; entry {parent.key[:16]} is a "
                              f"{parent.kind!r} entry")

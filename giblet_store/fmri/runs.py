@@ -66,16 +66,19 @@ def run_coords(attrs: dict, tr_s: float, trs) -> dict:
 
 
 def target_coords(fe, fds, tr) -> dict:
-    """``voxel``/``voxel_ijk`` and (for ``tr`` TR indices; None: no time axis) time coordinates of the
+    """``voxel``/``voxel_ijk`` (on a surface ``vertex``/``hemi``/``vertex_index``/``structure``) and (for
+    ``tr`` TR indices; None: no time axis) time coordinates of the
     fmri entry ``fe`` (opened as ``fds``) that predictions or an evaluation of it carry.
 
     The time coordinates are ``tr_start_s``, plus ``run`` and ``tr_in_run`` when ``fe`` holds runs.
     """
-    from ..store.conventions import tr_start_s
+    from ..store.conventions import SPACE_COORDS, space_dim, tr_start_s
 
-    out = {"voxel": np.arange(int(fds.sizes["voxel"]), dtype=np.int64)}
-    if "voxel_ijk" in fds.variables:
-        out["voxel_ijk"] = (("voxel", "ijk"), np.asarray(fds["voxel_ijk"].values))
+    dim = space_dim(fds)
+    out = {dim: np.arange(int(fds.sizes[dim]), dtype=np.int64)}
+    for name in SPACE_COORDS:  # voxel_ijk (voxel, ijk); hemi, vertex_index, structure (vertex,)
+        if name in fds.variables:
+            out[name] = (tuple(fds[name].dims), np.asarray(fds[name].values))
     if tr is None:
         return out
     if fe.attrs.get("runs"):

@@ -7,7 +7,8 @@
 - Every variable and coordinate has ``units`` and ``long_name`` attributes (filled in here on write
   when the code that made it gave none).
 - fMRI-side entries (fmri, predictions, evaluation) carry a ``voxel`` (voxel) int64 coordinate and
-  ``voxel_ijk`` (voxel, ijk) as a coordinate, so selections keep each voxel's position.
+  ``voxel_ijk`` (voxel, ijk) as a coordinate, so selections keep each voxel's position; on a surface
+  the dimension is ``vertex`` with ``hemi`` and ``vertex_index`` (vertex,) instead (:func:`space_dim`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ import numpy as np
 
 from ..errors import PairingWarning
 
-__all__ = ["annotate", "tr_start_s", "source_attrs", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
+__all__ = ["space_dim", "SPACE_COORDS", "annotate", "tr_start_s", "source_attrs", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
 
 #: variables that are always coordinates of an opened entry
 COORDINATE_VARIABLES = ("voxel_ijk",)
+
+#: the coordinates along the space dimension that travel with an fMRI-side variable
+SPACE_COORDS = ("voxel_ijk", "hemi", "vertex_index", "structure")
+
+
+def space_dim(ds) -> str:
+    """``"vertex"`` for a surface fMRI-side Dataset or DataArray (a ``vertex`` dimension), else ``"voxel"``."""
+    return "vertex" if "vertex" in ds.dims else "voxel"
+
 
 #: 1-D coordinates up to this many values are loaded eagerly on open
 SMALL_COORD = 1_000_000
@@ -50,6 +60,10 @@ VARIABLE_LABELS: dict[str, tuple[str, str]] = {
     "voxel": ("voxel index within the mask", "1"),
     "voxel_ijk": ("voxel position in the volume (i, j, k)", "1"),
     "ijk": ("volume axis (i, j, k)", "1"),
+    "vertex": ("vertex index within the entry (left hemisphere, then right)", "1"),
+    "hemi": ("hemisphere (L, R)", "1"),
+    "vertex_index": ("vertex index on its hemisphere's surface", "1"),
+    "structure": ("brain structure (CIFTI) or the GIFTI's AnatomicalStructurePrimary", "1"),
     "mask": ("brain mask", "1"),
     "x": ("volume axis i", "1"),
     "y": ("volume axis j", "1"),

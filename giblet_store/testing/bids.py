@@ -11,6 +11,12 @@
         sub-01_task-movie_run-1_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz (+ .json)
         sub-01_task-movie_run-1_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz
         sub-01_task-movie_run-1_desc-confounds_timeseries.tsv (+ .json)
+        sub-01_task-movie_run-1_hemi-L_space-fsaverage6_bold.func.gii (+ .json; and hemi-R)
+
+The surfaces (``surface_vertices`` per hemisphere, toy-sized; one data array per volume, as
+fMRIPrep writes them) carry the same drive in the first half of each hemisphere's vertices
+(``signal_vertices``) and the same kind of confound-driven noise, drawn from a generator of their own
+so the NIfTI data does not depend on whether surfaces are written.
 
 The BOLD of every voxel is ``baseline + noise``; the voxels of ``signal_voxels`` add ``amplitude *
 drive``, where ``drive`` is the stimulus' loudness (z-scored log RMS of the soundtrack in each TR;
@@ -55,6 +61,8 @@ class BidsStudy:
     onsets_s: dict[str, float]
     signal_voxels: np.ndarray
     drive: dict[str, np.ndarray] = field(default_factory=dict)
+    surface_space: str | None = None
+    signal_vertices: np.ndarray | None = None  # (vertex,) bool, left hemisphere's vertices then right's
 
     @property
     def fmriprep(self) -> Path:
@@ -170,6 +178,8 @@ def make_bids(
     sample_rate_hz: int = 16000,
     seed: int = 0,
     sessions: tuple[str, ...] = (),
+    surface_space: str | None = "fsaverage6",
+    surface_vertices: int = 24,
 ) -> BidsStudy:
     """Write a BIDS dataset with fMRIPrep derivatives to ``path`` (created; must not hold a dataset yet).
 
@@ -181,6 +191,8 @@ def make_bids(
     amplitude, noise : the planted signal's amplitude and the white noise' std (scanner units)
     sample_rate_hz, seed : the soundtrack's rate; everything random is drawn from ``seed``
     sessions : session labels (``sub-01/ses-<label>/func/...``, every run in each); none: no session level
+    surface_space, surface_vertices : the func.gii pairs' space and vertices per hemisphere (None or 0:
+        no surfaces)
 
     Returns
     -------
@@ -193,23 +205,65 @@ def make_bids(
     subjects = [f"{i + 1:02d}" for i in range(n_subjects)]
     runs = [str(j + 1) for j in range(n_runs)]
     onsets = {r: float(onsets_s[j % len(onsets_s)]) for j, r in enumerate(runs)}
-    seconds = n_trs * tr_s - min(onsets.values()) + 1
-    audio = _soundtrack(seconds, sample_rate_hz, rng)
-    stim = root / "stimuli" / "movie.wav"
-    stim.parent.mkdir(parents=True, exist_ok=True)
-    import soundfile as sf
-
-    sf.write(str(stim), audio, sample_rate_hz, subtype="PCM_16")
-    audio = sf.read(str(stim), dtype="float32")[0]  # the drive follows what a reader gets back
+    stim, audio = _write_soundtrack(root, n_trs * tr_s - min(onsets.values()) + 1, sample_rate_hz, rng)
     _descriptions(root, task, tr_s)
     signal_voxels = np.zeros(shape, bool)
     signal_voxels[: shape[0] // 2] = True
-    study = BidsStudy(root, task, subjects, runs, float(tr_s), space, stim, onsets, signal_voxels)
+    surf, signal_vertices = _surface_design(surface_space, surface_vertices)
+    study = BidsStudy(root, task, subjects, runs, float(tr_s), space, stim, onsets, signal_voxels,
+                      surface_space=surf, signal_vertices=signal_vertices)
+    surf_rng = np.random.default_rng([seed, 19])
     for s in subjects:
         for ses in sessions or (None,):
             for r in runs:
-                _write_run(study, s, r, n_trs, audio, sample_rate_hz, amplitude, noise, rng, ses)
+                cols = _write_run(study, s, r, n_trs, audio, sample_rate_hz, amplitude, noise, rng, ses)
+                if surf:
+                    _write_surfaces(study, s, r, n_trs, cols, amplitude, noise, surf_rng, ses)
     return study
+
+
+def _write_soundtrack(root: Path, seconds: float, sample_rate_hz: int, rng) -> tuple[Path, np.ndarray]:
+    """stimuli/movie.wav, and its samples as a reader gets them back (what the drive follows)."""
+    import soundfile as sf
+
+    stim = root / "stimuli" / "movie.wav"
+    stim.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(stim), _soundtrack(seconds, sample_rate_hz, rng), sample_rate_hz, subtype="PCM_16")
+    return stim, sf.read(str(stim), dtype="float32")[0]
+
+
+def _surface_design(space: str | None, n: int) -> tuple[str | None, np.ndarray | None]:
+    """The surfaces' space (None: none written) and (vertex,) signal vertices: each hemisphere's first half."""
+    if not space or not n:
+        return None, None
+    half = np.arange(n) < n // 2
+    return space, np.concatenate([half, half])
+
+
+def _gifti(path: Path, data: np.ndarray, hemi: str) -> None:
+    """(vertex, tr) ``data`` as a func.gii: one float32 data array per volume (fMRIPrep's layout)."""
+    import nibabel as nib
+
+    meta = nib.gifti.GiftiMetaData({"AnatomicalStructurePrimary": "CortexLeft" if hemi == "L" else "CortexRight"})
+    img = nib.gifti.GiftiImage(meta=meta)
+    for t in range(data.shape[1]):
+        img.add_gifti_data_array(nib.gifti.GiftiDataArray(np.ascontiguousarray(data[:, t], dtype=np.float32),
+                                                          intent="NIFTI_INTENT_TIME_SERIES", datatype="float32"))
+    nib.save(img, str(path))
+
+
+def _write_surfaces(study: BidsStudy, s: str, r: str, n_trs: int, cols, amplitude, noise, rng, ses) -> None:
+    """The run's func.gii pair (and sidecars) in ``study.surface_space``, with the run's drive and confounds."""
+    level = f"sub-{s}" + (f"/ses-{ses}" if ses else "")
+    stem = f"sub-{s}" + (f"_ses-{ses}" if ses else "") + f"_task-{study.task}_run-{r}"
+    dfunc = study.fmriprep / level / "func"
+    n = len(study.signal_vertices) // 2
+    for i, hemi in enumerate(("L", "R")):
+        sig = study.signal_vertices[i * n:(i + 1) * n].reshape(n, 1, 1)
+        data = _bold((n, 1, 1), n_trs, study.drive[(s, r)], sig, cols, amplitude, noise, rng).reshape(n, n_trs)
+        name = f"{stem}_hemi-{hemi}_space-{study.surface_space}_bold"
+        _gifti(dfunc / f"{name}.func.gii", data, hemi)
+        _json(dfunc / f"{name}.json", {"RepetitionTime": study.tr_s})
 
 
 def _descriptions(root: Path, task: str, tr_s: float) -> None:
@@ -222,7 +276,7 @@ def _descriptions(root: Path, task: str, tr_s: float) -> None:
 
 
 def _write_run(study: BidsStudy, s: str, r: str, n_trs: int, audio, sample_rate_hz, amplitude, noise, rng,
-               ses: str | None = None) -> None:
+               ses: str | None = None) -> dict:
     """One (subject, [session,] run): raw BOLD, events, preprocessed BOLD, brain mask, confounds."""
     level = f"sub-{s}" + (f"/ses-{ses}" if ses else "")
     stem = f"sub-{s}" + (f"_ses-{ses}" if ses else "") + f"_task-{study.task}_run-{r}"
@@ -243,3 +297,4 @@ def _write_run(study: BidsStudy, s: str, r: str, n_trs: int, audio, sample_rate_
     _tsv(dfunc / f"{stem}_desc-confounds_timeseries.tsv",
          {k: [None if not np.isfinite(x) else round(float(x), 6) for x in v] for k, v in cols.items()})
     _json(dfunc / f"{stem}_desc-confounds_timeseries.json", _confounds_json(cols))
+    return cols

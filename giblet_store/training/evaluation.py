@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import PredictionsError
 from ..params import ALGORITHM_VERSION, content_key
 from ..fmri.runs import target_coords as _time_voxel_coords
+from ..store.conventions import space_dim
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store
 from ..store.verify import cache_hit
@@ -157,15 +158,16 @@ def _scores(p, y, fds, fe, sel, all_y=None):
 
     r = _pearson(p, y).astype(np.float32).compute()  # (subject, voxel): small
     subj = [str(s) for s in r["subject"].values]
-    ds = xr.Dataset({"r": (("subject", "voxel"), r.values), "r_mean": (("voxel",), _mean_r(r).values)},
+    dim = space_dim(fds)
+    ds = xr.Dataset({"r": (("subject", dim), r.values), "r_mean": ((dim,), _mean_r(r).values)},
                     coords={"subject": np.array(subj, dtype=object), **_time_voxel_coords(fe, fds, None)})
     all_y = fds["fmri"].sel(tr=sel) if all_y is None else all_y
     more, score_attrs = encoding_scores(p.values, y.values, r.values, subj, all_y.values,
-                                        [str(s) for s in all_y["subject"].values])
+                                        [str(s) for s in all_y["subject"].values], dim=dim)
     finite = r.values[np.isfinite(r.values)]
     flat = (p.std("tr") == 0).sum().compute(), (y.std("tr") == 0).sum().compute()
     attrs = {
-        "n_trs_used": int(sel.size), "subjects": subj, "n_voxels": int(r.sizes["voxel"]),
+        "n_trs_used": int(sel.size), "subjects": subj, "n_voxels": int(r.sizes[dim]),
         "n_undefined": int(r.size - finite.size),
         "r_mean_all": float(finite.mean()) if finite.size else None,
         "r_median_all": float(np.median(finite)) if finite.size else None,
@@ -192,7 +194,7 @@ def _per_run(ds, p, y, fe, sel):
         rs.append(r.values)
     r_run = np.stack(rs, axis=1)  # (subject, run_id, voxel)
     ds = ds.assign_coords(run_id=np.array([r["run"] for r in table], dtype=object))
-    ds["r_run"] = (("subject", "run_id", "voxel"), r_run)
+    ds["r_run"] = (("subject", "run_id", space_dim(ds)), r_run)
     ds["r_run_mean"] = _mean_r(ds["r_run"])
     return ds, records
 

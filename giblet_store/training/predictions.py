@@ -5,7 +5,8 @@
   parameters and the keys of the fmri and feature entries it came from (``parent``).
 - :func:`evaluate` (in :mod:`giblet_store.training.evaluation`, re-exported here): per-voxel Pearson r
   between predictions and fmri, stored as an ``evaluation`` entry.
-- :func:`entry_to_nifti`: any of these (or an fmri entry) back to NIfTI with the stored mask/affine.
+- :func:`entry_to_nifti`: any of these (or an fmri entry) back to NIfTI with the stored mask/affine;
+  :func:`entry_to_gifti`: of a surface entry, a func.gii per hemisphere.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from ..fmri.ingest import auto_chunk_trs, fmri_encoding, fmri_entry_of, to_nifti
 from ..params import ALGORITHM_VERSION, content_key
 from ..store.provenance import ModelProvenance, as_array, digests, tr_range, tr_rows
 from ..fmri.runs import target_coords as _time_voxel_coords
+from ..store.conventions import space_dim
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store
 from ..store.verify import cache_hit
 
-__all__ = ["PredictionsError", "write_predictions", "evaluate", "entry_to_nifti"]
+__all__ = ["PredictionsError", "write_predictions", "evaluate", "entry_to_nifti", "entry_to_gifti"]
 
 
 def _target(store: Store, fmri) -> tuple[Entry, Any]:
@@ -47,10 +49,12 @@ def _checked(predictions, fe: Entry, fds, subjects, trs) -> tuple[np.ndarray, li
             f"(add a subject axis of 1 for one subject: x[None])")
     if values.dtype.kind not in "fiu":
         raise PredictionsError(f"predictions must be real numbers, got dtype {values.dtype}")
-    n_vox = int(fds.sizes["voxel"])
+    dim = space_dim(fds)
+    n_vox = int(fds.sizes[dim])
     if values.shape[2] != n_vox:
+        what = "its mask's count" if dim == "voxel" else "its surface vertices"
         raise PredictionsError(
-            f"predictions have {values.shape[2]} voxels; fmri entry {fe.key[:16]} has {n_vox} (its mask's count)")
+            f"predictions have {values.shape[2]} {dim}s; fmri entry {fe.key[:16]} has {n_vox} ({what})")
     all_subjects = [str(s) for s in fds["subject"].values]
     subj = coords.get("subject", subjects)
     subj = all_subjects if subj is None else [str(s) for s in np.atleast_1d(subj)]
@@ -156,17 +160,54 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     trs : (start, stop) TRs for 4D exports (default: all)
     run : the run of a per-run variable (``r_run``, ``r_run_mean``: dim ``run_id``), or of a 4D
         export (its TRs, by the ``run`` coordinate)
+
+    A surface entry (dimension ``vertex``) is refused with a pointer to :func:`entry_to_gifti`.
     """
     from ..errors import ParameterError
     from ..validate import parse_output_path
 
     parse_output_path(path, "output NIfTI")
+    entry, x = _export_array(store, entry, subject, variable, trs, run, "NIfTI")
+    if "vertex" in x.dims:
+        raise ParameterError(f"entry {entry.key[:16]} is on a surface (dimension vertex), which has no NIfTI "
+                             "grid; export it per hemisphere to GIFTI: entry_to_gifti (CLI: giblet-store to-gifti)")
+    if x.dims not in (("voxel",), ("tr", "voxel")):
+        raise ParameterError(f"variable {x.name!r} has dims {x.dims}; NIfTI export needs (voxel,) or (tr, voxel)")
+    return to_nifti(store, fmri_entry_of(store, entry), x, path, fill=fill)
+
+
+def entry_to_gifti(store: Store, entry: Entry | str, path, *, subject: str | None = None,
+                   variable: str | None = None, trs: tuple[int, int] | None = None, run: str | None = None,
+                   fill: float = 0.0):
+    """Export a surface fmri, predictions or evaluation entry as a func.gii per hemisphere.
+
+    The selection (``subject``, ``variable``, ``trs``, ``run``) is :func:`entry_to_nifti`'s; ``path`` is
+    a prefix: ``PREFIX_hemi-L.func.gii`` and ``PREFIX_hemi-R.func.gii`` are written
+    (:func:`giblet_store.fmri.surface_export.to_gifti`). Returns the two paths.
+    """
+    from ..errors import ParameterError
+    from ..fmri.surface_export import gifti_paths, to_gifti
+
+    gifti_paths(path)
+    entry, x = _export_array(store, entry, subject, variable, trs, run, "GIFTI")
+    if "voxel" in x.dims:
+        raise ParameterError(f"entry {entry.key[:16]} is a volume (dimension voxel); export it with "
+                             "entry_to_nifti (CLI: giblet-store to-nifti)")
+    if x.dims not in (("vertex",), ("tr", "vertex")):
+        raise ParameterError(f"variable {x.name!r} has dims {x.dims}; GIFTI export needs (vertex,) or (tr, vertex)")
+    return to_gifti(store, fmri_entry_of(store, entry), x, path, fill=fill)
+
+
+def _export_array(store: Store, entry, subject, variable, trs, run, what: str):
+    """(entry, the DataArray to export): the variable, one subject, one run, a TR range."""
+    from ..errors import ParameterError
+
     entry = store.get(entry)
     ds = store.open(entry)
     ev = ("r_run" if subject else "r_run_mean") if run is not None else ("r" if subject else "r_mean")
     default = {"fmri": "fmri", "predictions": "predictions", "evaluation": ev}
     if entry.kind not in default:
-        raise ParameterError(f"entry {entry.key[:16]} is a {entry.kind!r} entry; NIfTI export takes fmri, "
+        raise ParameterError(f"entry {entry.key[:16]} is a {entry.kind!r} entry; {what} export takes fmri, "
                              "predictions or evaluation entries")
     var = variable or default[entry.kind]
     if var not in ds.data_vars:
@@ -184,9 +225,7 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     x = _one_run(x, var, run, entry)
     if "tr" in x.dims and trs is not None:
         x = x.sel(tr=slice(int(trs[0]), int(trs[1]) - 1))
-    if x.dims not in (("voxel",), ("tr", "voxel")):
-        raise ParameterError(f"variable {var!r} has dims {x.dims}; NIfTI export needs (voxel,) or (tr, voxel)")
-    return to_nifti(store, fmri_entry_of(store, entry), x, path, fill=fill)
+    return entry, x
 
 
 def _one_run(x, var: str, run: str | None, entry: Entry):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import DatasetRequestError, ParameterError  # noqa: F401
 from ..fmri.runs import run_table
+from ..store.conventions import space_dim
 from .censoring import censored_mask, n_uncensored
 from .sample_runs import run_attrs, sample_ranges, split_trs, units as _run_units
 from ..store.core import Entry, Store, open_store
@@ -196,7 +197,7 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
         lo_hi, ranges = _one_run_ranges(fe, n_trs, run_features[0], trs, window)
     return SamplePlan(
         url=st.url, fmri_key=fe.key, fmri_path=fe.path, tr_s=float(fe.attrs["tr_s"]),
-        n_voxels=int(fds.sizes["voxel"]), chunk_trs=chunk_trs, subjects=tuple(index[1]), subject_index=index[0],
+        n_voxels=int(fds.sizes[space_dim(fds)]), chunk_trs=chunk_trs, subjects=tuple(index[1]), subject_index=index[0],
         trs=lo_hi, sample_trs=(ranges[0][0], ranges[-1][1]), window=window, features=run_features[0],
         units=_run_units(index[0], ranges, chunk_trs), runs=tuple(str(r["run"]) for r in table),
         run_offsets=np.array([int(r["tr_offset"]) for r in table], dtype=np.int64),

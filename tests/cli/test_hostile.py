@@ -202,6 +202,28 @@ def _with_fmri_and_atlases(st):
                 mask=np.ones((4, 3, 3), bool))
 
 
+def G(*args):
+    """ingest-fmri of func.gii files that _with_surfaces wrote in {tmp} (one subject s1 unless args say more)."""
+    files = [a for a in args if a.endswith(".func.gii")]
+    rest = [a for a in args if not a.endswith(".func.gii")]
+    return ("ingest-fmri", "{st}", *("{tmp}/" + f for f in files), *(rest or ("--subject", "s1")), "--tr", "2")
+
+
+def _with_surfaces(st):
+    """func.gii files beside the store copy: a good pair (9 vertices, hemi-L/R in the metadata and the names
+    of fsaverage6), a right one of 4 vertices, a right one of fsaverage5, and an empty left one."""
+    from helpers import write_gifti
+
+    d, rng = Path(st).parent, np.random.default_rng(0)
+    x = 100 + rng.standard_normal((6, 9)).astype(np.float32)
+    write_gifti(d / "L.func.gii", x, "L")
+    write_gifti(d / "R.func.gii", x, "R")
+    write_gifti(d / "R4.func.gii", x[:, :4], "R")
+    write_gifti(d / "L6_hemi-L_space-fsaverage6_bold.func.gii", x, "L")
+    write_gifti(d / "R5_hemi-R_space-fsaverage5_bold.func.gii", x, "R")
+    write_gifti(d / "empty_hemi-L_space-fsaverage6_bold.func.gii", x, "L", empty=True)
+
+
 def _api_write_evil_kind(ctx, st):
     import xarray as xr
 
@@ -407,6 +429,21 @@ CASES = [
     Case("bids-no-derivatives", ("ingest-fmri", "{st}", "--bids", "{in}/bids", "--task", "movie", "--derivatives",
                                  "nope"), ("no derivatives/nope/ folder", "run fMRIPrep first")),
     Case("bids-filter-nyquist", B("--high-pass", "0.3"), ("high_pass_hz=0.3 Hz", "Nyquist frequency 0.25 Hz")),
+    # issue 19: surfaces (func.gii pairs the row's prep writes beside the store copy; the good BIDS study's fsaverage6)
+    Case("surface-vertex-count", G("L.func.gii", "R4.func.gii"),
+         ("L.func.gii has 9 vertices but R4.func.gii has 4", "same space"), prep=_with_surfaces),
+    Case("surface-hemisphere-missing", G("L.func.gii", "R.func.gii", "L.func.gii", "--subject", "s1", "s1"),
+         ("3 func.gii file(s)", "one hemisphere is missing"), prep=_with_surfaces),
+    Case("surface-spaces-differ", G("L6_hemi-L_space-fsaverage6_bold.func.gii",
+                                    "R5_hemi-R_space-fsaverage5_bold.func.gii"),
+         ("in space 'fsaverage6' but", "'fsaverage5'", "of one space"), prep=_with_surfaces),
+    Case("surface-no-darrays", G("empty_hemi-L_space-fsaverage6_bold.func.gii", "R.func.gii"),
+         ("holds no data arrays", "one array per volume"), prep=_with_surfaces),
+    Case("surface-bids-mask", B("--space", "fsaverage6", "--mask", "{in}/bold.nii"),
+         ("space 'fsaverage6' is a surface", "leave the mask out")),
+    Case("surface-bids-space-unknown", B("--space", "fsaverage5"), ("in space 'fsaverage5'", "surfaces: fsaverage6")),
+    Case("to-gifti-codes-entry", ("to-gifti", "{st}", "{k12}", "-o", "{tmp}/x"), ("'codes' entry", "GIFTI export")),
+    Case("to-gifti-missing-folder", ("to-gifti", "{st}", "{k12}", "-o", "{tmp}/no/x"), ("does not exist", "mkdir")),
     # issue 19 (continued): parcels (derive --parcellate) of an fmri entry the row's prep ingests ({fk12})
     Case("parcels-atlas-grid", ("derive", "{st}", "{fk12}", "--parcellate", "{tmp}/atlas_1mm.nii"),
          ("atlas_1mm.nii is on another grid than fmri entry", "shape (12, 9, 9) vs the data's (4, 3, 3)",
@@ -746,7 +783,7 @@ def test_the_table_is_large_and_covers_every_command():
     assert len(CASES) >= 60
     commands = {c.argv[0] for c in CASES if c.argv}
     assert commands >= {"extract", "ls", "show", "decode", "derive", "ingest-fmri", "batch", "evaluate", "to-nifti",
-                        "verify", "mel", "quality", "export", "import", "gc"}
+                        "to-gifti", "verify", "mel", "quality", "export", "import", "gc"}
     assert sum(c.api is not None for c in CASES) >= 10
 
 
