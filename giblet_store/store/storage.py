@@ -179,6 +179,20 @@ class Storage:
         finally:
             os.close(parent)
 
+    def remove_if_empty(self, rel: str) -> None:
+        """Remove the folder ``rel`` when it is empty (local disk; absent, not empty or a link: left as it is)."""
+        if not self.local or not rel.strip("/"):
+            return
+        parent, name = self._open_parent(rel)
+        if parent is None:
+            return
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError:  # not empty (another writer's), absent, or not a folder
+            pass
+        finally:
+            os.close(parent)
+
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` (a link at ``src`` itself moves as a link; none above is followed).
 
