@@ -160,22 +160,36 @@ def _frame_samples(frame) -> np.ndarray:
 class _Sink:
     """Where resampled samples go: a list in RAM, or appended to a raw float32 file (then memory-mapped)."""
 
-    def __init__(self, channels: int, out: str | None):
+    def __init__(self, channels: int, out: str | None, path: str = "the input"):
         from .load import anonymous_file
 
-        self.channels, self.n = channels, 0
+        self.channels, self.n, self.out = channels, 0, out
         self.parts: list[np.ndarray] = []
         self.f = anonymous_file(out) if out is not None else None  # nameless: a kill leaves nothing
+        self.path = path
 
     def put(self, block: np.ndarray) -> None:
         if block.size == 0:
             return
         block = np.ascontiguousarray(block, dtype=np.float32)
         if self.f is not None:
-            self.f.write(block.tobytes())
+            self._write(block.tobytes())
         else:
             self.parts.append(block)
         self.n += len(block)
+
+    def _write(self, data: bytes | None) -> None:
+        """Append ``data`` to the temporary file (None: flush what is buffered)."""
+        from ..store.disk_full import is_disk_full
+        from .load import no_room_for_samples
+
+        try:
+            self.f.write(data) if data is not None else self.f.flush()
+        except OSError as exc:  # a full disk, ulimit -f: said, naming the input
+            if not is_disk_full(exc):
+                raise
+            nbytes = self.n * self.channels * 4 + len(data or b"")
+            raise no_room_for_samples(exc, nbytes, self.path, self.out) from None
 
     def finish(self, n_out: int) -> np.ndarray:
         """(channel, sample) float32 of exactly ``n_out`` samples (trimmed, or zero-padded at the end)."""
@@ -184,14 +198,17 @@ class _Sink:
         if self.f is None:
             data = np.concatenate(self.parts) if self.parts else np.zeros((0, self.channels), np.float32)
             return np.ascontiguousarray(data[:n_out].T)
-        self.f.flush()
+        self._write(None)
         if n_out == 0:
             return np.zeros((self.channels, 0), np.float32)
         return np.memmap(self.f, dtype=np.float32, mode="r", shape=(n_out, self.channels)).T
 
     def close(self) -> None:
         if self.f is not None and not self.f.closed:
-            self.f.close()
+            try:
+                self.f.close()
+            except OSError:  # what is still buffered cannot be flushed (a full disk): the file is nameless, dropped
+                pass
 
 
 class _Feed:
@@ -351,7 +368,7 @@ def decode_container(
     """
     path = os.fspath(path)
     info = probe_container(path, audio_stream, source)
-    sink = _Sink(channels, None if out is None else os.fspath(out))
+    sink = _Sink(channels, None if out is None else os.fspath(out), path)
     try:
         with _open(path, source) as c:
             stream = c.streams[info.stream]

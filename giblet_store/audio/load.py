@@ -217,6 +217,8 @@ def _load_soundfile(path, info: AudioInfo, sample_rate_hz: int, channels: int, o
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
     shape = (n_out, channels)
     tmp = None if out is None else anonymous_file(out)
+    if tmp is not None:
+        reserve(tmp, n_out * channels * 4, path, out)  # a full disk says so now, not as SIGBUS in the map
     buf = np.zeros(shape, np.float32) if tmp is None else np.memmap(tmp, np.float32, "w+", shape=shape)
     try:
         n_read = _read_resampled(path, info, sample_rate_hz, channels, buf, source)
@@ -251,6 +253,31 @@ def anonymous_file(folder: str | os.PathLike):
     import tempfile
 
     return tempfile.TemporaryFile(dir=os.fspath(folder), prefix="giblet_audio_")
+
+
+def reserve(f, nbytes: int, path, folder) -> None:
+    """Allocate ``nbytes`` of the temporary file ``f`` (in ``folder``) for the samples of ``path`` now.
+
+    A map of a file whose blocks cannot be allocated kills the process (SIGBUS) when written;
+    allocated first, a full disk or the file-size limit (``ulimit -f``) is a
+    :class:`~giblet_store.errors.DiskFullError` before any sample is decoded.
+    """
+    from ..store.disk_full import is_disk_full
+
+    try:
+        os.posix_fallocate(f.fileno(), 0, max(int(nbytes), 1))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise no_room_for_samples(exc, nbytes, path, folder) from None
+        # a filesystem without fallocate (EOPNOTSUPP): the map is written as before
+
+
+def no_room_for_samples(exc: OSError, nbytes: int, path, folder):
+    """The :class:`~giblet_store.errors.DiskFullError` for the resampled samples of ``path`` in ``folder``."""
+    from ..store.disk_full import disk_full_error
+
+    return disk_full_error(exc, f"the resampled samples of {str(path)!r} ({nbytes:,} bytes, a nameless temporary "
+                                f"file in {os.fspath(folder)!r})", "nothing was stored")
 
 
 def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, buf: np.ndarray, source=None) -> int:

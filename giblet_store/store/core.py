@@ -247,6 +247,7 @@ class Store:
 
         target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}"
         enc = default_encoding(ds) if encoding is None else encoding
+        kind_existed = self.storage.names(kind) != []
         try:
             ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc,
                        write_empty_chunks=True)  # every chunk on disk: `verify` can tell a missing one
@@ -256,8 +257,11 @@ class Store:
             if (existing := publish_group(self, target, final, key, kind)) is not None:
                 return existing, False
         except BaseException as exc:
+            if hasattr(self.zstore, "abandon"):  # zarr's other writes of this call still running: stopped first
+                self.zstore.abandon(target)
             self.storage.delete(target)
-            self.storage.remove_if_empty(kind)  # made for this entry (its zarr.json could not be written)
+            if not kind_existed:  # made for this entry: an empty group, or a folder without its zarr.json
+                self.storage.remove_unused_group(kind)
             if isinstance(exc, PermissionError):
                 raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
                                  "make the store writable, or give a store you can write to") from None

@@ -179,10 +179,16 @@ class Storage:
         finally:
             os.close(parent)
 
-    def remove_if_empty(self, rel: str) -> None:
-        """Remove the folder ``rel`` when it is empty (local disk; absent, not empty or a link: left as it is)."""
+    def remove_unused_group(self, rel: str) -> None:
+        """Remove the folder ``rel`` when it holds nothing, or nothing but an empty group's ``zarr.json`` (a kind
+        folder a failed write made); local disk only. Anything else in it, a link, or absent: left as it is."""
         if not self.local or not rel.strip("/"):
             return
+        if self.names(rel) == ["zarr.json"]:
+            attrs = self.read_group_attrs(rel)
+            if attrs != {} or self.link_in(f"{rel}/zarr.json"):
+                return
+            self.delete(f"{rel}/zarr.json")
         parent, name = self._open_parent(rel)
         if parent is None:
             return
