@@ -26,7 +26,8 @@ from giblet_store.cli import main
 from giblet_store.errors import GibletStoreError
 from giblet_store.testing import synth_audio, write_wav
 
-from helpers import snapshot, write_chained_ogg, write_hostile_niftis, write_long_header_flac
+from helpers import (snapshot, write_chained_ogg, write_claiming_mp3, write_claiming_rf64, write_hostile_niftis,
+                     write_long_header_flac)
 
 FAST = ["--bandwidth", "1.5", "--chunk-seconds", "1", "--context-seconds", "0.5"]
 
@@ -573,6 +574,13 @@ CASES = [
     Case("api-extract-disk-full", api=_api_disk_full("codes"),
          must=("no space left on device while writing _staging/", "/codes/c/0/0/0 (entry codes/",
                "nothing was stored")),
+    # issue 21: a buffer sized from a header's claim (load_audio)
+    Case("mp3-xing-claims-14300-hours", ("extract", "{tmp}/claim.mp3", "--store", "{st}", "--model", "{model}", *FAST),
+         ("claim.mp3", "its MP3 header declares 1236950579", "(1.43e+04 h)", "-byte file holds at most",
+          "Re-export or re-download it"), prep=lambda st: write_claiming_mp3(st.parent / "claim.mp3")),
+    Case("rf64-ds64-claims-795-hours", ("extract", "{tmp}/claim.wav", "--store", "{st}", "--model", "{model}", *FAST),
+         ("claim.wav' is truncated: its WAV header declares 68688000000 samples", "holds 1000"),
+         prep=lambda st: write_claiming_rf64(st.parent / "claim.wav")),
 
 
     # ---------------------------------------------------------------- issue 20
