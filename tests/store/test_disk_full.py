@@ -104,17 +104,25 @@ def test_ingest_with_a_full_disk_at_every_write(tmp_path, monkeypatch, capsys, c
     assert refused >= 10 and stored >= 1
 
 
-@pytest.mark.parametrize("k", [1, 2, 5])
-def test_a_new_store_a_failed_write_created_is_removed(tmp_path, monkeypatch, capsys, k):
-    """A store this command created is gone again, whichever write found no room (here: ingest-fmri)."""
-    bold = write_series(tmp_path / "bold.nii", synth(n=12))
+@pytest.mark.parametrize("k", [1, 2, 5, 9])
+@pytest.mark.parametrize("bids", [False, True], ids=["nifti", "bids"])
+def test_a_new_store_a_failed_write_created_is_removed(tmp_path, monkeypatch, capsys, k, bids):
+    """A store this command created is gone again, whichever write found no room (ingest-fmri, and --bids)."""
+    from giblet_store.testing import make_bids
+
     st = tmp_path / "new" / "st"
+    if bids:
+        make_bids(tmp_path / "in")
+        argv = ["ingest-fmri", str(st), "--bids", str(tmp_path / "in"), "--task", "movie", "--derivatives", "fmriprep"]
+    else:
+        (tmp_path / "in").mkdir()
+        argv = ["ingest-fmri", str(st), str(write_series(tmp_path / "in" / "bold.nii", synth(n=12))), "--subject", "s1"]
     with monkeypatch.context() as m:
         _full_at(m, k, errno.EFBIG)
-        assert main(["ingest-fmri", str(st), str(bold), "--subject", "s1"]) == 2
+        assert main(argv) == 2
     err = capsys.readouterr().err
     assert "file size limit (ulimit -f) reached while writing " in err and "Raise the file-size limit" in err
-    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def test_store_creation_with_a_full_disk_leaves_nothing(tmp_path, monkeypatch, capsys):
