@@ -13,6 +13,7 @@ __all__ = [
     "AudioError",
     "ModelError",
     "StoreError",
+    "DiskFullError",
     "NotAStoreError",
     "FormatVersionError",
     "SchemaError",
@@ -50,6 +51,10 @@ class ModelError(GibletStoreError):
 
 class StoreError(GibletStoreError):
     """A store cannot be opened or written."""
+
+
+class DiskFullError(StoreError):
+    """A write failed for lack of room: a full disk, a quota, or the file-size limit (``ulimit -f``)."""
 
 
 class NotAStoreError(StoreError):

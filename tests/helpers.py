@@ -277,3 +277,32 @@ def write_cifti(path, data, n_surface: int, left_vertices, right_vertices, n_vox
     series = nib.cifti2.SeriesAxis(start=0, step=tr_s, size=np.shape(data)[0], unit="SECOND")
     nib.save(nib.Cifti2Image(np.asarray(data, dtype=np.float32), header=(series, ax)), str(path))
     return Path(path)
+
+
+def write_claiming_mp3(path, mpeg_frames: int = 0x7FFFFFFF, sample_rate_hz: int = 24000) -> Path:
+    """A ~1.2 KB MP3 of 1000 samples whose Xing header claims ``mpeg_frames`` frames (576 samples each at 24 kHz:
+    the default claims 1.2e12 samples, 14,300 h; issue 21: a buffer sized from a header)."""
+    import soundfile as sf
+
+    x = (np.random.default_rng(0).standard_normal(1000) * 0.1).astype(np.float32)
+    sf.write(path, x, sample_rate_hz, format="MP3", subtype="MPEG_LAYER_III")
+    b = bytearray(Path(path).read_bytes())
+    i = b.index(b"Xing")
+    assert int.from_bytes(b[i + 4 : i + 8], "big") & 1  # the frames field is present
+    b[i + 8 : i + 12] = mpeg_frames.to_bytes(4, "big")
+    Path(path).write_bytes(bytes(b))
+    return Path(path)
+
+
+def write_claiming_rf64(path, hours: float = 795.0, sample_rate_hz: int = 24000) -> Path:
+    """A ~2 KB RF64 WAV (1000 PCM_16 samples) whose ds64 chunk declares ``hours`` of data (libsndfile reads the
+    1000 samples there and would report the file as complete)."""
+    import soundfile as sf
+
+    x = (np.random.default_rng(0).standard_normal(1000) * 0.1).astype(np.float32)
+    sf.write(path, x, sample_rate_hz, format="RF64", subtype="PCM_16")
+    b = bytearray(Path(path).read_bytes())
+    assert b[:4] == b"RF64" and b[12:16] == b"ds64"
+    b[28:36] = int(hours * 3600 * sample_rate_hz * 2).to_bytes(8, "little")  # ds64: riff size, then data size
+    Path(path).write_bytes(bytes(b))
+    return Path(path)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import AudioError
 from ..validate import is_integer
+from .sink import SampleSink
 
 __all__ = ["ContainerInfo", "probe_container", "decode_container"]
 
@@ -157,47 +158,10 @@ def _frame_samples(frame) -> np.ndarray:
     return np.ascontiguousarray(x.T)
 
 
-class _Sink:
-    """Where resampled samples go: a list in RAM, or appended to a raw float32 file (then memory-mapped)."""
-
-    def __init__(self, channels: int, out: str | None):
-        from .load import anonymous_file
-
-        self.channels, self.n = channels, 0
-        self.parts: list[np.ndarray] = []
-        self.f = anonymous_file(out) if out is not None else None  # nameless: a kill leaves nothing
-
-    def put(self, block: np.ndarray) -> None:
-        if block.size == 0:
-            return
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        if self.f is not None:
-            self.f.write(block.tobytes())
-        else:
-            self.parts.append(block)
-        self.n += len(block)
-
-    def finish(self, n_out: int) -> np.ndarray:
-        """(channel, sample) float32 of exactly ``n_out`` samples (trimmed, or zero-padded at the end)."""
-        if self.n < n_out:
-            self.put(np.zeros((n_out - self.n, self.channels), np.float32))
-        if self.f is None:
-            data = np.concatenate(self.parts) if self.parts else np.zeros((0, self.channels), np.float32)
-            return np.ascontiguousarray(data[:n_out].T)
-        self.f.flush()
-        if n_out == 0:
-            return np.zeros((self.channels, 0), np.float32)
-        return np.memmap(self.f, dtype=np.float32, mode="r", shape=(n_out, self.channels)).T
-
-    def close(self) -> None:
-        if self.f is not None and not self.f.closed:
-            self.f.close()
-
-
 class _Feed:
     """Source-rate blocks -> mixed to ``channels`` -> soxr stream -> sink, counting source samples."""
 
-    def __init__(self, path: str, sr_in: int, sr_out: int, channels: int, sink: _Sink):
+    def __init__(self, path: str, sr_in: int, sr_out: int, channels: int, sink: SampleSink):
         import soxr
 
         from .channels import mix_channels
@@ -351,7 +315,7 @@ def decode_container(
     """
     path = os.fspath(path)
     info = probe_container(path, audio_stream, source)
-    sink = _Sink(channels, None if out is None else os.fspath(out))
+    sink = SampleSink(channels, None if out is None else os.fspath(out), path)
     try:
         with _open(path, source) as c:
             stream = c.streams[info.stream]

@@ -16,10 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from .channels import ChannelsMixedWarning, check_channels, mix_channels
-from ..errors import AudioError
+from ..errors import AudioError, DiskFullError
 from ..store.hashing import HashedFile, SourceChangedError, changed_message
+from ..store.disk_full import is_disk_full
+from .sink import SampleSink, anonymous_file, no_room_for_samples
 
-__all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav", "wav_writer", "ChannelsMixedWarning"]
+__all__ = ["AudioInfo", "load_audio", "audio_info", "mix_channels", "write_wav", "wav_writer", "ChannelsMixedWarning",
+           "anonymous_file", "check_claim_fits"]
 
 _BLOCK_FRAMES = 1 << 16
 
@@ -39,6 +42,9 @@ class AudioInfo:
     reader: str = "soundfile"
     codec: str | None = None
     container_format: str | None = None
+    #: soundfile's format and subtype (``WAV``/``PCM_16``, ``OGG``/``VORBIS`` ...): is the length a fact or a claim
+    subtype: str | None = None
+    file_format: str | None = None
 
     def container_attrs(self) -> dict:
         """Attributes of an entry made from a container (empty for files soundfile reads)."""
@@ -94,7 +100,39 @@ def audio_info(path: str | os.PathLike, audio_stream: int | None = None) -> Audi
     check_ogg_single(p, info.format)
     if info.format == "FLAC":  # WAV: check_wav_complete; FLAC's STREAMINFO total is a claim
         check_declared_length(p, int(info.frames), int(info.samplerate))
-    return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
+    check_claim_fits(p, int(info.frames), int(info.samplerate), int(info.channels), info.format, info.subtype)
+    return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames), subtype=info.subtype,
+                     file_format=info.format)
+
+
+#: bytes one sample of each uncompressed soundfile subtype takes: a file of N bytes holds at most N / (bytes x channels)
+PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8, "ULAW": 1,
+             "ALAW": 1}
+
+#: formats whose samples are compressed whatever soundfile's subtype says (a FLAC's subtype is PCM_16, its bit depth)
+COMPRESSED_FORMATS = frozenset({"FLAC", "OGG", "MP3", "MPEG"})
+
+#: most sample frames one byte of a compressed file can decode to: FLAC's largest block (65,535 samples) of a
+#: constant signal takes more than one byte; lossy codecs (MP3, Vorbis, Opus) spend far more per frame
+MAX_FRAMES_PER_BYTE = 65536
+
+
+def check_claim_fits(path, frames: int, sample_rate_hz: int, channels: int, fmt: str, subtype: str) -> None:
+    """Refuse a header whose length (``frames``) is more than a file of this size and subtype can hold.
+
+    Uncompressed samples take a known number of bytes; compressed ones at least 1/:data:`MAX_FRAMES_PER_BYTE`
+    of one. A 1 KB MP3 whose Xing header claims 10^12 frames (14,000 h: 4.5 TiB of float32) is refused
+    here, before any buffer is sized from it.
+    """
+    size = os.path.getsize(path)
+    per = None if fmt in COMPRESSED_FORMATS else PCM_BYTES.get(subtype)
+    most = size // (per * max(channels, 1)) if per else size * MAX_FRAMES_PER_BYTE
+    if frames > most:
+        how = f"{per} byte(s) per sample" if per else f"at most {MAX_FRAMES_PER_BYTE:,} samples per byte"
+        raise AudioError(
+            f"{str(path)!r}: its {fmt} header declares {frames} samples at {sample_rate_hz} Hz "
+            f"({frames / max(sample_rate_hz, 1) / 3600:.3g} h), but the {size:,}-byte file holds at most {most:,} "
+            f"({subtype}, {how}); its header is damaged or the file is truncated. Re-export or re-download it")
 
 
 def check_declared_length(path, frames: int, sample_rate_hz: int) -> None:
@@ -214,25 +252,44 @@ def _hashed_bytes_only(source):
 
 
 def _load_soundfile(path, info: AudioInfo, sample_rate_hz: int, channels: int, out, source):
+    """Uncompressed audio into one buffer of the size its header gives (bounded by the file's size:
+    :func:`check_claim_fits`); compressed audio into a :class:`SampleSink` that grows with what decodes."""
     n_out = int(round(info.n_samples * sample_rate_hz / info.sample_rate_hz))
-    shape = (n_out, channels)
-    tmp = None if out is None else anonymous_file(out)
-    buf = np.zeros(shape, np.float32) if tmp is None else np.memmap(tmp, np.float32, "w+", shape=shape)
+    exact = info.subtype in PCM_BYTES and info.file_format not in COMPRESSED_FORMATS
+    tmp = buf = sink = None
+    if exact:
+        tmp = None if out is None else anonymous_file(out)
+        if tmp is not None:
+            try:
+                reserve(tmp, n_out * channels * 4, path, out)  # a full disk says so now, not as SIGBUS in the map
+            except BaseException:
+                tmp.close()
+                raise
+        shape = (n_out, channels)
+        buf = np.zeros(shape, np.float32) if tmp is None else np.memmap(tmp, np.float32, "w+", shape=shape)
+    else:
+        sink = SampleSink(channels, None if out is None else os.fspath(out), str(path))
     try:
-        n_read = _read_resampled(path, info, sample_rate_hz, channels, buf, source)
-    except Exception as exc:
-        if isinstance(exc, (AudioError, SourceChangedError)):
-            raise
-        hours = info.n_samples / info.sample_rate_hz / 3600
-        raise AudioError(
-            f"could not decode {str(path)!r} ({exc}); its header declares {info.n_samples} samples at "
-            f"{info.sample_rate_hz} Hz ({hours:.3g} h) in a {os.path.getsize(path):,}-byte file, so the file is "
-            "truncated or its header is damaged. Re-export or re-download it") from None
-    if n_read < info.n_samples:
-        raise AudioError(
-            f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "
-            f"({info.duration_s:.3f} s) but only {n_read} could be read; re-export or repair the file"
-        )
+        try:
+            n_read = _read_resampled(path, info, sample_rate_hz, channels, buf if exact else sink, source)
+        except Exception as exc:
+            if isinstance(exc, (AudioError, SourceChangedError, DiskFullError)):
+                raise
+            hours = info.n_samples / info.sample_rate_hz / 3600
+            raise AudioError(
+                f"could not decode {str(path)!r} ({exc}); its header declares {info.n_samples} samples at "
+                f"{info.sample_rate_hz} Hz ({hours:.3g} h) in a {os.path.getsize(path):,}-byte file, so the file is "
+                "truncated or its header is damaged. Re-export or re-download it") from None
+        if n_read < info.n_samples:
+            raise AudioError(
+                f"{str(path)!r} is truncated: its header promises {info.n_samples} samples "
+                f"({info.duration_s:.3f} s) but only {n_read} could be read; re-export or repair the file"
+            )
+        if sink is not None:
+            return sink.finish(n_out), info
+    finally:
+        if sink is not None:
+            sink.close()  # a map made by finish keeps the (nameless) file alive
     if tmp is None:
         return np.ascontiguousarray(buf.T), info
     buf.flush()
@@ -242,20 +299,24 @@ def _load_soundfile(path, info: AudioInfo, sample_rate_hz: int, channels: int, o
     return view, info
 
 
-def anonymous_file(folder: str | os.PathLike):
-    """A new file in ``folder`` that has no name (``O_TMPFILE``, else unlinked as soon as it is created).
+def reserve(f, nbytes: int, path, folder) -> None:
+    """Allocate ``nbytes`` of the temporary file ``f`` (in ``folder``) for the samples of ``path`` now.
 
-    Long audio is resampled into one: its space is freed when the last map of it is dropped or the
-    process ends, however it ends (a kill included), so nothing is ever left in ``folder``.
+    A map of a file whose blocks cannot be allocated kills the process (SIGBUS) when written;
+    allocated first, a full disk or the file-size limit (``ulimit -f``) is a
+    :class:`~giblet_store.errors.DiskFullError` before any sample is decoded.
     """
-    import tempfile
+    try:
+        os.posix_fallocate(f.fileno(), 0, max(int(nbytes), 1))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise no_room_for_samples(exc, nbytes, path, folder) from None
+        # a filesystem without fallocate (EOPNOTSUPP): the map is written as before
 
-    return tempfile.TemporaryFile(dir=os.fspath(folder), prefix="giblet_audio_")
 
-
-def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, buf: np.ndarray, source=None) -> int:
-    """Read ``path`` (through ``source`` when given) block by block, mix, resample into ``buf`` (sample,
-    channel); source samples read."""
+def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, buf, source=None) -> int:
+    """Read ``path`` (through ``source`` when given) block by block, mix, resample into ``buf`` ((sample,
+    channel) array, or a :class:`SampleSink`); source samples read."""
     import soundfile as sf
     import soxr
 
@@ -266,6 +327,9 @@ def _read_resampled(path, info: AudioInfo, sample_rate_hz: int, channels: int, b
 
     def _put(block: np.ndarray) -> None:
         nonlocal pos
+        if isinstance(buf, SampleSink):
+            buf.put(block)
+            return
         take = min(len(block), len(buf) - pos)
         if take > 0:
             buf[pos : pos + take] = block[:take]

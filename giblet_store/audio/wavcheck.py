@@ -38,17 +38,27 @@ def check_readable(path: Path) -> None:
 
 
 def wav_data_chunk(path: Path) -> tuple[int, int, int] | None:
-    """``(data offset, declared data bytes, bytes per frame)`` of a RIFF/WAVE file, or None if not one."""
+    """``(data offset, declared data bytes, bytes per frame)`` of a RIFF/WAVE file, or None if not one.
+
+    In an RF64/BW64 file the ``data`` chunk's size is 0xFFFFFFFF and the real (64-bit) one is in ``ds64``.
+    """
     with open(path, "rb") as f:
         head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
             return None
-        block_align = None
+        block_align = ds64_data = None
         while True:
             hdr = f.read(8)
             if len(hdr) < 8:
                 return None
             cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+            if cid == b"ds64" and head[:4] != b"RIFF":
+                body = f.read(size + (size & 1))
+                if len(body) >= 16:
+                    ds64_data = struct.unpack("<Q", body[8:16])[0]
+                continue
+            if cid == b"data" and size == 0xFFFFFFFF and ds64_data is not None:
+                return f.tell(), ds64_data, block_align or 0
             if cid == b"fmt ":
                 fmt = f.read(size + (size & 1))
                 if len(fmt) >= 14:
@@ -74,7 +84,7 @@ def check_wav_complete(path: Path, sample_rate_hz: int) -> None:
     if found is None:
         return
     offset, declared, align = found
-    if declared in (0, 0xFFFFFFFF) or align <= 0:  # streaming writers leave the size unset
+    if declared in (0, 0xFFFFFFFF) or align <= 0:  # streaming writers leave the size unset (RF64: ds64 holds it)
         return
     present = os.path.getsize(path) - offset
     if present < declared:

@@ -61,7 +61,7 @@ def cmd_ingest_bids(args, dump_entry) -> int:
     from ..fmri.clean import CleanParams
     from ..fmri.ingest import FmriParams, MaskParams
     from ..progress import progress_bar
-    from ..store.core import open_store
+    from .common import store_for_writing
 
     if args.nifti or args.subject or args.run or args.tr is not None or args.n_trs is not None:
         raise ParameterError("--bids takes the files, subjects, runs and TR from the dataset; leave out NIfTI "
@@ -74,8 +74,8 @@ def cmd_ingest_bids(args, dump_entry) -> int:
     params = FmriParams(zscore_trs=tr_range(args.zscore_trs), nan_policy=args.nan_policy)
     mask_params = MaskParams(std_percentile=args.mask_percentile, min_subject_fraction=args.mask_fraction)
     stimulus = args.stimulus[0] if args.stimulus and len(args.stimulus) == 1 else args.stimulus
-    store = open_store(args.store)
-    with progress_bar("ingest-fmri", enabled=False if args.no_progress else None):
+    with store_for_writing(args.store) as store, \
+            progress_bar("ingest-fmri", enabled=False if args.no_progress else None):  # refused: a new store goes
         r = ingest_bids(store, args.bids, args.task, stimulus=stimulus, derivatives=args.derivatives,
                         space=args.space, subjects=args.subjects, runs=args.runs, session=args.session,
                         event=args.event, event_column=args.event_column, clean=clean, params=params, mask=args.mask,

@@ -18,7 +18,9 @@ from ..validate import redact_url
 
 __all__ = ["main", "build_parser"]
 
-from .util import EXIT_ERROR, add_grid_options, damaged_chunk_message, field_default as _default  # noqa: E402
+from .util import (  # noqa: E402
+    EXIT_ERROR, add_grid_options, damaged_chunk_message, field_default as _default, no_room_message,
+)
 from .common import add_no_progress as _add_no_progress, extract_each as _extract_each  # noqa: E402
 
 
@@ -244,6 +246,9 @@ def _main(argv: list[str] | None) -> int:
         if args.debug:
             raise
         if (message := damaged_chunk_message(exc, getattr(args, "store", None))) is not None:
+            print(redact_url(f"giblet-store: error: {message}"), file=sys.stderr)
+            return EXIT_ERROR
+        if (message := no_room_message(exc)) is not None:  # a writer that does not name its file (not the store's)
             print(redact_url(f"giblet-store: error: {message}"), file=sys.stderr)
             return EXIT_ERROR
         print(redact_url(f"giblet-store: unexpected error ({type(exc).__name__}: {exc}); rerun with --debug "

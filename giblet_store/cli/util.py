@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 from ..errors import ParameterError
 
 __all__ = ["EXIT_ERROR", "parse_value", "where", "json_default", "dump", "tr_range", "field_default",
-           "add_grid_options", "damaged_chunk_message"]
+           "add_grid_options", "damaged_chunk_message", "no_room_message"]
 
 #: Exit status of every error a user can act on.
 EXIT_ERROR = 2
@@ -98,3 +99,14 @@ def damaged_chunk_message(exc: BaseException, store: Any = None) -> str | None:
     return (f"a chunk of the store could not be decoded ({type(exc).__name__}: {text}): a chunk file is damaged "
             f"(truncated or overwritten). `giblet-store verify {where}` names the entry, `--repair` moves it aside; "
             "then rerun the request that made it")
+
+
+def no_room_message(exc: BaseException) -> str | None:
+    """The error for a write outside the store's own writers that found no room (full disk, quota, ``ulimit -f``),
+    else None. The store's writers raise :class:`~giblet_store.errors.DiskFullError` themselves, naming the file."""
+    from ..store.disk_full import disk_full_error, is_disk_full
+
+    if not is_disk_full(exc):
+        return None
+    what = repr(os.fsdecode(exc.filename)) if exc.filename else "a file"
+    return str(disk_full_error(exc, what, "what this command was writing is incomplete or absent"))

@@ -10,6 +10,7 @@ complete`` is the last thing written. Readers never serve an entry whose status 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Callable, Mapping
 
@@ -29,6 +30,9 @@ from .url_check import check_store_url
 __all__ = ["Store", "Entry", "Staging", "open_store", "default_encoding", "STAGING"]
 
 ROOT_ATTR = "giblet_store"
+
+#: what a chunk-by-chunk write that found no room leaves (see :meth:`Store.begin_write`)
+_RESUMABLE = "the entry was not published (chunks already written stay staged; a rerun writes only the rest)"
 
 
 def _check_version(attrs: Mapping, where: str) -> None:
@@ -211,13 +215,27 @@ class Store:
             return existing, False
         from .leftovers import sweep_dead_writers
 
-        with Lease(self.storage, attrs["key"]):  # gc leaves a write with a live lease alone
-            sweep_dead_writers(self, attrs["key"][:KEY_PATH_LEN])  # stagings and leases of killed writes of this key
-            if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
-                from .object_write import write_in_place
+        with self._no_room_said(f"entry {entry_path(attrs['kind'], attrs['key'])}"):
+            with Lease(self.storage, attrs["key"]):  # gc leaves a write with a live lease alone
+                sweep_dead_writers(self, attrs["key"][:KEY_PATH_LEN])  # stagings and leases of killed writes
+                if not self.local:  # no rename: chunks in place, zarr.json (status complete) last
+                    from .object_write import write_in_place
 
-                return write_in_place(self, ds, attrs, encoding)
-            return self._write_local(ds, attrs, encoding)
+                    return write_in_place(self, ds, attrs, encoding)
+                return self._write_local(ds, attrs, encoding)
+
+    @contextlib.contextmanager
+    def _no_room_said(self, what: str, outcome: str = "nothing was stored"):
+        """A full disk, quota or file-size limit met in the block is a :class:`DiskFullError` naming the file."""
+        from .disk_full import disk_full_error, is_disk_full, relative_to
+
+        try:
+            yield
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            rel = relative_to(exc.filename, self.root, "a file")
+            raise disk_full_error(exc, f"{rel} ({what}) in store {self.url!r}", outcome) from None
 
     def _write_local(self, ds, attrs: dict, encoding: dict | None) -> tuple[Entry, bool]:
         """:meth:`write` on local disk: a staging group of this process, renamed into place."""
@@ -229,6 +247,7 @@ class Store:
 
         target = f"{STAGING}/{staging_name(key[:KEY_PATH_LEN])}"
         enc = default_encoding(ds) if encoding is None else encoding
+        kind_existed = self.storage.names(kind) != []
         try:
             ds.to_zarr(self.zstore, group=target, mode="w", consolidated=False, zarr_format=3, encoding=enc,
                        write_empty_chunks=True)  # every chunk on disk: `verify` can tell a missing one
@@ -238,7 +257,11 @@ class Store:
             if (existing := publish_group(self, target, final, key, kind)) is not None:
                 return existing, False
         except BaseException as exc:
+            if hasattr(self.zstore, "abandon"):  # zarr's other writes of this call still running: stopped first
+                self.zstore.abandon(target)
             self.storage.delete(target)
+            if not kind_existed:  # made for this entry: an empty group, or a folder without its zarr.json
+                self.storage.remove_unused_group(kind)
             if isinstance(exc, PermissionError):
                 raise StoreError(f"cannot write to store {self.url!r}: permission denied ({exc.filename}); "
                                  "make the store writable, or give a store you can write to") from None
@@ -296,7 +319,8 @@ class Store:
     # ------------------------------------------------------------------------------ staged chunk writes
     def begin_write(self, ds, attrs: Mapping[str, Any], encoding: dict | None = None) -> "Staging | Entry":
         """Start, join or resume writing ``ds`` chunk by chunk; see :meth:`StagedWriter.begin_write`."""
-        return self.staged.begin_write(ds, attrs, encoding)
+        with self._no_room_said(f"the staging of {attrs.get('kind')} entry {str(attrs.get('key'))[:16]}", _RESUMABLE):
+            return self.staged.begin_write(ds, attrs, encoding)
 
     def done_chunks(self, staging: Staging) -> set[str]:
         """Names (``"<name>.<i>"``) of the chunks already written; see :meth:`StagedWriter.done_chunks`."""
@@ -304,11 +328,13 @@ class Store:
 
     def write_chunk(self, staging: Staging, name: str, i: int, data) -> bool:
         """Write chunk ``i`` of ``name`` whole, then its marker; see :meth:`StagedWriter.write_chunk`."""
-        return self.staged.write_chunk(staging, name, i, data)
+        with self._no_room_said(f"chunk {i} of {name}", _RESUMABLE):
+            return self.staged.write_chunk(staging, name, i, data)
 
     def commit(self, staging: Staging) -> tuple[Entry, bool]:
         """Publish a staging whose every chunk is written; see :meth:`StagedWriter.commit`."""
-        return self.staged.commit(staging)
+        with self._no_room_said("the entry's last document", _RESUMABLE):
+            return self.staged.commit(staging)
 
 
 def _is_url(url: str) -> bool:
@@ -384,7 +410,9 @@ def open_store(url: "str | os.PathLike", mode: str = "a", storage_options: dict 
         probe(fs, root, url, write=(mode == "a"))  # unreachable, no bucket, bad credentials: said here
     marker = check_root(fs, root, url, mode, ROOT_ATTR, FORMAT_VERSION)
     if local:
-        zstore = zarr.storage.LocalStore(root, read_only=(mode == "r"))
+        from .local_zarr import NamedLocalStore
+
+        zstore = NamedLocalStore(root, read_only=(mode == "r"))
     else:
         zstore = zarr.storage.FsspecStore.from_url(url, read_only=(mode == "r"), storage_options=storage_options)
     if marker is None:

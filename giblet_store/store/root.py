@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import uuid
 from enum import Enum
 
@@ -77,9 +78,19 @@ def create_local_root(root: str, document: bytes) -> None:
     Another process creating the same store at the same moment is fine: the first link wins and
     both see the same document.
     """
+    made = missing_local_ancestor(root)
+    os.makedirs(root, exist_ok=True)
+    try:
+        _write_root_document(root, document)
+    except BaseException:  # a full disk, a file-size limit: the folders this call made go again
+        _remove_empty_folders(made, root)
+        raise
+
+
+def _write_root_document(root: str, document: bytes) -> None:
+    """Remove stale temporary files of killed creations, then write ``document`` as ``root/zarr.json`` (tmp + link)."""
     import time
 
-    os.makedirs(root, exist_ok=True)
     for name in os.listdir(root):  # a killed creation's temporary file (not a live one: > 60 s old)
         path = os.path.join(root, name)
         try:
@@ -89,9 +100,9 @@ def create_local_root(root: str, document: bytes) -> None:
             pass
     final = os.path.join(root, "zarr.json")
     tmp = os.path.join(root, f"zarr.{uuid.uuid4().hex}.partial")
-    with open(tmp, "wb") as f:
-        f.write(document)
     try:
+        with open(tmp, "wb") as f:
+            f.write(document)
         if os.path.exists(final):  # an interrupted creation's bare group: replace it
             os.replace(tmp, final)
         else:
@@ -149,6 +160,28 @@ def create_root(fs, root: str, url: str, local: bool, document: bytes) -> None:
     except PermissionError as exc:
         raise StoreError(f"cannot create a store at {url!r}: permission denied ({exc.filename}); "
                          "give a directory you can write to") from None
+    except OSError as exc:
+        from .disk_full import disk_full_error, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        raise disk_full_error(exc, f"zarr.json (the root document of the new store {url!r})",
+                              "no store was created") from None
+
+
+def _remove_empty_folders(top: str | None, root: str) -> None:
+    """Remove ``root`` and its parents up to ``top`` (the first folder a creation made), each only if empty."""
+    if top is None:
+        return
+    path = os.path.abspath(root)
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty (another process wrote there), or gone: leave it
+            return
+        if path == top or os.path.dirname(path) == path:
+            return
+        path = os.path.dirname(path)
 
 
 def missing_local_ancestor(url: str) -> str | None:
@@ -168,14 +201,15 @@ def missing_local_ancestor(url: str) -> str | None:
 
 def remove_unused_root(created: str | None, root: str) -> None:
     """Remove a store root this command created (``created``, from :func:`missing_local_ancestor`) when it holds
-    nothing but the root document: a command refused for every input leaves the disk as it found it.
+    nothing but the root document (and the empty group documents of ``_staging`` or a kind folder, which a write
+    that failed for lack of room may have made): a command refused for every input leaves the disk as it found it.
 
     Anything else in it (an entry, another writer's files) keeps the whole folder.
     """
     if created is None or not os.path.isdir(root):
         return
     for dirpath, _dirs, files in os.walk(created):
-        if any(not (dirpath == root and f == "zarr.json") for f in files):
+        if any(not _unused_document(root, dirpath, f) for f in files):
             return
     try:
         for dirpath, _dirs, files in os.walk(created, topdown=False):
@@ -184,6 +218,25 @@ def remove_unused_root(created: str | None, root: str) -> None:
             os.rmdir(dirpath)
     except OSError as exc:  # another process wrote into it meanwhile: leave it
         log.info("kept the store folder %s: %s", created, exc)
+
+
+def _unused_document(root: str, dirpath: str, name: str) -> bool:
+    """Whether ``dirpath/name`` is the root document, or an empty group's ``zarr.json`` one level below ``root``."""
+    if name != "zarr.json":
+        return False
+    if dirpath == root:
+        return True
+    if os.path.dirname(dirpath) != root:
+        return False
+    path = os.path.join(dirpath, name)
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.path.getsize(path) > 4096:
+            return False
+        with open(path, "rb") as f:
+            meta = json.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("node_type") == "group" and not meta.get("attributes")
 
 
 def empty_local_folder(url: str) -> str | None:
@@ -199,9 +252,16 @@ def empty_local_folder(url: str) -> str | None:
 def remove_unused_root_document(folder: str | None) -> None:
     """Remove the root document a command wrote into the empty folder ``folder`` (from :func:`empty_local_folder`)
     when the folder holds nothing else; the folder itself, which the user made, stays."""
-    if folder is None or os.listdir(folder) != ["zarr.json"]:
+    if folder is None or "zarr.json" not in os.listdir(folder):
         return
+    for dirpath, _dirs, files in os.walk(folder):
+        if any(not _unused_document(folder, dirpath, f) for f in files):
+            return
     try:
-        os.remove(os.path.join(folder, "zarr.json"))
-    except OSError as exc:  # pragma: no cover - removed meanwhile by another process
+        for dirpath, _dirs, files in os.walk(folder, topdown=False):
+            for f in files:
+                os.remove(os.path.join(dirpath, f))
+            if dirpath != folder:
+                os.rmdir(dirpath)
+    except OSError as exc:  # pragma: no cover - written meanwhile by another process
         log.info("kept the root document in %s: %s", folder, exc)

@@ -179,6 +179,26 @@ class Storage:
         finally:
             os.close(parent)
 
+    def remove_unused_group(self, rel: str) -> None:
+        """Remove the folder ``rel`` when it holds nothing, or nothing but an empty group's ``zarr.json`` (a kind
+        folder a failed write made); local disk only. Anything else in it, a link, or absent: left as it is."""
+        if not self.local or not rel.strip("/"):
+            return
+        if self.names(rel) == ["zarr.json"]:
+            attrs = self.read_group_attrs(rel)
+            if attrs != {} or self.link_in(f"{rel}/zarr.json"):
+                return
+            self.delete(f"{rel}/zarr.json")
+        parent, name = self._open_parent(rel)
+        if parent is None:
+            return
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError:  # not empty (another writer's), absent, or not a folder
+            pass
+        finally:
+            os.close(parent)
+
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` (a link at ``src`` itself moves as a link; none above is followed).
 

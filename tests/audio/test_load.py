@@ -164,3 +164,108 @@ def test_a_one_hertz_header_is_refused_with_its_numbers(tmp_path):
         audio_info(tmp_path / "one.wav")
     sf.write(tmp_path / "ok.wav", np.zeros(8, np.float32), 1000, subtype="FLOAT")
     assert audio_info(tmp_path / "ok.wav").sample_rate_hz == 1000
+
+
+# ------------------------------------------------------------------------------ issue 21: buffers sized by a header
+def _peak_bytes(fn) -> tuple[int, BaseException | None]:
+    """Peak bytes Python and numpy allocated while ``fn`` ran (tracemalloc traces numpy's buffers), and its error."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        err = None
+    except BaseException as exc:  # noqa: BLE001 - returned to the test to assert on
+        err = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, err
+
+
+def test_tracemalloc_sees_numpy_buffers():
+    peak, _ = _peak_bytes(lambda: np.zeros(10_000_000, np.float32).sum())
+    assert peak >= 40_000_000
+
+
+@pytest.mark.parametrize("out", [False, True], ids=["ram", "memmap"])
+def test_an_mp3_header_claiming_14000_hours_is_refused_before_any_buffer(tmp_path, out):
+    """A 1.2 KB MP3 whose Xing header claims 1.2e12 samples: before, load_audio asked numpy for 4.50 TiB."""
+    from helpers import write_claiming_mp3
+
+    p = write_claiming_mp3(tmp_path / "claim.mp3")
+    peak, err = _peak_bytes(lambda: load_audio(p, 24000, out=tmp_path if out else None))
+    assert isinstance(err, AudioError), err
+    text = str(err)
+    assert "claim.mp3" in text and "its MP3 header declares 1236950579" in text and "(1.43e+04 h)" in text
+    assert "but the 1,2" in text and "-byte file holds at most" in text and "Re-export or re-download it" in text
+    assert peak < 8_000_000
+    assert list(tmp_path.iterdir()) == [p]
+
+
+@pytest.mark.parametrize("out", [False, True], ids=["ram", "memmap"])
+def test_a_compressed_claim_below_the_bound_costs_only_what_decodes(tmp_path, out):
+    """A claim of 5.76e7 samples (40 min) passes the bytes bound; the samples go to a buffer that grows with what
+    decodes (1000 samples), and the short decode is then refused as truncated. Before: a 230 MB buffer first."""
+    from helpers import write_claiming_mp3
+
+    p = write_claiming_mp3(tmp_path / "claim.mp3", mpeg_frames=100_000)
+    peak, err = _peak_bytes(lambda: load_audio(p, 24000, out=tmp_path if out else None))
+    assert isinstance(err, AudioError) and "is truncated: its header promises 57598696 samples" in str(err), err
+    assert peak < 8_000_000
+
+
+def test_an_rf64_whose_ds64_claims_795_hours_is_refused_as_truncated(tmp_path):
+    """libsndfile reads the 1000 samples a 2 KB RF64 holds and calls it complete; the ds64 chunk declares 795 h."""
+    from helpers import write_claiming_rf64
+
+    p = write_claiming_rf64(tmp_path / "claim.wav")
+    peak, err = _peak_bytes(lambda: load_audio(p, 24000))
+    assert isinstance(err, AudioError), err
+    assert "claim.wav' is truncated: its WAV header declares 68688000000 samples" in str(err)
+    assert "holds 1000" in str(err) and peak < 8_000_000
+    sf.write(tmp_path / "good.wav", np.zeros(1000, np.float32), 24000, format="RF64", subtype="PCM_16")
+    assert load_audio(tmp_path / "good.wav", 24000)[0].shape == (1, 1000)
+
+
+def test_an_uncompressed_claim_is_bounded_by_bytes_per_sample(tmp_path):
+    from giblet_store.audio.load import check_claim_fits
+
+    p = tmp_path / "x.raw"
+    p.write_bytes(bytes(2048))
+    check_claim_fits(p, 1024, 24000, 1, "WAV", "PCM_16")  # exactly what 2048 bytes of PCM_16 mono hold
+    with pytest.raises(AudioError, match=r"declares 1025 samples at 24000 Hz .* holds at most 1,024 \(PCM_16, 2 byte"):
+        check_claim_fits(p, 1025, 24000, 1, "WAV", "PCM_16")
+
+
+def test_compressed_audio_decoded_into_a_growing_buffer_is_unchanged(tmp_path):
+    """Ogg Vorbis and MP3 go through the growing buffer (RAM or the nameless file): the same samples either way."""
+    x = synth_audio(1.5, 24000, seed=8)
+    for fmt, sub in (("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")):
+        p = tmp_path / f"x.{fmt.lower()}"
+        sf.write(p, x.T, 24000, format=fmt, subtype=sub)
+        ref = sf.read(p, dtype="float32", always_2d=True)[0].T
+        ram, info = load_audio(p, 24000)
+        mapped, _ = load_audio(p, 24000, out=tmp_path)
+        assert info.n_samples == ref.shape[1] and np.array_equal(ram, np.asarray(mapped))
+        np.testing.assert_allclose(ram, ref, atol=1e-6)  # mpg123 rounds a block's last bit its own way
+
+
+def test_a_full_temp_folder_for_long_audio_is_said_before_decoding(tmp_path, monkeypatch):
+    """issue 21 (disk full): the nameless temp file of a memory-mapped load is allocated first (a full disk would
+    otherwise kill the process with SIGBUS when the map is written)."""
+    import errno
+    import os
+
+    from giblet_store.errors import DiskFullError
+
+    p = write_wav(tmp_path / "a.wav", synth_audio(1.0, 16000, seed=2), 16000)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(DiskFullError, match=r"no space left on device while writing the resampled samples of .*a.wav"
+                                            r"' \(96,000 bytes, a nameless temporary file in .*nothing was stored"):
+        load_audio(p, 24000, out=tmp_path)
+    assert list(tmp_path.iterdir()) == [p]

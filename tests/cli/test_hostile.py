@@ -26,7 +26,8 @@ from giblet_store.cli import main
 from giblet_store.errors import GibletStoreError
 from giblet_store.testing import synth_audio, write_wav
 
-from helpers import snapshot, write_chained_ogg, write_hostile_niftis, write_long_header_flac
+from helpers import (snapshot, write_chained_ogg, write_claiming_mp3, write_claiming_rf64, write_hostile_niftis,
+                     write_long_header_flac)
 
 FAST = ["--bandwidth", "1.5", "--chunk-seconds", "1", "--context-seconds", "0.5"]
 
@@ -156,6 +157,33 @@ def _show_into_closed_pipe(ctx, st):
 
 
 # ------------------------------------------------------------------------------------ Python API rows
+def _api_disk_full(what: str):
+    """issue 21: ingest-fmri (``fmri``) or extract (``codes``) on a disk that fills at the entry's first chunk."""
+    def run(ctx, st):
+        import errno
+        from unittest import mock
+
+        import zarr.storage._local as zlocal
+        from giblet_store import CodecParams, extract_codes, ingest_fmri
+
+        real = zlocal._put
+
+        def put(path, value, exclusive=False):
+            if f"/{what}/c/" in str(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with zlocal._atomic_write(path, "wb", exclusive=exclusive):  # its temp file made, then no room
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, value, exclusive)
+
+        with mock.patch.object(zlocal, "_put", put):
+            if what == "fmri":
+                ingest_fmri(open_store(st), [ctx["in"] / "bold.nii"], ["s1"])
+            else:
+                extract_codes(open_store(st), ctx["in"] / "short.wav",
+                              CodecParams(model=str(ctx["model"]), bandwidth_kbps=1.5, chunk_s=1.0, context_s=0.5))
+    return run
+
+
 def _api_rewritten_during_extract(ctx, st):
     """extract of a stimulus rewritten in place (same size) after it was hashed, while the model loads."""
     import tempfile
@@ -576,6 +604,20 @@ CASES = [
          ("bytes long; paths on this system are shorter than 4096 bytes", "Give a shorter path")),
     Case("flac-header-795-hours", X("i21/long.flac"), ("long.flac", "declares 68688000000 samples at 24000 Hz (795 h)",
                                                         "Re-export or re-download it")),
+    # issue 21: disk full / ulimit -f (real processes under a file-size limit: tests/cli/test_disk_full.py)
+    Case("api-ingest-disk-full", api=_api_disk_full("fmri"),
+         must=("no space left on device while writing _staging/", "/fmri/c/0/0/0 (entry fmri/", "nothing was stored",
+               "Free some space")),
+    Case("api-extract-disk-full", api=_api_disk_full("codes"),
+         must=("no space left on device while writing _staging/", "/codes/c/0/0/0 (entry codes/",
+               "nothing was stored")),
+    # issue 21: a buffer sized from a header's claim (load_audio)
+    Case("mp3-xing-claims-14300-hours", ("extract", "{tmp}/claim.mp3", "--store", "{st}", "--model", "{model}", *FAST),
+         ("claim.mp3", "its MP3 header declares 1236950579", "(1.43e+04 h)", "-byte file holds at most",
+          "Re-export or re-download it"), prep=lambda st: write_claiming_mp3(st.parent / "claim.mp3")),
+    Case("rf64-ds64-claims-795-hours", ("extract", "{tmp}/claim.wav", "--store", "{st}", "--model", "{model}", *FAST),
+         ("claim.wav' is truncated: its WAV header declares 68688000000 samples", "holds 1000"),
+         prep=lambda st: write_claiming_rf64(st.parent / "claim.wav")),
 
 
     # ---------------------------------------------------------------- issue 20
