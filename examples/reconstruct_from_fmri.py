@@ -21,7 +21,8 @@ The whole loop of the reference project's goal, small enough for two CPU cores i
    mean rank percentile against chance), and a PNG shows the spectrograms.
 
 With a random-weight model (tests) the decoded audio is noise and its scores mean nothing; the
-identification scores are about the embeddings and do. The last line printed is a JSON summary.
+identification scores are about the embeddings and do. It prints the figures the README quotes, then a
+JSON summary as its last line; ``main(argv)`` returns that summary.
 
     python examples/reconstruct_from_fmri.py --store demo_store --model facebook/encodec_24khz
 """
@@ -174,7 +175,20 @@ def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def figures(summary: dict) -> list[str]:
+    """The lines the README quotes: identification against chance and the audio scores, from ``summary``."""
+    i, sh = summary["identification"], summary["identification_shuffled"]
+    a, b = summary["scores_vs_original"], summary["scores_shuffled_vs_original"]
+    return [
+        f"identification: top-1 {i['top1_accuracy']:.3g} vs chance {i['chance_top1']:.3g}, mean rank percentile "
+        f"{i['mean_rank_percentile']:.3g} vs {i['chance_rank_percentile']:.3g} (shuffled TRs: "
+        f"{sh['top1_accuracy']:.3g} / {sh['mean_rank_percentile']:.3g}), {i['n_segments']} held-out TRs",
+        f"audio vs the original: SNR {a['snr_db']:.2f} dB, SI-SDR {a['si_sdr_db']:.1f} dB; with shuffled TRs: "
+        f"SNR {b['snr_db']:.2f} dB, SI-SDR {b['si_sdr_db']:.1f} dB",
+    ]
+
+
+def main(argv=None) -> dict:
     import giblet_store as gs
     from giblet_store.fmri.ingest import FmriParams, ingest_fmri
 
@@ -221,9 +235,10 @@ def main(argv=None) -> int:
         "model": codes.attrs.get("model_id", codes.attrs.get("model")),  # a random-weight model's audio means nothing
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    print("\n".join(figures(summary)))
     print(json.dumps(summary))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
