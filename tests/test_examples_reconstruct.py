@@ -57,13 +57,14 @@ def test_the_readme_figures_are_what_the_readme_command_prints(tmp_path, model_d
     summary = example.main(argv)
     printed = capsys.readouterr().out.strip().splitlines()
     assert json.loads(printed[-1]) == json.loads(json.dumps(summary))  # the JSON line is the returned summary
-    assert printed[:-1] == lines[2:]  # the README's lines, as printed now
+    assert lines[2] == "model: m"  # the first line names the model (issue 20 item 17)
+    assert printed[:-1] == [f"model: {model_dir}", *lines[3:]]  # the README's lines, as printed now
     ident, shuffled = summary["identification"], summary["identification_shuffled"]
-    quoted = [float(x) for x in re.findall(r"(?<![\w-])-?\d+(?:\.\d+)?", lines[2])]
+    quoted = [float(x) for x in re.findall(r"(?<![\w-])-?\d+(?:\.\d+)?", lines[3])]
     held = [ident["top1_accuracy"], ident["chance_top1"], ident["mean_rank_percentile"],
             ident["chance_rank_percentile"], shuffled["top1_accuracy"], shuffled["mean_rank_percentile"],
             ident["n_segments"]]
     assert quoted == pytest.approx(held, abs=5e-4)
-    audio = [float(x) for x in re.findall(r"-?\d+\.\d+", lines[3])]
+    audio = [float(x) for x in re.findall(r"-?\d+\.\d+", lines[4])]
     a, b = summary["scores_vs_original"], summary["scores_shuffled_vs_original"]
     assert audio == pytest.approx([a["snr_db"], a["si_sdr_db"], b["snr_db"], b["si_sdr_db"]], abs=0.05)
