@@ -8,7 +8,8 @@
 4. write compare.csv, compare.md and compare.png in ``--out``.
 
 With a random-weight model (the offline test model) the report's first line says so, and nothing in
-it says anything about EnCodec's quality.
+it says anything about EnCodec's quality. Without --model it tries facebook/encodec_24khz and, when that cannot be loaded (offline), uses a
+random-weight EnCodec of the same architecture; the first line printed says which model runs.
 
     python examples/compare_codecs.py --model facebook/encodec_24khz --out report
     python examples/compare_codecs.py --model ./encodec_dir --bandwidths 1.5,6 --n-mels 64,128 --seconds 3
@@ -26,6 +27,7 @@ from pathlib import Path
 import soundfile as sf
 
 import giblet_store as gs
+from giblet_store.cli.demo import example_model
 from giblet_store.testing import synth_audio, write_wav
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,7 +35,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="facebook/encodec_24khz")
+    p.add_argument("--model", default=None, help="hub name or save_pretrained directory")
     p.add_argument("--bandwidths", default=None, help="kbps, comma-separated (default: all the model offers)")
     p.add_argument("--n-mels", default="64,128,512")
     p.add_argument("--seconds", type=float, default=10.0, help="how much of the recording to compare")
@@ -54,10 +56,11 @@ def stimulus(out_dir: Path, seconds: float) -> Path:
 # %% the comparison
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    model = example_model(args.model)  # first line printed: which model runs
     out = Path(args.out)
     wav = stimulus(out, args.seconds)
     bws = [float(b) for b in args.bandwidths.split(",")] if args.bandwidths else None
-    rep = gs.compare_codecs(wav, out, model=args.model, bandwidths=bws,
+    rep = gs.compare_codecs(wav, out, model=model, bandwidths=bws,
                             n_mels=[int(n) for n in args.n_mels.split(",")])
     print(rep.markdown.read_text())
     summary = {"first_line": rep.first_line, "untrained": rep.untrained, "csv": str(rep.csv),

@@ -10,6 +10,8 @@ Each ``# %%`` cell runs in a notebook (VS Code / Jupytext) or top to bottom as a
 5. a PNG shows the SPM and Glover kernels on the TR grid and a heatmap of the codes per TR.
 
 Every derived entry records its parent and parameters; running the script twice computes nothing new.
+Without --model it tries facebook/encodec_24khz and, when that cannot be loaded (offline), uses a
+random-weight EnCodec of the same architecture; the first line printed says which model runs.
 
     python examples/features.py --store feature_store --model facebook/encodec_24khz
     python examples/features.py --store s --model ./encodec_dir --png features.png
@@ -30,6 +32,7 @@ import numpy as np
 
 import giblet_store as gs
 from giblet_store.audio.channels import ChannelsMixedWarning
+from giblet_store.cli.demo import example_model
 from giblet_store.codec.encodec import CodecParams, load_codec
 from giblet_store.features.derive import Embeddings
 from giblet_store.features.hrf import Hrf, hrf_curve, hrf_kernel
@@ -52,23 +55,6 @@ def parse_args(argv=None):
 args = parse_args()
 
 
-def pick_model(name: str | None) -> str:
-    """The hub model when it loads, else a random-weight model of the same architecture (said loudly)."""
-    from giblet_store.codec.encodec import load_codec
-    from giblet_store.cli.demo import random_model_dir
-    from giblet_store.errors import ModelError
-
-    if name is not None:
-        return name
-    try:
-        load_codec("facebook/encodec_24khz")
-        return "facebook/encodec_24khz"
-    except ModelError:
-        print("NOTE: pretrained EnCodec not available; using a RANDOM-WEIGHT model (codes are real, "
-              "their meaning is not)")
-        return str(random_model_dir())
-
-
 def stimulus(codec) -> Path:
     """The shared mono recording for a mono model; otherwise (or without it) 20 s synthesised at the model's rate."""
     wav = SHARED / "encodec_test_24k.wav"
@@ -81,7 +67,7 @@ def stimulus(codec) -> Path:
     return write_wav(Path(tempfile.mkdtemp()) / "synth_20s.wav", synth_audio(20.0, sr, seed=7, channels=ch), sr)
 
 
-model = pick_model(args.model)
+model = example_model(args.model)  # its first line printed says which model runs
 codec = load_codec(model)  # rate, channels, frame rate and bandwidths come from the model
 bandwidth = codec.bandwidths[0]  # its lowest (24 kHz: 1.5 kbps, 48 kHz: 3 kbps)
 wav = stimulus(codec)

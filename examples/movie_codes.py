@@ -5,6 +5,8 @@
 Without --movie it makes a small mp4 (a tiny video and AAC audio of the bundled speech recording, or
 synthetic sound) whose audio starts 0.5 s after the video, as a late soundtrack would. Stimulus time 0
 is the container's time 0, so the codes start with 0.5 s of silence and the offset is recorded.
+Without --model it tries facebook/encodec_24khz and, when that cannot be loaded (offline), uses a
+random-weight EnCodec of the same architecture; the first line printed says which model runs.
 """
 
 import argparse
@@ -13,16 +15,18 @@ from pathlib import Path
 import numpy as np
 
 import giblet_store as gs
-from giblet_store.codec.encodec import load_codec  # noqa: E402
+from giblet_store.cli.demo import example_model
+from giblet_store.codec.encodec import load_codec
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data" / "arctic_a0007.wav"
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--model", default="facebook/encodec_24khz")
+parser.add_argument("--model", default=None, help="hub name or save_pretrained directory")
 parser.add_argument("--store", default="movie_store")
 parser.add_argument("--movie", default=None)
 args = parser.parse_args()
+args.model = example_model(args.model)  # first line printed: which model runs
 
 # %% 1. A movie: the one given, or a small mp4 made here with PyAV
 if args.movie:

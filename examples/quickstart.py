@@ -4,8 +4,9 @@ Run it like a notebook, top to bottom:
 
     python examples/quickstart.py [--model DIR_OR_HUB_NAME] [--store PATH] [--audio FILE]
 
-Without --model it tries facebook/encodec_24khz and, offline, falls back to a random-weight model of
-the same architecture (codes and shapes are real; their meaning is not).
+Without --model it tries facebook/encodec_24khz and, when that cannot be loaded (offline), uses a
+random-weight EnCodec of the same architecture; the first line printed says which model runs.
+(Codes and shapes are real with random weights; their meaning is not.)
 """
 
 import argparse
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import giblet_store as gs
+from giblet_store.cli.demo import example_model
 from giblet_store.codec.encodec import CodecParams, load_codec
 
 HERE = Path(__file__).resolve().parent
@@ -26,16 +28,7 @@ parser.add_argument("--audio", default=None)
 args = parser.parse_args()
 
 # %% 1. The model: a hub name or a save_pretrained directory (24 kHz mono or 48 kHz stereo)
-model = args.model
-if model is None:
-    from giblet_store.cli.demo import random_model_dir
-
-    try:
-        load_codec("facebook/encodec_24khz")
-        model = "facebook/encodec_24khz"
-    except gs.ModelError:
-        model = str(random_model_dir())
-        print("offline: using a RANDOM-WEIGHT EnCodec (real architecture); codes are not meaningful")
+model = example_model(args.model)  # first line printed: which model, and whether it is a random-weight stand-in
 codec = load_codec(model)  # sample rate, channels, hop, frame rate and bandwidths: from the model, never a table
 bandwidth = 6.0 if 6.0 in codec.bandwidths else codec.bandwidths[0]
 print(f"model: {codec.sample_rate_hz} Hz, {codec.channels} channel(s), hop {codec.hop}, "

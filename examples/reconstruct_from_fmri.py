@@ -21,7 +21,10 @@ The whole loop of the reference project's goal, small enough for two CPU cores i
    mean rank percentile against chance), and a PNG shows the spectrograms.
 
 With a random-weight model (tests) the decoded audio is noise and its scores mean nothing; the
-identification scores are about the embeddings and do. The last line printed is a JSON summary.
+identification scores are about the embeddings and do. It prints the figures the README quotes, then a
+JSON summary as its last line; ``main(argv)`` returns that summary.
+Without --model it tries facebook/encodec_24khz and, when that cannot be loaded (offline), uses a
+random-weight EnCodec of the same architecture; the first line printed says which model runs.
 
     python examples/reconstruct_from_fmri.py --store demo_store --model facebook/encodec_24khz
 """
@@ -34,7 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from giblet_store.codec.encodec import load_codec  # noqa: E402
+from giblet_store.cli.demo import example_model
+from giblet_store.codec.encodec import load_codec
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "encodec_test_24k.wav"
@@ -44,7 +48,8 @@ N_TRS, TR_S, TRAIN, TEST, LAGS = 36, 1.0, (0, 24), (26, 36), (1, 2, 3, 4, 5)
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", required=True, help="store directory (created if absent)")
-    p.add_argument("--model", default="facebook/encodec_24khz", help="EnCodec hub name or save_pretrained directory")
+    p.add_argument("--model", default=None, help="EnCodec hub name or save_pretrained directory (default: "
+                   "facebook/encodec_24khz, or a random-weight model when it cannot be loaded)")
     p.add_argument("--out", default=None, help="folder for the wavs and the PNG (default: beside the store)")
     p.add_argument("--alpha", type=float, default=10.0, help="ridge penalty")
     p.add_argument("--seed", type=int, default=0)
@@ -174,11 +179,25 @@ def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def figures(summary: dict) -> list[str]:
+    """The lines the README quotes: identification against chance and the audio scores, from ``summary``."""
+    i, sh = summary["identification"], summary["identification_shuffled"]
+    a, b = summary["scores_vs_original"], summary["scores_shuffled_vs_original"]
+    return [
+        f"identification: top-1 {i['top1_accuracy']:.3g} vs chance {i['chance_top1']:.3g}, mean rank percentile "
+        f"{i['mean_rank_percentile']:.3g} vs {i['chance_rank_percentile']:.3g} (shuffled TRs: "
+        f"{sh['top1_accuracy']:.3g} / {sh['mean_rank_percentile']:.3g}), {i['n_segments']} held-out TRs",
+        f"audio vs the original: SNR {a['snr_db']:.2f} dB, SI-SDR {a['si_sdr_db']:.1f} dB; with shuffled TRs: "
+        f"SNR {b['snr_db']:.2f} dB, SI-SDR {b['si_sdr_db']:.1f} dB",
+    ]
+
+
+def main(argv=None) -> dict:
     import giblet_store as gs
     from giblet_store.fmri.ingest import FmriParams, ingest_fmri
 
     args = parse_args(argv)
+    args.model = example_model(args.model)  # first line printed: which model runs
     t0 = time.perf_counter()
     store_dir = Path(args.store).resolve()
     out = Path(args.out).resolve() if args.out else store_dir.parent
@@ -221,9 +240,10 @@ def main(argv=None) -> int:
         "model": codes.attrs.get("model_id", codes.attrs.get("model")),  # a random-weight model's audio means nothing
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    print("\n".join(figures(summary)))
     print(json.dumps(summary))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -18,7 +18,9 @@ point is the plumbing (and the training loss going down), not neuroscience.
     python examples/train_encoding_model.py --store demo_store --model facebook/encodec_24khz
     python examples/train_encoding_model.py --store s --model ./encodec_dir --device cuda
 
-The last line printed is a JSON summary.
+Without --model it tries facebook/encodec_24khz and, when that cannot be loaded (offline), uses a
+random-weight EnCodec of the same architecture; the first line printed says which model runs. The last
+line printed is a JSON summary.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from giblet_store.codec.encodec import load_codec  # noqa: E402
+from giblet_store.cli.demo import example_model
+from giblet_store.codec.encodec import load_codec
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "encodec_test_24k.wav"
@@ -41,7 +44,8 @@ def parse_args(argv=None):
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", required=True, help="store directory (created if absent)")
-    p.add_argument("--model", default="facebook/encodec_24khz", help="EnCodec hub name or save_pretrained directory")
+    p.add_argument("--model", default=None, help="EnCodec hub name or save_pretrained directory (default: "
+                   "facebook/encodec_24khz, or a random-weight model when it cannot be loaded)")
     p.add_argument("--audio", default=None, help="stimulus audio (default: the shared 20 s music clip)")
     p.add_argument("--nifti", default=None, help="4D fMRI (default: nibabel's functional.nii)")
     p.add_argument("--epochs", type=int, default=30)
@@ -116,6 +120,7 @@ def main(argv=None) -> int:
     from giblet_store.training.dataset import StoreDataset, split_trs
 
     args = parse_args(argv)
+    args.model = example_model(args.model)  # first line printed: which model runs
     t_start = time.perf_counter()
     torch.manual_seed(args.seed)
     store_dir = Path(args.store).resolve()

@@ -306,3 +306,24 @@ def write_claiming_rf64(path, hours: float = 795.0, sample_rate_hz: int = 24000)
     b[28:36] = int(hours * 3600 * sample_rate_hz * 2).to_bytes(8, "little")  # ds64: riff size, then data size
     Path(path).write_bytes(bytes(b))
     return Path(path)
+
+
+def load_example(name: str):
+    """examples/NAME.py as a module (for in-process runs of an example's ``main``)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def readme_block(name: str) -> str:
+    """The fenced block between ``<!-- name -->`` and ``<!-- /name -->`` in README.md."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(rf"<!-- {name} -->\s*```\w*\n(.*?)```\s*<!-- /{name} -->", text, re.S)
+    assert m, f"README has no {name} block"
+    return m.group(1)

@@ -68,6 +68,7 @@ def test_notebook_runs_top_to_bottom(shared_data, model_dir, tmp_path, monkeypat
     assert (work / "store" / "zarr.json").is_file() and (work / "music_40s.wav").is_file()
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "held-out mean r =" in text and "real frames per TR: [150, 150, 150]\n" in text
+    assert text.startswith(f"model: {model_dir}\n")  # issue 20 item 17: the first line names the model
     assert sorted(p.name for p in figures.glob("*.png")) == [
         "codes_and_mel_per_tr.png", "embeddings_hrf.png", "mel_vs_time.png", "r_map.png"]
     from giblet_store import open_store

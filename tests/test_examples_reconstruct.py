@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from giblet_store import open_store
+from helpers import load_example, readme_block
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "reconstruct_from_fmri.py"
 
@@ -35,3 +39,32 @@ def test_reconstruct_from_fmri_example(tmp_path, model_dir):
     assert ident["mean_rank_percentile"] > s["identification_shuffled"]["mean_rank_percentile"]
     assert s["model"] == Path(model_dir).name
     assert set(s["scores_vs_original"]) == {"snr_db", "si_sdr_db", "lsd_db"}
+
+
+@pytest.mark.data
+def test_the_readme_figures_are_what_the_readme_command_prints(tmp_path, model_dir, shared_data, capsys, monkeypatch):
+    """Issue 20 item 11: the README quoted top-1 0.3 / rank 0.667, which no run gave. Its block now holds a command
+    and the lines it prints; this runs that command in-process (the model it makes is the tests' ``model_dir``:
+    the same call, seed 0) and compares line for line, and each quoted figure with the summary ``main`` returns."""
+    lines = readme_block("reconstruct-figures").strip().splitlines()
+    assert lines[0] == """$ python -c "from giblet_store.testing import save_test_model; save_test_model('m', seed=0)\""""
+    cmd = shlex.split(lines[1])
+    assert cmd[:3] == ["$", "python", "examples/reconstruct_from_fmri.py"]
+    argv = [str(model_dir) if a == "m" else a for a in cmd[3:]]
+    assert argv[argv.index("--model") + 1] == str(model_dir) and "--seed" in argv
+    monkeypatch.chdir(tmp_path)
+    example = load_example("reconstruct_from_fmri")
+    summary = example.main(argv)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(printed[-1]) == json.loads(json.dumps(summary))  # the JSON line is the returned summary
+    assert lines[2] == "model: m"  # the first line names the model (issue 20 item 17)
+    assert printed[:-1] == [f"model: {model_dir}", *lines[3:]]  # the README's lines, as printed now
+    ident, shuffled = summary["identification"], summary["identification_shuffled"]
+    quoted = [float(x) for x in re.findall(r"(?<![\w-])-?\d+(?:\.\d+)?", lines[3])]
+    held = [ident["top1_accuracy"], ident["chance_top1"], ident["mean_rank_percentile"],
+            ident["chance_rank_percentile"], shuffled["top1_accuracy"], shuffled["mean_rank_percentile"],
+            ident["n_segments"]]
+    assert quoted == pytest.approx(held, abs=5e-4)
+    audio = [float(x) for x in re.findall(r"-?\d+\.\d+", lines[4])]
+    a, b = summary["scores_vs_original"], summary["scores_shuffled_vs_original"]
+    assert audio == pytest.approx([a["snr_db"], a["si_sdr_db"], b["snr_db"], b["si_sdr_db"]], abs=0.05)

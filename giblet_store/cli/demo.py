@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ..errors import ModelError
 
-__all__ = ["run_demo", "random_model_dir", "add_demo"]
+__all__ = ["run_demo", "random_model_dir", "example_model", "add_demo"]
 
 DEMO_SECONDS = 30.0
+RANDOM_MODEL = "random-encodec-24khz-seed0-v2"  # save_test_model(seed=0), in the user cache
 
 
 def random_model_dir() -> Path:
@@ -21,7 +22,7 @@ def random_model_dir() -> Path:
     from ..codec.registry import cache_dir
 
     root = cache_dir()
-    d = root / "random-encodec-24khz-seed0-v2"
+    d = root / RANDOM_MODEL
     if not (d / "config.json").exists():
         tmp = Path(tempfile.mkdtemp(dir=root.mkdir(parents=True, exist_ok=True) or root))
         save_test_model(tmp, seed=0)
@@ -34,6 +35,41 @@ def random_model_dir() -> Path:
 
             shutil.rmtree(tmp, ignore_errors=True)  # ours is a duplicate of theirs
     return d
+
+
+def example_model(model: str | None = None, hub: str | None = None) -> str:
+    """The model an example runs with, said in the first line it prints (the same rule for every example).
+
+    Parameters
+    ----------
+    model : str or None
+        What the user passed as ``--model`` (a hub name or a save_pretrained directory): used as given;
+        if it cannot be loaded the example stops with the reason (stderr, exit status 2, no traceback).
+    hub : str or None
+        The model tried when ``model`` is None (default ``facebook/encodec_24khz``); when it cannot be
+        loaded (offline, not in the local hub cache) a random-weight EnCodec of the 24 kHz architecture
+        (:func:`random_model_dir`) is used instead, and the line says so.
+
+    Returns
+    -------
+    str
+        The model name or directory to pass on.
+    """
+    from ..codec.encodec import DEFAULT_MODEL, load_codec
+
+    name = model if model is not None else (hub or DEFAULT_MODEL)
+    try:
+        load_codec(name)
+    except ModelError as exc:
+        if model is not None:
+            print(f"model: {model} cannot be loaded: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        fallback = str(random_model_dir())
+        print(f"model: {name} unavailable offline; using a random-weight EnCodec (codes are not meaningful) "
+              f"-- pass --model DIR for real weights ({fallback})", flush=True)
+        return fallback
+    print(f"model: {name}", flush=True)
+    return name
 
 
 def _banner(text: str) -> None:
