@@ -241,3 +241,54 @@ def test_gc_and_repair_processes_never_quarantine_into_a_link(refs, victim, tmp_
         err = clean(p)
         assert p.returncode == 2 and "'_quarantine'" in err and "symbolic link" in err, (argv, err)
         assert checksum(victim) == before and files_under(folder) == entry  # the entry stays where it was
+
+
+# ------------------------------------------------------------------------------ 2. damaged entries, other folders
+def _damage(folder: Path, how: str) -> None:
+    meta = folder / "zarr.json"
+    if how == "cut short":
+        meta.write_bytes(meta.read_bytes()[:-3])
+    elif how == "status writing":
+        doc = json.loads(meta.read_text())
+        doc["attributes"]["status"] = "writing"
+        meta.write_text(json.dumps(doc))
+    else:
+        meta.unlink()
+
+
+def test_gc_process_quarantines_damaged_entries_and_leaves_other_folders(refs, tmp_path):
+    """Issue 21 #2: gc once printed "removed codes/<key16> (abandoned)" for each of these, chunks and all."""
+    root = store_copy(refs, tmp_path / "st", "s0", "s1", "s2")
+    damaged = {}
+    for name, how in (("s0", "cut short"), ("s1", "status writing"), ("s2", "no zarr.json")):
+        folder = root / "codes" / refs.key[name][:16]
+        _damage(folder, how)
+        damaged[f"codes/{folder.name}"] = files_under(folder)
+    (root / "notes" / "drafts").mkdir(parents=True)
+    (root / "notes" / "drafts" / "idea.md").write_text("keep me")
+    (root / "codes" / "my-results").mkdir()
+    (root / "codes" / "my-results" / "r.csv").write_text("a,b")
+    (root / "_staging" / "my_copy_of_stimuli").mkdir()
+    (root / "_staging" / "my_copy_of_stimuli" / "a.wav").write_bytes(b"RIFF")
+    age(root, HOURS_3)
+    kept = outside(root, *damaged)
+    p = cli("gc", root, "--json")
+    assert p.returncode == 0, clean(p)
+    items = {i["path"]: i for i in json.loads(p.stdout)["items"]}
+    for path, files in damaged.items():
+        assert items[path]["action"] == "quarantine" and items[path]["moved_to"].startswith("_quarantine/")
+        assert files_under(root / items[path]["moved_to"]) == files  # every chunk, byte for byte
+        assert not (root / path).exists()
+    assert items["notes"]["action"] == "leave" and items["_staging/my_copy_of_stimuli"]["action"] == "leave"
+    assert not [i for i in items.values() if i["action"] == "remove"]
+    assert outside(root, *damaged, "_quarantine/") == kept  # nothing else was touched
+    p = cli("verify", root, "--repair")  # it once moved notes/drafts and codes/my-results to _quarantine too
+    assert p.returncode == 0 and "0 broken" in p.stdout, clean(p)
+    assert outside(root, *damaged, "_quarantine/") == kept
+    # the same request, rerun in a process, rebuilds each entry (the quarantined copies stay)
+    p = cli("extract", *(refs.stims[n] for n in ("s0", "s1", "s2")), "--store", root, "--model", refs.model, *FAST)
+    assert p.returncode == 0 and p.stdout.count(" created ") == 3, clean(p)
+    assert len(assert_entries_are_clean(root, refs)) == 3
+    assert {str(p.relative_to(root)) for p in (root / "_quarantine").iterdir()} == {
+        i["moved_to"] for i in items.values() if i["action"] == "quarantine"}
+    assert (root / "notes" / "drafts" / "idea.md").read_text() == "keep me"
