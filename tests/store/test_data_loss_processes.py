@@ -292,3 +292,95 @@ def test_gc_process_quarantines_damaged_entries_and_leaves_other_folders(refs, t
     assert {str(p.relative_to(root)) for p in (root / "_quarantine").iterdir()} == {
         i["moved_to"] for i in items.values() if i["action"] == "quarantine"}
     assert (root / "notes" / "drafts" / "idea.md").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------ 3. a stimulus replaced mid-extract
+def _replace(how: str, stim: Path, other: Path) -> None:
+    if how == "rewrite":  # same inode, same size: only the bytes differ
+        with open(stim, "r+b") as f:
+            f.write(other.read_bytes())
+    else:  # another file renamed over the path
+        os.replace(other, stim)
+
+
+@pytest.mark.parametrize("how", ["rewrite", "rename"])
+def test_a_stimulus_replaced_while_an_extract_process_reads_it(refs, tmp_path, how):
+    """Issue 21 #3: extract hashed A, loaded the model, then read B: B's codes cached under A's key.
+
+    The swap comes as soon as the process has the stimulus or the model's weights open (the key's two
+    hashes: the model is hashed after the stimulus, then loaded for seconds before the audio is read).
+    Whatever the timing: exit 2 and the store unchanged, or the entry holds the codes of the bytes
+    whose hash it carries.
+    """
+    stim, other = tmp_path / "stim.wav", tmp_path / "next.wav"
+    shutil.copyfile(refs.stims["a"], stim)
+    shutil.copyfile(refs.stims["b"], other)
+    root = tmp_path / "st"
+    open_store(root)
+    before = snapshot(root)
+    proc = spawn("extract", stim, "--store", root, "--model", refs.model, *FAST)
+    try:
+        weights = str(Path(refs.model) / "model.safetensors")
+        wait_until(lambda: {str(stim), weights} & set(open_files(proc.pid)), proc, "the stimulus was opened")
+        _replace(how, stim, other)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert sha256_file(stim) == refs.sha["b"]  # the swap really happened
+    clean((out, err))
+    if proc.returncode == 2:
+        assert CHANGED in err and "nothing was stored" in err and snapshot(root) == before, err
+        return
+    assert proc.returncode == 0 and " created " in out, err
+    (entry,) = assert_entries_are_clean(root, refs)  # the entry is the clean one of the hash it carries
+    assert entry.attrs["source_sha256"] in (refs.sha["a"], refs.sha["b"])
+
+
+# ------------------------------------------------------------------------------ 4. gc looping during writes
+def _writer_ok(proc: subprocess.Popen, out: str, err: str) -> None:
+    """A writer racing gc succeeds, or exits 2 saying its staging vanished and to rerun: never 1."""
+    clean((out, err))
+    assert proc.returncode in (0, 2), (proc.returncode, err[-3000:])
+    if proc.returncode == 2:
+        assert "vanished" in err and "rerun" in err, err[-3000:]
+
+
+def test_gc_looping_with_older_than_0_never_breaks_extract_or_batch_processes(refs, tmp_path):
+    """Issue 21 #5: `gc --older-than 0` during an extract killed it ("unexpected FileNotFoundError"), and a
+    batch template untouched while its files encode was taken by gc, failing the batch after all the work."""
+    root, stop, log = tmp_path / "st", tmp_path / "stop", tmp_path / "gc.jsonl"
+    open_store(root)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"model": str(refs.model), "bandwidths": [1.5], "trs": [1.5], "chunk_s": 1.0,
+                                    "context_s": 0.5, "tr_chunk": 1,
+                                    "stimuli": [str(refs.stims["s1"]), str(refs.stims["s2"])]}))
+    with open(log, "w") as f:
+        gc = subprocess.Popen([sys.executable, "-c", _GC_LOOP, str(root), str(stop)], stdout=f,
+                              stderr=subprocess.STDOUT, env=_env())
+    writers = []
+    try:
+        wait_until(lambda: log.read_text().count("\n") >= 1, gc, "the first gc pass")
+        writers = [spawn("extract", refs.stims["a"], refs.stims["s0"], "--store", root, "--model", refs.model,
+                         *FAST),
+                   spawn("batch", manifest, "--store", root, "--workers", 1, "--no-progress")]
+        done = [(w, *w.communicate(timeout=600)) for w in writers]
+    finally:
+        stop.touch()
+        for p in (*writers, gc):
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    for w, out, err in done:
+        _writer_ok(w, out, err)
+    passes = [json.loads(line) for line in log.read_text().splitlines()]
+    assert gc.returncode == 0 and len(passes) >= 2
+    assert all(p["code"] == 0 and "unexpected" not in p["err"] for p in passes), passes
+    assert sum(p["kept"] for p in passes) > 0  # gc did run while a write was in progress
+    assert_entries_are_clean(root, refs)  # whatever was published is whole and right
+    p = cli("extract", *(refs.stims[n] for n in ("a", "s0", "s1", "s2")), "--store", root, "--model",
+            refs.model, *FAST)  # a rerun finishes whatever a refused writer left
+    assert p.returncode == 0, clean(p)
+    assert len(assert_entries_are_clean(root, refs)) == 4
