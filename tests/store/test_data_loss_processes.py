@@ -384,3 +384,42 @@ def test_gc_looping_with_older_than_0_never_breaks_extract_or_batch_processes(re
             refs.model, *FAST)  # a rerun finishes whatever a refused writer left
     assert p.returncode == 0, clean(p)
     assert len(assert_entries_are_clean(root, refs)) == 4
+
+
+# ------------------------------------------------------------------------------ 5. a writer killed mid-write
+def test_gc_process_sweeps_a_killed_writer_and_nothing_else(refs, tmp_path):
+    """An extract process SIGKILLed between staging and publishing leaves its lease and staging; hours
+    later a gc process removes exactly those, while a live writer (this process: an old staging, a
+    renewed lease), a complete entry and a user's folder stay."""
+    import s3_writer
+    from giblet_store.store.lease import Lease
+
+    root = store_copy(refs, tmp_path / "st", "s0")
+    (root / "notes").mkdir()
+    (root / "notes" / "n.txt").write_text("mine")
+    store, (ds, attrs, enc) = open_store(root), s3_writer.entry()
+    dead16, live16 = refs.key["a"][:16], attrs["key"][:16]
+    with Lease(store.storage, attrs["key"]):
+        store.begin_write(ds, attrs, enc)  # a slow encode's template ...
+        proc = spawn("extract", refs.stims["a"], "--store", root, "--model", refs.model, *FAST)
+        try:
+            wait_until(lambda: [n for n in os.listdir(root / "_staging") if n.startswith(f"{dead16}-w")], proc,
+                       "the writer's staging")
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        assert proc.returncode == -signal.SIGKILL
+        dead = sorted(n for n in os.listdir(root / "_staging") if n.startswith(dead16))
+        assert [n for n in dead if n.endswith(".lease")] and [n for n in dead if f"{dead16}-w" in n], dead
+        age(root, HOURS_3)  # hours later ...
+        for lease in (root / "_staging").glob(f"{live16}-l*.lease"):
+            os.utime(lease)  # ... the live writer has kept renewing its lease
+        kept = outside(root, f"_staging/{dead16}", f"_staging/{live16}-l")
+        p = cli("gc", root, "--json")
+    assert p.returncode == 0, clean(p)
+    items = json.loads(p.stdout)["items"]
+    assert sorted(i["path"] for i in items if i["removed"]) == [f"_staging/{n}" for n in dead]
+    assert {i["action"] for i in items if i["group"] == live16} == {"keep"}
+    assert not [n for n in os.listdir(root / "_staging") if n.startswith(dead16)]
+    assert outside(root, f"_staging/{dead16}", f"_staging/{live16}-l") == kept  # nothing else removed
+    assert_entries_are_clean(root, refs)
