@@ -142,10 +142,10 @@ def outside(root: Path, *skip: str) -> dict:
 # ------------------------------------------------------------------------------ a reference store
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory, model_dir):
-    """Stimuli and a clean store of their codes: ``a``/``b`` (5 s, same header, other samples), ``s0``-``s2`` (1.5 s)."""
+    """Stimuli and a clean store of their codes: ``a``/``b`` (3 s, same header, other samples), ``s0``-``s2`` (1.5 s)."""
     d = tmp_path_factory.mktemp("realproc")
-    stims = {"a": write_wav(d / "a.wav", synth_audio(5.0, 24000, seed=31), 24000),
-             "b": write_wav(d / "b.wav", synth_audio(5.0, 24000, seed=32), 24000)}
+    stims = {"a": write_wav(d / "a.wav", synth_audio(3.0, 24000, seed=31), 24000),
+             "b": write_wav(d / "b.wav", synth_audio(3.0, 24000, seed=32), 24000)}
     for i in range(3):
         stims[f"s{i}"] = write_wav(d / f"s{i}.wav", synth_audio(1.5, 24000, seed=40 + i), 24000)
     assert stims["a"].stat().st_size == stims["b"].stat().st_size
