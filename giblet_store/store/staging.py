@@ -144,8 +144,9 @@ class StagedWriter:
         st = self.store
         from .leftovers import sweep_dead_writers
 
-        sweep_dead_writers(st, attrs["key"][:KEY_PATH_LEN])  # a killed client's lease of this key
         staging = Staging(st.url, attrs["kind"], attrs["key"], content_key(layout)[:8], tuple(regions), st.local)
+        st.storage.refuse_link_above(staging.data, "write anything into")  # its template would land in the link
+        sweep_dead_writers(st, attrs["key"][:KEY_PATH_LEN])  # a killed client's lease of this key
         if st.local:
             if self._staging_id(staging) is None:  # else resume or join: the template is whole
                 self._make_local_template(staging, ds, attrs, enc)

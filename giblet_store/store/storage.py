@@ -81,6 +81,11 @@ class Storage:
                 return None
         return None
 
+    def refuse_link_above(self, rel: str, what: str) -> None:
+        """:meth:`link_error` when a folder above ``rel`` (below the root) is a symbolic link (local disk)."""
+        if "/" in rel and (link := self.link_in(rel.rsplit("/", 1)[0])) is not None:
+            raise self.link_error(link, what)
+
     # ------------------------------------------------------------------------------ reading
     def get(self, rel: str) -> bytes:
         """The bytes of one file/object (``FileNotFoundError`` when absent).
@@ -128,10 +133,18 @@ class Storage:
 
     # ------------------------------------------------------------------------------ writing
     def put(self, rel: str, data: bytes) -> None:
-        """Write one object (atomically on local disk, as one PUT on object stores)."""
+        """Write one object (atomically on local disk, as one PUT on object stores); never through a link.
+
+        Raises
+        ------
+        StoreError
+            A folder above ``rel`` (below the root) is a symbolic link (``_staging`` pointing at a user's
+            folder would otherwise receive a writer's lease it then cannot remove).
+        """
         from zarr.core.buffer import cpu
         from zarr.core.sync import sync
 
+        self.refuse_link_above(rel, "write anything into")
         sync(self.zstore.set(rel, cpu.Buffer.from_bytes(data)))
 
     def ensure_group(self, rel: str) -> None:

@@ -31,6 +31,7 @@ __all__ = ["QUARANTINE", "QuarantineWarning", "Problem", "VerifyReport", "verify
 
 QUARANTINE = "_quarantine"
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_KEY16 = re.compile(r"[0-9a-f]{16}\Z")  # an entry folder's name: the key's first 16 hex digits
 
 
 class QuarantineWarning(UserWarning):
@@ -230,15 +231,27 @@ def _sweep_quietly(store, key: str) -> None:
 
 
 def _entry_dirs(store) -> list[tuple[str, str]]:
+    """(kind folder, entry folder) of every folder that may be an entry: ``<kind>/<16 hex digits>``.
+
+    Any other folder (``notes/drafts``, ``codes/my-results``) is not this package's: never checked,
+    never moved (``gc`` reports it as left alone).
+    """
+    from ..validate import KINDS
+
     out = []
     for kind_dir in store.storage.kind_dirs():
+        if kind_dir not in KINDS:
+            continue
         try:
             children = store.fs.ls(store.storage.path(kind_dir), detail=True)
         except FileNotFoundError:
             continue
         for info in children:  # a symlinked entry folder is listed by `ls`, so it is checked here too
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if not _KEY16.match(name):
+                continue
             if info.get("type") == "directory" or (info.get("islink") and store.fs.isdir(info["name"])):
-                out.append((kind_dir, info["name"].rstrip("/").rsplit("/", 1)[-1]))
+                out.append((kind_dir, name))
     return sorted(out)
 
 
