@@ -9,7 +9,11 @@ under the system temp folder):
 
 ``extract``  ``extract_codes``: hash, load, encode one model chunk at a time, lay frames on the TR grid, write the entry
 ``model``    load the file (as the package does) and make one ``EncodecModel.encode`` call (oneDNN off, as the
-             package encodes)
+             package encodes), on torch's default intra-op threads (one per core)
+``model1``   the same call with ``torch.set_num_threads(1)``: the model's own output depends on the thread
+             count (a chunk's scale is a mean, whose last bit torch rounds by the thread count; a scale one
+             bit apart can flip a code), so "equal bit for bit" is to the model run on one thread, as the
+             package runs every chunk
 
 Codes and scales of every chunk are compared bit for bit. CPU time is the process's (all threads);
 on a shared machine only the CPU-time ratio is comparable, so the load average is printed beside it.
@@ -63,7 +67,9 @@ def worker(mode: str, model: str, bandwidth: float, wav: str, out: str, profile:
         prof = cProfile.Profile()
         prof.enable()
     t0, c0 = time.perf_counter(), _cpu_s()
-    if mode == "model":
+    if mode in ("model", "model1"):
+        if mode == "model1":
+            torch.set_num_threads(1)
         audio, _ = load_audio(wav, SR, 2)
         with reproducible_torch(), torch.inference_mode():
             enc = codec.model.encode(torch.from_numpy(audio)[None], bandwidth=bandwidth)
@@ -79,7 +85,7 @@ def worker(mode: str, model: str, bandwidth: float, wav: str, out: str, profile:
         store = open_store(tempfile.mkdtemp() + "/store")
         entry = extract_codes(store, wav, CodecParams(model, bandwidth), TrGrid(1.5)).entry
     dt, cpu = time.perf_counter() - t0, _cpu_s() - c0
-    if mode != "model":
+    if mode == "extract":
         got = entry_chunks(entry.open())  # read back for the comparison (not timed)
         chunks, scales = [c for c, _ in got], np.array([s for _, s in got], np.float32)
     if prof is not None:
@@ -155,8 +161,26 @@ def _stimulus(path: Path, seconds: float) -> Path:
     return path
 
 
+def _same_codes(x: dict, y: dict) -> tuple[int, int]:
+    """(chunks whose codes are equal bit for bit, chunks) of two runs."""
+    if len(x["codes"]) != len(y["codes"]):
+        return 0, max(len(x["codes"]), len(y["codes"]))
+    return sum(bool(np.array_equal(p, q)) for p, q in zip(x["codes"], y["codes"])), len(x["codes"])
+
+
+def _report_threads(e: dict | None, m: dict | None, m1: dict | None) -> None:
+    """The model's own call on default threads vs on one thread, and ours vs each."""
+    for name, x, y in (("model (default threads) vs model1 (1 thread)", m, m1), ("extract vs model1", e, m1),
+                       ("extract vs model (default threads)", e, m)):
+        if x and y:
+            eq, n = _same_codes(x, y)
+            s_eq = int((x["scales"] == y["scales"]).sum()) if x["scales"].shape == y["scales"].shape else 0
+            print(f"{name}: codes equal in {eq} of {n} chunks, scales equal in {s_eq} of {len(y['scales'])}")
+
+
 def _report(seconds: float, a, results: dict) -> None:
     e, m = results.get("extract"), results.get("model")
+    _report_threads(e, m, results.get("model1"))
     print(f"\n{seconds:g} s of 48 kHz stereo, {a.bandwidth:g} kbps")
     print(f"{'':10s}{'wall s':>10s}{'CPU s':>10s}{'peak RSS GiB':>15s}{'load avg':>10s}")
     for name, r in results.items():
@@ -192,7 +216,11 @@ def main() -> None:
         tmp = Path(d)
         for seconds in (float(s) for s in a.seconds.split(",")):
             wav = _stimulus(tmp / f"stim{seconds:g}.wav", seconds)
-            results = {m: _run(m, a, model, wav, tmp, seconds) for m in a.modes.split(",")}
+            results = {}
+            for m in a.modes.split(","):
+                results[m] = r = _run(m, a, model, wav, tmp, seconds)
+                if r:  # as each finishes: a long run shows its progress
+                    print(f"{m} ({seconds:g} s): {r['cpu_s']:.1f} CPU s, {r['seconds']:.1f} s wall", flush=True)
             _report(seconds, a, results)
 
 
