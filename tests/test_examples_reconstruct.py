@@ -48,8 +48,8 @@ def _example_module():
 
 def test_reconstruct_from_fmri_example_with_the_48khz_model(tmp_path, model48_dir, capsys):
     """The example with the 48 kHz stereo model (in-process): its held-out reconstruction is decoded chunk by
-    chunk times the stimulus's stored scales (bit for bit EncodecModel.decode of each chunk with its scale, oneDNN off), starts at
-    the held-out TRs' first frame, and its identification and scores are numbers."""
+    chunk times the stimulus's stored scales (bit for bit EncodecModel.decode of each chunk with its scale,
+    oneDNN off), starts at the held-out TRs' first frame, and its identification and scores are numbers."""
     import math
 
     import numpy as np
