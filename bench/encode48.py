@@ -1,6 +1,7 @@
 """The 48 kHz stereo model: our extract path against the model's own whole-file ``EncodecModel.encode``.
 
-    python bench/encode48.py [--seconds 60,600] [--bandwidth 6] [--model DIR] [--profile]
+    python bench/encode48.py [--seconds 60,600] [--bandwidth 6] [--model DIR] [--modes extract,model,model1]
+                             [--profile] [--chunk-threads]
 
 Each path runs in its own subprocess (so peak RSS is its own) on the same synthetic stereo stimulus
 (a 48 kHz PCM16 wav) and the same model (default: a random-weight model of the real 48 kHz
@@ -17,6 +18,8 @@ under the system temp folder):
 
 Codes and scales of every chunk are compared bit for bit. CPU time is the process's (all threads);
 on a shared machine only the CPU-time ratio is comparable, so the load average is printed beside it.
+``--chunk-threads`` also encodes every chunk with the model's own ``_encode_frame`` on 1 and on 2 threads and
+says which scales and codes differ (:func:`chunk_threads`).
 ``--profile`` runs the extract path under cProfile and prints where its time went, split into the
 model's own forward calls and everything else.
 """
@@ -144,6 +147,49 @@ def _run(mode: str, a, model: str, wav: Path, tmp: Path, seconds: float) -> dict
     return r
 
 
+def chunk_threads(wav: Path, model: str, bandwidth: float) -> None:
+    """The model's own ``_encode_frame`` of every chunk on 1 vs 2 intra-op threads (oneDNN off): which scales
+    and codes differ. Chunks whose scale differs are screened on one thread (the chunk divided by each
+    scale), and those whose codes change are confirmed with ``_encode_frame`` on 1 and on 2 threads."""
+    import torch
+
+    from giblet_store.audio.load import load_audio
+    from giblet_store.codec.encodec import load_codec, reproducible_torch
+
+    m = load_codec(model).model
+    audio, _ = load_audio(str(wav), SR, 2)
+    x = torch.from_numpy(np.ascontiguousarray(audio))[None]
+
+    def scale(fr):  # as EncodecModel._encode_frame
+        return (torch.sum(fr, 1, keepdim=True) / fr.shape[1]).pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-8
+
+    starts, n_scales, flipped = range(0, x.shape[-1], 47520), 0, []
+    saved = torch.get_num_threads()
+    try:
+        with reproducible_torch(), torch.inference_mode():
+            for k, s in enumerate(starts):
+                fr = x[..., s: s + 48000]
+                torch.set_num_threads(1)
+                s1 = scale(fr)
+                torch.set_num_threads(2)
+                s2 = scale(fr)
+                if torch.equal(s1, s2):
+                    continue
+                n_scales += 1
+                torch.set_num_threads(1)
+                if torch.equal(*(m.quantizer.encode(m.encoder(fr / v), bandwidth) for v in (s1, s2))):
+                    continue
+                c1, _ = m._encode_frame(fr, bandwidth)
+                torch.set_num_threads(2)
+                c2, _ = m._encode_frame(fr, bandwidth)
+                if not torch.equal(c1, c2):
+                    flipped.append((k, int((c1 != c2).sum()), int(c1.numel())))
+    finally:
+        torch.set_num_threads(saved)
+    print(f"the model's own chunks, 1 vs 2 threads: scales differ in {n_scales} of {len(starts)}; codes differ in "
+          f"{len(flipped)} (chunk, codes changed, codes): {flipped}")
+
+
 def _stimulus(path: Path, seconds: float) -> Path:
     """A synthetic 48 kHz stereo PCM16 wav, written a minute at a time."""
     import soundfile as sf
@@ -203,8 +249,10 @@ def main() -> None:
     p.add_argument("--seconds", default="60,600", help="comma-separated stimulus lengths")
     p.add_argument("--bandwidth", type=float, default=6.0)
     p.add_argument("--model", default=None)
-    p.add_argument("--modes", default="extract,model")
+    p.add_argument("--modes", default="extract,model", help="of extract, model, model1 (comma-separated)")
     p.add_argument("--profile", action="store_true", help="cProfile the extract path (its own time per function)")
+    p.add_argument("--chunk-threads", action="store_true",
+                   help="also: the model's own chunk encode on 1 vs 2 threads, which scales and codes differ")
     p.add_argument("--worker", default=None)
     p.add_argument("--wav", default=None)
     p.add_argument("--out", default=None)
@@ -217,11 +265,13 @@ def main() -> None:
         for seconds in (float(s) for s in a.seconds.split(",")):
             wav = _stimulus(tmp / f"stim{seconds:g}.wav", seconds)
             results = {}
-            for m in a.modes.split(","):
+            for m in filter(None, a.modes.split(",")):  # --modes "" --chunk-threads: only the per-chunk check
                 results[m] = r = _run(m, a, model, wav, tmp, seconds)
                 if r:  # as each finishes: a long run shows its progress
                     print(f"{m} ({seconds:g} s): {r['cpu_s']:.1f} CPU s, {r['seconds']:.1f} s wall", flush=True)
             _report(seconds, a, results)
+            if a.chunk_threads:
+                chunk_threads(wav, model, a.bandwidth)
 
 
 if __name__ == "__main__":
