@@ -2,8 +2,9 @@
 
 The whole loop of the reference project's goal, small enough for two CPU cores in under a minute:
 
-1. a real recording (../shared/data/encodec_test_24k.wav, 20 s of music, looped to 36 s) is encoded to
-   EnCodec codes on a 1 s TR grid and dequantised to embeddings (tr, frame, dim);
+1. a real recording (../shared/data/encodec_test_24k.wav, 20 s of music, looped to 36 s; with a stereo model
+   such as facebook/encodec_48khz, 20 s synthesised at its rate and channels) is encoded to EnCodec codes on
+   a 1 s TR grid at the model's lowest bandwidth and dequantised to embeddings (tr, frame, dim);
 2. fMRI for two "subjects" is **simulated from the stimulus** (the main components of the per-TR
    embedding means, HRF-convolved with the store's causal SPM kernel, mixed into 300 voxels, plus
    independent noise per subject),
@@ -27,6 +28,11 @@ Without --model it tries facebook/encodec_24khz and, when that cannot be loaded 
 random-weight EnCodec of the same architecture; the first line printed says which model runs.
 
     python examples/reconstruct_from_fmri.py --store demo_store --model facebook/encodec_24khz
+    python examples/reconstruct_from_fmri.py --store demo48 --model facebook/encodec_48khz
+
+With the 48 kHz model the reconstruction is decoded chunk by chunk, each chunk times the stimulus's stored
+scale (the embeddings are of loudness-normalised chunks), and the held-out wav starts at the first frame
+of TR 26 (its WAV comment says where).
 """
 
 from __future__ import annotations
@@ -66,19 +72,27 @@ def score_audio(reference: np.ndarray, degraded: np.ndarray, sr: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- steps
-def stimulus(out: Path) -> Path:
-    """The recording looped to N_TRS * TR_S seconds (synthetic audio if the shared data is absent)."""
+def stimulus(out: Path, codec) -> Path:
+    """The recording looped to N_TRS * TR_S seconds; for a model that is not mono (the 48 kHz stereo one), or
+    without the shared data, 20 s synthesised at the model's rate and channels, looped the same way."""
     import soundfile as sf
 
     from giblet_store.testing import synth_audio
 
-    if SHARED.exists():
+    if SHARED.exists() and codec.channels == 1:
         audio, sr = sf.read(str(SHARED), dtype="float32", always_2d=True)
-        audio = audio.mean(1)
+        audio = audio.mean(1, keepdims=True)
     else:
-        sr, audio = 24000, synth_audio(20.0, 24000, seed=1)[0]
-    sf.write(str(out), np.resize(audio, int(N_TRS * TR_S * sr)), sr, subtype="PCM_16")
+        sr = codec.sample_rate_hz
+        audio = synth_audio(20.0, sr, seed=1, channels=codec.channels).T  # (sample, channel)
+    n = int(N_TRS * TR_S * sr)
+    sf.write(str(out), audio[np.arange(n) % len(audio)], sr, subtype="PCM_16")
     return out
+
+
+def mono(x: np.ndarray) -> np.ndarray:
+    """(sample,) of a (sample,) or (sample, channel) signal: the channels' mean (the metrics take mono)."""
+    return x.mean(1) if x.ndim == 2 else x
 
 
 def stimulus_pcs(store, emb, k: int = 8):
@@ -151,6 +165,8 @@ def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
     import soundfile as sf
 
     import giblet_store as gs
+    from giblet_store.audio.start import recorded_start
+    from giblet_store.features.decoding import decode_codes_on_grid
     from giblet_store.training.scores import _corr_matrix
 
     n = store.open(emb)["n_frames"].values[slice(*TEST)].astype(np.int64)
@@ -160,10 +176,13 @@ def score(store, emb, rec, pred, true, wav, decoded, out: Path, args) -> dict:
     slots = store.open(emb).sizes["frame"]
     frames = np.where((np.arange(slots)[None, :] < n[:, None])[..., None], pred[perm][:, None, :], np.nan)
     shuffled_codes = gs.quantise(frames, model=args.model, bandwidth_kbps=load_codec(args.model).bandwidths[0])
-    shuffled = gs.decode_codes(shuffled_codes, model=args.model, n_frames=n)[0]
+    # decoded in the held-out TRs' places (48 kHz: times the stimulus's stored scale of each chunk there)
+    shuffled = mono(decode_codes_on_grid(store, emb, shuffled_codes, n, np.arange(*TEST), model=args.model).T)
     recon, sr = sf.read(str(decoded), dtype="float32")
-    full, _ = sf.read(str(wav), dtype="float32")
-    original = full[int(TEST[0] * TR_S * sr):int(TEST[0] * TR_S * sr) + len(recon)]
+    recon = mono(recon)
+    full = mono(sf.read(str(wav), dtype="float32")[0])
+    start = int(recorded_start(decoded) * sr)  # the held-out TRs' first frame (48 kHz: not TEST[0] * TR_S exactly)
+    original = full[start:start + len(recon)]
     ident = gs.identify_reconstruction(store, rec)
     held_true = true[slice(*TEST)]
     ident_shuffled = gs.identify(pred[perm], held_true)
@@ -205,8 +224,8 @@ def main(argv=None) -> dict:
     store = gs.open_store(store_dir)
 
     # 1. stimulus codes and embeddings; 2. simulated fMRI for two subjects, ingested beside them
-    wav = stimulus(out / "stimulus.wav")
-    lowest = load_codec(args.model).bandwidths[0]  # the model's lowest bandwidth (24 kHz: 1.5 kbps)
+    wav = stimulus(out / "stimulus.wav", load_codec(args.model))
+    lowest = load_codec(args.model).bandwidths[0]  # the model's lowest bandwidth (24 kHz: 1.5 kbps, 48 kHz: 3)
     codes = gs.extract_codes(store, wav, gs.CodecParams(args.model, lowest), gs.TrGrid(TR_S)).entry
     emb = store.derive(codes, gs.Embeddings(), model=args.model)
     mu, pcs = stimulus_pcs(store, emb)

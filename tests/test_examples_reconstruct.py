@@ -68,3 +68,75 @@ def test_the_readme_figures_are_what_the_readme_command_prints(tmp_path, model_d
     audio = [float(x) for x in re.findall(r"-?\d+\.\d+", lines[4])]
     a, b = summary["scores_vs_original"], summary["scores_shuffled_vs_original"]
     assert audio == pytest.approx([a["snr_db"], a["si_sdr_db"], b["snr_db"], b["si_sdr_db"]], abs=0.05)
+
+
+def _example_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reconstruct_from_fmri_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reconstruct_from_fmri_example_with_the_48khz_model(tmp_path, model48_dir, capsys):
+    """The example with the 48 kHz stereo model (in-process): its held-out reconstruction is decoded chunk by
+    chunk times the stimulus's stored scales (bit for bit EncodecModel.decode of each chunk with its scale,
+    oneDNN off), starts at the held-out TRs' first frame, and its identification and scores are numbers."""
+    import math
+
+    import numpy as np
+    import pytest
+    import torch
+
+    from giblet_store import DecodeIncompleteWarning
+    from giblet_store.audio.start import recorded_start
+    from giblet_store.codec.encodec import load_codec, reproducible_torch
+
+    # chunk 26 starts at 25.74 s: its first frames lie in TR 25, which is not reconstructed
+    with pytest.warns(DecodeIncompleteWarning, match=r"chunk\(s\) \[26\] have frames outside TRs 26:36"):
+        summary = _example_module().main(["--store", str(tmp_path / "st"), "--model", str(model48_dir),
+                                          "--out", str(tmp_path / "out")])
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s == json.loads(json.dumps(summary))  # the JSON line printed is the summary returned
+    store = open_store(tmp_path / "st", mode="r")
+    codes_entry, q = store.get(s["codes_key"]), store.get(s["quantised_key"])
+    assert codes_entry.attrs["encoder"] == "model_chunks" and codes_entry.attrs["bandwidth_kbps"] == 3.0
+    cds, qds = store.open(codes_entry), store.open(q)
+    sr, hop, stride = 48000, int(codes_entry.attrs["hop_samples"]), int(codes_entry.attrs["chunk_stride_samples"])
+    length = int(codes_entry.attrs["chunk_length_samples"])
+
+    # the wav: stereo, from the first frame of TR 26 to the end of the last frame of TR 35, start recorded
+    n = cds["n_frames"].values[26:36].astype(np.int64)
+    real = np.arange(cds.sizes["frame"])[None, :] < n[:, None]
+    pos = np.rint(cds["frame_time_s"].values[26:36][real] * sr).astype(np.int64)
+    audio, wav_sr = sf.read(s["wav"], dtype="float32", always_2d=True)
+    assert wav_sr == sr and audio.shape == (pos.max() + hop - pos.min(), 2)
+    # chunks overlap: the frames before TR 26 span fewer samples than frames x hop
+    assert recorded_start(s["wav"]) * sr == pos.min() != cds["n_frames"].values[:26].sum() * hop
+
+    # a chunk wholly inside the held-out TRs: where no other chunk overlaps it, the wav is the model's own
+    # decode of the reconstruction's codes for that chunk times the chunk's STORED scale
+    chunk = cds["frame_chunk"].values[26:36][real]
+    k = 30
+    assert (chunk == k).sum() == cds["chunk_frames"].values[k]
+    order = np.argsort(pos[chunk == k], kind="stable")
+    qc = qds["codes"].sel(tr=np.arange(26, 36)).values  # (tr, codebook, frame): as many slots as the fullest TR
+    qcodes = np.moveaxis(qc, 1, 0)[:, real[:, :qc.shape[2]]][:, chunk == k][:, order].astype(np.int64)
+    scale = float(cds["scales"].values[k])
+    model = load_codec(str(model48_dir)).model
+    with reproducible_torch(), torch.inference_mode():  # oneDNN off, as the package decodes
+        want = model.decode(torch.from_numpy(qcodes)[None, None], [torch.tensor(scale).view(1, 1)])[0]
+    want = want[0].numpy().T  # (sample, channel)
+    a, b = k * stride + (length - stride), (k + 1) * stride  # only chunk k covers [a, b)
+    got = audio[a - pos.min():b - pos.min()]
+    np.testing.assert_array_equal(got, want[a - k * stride:b - k * stride])
+    assert abs(scale - 1.0) > 0.05 and not np.allclose(got, got / scale, rtol=1e-3)  # the scale matters here
+
+    ident = s["identification"]
+    assert ident["chance_top1"] == 0.1 and ident["n_segments"] == 10
+    numbers = [ident["top1_accuracy"], ident["mean_rank_percentile"],
+               *s["identification_shuffled"].values(), *s["scores_vs_original"].values(),
+               *s["scores_shuffled_vs_original"].values()]
+    assert all(math.isfinite(v) for v in numbers), numbers
+    assert s["model"] == Path(model48_dir).name

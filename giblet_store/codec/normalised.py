@@ -173,11 +173,37 @@ def chunk_weight(first_chunk_samples: int) -> np.ndarray:
 
 
 def _decode_one(codec, codes: np.ndarray, scale: float) -> np.ndarray:
+    """One chunk's audio times its scale, as ``EncodecModel._decode_frame``, on one torch intra-op thread."""
     import torch
 
-    c = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))[:, None].to(codec.device)
-    out = codec.model.decoder(codec.model.quantizer.decode(c))  # (1, channel, sample)
-    return (out * torch.tensor(scale, dtype=out.dtype).view(1, 1, 1))[0].cpu().numpy()
+    from .torch_threads import one_intra_op_thread
+
+    with one_intra_op_thread(), torch.inference_mode():
+        c = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64))[:, None].to(codec.device)
+        out = codec.model.decoder(codec.model.quantizer.decode(c))  # (1, channel, sample)
+        return (out * torch.tensor(scale, dtype=out.dtype).view(1, 1, 1))[0].cpu().numpy()
+
+
+def _decoded(codec, chunks: Iterable[tuple[int, np.ndarray, float, int]]) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(position, weight_offset, audio) of every chunk, in the given order, decoded side by side.
+
+    As :func:`encode_chunks`: up to ``min(MAX_CHUNK_THREADS, torch threads)`` chunks at once in Python
+    threads, each on one intra-op thread (the decoder's LSTM steps are too small to split), at most
+    twice that many in flight, so memory does not grow with the file.
+    """
+    import torch
+
+    workers = max(1, min(MAX_CHUNK_THREADS, torch.get_num_threads()))
+    with reproducible_torch(), ThreadPoolExecutor(workers, "giblet-decode") as pool:  # same bits, any threads
+        pending: deque = deque()
+        for pos, codes, scale, w0 in chunks:
+            if len(pending) >= 2 * workers:
+                p, w, fut = pending.popleft()
+                yield p, w, fut.result()
+            pending.append((pos, w0, pool.submit(_decode_one, codec, codes, scale)))
+        while pending:
+            p, w, fut = pending.popleft()
+            yield p, w, fut.result()
 
 
 def iter_decode_chunks(codec, chunks: Iterable[tuple[int, np.ndarray, float, int]], weight: np.ndarray,
@@ -203,13 +229,12 @@ def iter_decode_chunks(codec, chunks: Iterable[tuple[int, np.ndarray, float, int
 
     base, acc, wsum = out_start, None, None  # acc/wsum cover samples [base, base + len)
     with torch.inference_mode():
-        for pos, codes, scale, w0 in chunks:
+        for pos, w0, audio in _decoded(codec, chunks):
             if acc is not None and pos > base:  # every sample before pos is final: no later chunk reaches it
                 cut = min(pos, out_stop) - base
                 if cut > 0:
                     yield acc[:, :cut] / wsum[:cut]
                     acc, wsum, base = acc[:, cut:], wsum[cut:], base + cut
-            audio = _decode_one(codec, codes, scale)
             wgt = weight[w0 : w0 + audio.shape[-1]]
             audio = audio[:, : len(wgt)]
             lo, hi = max(pos, base), min(pos + audio.shape[-1], out_stop)

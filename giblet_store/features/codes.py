@@ -311,12 +311,18 @@ def start_comment_of(store: Store, entry: Entry, trs, hop: int, sample_rate_hz: 
     """The WAV comment recording where TRs ``trs`` of ``entry`` start in stimulus time (:mod:`giblet_store.audio.start`).
 
     Their first sample is stimulus sample ``(frames_before_grid + sum(n_frames[:A])) * hop``: the
-    frames before the grid, then the real frames of the TRs before ``A``.
+    frames before the grid, then the real frames of the TRs before ``A``; for an entry with
+    ``frame_time_s`` (the 48 kHz model) the start of the earliest frame of TR ``A`` on.
     """
     from ..audio.start import start_comment
 
     ds = store.open(entry)
     sel = parse_tr_range(trs, ds.sizes["tr"])
+    if "frame_time_s" in ds:  # the 48 kHz model's overlapping chunks: each frame's own start
+        from .codes_normalised import first_frame_sample
+
+        return start_comment(first_frame_sample(ds, sel, sample_rate_hz), sample_rate_hz, entry.key,
+                             (sel.start, sel.stop))
     first = int(entry.attrs.get("frames_before_grid", 0)) + int(ds["n_frames"].values[: sel.start].astype(np.int64).sum())
     return start_comment(first * int(hop), sample_rate_hz, entry.key, (sel.start, sel.stop))
 

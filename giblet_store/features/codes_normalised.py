@@ -31,7 +31,7 @@ from ..grid import FrameLayout, TrGrid, exact, to_tr
 from ..codec.normalised import ModelChunking, chunk_weight, encode_chunks, iter_decode_chunks, layout_positions
 
 __all__ = ["normalised_codes", "lay_chunks", "FramePlan", "entry_chunks", "normalised_attrs", "iter_decode_entry",
-           "DecodeIncompleteWarning"]
+           "DecodeIncompleteWarning", "first_frame_sample"]
 
 
 class DecodeIncompleteWarning(UserWarning):
@@ -152,14 +152,30 @@ def _frames(part, sample_rate_hz: int):
     return codes, pos, part["frame_chunk"].values[mask].astype(np.int64)
 
 
+def first_frame_sample(ds, sel: slice, sample_rate_hz: int) -> int:
+    """Stimulus sample at which the earliest real frame of TRs ``sel`` starts (from ``frame_time_s``).
+
+    A decode of those TRs starts there (:func:`iter_decode_entry`); chunks overlap, so it is not
+    ``sum(n_frames[:start]) * hop`` as with a model that encodes a file in one call.
+    """
+    part = ds.isel(tr=sel)
+    n = part["n_frames"].values.astype(np.int64)
+    t = part["frame_time_s"].values[np.arange(part.sizes["frame"])[None, :] < n[:, None]]
+    if t.size == 0:
+        raise ParameterError(f"TRs {sel.start}:{sel.stop} hold no frames (n_frames is 0); choose TRs with audio")
+    return int(np.rint(t * sample_rate_hz).astype(np.int64).min())
+
+
 def _read_range(ds, sel: slice, margin_s: float) -> slice:
     tr_s = float(ds.attrs["tr_s"])
     m = int(np.ceil(margin_s / tr_s)) + 1
     return slice(max(0, sel.start - m), min(ds.sizes["tr"], sel.stop + m))
 
 
-def iter_decode_entry(codec, ds, sel: slice):
+def iter_decode_entry(codec, ds, sel: slice, outside: str = "the TR grid (onset_s / n_trs cut them; not stored)"):
     """Decode TRs ``sel`` of a normalised-chunk codes dataset, piece by piece.
+
+    ``outside`` says, in the :class:`DecodeIncompleteWarning`, where a needed chunk's missing frames are.
 
     Returns
     -------
@@ -192,8 +208,8 @@ def iter_decode_entry(codec, ds, sel: slice):
         pieces.append((int(pos[idx[0]]), codes[:, idx], float(scales[k]), w0))
     if short:
         warnings.warn(
-            f"chunk(s) {short} have frames outside the TR grid (onset_s / n_trs cut them; not stored): they "
-            "decode from their stored frames, so those samples differ from the model's whole-file decode",
+            f"chunk(s) {short} have frames outside {outside}: they decode from the frames there are, so those "
+            "samples differ from the model's whole-file decode",
             DecodeIncompleteWarning, stacklevel=3)
     pieces.sort(key=lambda p: p[0])
     return iter_decode_chunks(codec, pieces, weight, out_start, out_stop), out_stop - out_start

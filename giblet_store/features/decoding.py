@@ -22,8 +22,8 @@ import numpy as np
 from ..audio.load import write_wav
 from ..errors import ParameterError
 
-__all__ = ["CodesAdjustedWarning", "decode_codes", "reconstruction_audio", "decode_reconstruction", "select_trs",
-           "reconstruction_start_comment"]
+__all__ = ["CodesAdjustedWarning", "decode_codes", "decode_codes_on_grid", "reconstruction_audio",
+           "decode_reconstruction", "select_trs", "reconstruction_start_comment"]
 
 
 class CodesAdjustedWarning(UserWarning):
@@ -194,37 +194,75 @@ def reconstruction_audio(store, entry, trs=None, *, model: str | None = None, ba
     elif bandwidth_kbps is not None:
         raise ParameterError("bandwidth_kbps applies to embeddings reconstructions; codes keep their codebooks")
     if "chunk_stride_samples" in entry.attrs:  # the 48 kHz model: the stimulus's chunks and their scales
-        return _chunked_audio(store, entry, ds, x, n, codec), codec.sample_rate_hz
+        rows = ds["tr"].values.astype(np.int64)
+        return decode_codes_on_grid(store, entry.attrs["target_key"], x, n, rows, model=codec), codec.sample_rate_hz
     return decode_codes(from_tr(x, n), model=codec), codec.sample_rate_hz
 
 
+def decode_codes_on_grid(store, grid_entry, codes, n_frames, rows, *, model=None, device: str = "cpu") -> np.ndarray:
+    """Decode (tr, codebook, frame) codes that stand in for TRs ``rows`` of a stimulus entry's grid.
+
+    With a model that encodes a file in one call (24 kHz) this is :func:`decode_codes` of the real
+    frames. With a normalised-chunk model (48 kHz) the codes take the place of the stimulus's codes
+    on those TRs, and every chunk is decoded times the stimulus's **stored** scale for that chunk
+    (the codes carry the loudness-normalised chunks only) and overlap-added as the model's decode;
+    a chunk with frames outside ``rows`` decodes from the frames there are (a
+    :class:`~giblet_store.features.codes_normalised.DecodeIncompleteWarning`).
+
+    Parameters
+    ----------
+    grid_entry : the stimulus's codes entry, or an entry derived from it (embeddings, HRF ...), or key
+    codes : (tr, codebook, frame) int or float (see :func:`decode_codes`), on the entry's frame slots
+    n_frames : (tr,) int, real frames per TR (the entry's own on those TRs)
+    rows : (tr,) int, increasing TR indices of the entry's grid the codes stand for
+    model : hub name, directory or loaded Codec (default: the entry's model)
+
+    Returns
+    -------
+    (channel, sample) float32, from the first real frame's start to the last one's end
+    """
+    from ..codec.encodec import codec_for_entry
+    from ..grid import from_tr
+
+    entry = store.get(grid_entry)
+    codec = _codec(model, device) if model is not None else codec_for_entry(entry.attrs, None, device,
+                                                                             purpose="decode")
+    c, n, rows = np.asarray(codes), np.asarray(n_frames, np.int64), np.asarray(rows, np.int64)
+    if (c.ndim != 3 or n.shape != (c.shape[0],) or rows.shape != n.shape or not rows.size or rows.min() < 0
+            or np.any(np.diff(rows) <= 0) or n.min() < 0 or n.max() > c.shape[2]):
+        raise ParameterError(f"codes must be (tr, codebook, frame) with n_frames (in 0..frame) and increasing rows "
+                             f"for each TR; got codes {c.shape}, n_frames {n.shape}, rows {rows.shape}")
+    if "chunk_stride_samples" not in entry.attrs:
+        return decode_codes(from_tr(c, n), model=codec)
+    real = np.arange(c.shape[2])[None, :] < n[:, None]
+    ints = np.full(c.shape, -1, np.int64)
+    ints.transpose(1, 0, 2)[:, real] = _integer_codes(c.transpose(1, 0, 2)[:, real], codec.codebook_size)
+    return _chunked_audio(store, entry, rows, ints, n, codec)
+
+
 def _stimulus_codes(store, entry):
-    """The codes entry a reconstruction's target comes from (the target itself, or its ancestor)."""
-    e = store.get(entry.attrs["target_key"])
+    """The codes entry at or above ``entry`` (its scales decode the 48 kHz model's chunks)."""
+    e = entry
     while e.kind != "codes":
         parent = e.attrs.get("parent")
         if not isinstance(parent, str):
-            raise ParameterError(f"reconstruction {entry.key[:16]}: no codes entry above its target {e.key[:16]}; "
-                                 "its chunks' scales are needed to decode it")
+            raise ParameterError(f"entry {entry.key[:16]}: no codes entry at or above it ({e.key[:16]} has one "
+                                 "parent or more); its chunks' scales are needed to decode it")
         e = store.get(parent)
     return e
 
 
-def _chunked_audio(store, entry, ds, codes: np.ndarray, n: np.ndarray, codec) -> np.ndarray:
-    """(channel, sample) audio of a reconstruction of a normalised-chunk (48 kHz) stimulus.
-
-    Its codes take the place of the stimulus entry's on the reconstructed TRs; every chunk is decoded
-    times the stimulus's **stored** scale for that chunk (the reconstruction predicts the
-    loudness-normalised chunks only) and overlap-added as the model's decode. Chunks with frames
-    outside the reconstructed TRs decode from the frames there are (a DecodeIncompleteWarning).
-    """
+def _chunked_audio(store, entry, rows: np.ndarray, codes: np.ndarray, n: np.ndarray, codec) -> np.ndarray:
+    """:func:`decode_codes_on_grid` of a normalised-chunk (48 kHz) stimulus: its scales, its frames' places."""
     import xarray as xr
 
     from .codes_normalised import iter_decode_entry
 
     tds = store.open(_stimulus_codes(store, entry))
-    rows = ds["tr"].values.astype(np.int64)
     n_trs, slots = tds.sizes["tr"], tds.sizes["frame"]
+    if rows.size == 0 or rows.max() >= n_trs:
+        raise ParameterError(f"rows {rows.min(initial=0)}..{rows.max(initial=-1)} are not TRs of the stimulus's "
+                             f"{n_trs}; give TRs of its grid")
     full = np.full((n_trs, codes.shape[1], slots), -1, np.int16)
     width = min(slots, codes.shape[2])
     full[rows, :, :width] = codes[:, :, :width]
@@ -233,7 +271,8 @@ def _chunked_audio(store, entry, ds, codes: np.ndarray, n: np.ndarray, codec) ->
     work = xr.Dataset({"codes": (("tr", "codebook", "frame"), full), "n_frames": (("tr",), n_frames),
                        **{k: tds[k].variable for k in ("frame_time_s", "frame_chunk", "scales", "chunk_frames")}},
                       attrs=tds.attrs)
-    pieces, _ = iter_decode_entry(codec, work, slice(int(rows.min()), int(rows.max()) + 1))
+    a, b = int(rows.min()), int(rows.max()) + 1
+    pieces, _ = iter_decode_entry(codec, work, slice(a, b), outside=f"TRs {a}:{b}, the ones decoded")
     return np.concatenate(list(pieces), axis=1).astype(np.float32)
 
 

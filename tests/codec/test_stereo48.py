@@ -280,3 +280,34 @@ def test_codes_and_scales_do_not_depend_on_the_callers_thread_count(model48):
     finally:
         torch.set_num_threads(saved)
     assert [s for _, s in runs[0]] == want and len(want) == 21
+
+
+def test_decode_equals_the_models_decode_bit_for_bit_at_any_thread_count(store, model48, stereo_wav, tmp_path):
+    """issue 22, item 4 (decode speed): chunks are decoded side by side, each on one intra-op thread, with oneDNN
+    off (as encoding); the samples equal the model's own EncodecModel.decode with oneDNN off bit for bit, on
+    one thread or on two (with oneDNN on, torch's defaults, the model's own decode changes in the last bits
+    with the thread count)."""
+    import torch
+
+    from giblet_store.codec.encodec import load_codec, reproducible_torch
+
+    r = extract_codes(store, stereo_wav, CodecParams(model=str(model48), bandwidth_kbps=6), TrGrid(tr_s=0.5))
+    _, _, ref = _model_encode(model48, stereo_wav, 6.0)  # one intra-op thread, oneDNN off
+    codec = load_codec(str(model48))
+    chunks = _chunks_of(r.entry.open())
+    width = chunks[0].shape[1]
+    codes = torch.from_numpy(np.stack([np.pad(c.astype(np.int64), ((0, 0), (0, width - c.shape[1])))
+                                       for c in chunks]))[:, None]
+    scales = [torch.tensor([[float(s)]]) for s in r.entry.open().scales.values]
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with reproducible_torch(), torch.inference_mode():
+            two = codec.model.decode(codes, scales, last_frame_pad_length=width - chunks[-1].shape[1])[0][0].numpy()
+        np.testing.assert_array_equal(two, ref)  # the model's decode, oneDNN off: the same bits on 1 and 2 threads
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            got, _ = sf.read(decode_entry(store, r.entry, tmp_path / f"w{n}.wav"), dtype="float32", always_2d=True)
+            np.testing.assert_array_equal(got.T, ref)
+    finally:
+        torch.set_num_threads(saved)

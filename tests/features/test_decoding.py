@@ -125,3 +125,18 @@ def test_cli_decodes_reconstructions_and_refuses_bad_requests(env, model_dir, tm
     rc, _, err = run("decode", store.root, env["rec_codes"].key, "-o", bad, "--model", other)
     assert rc == 2 and "is not the one that made entry" in err
     assert not bad.exists() and snapshot(store) == before
+
+
+def test_decode_codes_on_grid_of_a_one_call_model_and_its_bad_input(env, codec):
+    """decode_codes_on_grid (issue 22: the example's shuffled reconstruction) with the 24 kHz model is
+    decode_codes of the real frames; shapes that do not match, or rows out of order, are refused by name."""
+    from giblet_store.features.decoding import decode_codes_on_grid
+
+    store = env["store"]
+    ds = store.open(env["codes"])
+    c, n = ds["codes"].values[1:4], ds["n_frames"].values[1:4]
+    got = decode_codes_on_grid(store, env["codes"], c, n, [1, 2, 3], model=codec)
+    np.testing.assert_array_equal(got, gs.decode_codes(c, model=codec, n_frames=n))
+    for rows, nf in (([1, 2], n), ([3, 2, 1], n), ([1, 2, 3], n[:2]), ([-1, 0, 1], n)):
+        with pytest.raises(ParameterError, match="increasing rows"):
+            decode_codes_on_grid(store, env["codes"], c, nf, rows, model=codec)

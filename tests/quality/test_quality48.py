@@ -56,3 +56,20 @@ def test_compare_with_the_48khz_model_reports_its_own_bandwidths(tmp_path, model
     assert snr == sorted(snr) and snr[0] < snr[-1]  # more codebooks quantise the chunk-normalised encoder output closer
     assert all(r["snr_db"] != "" for r in rows)
     assert len(open_store(tmp_path / "r" / "store").entries("quality")) == 5
+
+
+def test_a_decoded_48khz_tr_range_records_its_first_frames_start(tmp_path, model48_dir, wav48):
+    """`decode --trs` of a 48 kHz entry starts at the earliest frame of its first TR; the WAV comment says so
+    (chunks overlap, so it is not the frames before it times the hop)."""
+    from giblet_store.audio.start import recorded_start
+
+    store = open_store(tmp_path / "s")
+    r = extract_codes(store, wav48, CodecParams(model=str(model48_dir), bandwidth_kbps=6), TrGrid(0.5))
+    ds = store.open(r.entry)
+    real = np.arange(ds.sizes["frame"])[None, :] < ds["n_frames"].values[3:5, None]
+    first = int(np.rint(ds["frame_time_s"].values[3:5][real] * 48000).min())
+    part = decode_entry(store, r.entry, tmp_path / "p.wav", trs="3:5")
+    assert recorded_start(part) * 48000 == first != int(ds["n_frames"].values[:3].sum()) * 320
+    whole, _ = sf.read(decode_entry(store, r.entry, tmp_path / "w.wav"), dtype="float32", always_2d=True)
+    got, _ = sf.read(part, dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(got, whole[first:first + len(got)])  # the same samples, in the same place
