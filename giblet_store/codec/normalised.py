@@ -139,7 +139,7 @@ def encode_one_chunk(codec, chunking: ModelChunking, samples: np.ndarray,
     independent of the others, so a batch worker encoding chunk ``k`` alone gives the same bits.
 
     Runs on one torch intra-op thread, whatever the caller's count: the scale is a mean over the chunk's
-    samples, and torch's reduction rounds its last bit by the thread count (measured: 11 of 61 scales of
+    samples, and torch's reduction rounds its last bit by the thread count (measured: 16 of 61 scales of
     a 60 s file differ between 1 and 2 threads; the codes did not). One thread makes the bits the same
     in any process -- an extract, a batch worker -- and equal to the model's own ``encode`` on one
     thread. (Convolutions and the quantizer give the same bits for any count with oneDNN off.)
