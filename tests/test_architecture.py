@@ -186,3 +186,10 @@ def test_the_private_access_scan_sees_a_reach_across_modules():
                "b": "def f(store):\n    store._put('x')\n    return store._cache\n",
                "c": "def g(self):\n    return self._put\n"}
     assert _foreign_private_accesses(sources) == ["b:2 store._put", "b:3 store._cache"]
+
+
+def test_test_module_names_are_unique_across_folders():
+    """pytest imports test modules by basename (rootdir mode, no packages): two tests/*/test_x.py with one name fail
+    collection of the whole suite on a fresh clone."""
+    names = sorted(p.name for p in (ROOT / "tests").rglob("test_*.py"))
+    assert [n for i, n in enumerate(names) if i and names[i - 1] == n] == []
