@@ -604,7 +604,7 @@ CASES = [
          ("bytes long; paths on this system are shorter than 4096 bytes", "Give a shorter path")),
     Case("flac-header-795-hours", X("i21/long.flac"), ("long.flac", "declares 68688000000 samples at 24000 Hz (795 h)",
                                                         "Re-export or re-download it")),
-    # issue 21: disk full / ulimit -f (real processes under a file-size limit: tests/cli/test_disk_full.py)
+    # issue 21: disk full / ulimit -f (real processes under a file-size limit: tests/cli/test_disk_full_processes.py)
     Case("api-ingest-disk-full", api=_api_disk_full("fmri"),
          must=("no space left on device while writing _staging/", "/fmri/c/0/0/0 (entry fmri/", "nothing was stored",
                "Free some space")),
