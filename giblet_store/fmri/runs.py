@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_RUN", "run_table", "run_coords", "target_coords", "select_run", "run_of_trs"]
+__all__ = ["DEFAULT_RUN", "SPACE_DIMS", "space_dim", "run_table", "run_coords", "target_coords", "select_run",
+           "run_of_trs"]
+
+#: the brain dims an fmri entry's ``fmri`` (subject, tr, SPACE) may have: mask voxels, or atlas parcels
+SPACE_DIMS = ("voxel", "parcel")
 
 #: the run ID of an entry written without runs
 DEFAULT_RUN = "1"
@@ -65,15 +69,31 @@ def run_coords(attrs: dict, tr_s: float, trs) -> dict:
             "tr_start_s": (("tr",), start)}
 
 
+def space_dim(fds) -> str:
+    """The brain dim of an fmri entry (opened as ``fds``): ``voxel``, or ``parcel`` for a parcellated one."""
+    dim = str(fds["fmri"].dims[-1])
+    if dim not in SPACE_DIMS:
+        from ..errors import ParameterError
+
+        raise ParameterError(f"fmri variable has dims {tuple(fds['fmri'].dims)}; its last dim must be one of "
+                             f"{list(SPACE_DIMS)}")
+    return dim
+
+
 def target_coords(fe, fds, tr) -> dict:
-    """``voxel``/``voxel_ijk`` and (for ``tr`` TR indices; None: no time axis) time coordinates of the
-    fmri entry ``fe`` (opened as ``fds``) that predictions or an evaluation of it carry.
+    """``voxel``/``voxel_ijk`` (or ``parcel``, the atlas labels) and (for ``tr`` TR indices; None: no time
+    axis) time coordinates of the fmri entry ``fe`` (opened as ``fds``) that predictions or an evaluation
+    of it carry.
 
     The time coordinates are ``tr_start_s``, plus ``run`` and ``tr_in_run`` when ``fe`` holds runs.
     """
     from ..store.conventions import tr_start_s
 
-    out = {"voxel": np.arange(int(fds.sizes["voxel"]), dtype=np.int64)}
+    dim = space_dim(fds)
+    if dim == "voxel":
+        out = {"voxel": np.arange(int(fds.sizes["voxel"]), dtype=np.int64)}
+    else:
+        out = {dim: np.asarray(fds[dim].values)}
     if "voxel_ijk" in fds.variables:
         out["voxel_ijk"] = (("voxel", "ijk"), np.asarray(fds["voxel_ijk"].values))
     if tr is None:

@@ -1,8 +1,8 @@
 """The evaluation of a predictions entry against its fmri target: per-voxel Pearson r, stored.
 
 :func:`evaluate` builds the correlation lazily with xarray on the Dask-backed entries and stores it
-as an ``evaluation`` entry: ``r`` (subject, voxel) and ``r_mean`` (voxel,) float32, plus the
-encoding scores of :mod:`giblet_store.training.scores`. :func:`undefined_note` says why some r are undefined.
+as an ``evaluation`` entry: ``r`` (subject, voxel) and ``r_mean`` (voxel,) float32 (``parcel`` in
+place of ``voxel`` for a parcellated fmri entry, labels kept), plus the encoding scores of :mod:`giblet_store.training.scores`. :func:`undefined_note` says why some r are undefined.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import PredictionsError
 from ..params import ALGORITHM_VERSION, content_key
-from ..fmri.runs import target_coords as _time_voxel_coords
+from ..fmri.runs import space_dim, target_coords as _time_voxel_coords
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store
 from ..store.verify import cache_hit
@@ -155,17 +155,18 @@ def _scores(p, y, fds, fe, sel, all_y=None):
 
     from .scores import encoding_scores
 
+    dim = space_dim(fds)  # voxel, or parcel for a parcellated entry
     r = _pearson(p, y).astype(np.float32).compute()  # (subject, voxel): small
     subj = [str(s) for s in r["subject"].values]
-    ds = xr.Dataset({"r": (("subject", "voxel"), r.values), "r_mean": (("voxel",), _mean_r(r).values)},
+    ds = xr.Dataset({"r": (("subject", dim), r.values), "r_mean": ((dim,), _mean_r(r).values)},
                     coords={"subject": np.array(subj, dtype=object), **_time_voxel_coords(fe, fds, None)})
     all_y = fds["fmri"].sel(tr=sel) if all_y is None else all_y
     more, score_attrs = encoding_scores(p.values, y.values, r.values, subj, all_y.values,
-                                        [str(s) for s in all_y["subject"].values])
+                                        [str(s) for s in all_y["subject"].values], dim)
     finite = r.values[np.isfinite(r.values)]
     flat = (p.std("tr") == 0).sum().compute(), (y.std("tr") == 0).sum().compute()
     attrs = {
-        "n_trs_used": int(sel.size), "subjects": subj, "n_voxels": int(r.sizes["voxel"]),
+        "n_trs_used": int(sel.size), "subjects": subj, "n_voxels": int(r.sizes[dim]),
         "n_undefined": int(r.size - finite.size),
         "r_mean_all": float(finite.mean()) if finite.size else None,
         "r_median_all": float(np.median(finite)) if finite.size else None,
@@ -192,7 +193,7 @@ def _per_run(ds, p, y, fe, sel):
         rs.append(r.values)
     r_run = np.stack(rs, axis=1)  # (subject, run_id, voxel)
     ds = ds.assign_coords(run_id=np.array([r["run"] for r in table], dtype=object))
-    ds["r_run"] = (("subject", "run_id", "voxel"), r_run)
+    ds["r_run"] = (("subject", "run_id", ds["r"].dims[-1]), r_run)
     ds["r_run_mean"] = _mean_r(ds["r_run"])
     return ds, records
 

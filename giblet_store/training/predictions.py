@@ -20,7 +20,7 @@ from .evaluation import evaluate  # noqa: F401 (re-exported)
 from ..fmri.ingest import auto_chunk_trs, fmri_encoding, fmri_entry_of, to_nifti
 from ..params import ALGORITHM_VERSION, content_key
 from ..store.provenance import ModelProvenance, as_array, digests, tr_range, tr_rows
-from ..fmri.runs import target_coords as _time_voxel_coords
+from ..fmri.runs import space_dim, target_coords as _time_voxel_coords
 from ..store.schema import FORMAT_VERSION
 from ..store.core import Entry, Store
 from ..store.verify import cache_hit
@@ -47,10 +47,12 @@ def _checked(predictions, fe: Entry, fds, subjects, trs) -> tuple[np.ndarray, li
             f"(add a subject axis of 1 for one subject: x[None])")
     if values.dtype.kind not in "fiu":
         raise PredictionsError(f"predictions must be real numbers, got dtype {values.dtype}")
-    n_vox = int(fds.sizes["voxel"])
+    dim = space_dim(fds)
+    n_vox = int(fds.sizes[dim])
     if values.shape[2] != n_vox:
         raise PredictionsError(
-            f"predictions have {values.shape[2]} voxels; fmri entry {fe.key[:16]} has {n_vox} (its mask's count)")
+            f"predictions have {values.shape[2]} {dim}s; fmri entry {fe.key[:16]} has {n_vox} "
+            f"({'its mask' if dim == 'voxel' else 'its atlas'}'s count)")
     all_subjects = [str(s) for s in fds["subject"].values]
     subj = coords.get("subject", subjects)
     subj = all_subjects if subj is None else [str(s) for s in np.atleast_1d(subj)]
@@ -84,8 +86,8 @@ def write_predictions(
     Parameters
     ----------
     store : Store
-    predictions : (subject, tr, voxel) float array (numpy, torch, or xarray with those dims and
-        optional ``subject``/``tr`` coordinates); voxel must equal the target's voxel count
+    predictions : (subject, tr, voxel) float array (numpy, torch, or xarray with those dims and optional
+        ``subject``/``tr`` coordinates), voxel = the target's count (``parcel`` for a parcellated target)
     fmri : the fmri entry predicted (the target)
     model_name : what the model is (class name, architecture)
     checkpoint, checkpoint_sha256 : the checkpoint file (hashed here) or its sha256; one is required
@@ -184,6 +186,10 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     x = _one_run(x, var, run, entry)
     if "tr" in x.dims and trs is not None:
         x = x.sel(tr=slice(int(trs[0]), int(trs[1]) - 1))
+    if "parcel" in x.dims:
+        raise ParameterError(f"variable {var!r} of entry {entry.key[:16]} is per parcel {x.dims}, not per voxel: a "
+                             "parcellated entry has no voxels to write; read it with gs.open_dataset (the parcel "
+                             "coordinate holds the atlas labels) or export the voxel entry it was derived from")
     if x.dims not in (("voxel",), ("tr", "voxel")):
         raise ParameterError(f"variable {var!r} has dims {x.dims}; NIfTI export needs (voxel,) or (tr, voxel)")
     return to_nifti(store, fmri_entry_of(store, entry), x, path, fill=fill)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ..errors import DatasetRequestError, ParameterError  # noqa: F401
-from ..fmri.runs import run_table
+from ..fmri.runs import run_table, space_dim
 from .censoring import censored_mask, n_uncensored
 from .sample_runs import run_attrs, sample_ranges, split_trs, units as _run_units
 from ..store.core import Entry, Store, open_store
@@ -106,7 +106,7 @@ class SamplePlan:
     ----------
     url : the store's URL (reopened in each worker process)
     fmri_key, fmri_path : the fmri entry
-    tr_s : TR in seconds; n_voxels : voxels per sample; chunk_trs : TRs per stored fmri chunk
+    tr_s : TR in seconds; n_voxels : voxels (or parcels, for a parcellated entry) per sample; chunk_trs : TRs per stored fmri chunk
     subjects : subject IDs served (sample ``subject`` indexes this)
     subject_index : (subject,) int64 positions of ``subjects`` in the fmri entry
     trs : (start, stop) requested (the span of the ranges given); sample_trs : the span of the TRs served
@@ -119,6 +119,7 @@ class SamplePlan:
         was ingested with runs (samples then carry ``run``)
     censored : (served subject, tr) bool, the (subject, tr) samples left out (the entry's ``censored``),
         or None when none are (nothing censored, or ``include_censored=True``)
+    space : the fmri entry's brain dim, ``voxel`` or ``parcel`` (a parcellated entry)
     """
 
     url: str
@@ -140,6 +141,7 @@ class SamplePlan:
     ranges: tuple
     has_runs: bool
     censored: np.ndarray | None = None
+    space: str = "voxel"
 
     @property
     def n_samples(self) -> int:
@@ -196,12 +198,12 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
         lo_hi, ranges = _one_run_ranges(fe, n_trs, run_features[0], trs, window)
     return SamplePlan(
         url=st.url, fmri_key=fe.key, fmri_path=fe.path, tr_s=float(fe.attrs["tr_s"]),
-        n_voxels=int(fds.sizes["voxel"]), chunk_trs=chunk_trs, subjects=tuple(index[1]), subject_index=index[0],
+        n_voxels=int(fds.sizes[space_dim(fds)]), chunk_trs=chunk_trs, subjects=tuple(index[1]), subject_index=index[0],
         trs=lo_hi, sample_trs=(ranges[0][0], ranges[-1][1]), window=window, features=run_features[0],
         units=_run_units(index[0], ranges, chunk_trs), runs=tuple(str(r["run"]) for r in table),
         run_offsets=np.array([int(r["tr_offset"]) for r in table], dtype=np.int64),
         run_features=tuple(run_features), ranges=tuple(ranges), has_runs="runs" in fe.attrs,
-        censored=censored_mask(fds, index[0], include_censored),
+        censored=censored_mask(fds, index[0], include_censored), space=space_dim(fds),
     )
 
 

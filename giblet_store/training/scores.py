@@ -170,7 +170,7 @@ def _r2(pred: np.ndarray, fmri: np.ndarray, censored: bool) -> np.ndarray:
 
 
 def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects: list[str],
-                    all_fmri: np.ndarray, all_subjects: list[str]) -> tuple[dict, dict]:
+                    all_fmri: np.ndarray, all_subjects: list[str], dim: str = "voxel") -> tuple[dict, dict]:
     """R², the noise ceiling of :mod:`giblet_store.training.ceiling` and ceiling-normalised r.
 
     Parameters
@@ -180,6 +180,7 @@ def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects:
     subjects : the subjects along the first axis of ``pred``
     all_fmri : (subject, tr, voxel) float, every subject of the fmri entry on the same TRs
     all_subjects : the subjects of ``all_fmri``
+    dim : the name of the last axis (``voxel``, or ``parcel`` for a parcellated target)
 
     Returns
     -------
@@ -205,8 +206,8 @@ def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects:
     with np.errstate(invalid="ignore", divide="ignore"):
         r_norm = np.where(reliable, r / np.where(reliable, ceiling, 1.0), np.nan)
     isc = np.stack([loso_isc(all_fmri[:, shared], all_subjects.index(s)) for s in subjects]) if subjects else r * np.nan
-    dims = ("subject", "voxel")
-    variables = {"r2": (dims, r2.astype(np.float32)), "noise_ceiling": (("voxel",), ceiling.astype(np.float32)),
+    dims = ("subject", dim)
+    variables = {"r2": (dims, r2.astype(np.float32)), "noise_ceiling": ((dim,), ceiling.astype(np.float32)),
                  "r_normalised": (dims, r_norm.astype(np.float32)), "isc_loso": (dims, isc.astype(np.float32))}
 
     def summary(sel) -> dict:
