@@ -110,9 +110,12 @@ def fmri_snapshot(store) -> tuple:
     return tuple(e.key for e in store.entries()), tuple(files)
 
 
-def stimulus_entry(store, tr_s=2.0, n_trs=20, source="a" * 64, onset_s=0.0):
-    """A per-TR features entry standing in for a stimulus (schema-valid, written through store.write)."""
-    ds = xr.Dataset({"loudness": (("tr",), np.linspace(0, 1, n_trs, dtype=np.float32))},
+def stimulus_entry(store, tr_s=2.0, n_trs=20, source="a" * 64, onset_s=0.0, values=None):
+    """A per-TR features entry standing in for a stimulus (schema-valid, written through store.write);
+    ``loudness`` is ``values`` (tr,) when given, else a ramp."""
+    loud = np.linspace(0, 1, n_trs, dtype=np.float32) if values is None else np.asarray(values, np.float32)
+    n_trs = loud.size
+    ds = xr.Dataset({"loudness": (("tr",), loud)},
                     coords={"tr": np.arange(n_trs), "tr_start_s": (("tr",), onset_s + tr_s * np.arange(n_trs))})
     inputs = {"test-stimulus": source, "tr_s": tr_s, "n_trs": n_trs, "onset_s": onset_s}
     attrs = {"kind": "features", "key": content_key(inputs), "parent": source, "parent_kind": "codes",
@@ -137,6 +140,28 @@ def masked_series(entry_ds, path) -> np.ndarray:
     ijk = np.asarray(entry_ds["voxel_ijk"].values)
     data = np.asarray(nib.load(str(path)).get_fdata())
     return data[ijk[:, 0], ijk[:, 1], ijk[:, 2], :].T
+
+
+def labels_masker_signals(st, fe, atlas_path, resample=False):
+    """Per subject (tr, label) of nilearn's NiftiLabelsMasker on an fmri entry's voxels written as NIfTI
+    (mean strategy, the entry's mask), and the label values: the reference for parcel entries."""
+    import nibabel as nib
+    from nilearn.maskers import NiftiLabelsMasker
+
+    ds = st.open(fe)
+    ijk = ds["voxel_ijk"].values
+    mask = ds["mask"].values
+    affine = np.asarray(fe.attrs["affine"])
+    out, ids = [], None
+    for i in range(ds.sizes["subject"]):
+        vol = np.zeros(mask.shape + (ds.sizes["tr"],), np.float32)
+        vol[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = ds["fmri"].values[i].T
+        masker = NiftiLabelsMasker(labels_img=str(atlas_path), mask_img=nib.Nifti1Image(mask.astype(np.int8), affine),
+                                   strategy="mean", keep_masked_labels=False, standardize=None,
+                                   resampling_target="data" if resample else None)
+        out.append(masker.fit_transform(nib.Nifti1Image(vol, affine)))
+        ids = [int(v) for k, v in masker.region_ids_.items() if k != "background"]
+    return np.stack(out), ids
 
 
 # ------------------------------------------------------------------------------ terminals

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import threading
 import zlib
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from ..errors import FmriError
 __all__ = ["one_read_supported", "HashedVolumes", "raw_rows", "scale"]
 
 _READ = 1 << 20
+_PROXY_LOCK = threading.Lock()
 
 
 def _proxy(series):
@@ -142,17 +144,20 @@ def _raw_proxy(series):
     """A proxy on the same file that returns stored values (unit scaling), one per series."""
     from nibabel.arrayproxy import ArrayProxy
 
-    cache = series.img.__dict__.setdefault("_giblet_raw_proxy", {})
-    got = cache.get("raw")
-    if got is None:
-        p = _proxy(series)
-        got = ArrayProxy(p.file_like, (tuple(p.shape), p.dtype, p.offset, 1.0, 0.0), order="F",
-                         keep_file_open=True)
-        cache["raw"] = got
-    return got
+    with _PROXY_LOCK:  # chunks of one uncompressed series are read by several threads: one proxy (one open file)
+        cache = series.img.__dict__.setdefault("_giblet_raw_proxy", {})
+        got = cache.get("raw")
+        if got is None:
+            p = _proxy(series)
+            got = ArrayProxy(p.file_like, (tuple(p.shape), p.dtype, p.offset, 1.0, 0.0), order="F",
+                             keep_file_open=True)
+            cache["raw"], cache["lock"] = got, threading.Lock()
+    return got, cache["lock"]
 
 
 def raw_rows(series, t0: int, t1: int) -> np.ndarray:
     """(t1 - t0, voxel_flat) stored values of volumes ``t0:t1``; a row is a Fortran-flat volume."""
-    raw = np.asarray(_raw_proxy(series)[..., t0:t1])
+    proxy, lock = _raw_proxy(series)
+    with lock:  # nibabel opens a kept-open file on the first read without a lock: two threads would open two
+        raw = np.asarray(proxy[..., t0:t1])
     return raw.reshape(-1, t1 - t0, order="F").T

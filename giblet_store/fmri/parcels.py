@@ -8,7 +8,9 @@ is the mean of those voxels. The parcels are ordered by label value, and the lab
 resamples it first with ``nilearn.image.resample_to_img(..., interpolation="nearest")``.
 
 The atlas is named in the key by its sha256 (not its path): the same atlas file anywhere gives the
-same entry. Torch-free; registered with :func:`giblet_store.store.core.Store.derive` by
+same entry. The result is an ``fmri`` entry whose brain dim is ``parcel`` instead of ``voxel``, so
+everything that takes an fmri entry (``StoreDataset``, ``join``, ``write_predictions``, ``evaluate``, the
+noise ceiling, censoring) takes it as the brain side. Torch-free; registered with :func:`giblet_store.store.core.Store.derive` by
 :mod:`giblet_store.training.parcel_derive` (this package cannot import the feature transforms).
 """
 
@@ -121,9 +123,13 @@ def parcel_plan(parent: Entry, ds, transform: Parcellate) -> tuple[dict, Any]:
     if parent.kind == "fmri" and "vertex" in ds.dims:
         raise ParameterError(f"fmri entry {parent.key[:16]} is on a surface (vertices); Parcellate takes a NIfTI "
                              "atlas of a volume entry (surface atlases, .label.gii, are not supported)")
-    if parent.kind != "fmri" or "voxel_ijk" not in ds.variables:
+    if parent.kind != "fmri":
         raise ParameterError(f"Parcellate averages the voxels of an fmri entry; entry {parent.key[:16]} is a "
                              f"{parent.kind!r} entry")
+    if "voxel_ijk" not in ds.variables:
+        raise ParameterError(f"Parcellate averages the voxels of an fmri entry; entry {parent.key[:16]} is already "
+                             f"over {list(ds['fmri'].dims)[-1]!r}, not voxels: parcellate its parent "
+                             f"{str(parent.attrs.get('parent', '?'))[:16]} instead")
     labels = atlas_labels(parent, ds, transform)
     values = np.unique(labels[labels != 0])
     if values.size == 0:

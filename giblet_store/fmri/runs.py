@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_RUN", "run_table", "run_coords", "target_coords", "select_run", "run_of_trs"]
+from ..store.conventions import SPACE_DIMS, space_dim
+
+__all__ = ["DEFAULT_RUN", "SPACE_DIMS", "space_dim", "run_table", "run_coords", "target_coords", "select_run",
+           "run_of_trs"]
+
 
 #: the run ID of an entry written without runs
 DEFAULT_RUN = "1"
@@ -66,16 +70,19 @@ def run_coords(attrs: dict, tr_s: float, trs) -> dict:
 
 
 def target_coords(fe, fds, tr) -> dict:
-    """``voxel``/``voxel_ijk`` (on a surface ``vertex``/``hemi``/``vertex_index``/``structure``) and (for
-    ``tr`` TR indices; None: no time axis) time coordinates of the
-    fmri entry ``fe`` (opened as ``fds``) that predictions or an evaluation of it carry.
+    """``voxel``/``voxel_ijk`` (on a surface ``vertex``/``hemi``/``vertex_index``/``structure``; for a
+    parcellated entry ``parcel``, the atlas labels) and (for ``tr`` TR indices; None: no time axis) time
+    coordinates of the fmri entry ``fe`` (opened as ``fds``) that predictions or an evaluation of it carry.
 
     The time coordinates are ``tr_start_s``, plus ``run`` and ``tr_in_run`` when ``fe`` holds runs.
     """
-    from ..store.conventions import SPACE_COORDS, space_dim, tr_start_s
+    from ..store.conventions import SPACE_COORDS, tr_start_s
 
     dim = space_dim(fds)
-    out = {dim: np.arange(int(fds.sizes[dim]), dtype=np.int64)}
+    if dim == "parcel":
+        out = {dim: np.asarray(fds[dim].values)}  # the atlas labels
+    else:
+        out = {dim: np.arange(int(fds.sizes[dim]), dtype=np.int64)}
     for name in SPACE_COORDS:  # voxel_ijk (voxel, ijk); hemi, vertex_index, structure (vertex,)
         if name in fds.variables:
             out[name] = (tuple(fds[name].dims), np.asarray(fds[name].values))

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import PairingWarning
 
-__all__ = ["space_dim", "SPACE_COORDS", "annotate", "tr_start_s", "source_attrs", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
+__all__ = ["space_dim", "SPACE_DIMS", "SPACE_COORDS", "annotate", "tr_start_s", "source_attrs", "pairing_warning", "eager_coords", "VARIABLE_LABELS", "SMALL_COORD"]
 
 #: variables that are always coordinates of an opened entry
 COORDINATE_VARIABLES = ("voxel_ijk",)
@@ -30,9 +30,14 @@ COORDINATE_VARIABLES = ("voxel_ijk",)
 SPACE_COORDS = ("voxel_ijk", "hemi", "vertex_index", "structure")
 
 
+#: the brain dims an fMRI-side ``fmri`` (subject, tr, SPACE) may have: mask voxels, surface vertices, atlas parcels
+SPACE_DIMS = ("voxel", "vertex", "parcel")
+
+
 def space_dim(ds) -> str:
-    """``"vertex"`` for a surface fMRI-side Dataset or DataArray (a ``vertex`` dimension), else ``"voxel"``."""
-    return "vertex" if "vertex" in ds.dims else "voxel"
+    """The brain dim of an fMRI-side Dataset or DataArray: ``"vertex"`` (a surface), ``"parcel"`` (a parcellated
+    entry), else ``"voxel"``."""
+    return next((d for d in ("vertex", "parcel") if d in ds.dims), "voxel")
 
 
 #: 1-D coordinates up to this many values are loaded eagerly on open

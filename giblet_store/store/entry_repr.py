@@ -17,7 +17,8 @@ IDENTIFYING: tuple[tuple[str, str], ...] = (
     ("source_name", "source"), ("stimulus_name", "stimulus"), ("model", "model"),
     ("bandwidth_kbps", "kbps"), ("n_codebooks", "codebooks"), ("n_mels", "mels"),
     ("feature", "feature"), ("transform", "transform"), ("hrf", "hrf"), ("method", "method"), ("tr_s", "tr_s"), ("onset_s", "onset_s"), ("n_trs", "n_trs"),
-    ("n_subjects", "subjects"), ("n_voxels", "voxels"), ("model_name", "model_name"), ("trs", "trs"),
+    ("n_subjects", "subjects"), ("n_voxels", "voxels"), ("n_parcels", "parcels"), ("model_name", "model_name"),
+    ("trs", "trs"),
 )
 
 

@@ -25,7 +25,7 @@ batch sizes is refused with a clear error instead of nesting batches.
 
 Samples (or batches, with a leading batch axis) are dicts of tensors:
 
-- ``fmri``: (voxel,) float32
+- ``fmri``: (voxel,) float32; (parcel,) for a parcellated entry (``derive(fmri, Parcellate(...))``)
 - one tensor per feature, named by variable (or by the name given): the variable's per-TR shape,
   e.g. ``codes`` (codebook, frame) int64 and ``n_frames`` () int64; with ``window=k`` (any k >= 0,
   0 included) a leading axis of ``k + 1`` TRs ``t-k .. t`` (oldest first); with ``window=None`` (the
@@ -156,7 +156,7 @@ class StoreDataset(IterableDataset):
         p, shapes = self.plan, self.sample_shapes
         feats = ", ".join(f"{n} {shapes[n][0]} {str(shapes[n][1]).replace('torch.', '')}" for n in self._specs)
         return (f"<StoreDataset fmri {p.fmri_key[:12]}: subjects {self.subjects}, {len(self)} samples, TRs "
-                f"{p.sample_trs[0]}:{p.sample_trs[1]}{f' runs {self.runs}' if p.has_runs else ''}, {p.n_voxels} voxels, "
+                f"{p.sample_trs[0]}:{p.sample_trs[1]}{f' runs {self.runs}' if p.has_runs else ''}, {p.n_voxels} {p.space}s, "
                 f"window={self.window}, batch_size={self.batch_size}, shuffle={self.shuffle}; features: {feats or 'none'}>")
 
     # ------------------------------------------------------------------------------ properties

@@ -1,8 +1,8 @@
 """The evaluation of a predictions entry against its fmri target: per-voxel Pearson r, stored.
 
 :func:`evaluate` builds the correlation lazily with xarray on the Dask-backed entries and stores it
-as an ``evaluation`` entry: ``r`` (subject, voxel) and ``r_mean`` (voxel,) float32, plus the
-encoding scores of :mod:`giblet_store.training.scores`. :func:`undefined_note` says why some r are undefined.
+as an ``evaluation`` entry: ``r`` (subject, voxel) and ``r_mean`` (voxel,) float32 (``parcel`` in
+place of ``voxel`` for a parcellated fmri entry, labels kept), plus the encoding scores of :mod:`giblet_store.training.scores`. :func:`undefined_note` says why some r are undefined.
 """
 
 from __future__ import annotations
@@ -156,9 +156,9 @@ def _scores(p, y, fds, fe, sel, all_y=None):
 
     from .scores import encoding_scores
 
+    dim = space_dim(fds)  # voxel, or parcel for a parcellated entry
     r = _pearson(p, y).astype(np.float32).compute()  # (subject, voxel): small
     subj = [str(s) for s in r["subject"].values]
-    dim = space_dim(fds)
     ds = xr.Dataset({"r": (("subject", dim), r.values), "r_mean": ((dim,), _mean_r(r).values)},
                     coords={"subject": np.array(subj, dtype=object), **_time_voxel_coords(fe, fds, None)})
     all_y = fds["fmri"].sel(tr=sel) if all_y is None else all_y

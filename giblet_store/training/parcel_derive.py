@@ -2,9 +2,10 @@
 
 The parcel averaging lives in :mod:`giblet_store.fmri.parcels`; the derive machinery in
 :mod:`giblet_store.features`; neither package may import the other, so the link is made here, a
-layer above both. The derived entry is kind ``features``: ``fmri`` (subject, tr, parcel) float32,
-``parcel_n_voxels`` (parcel,), and the parent's (subject, tr) variables (``censored``) and
-coordinates; every other attribute (runs, TR grid, subjects, affine) is the parent's.
+layer above both. The derived entry is kind ``fmri`` (a model target like its parent): ``fmri``
+(subject, tr, parcel) float32 with the label values as the ``parcel`` coordinate, ``parcel_n_voxels``
+(parcel,), and the parent's (subject, tr) variables (``censored``) and coordinates; every other
+attribute (runs, TR grid, subjects, affine, cleaning) is the parent's, ``n_voxels`` becomes ``n_parcels``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def plan_parcellate(store, parent, transform: Parcellate, model, device) -> Plan
     if model is not None:
         raise ParameterError("model= applies to Embeddings and Quantise, not to Parcellate")
     options, build = parcel_plan(parent, store.open(parent), transform)
-    return Plan("features", options, build, dropped=frozenset({"n_voxels"}))
+    return Plan("fmri", options, build, dropped=frozenset({"n_voxels"}))
 
 
 register_model_transform(Parcellate, plan_parcellate)

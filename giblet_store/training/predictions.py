@@ -52,7 +52,7 @@ def _checked(predictions, fe: Entry, fds, subjects, trs) -> tuple[np.ndarray, li
     dim = space_dim(fds)
     n_vox = int(fds.sizes[dim])
     if values.shape[2] != n_vox:
-        what = "its mask's count" if dim == "voxel" else "its surface vertices"
+        what = {"voxel": "its mask's count", "vertex": "its surface vertices", "parcel": "its atlas's count"}[dim]
         raise PredictionsError(
             f"predictions have {values.shape[2]} {dim}s; fmri entry {fe.key[:16]} has {n_vox} ({what})")
     all_subjects = [str(s) for s in fds["subject"].values]
@@ -88,8 +88,8 @@ def write_predictions(
     Parameters
     ----------
     store : Store
-    predictions : (subject, tr, voxel) float array (numpy, torch, or xarray with those dims and
-        optional ``subject``/``tr`` coordinates); voxel must equal the target's voxel count
+    predictions : (subject, tr, voxel) float array (numpy, torch, or xarray with those dims and optional
+        ``subject``/``tr`` coordinates), voxel = the target's count (``parcel`` for a parcellated target)
     fmri : the fmri entry predicted (the target)
     model_name : what the model is (class name, architecture)
     checkpoint, checkpoint_sha256 : the checkpoint file (hashed here) or its sha256; one is required
@@ -171,6 +171,10 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     if "vertex" in x.dims:
         raise ParameterError(f"entry {entry.key[:16]} is on a surface (dimension vertex), which has no NIfTI "
                              "grid; export it per hemisphere to GIFTI: entry_to_gifti (CLI: giblet-store to-gifti)")
+    if "parcel" in x.dims:
+        raise ParameterError(f"variable {x.name!r} of entry {entry.key[:16]} is per parcel {x.dims}, not per voxel: a "
+                             "parcellated entry has no voxels to write; read it with gs.open_dataset (the parcel "
+                             "coordinate holds the atlas labels) or export the voxel entry it was derived from")
     if x.dims not in (("voxel",), ("tr", "voxel")):
         raise ParameterError(f"variable {x.name!r} has dims {x.dims}; NIfTI export needs (voxel,) or (tr, voxel)")
     return to_nifti(store, fmri_entry_of(store, entry), x, path, fill=fill)

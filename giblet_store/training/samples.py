@@ -107,7 +107,7 @@ class SamplePlan:
     ----------
     url : the store's URL (reopened in each worker process)
     fmri_key, fmri_path : the fmri entry
-    tr_s : TR in seconds; n_voxels : voxels per sample; chunk_trs : TRs per stored fmri chunk
+    tr_s : TR in seconds; n_voxels : voxels (or parcels, for a parcellated entry) per sample; chunk_trs : TRs per stored fmri chunk
     subjects : subject IDs served (sample ``subject`` indexes this)
     subject_index : (subject,) int64 positions of ``subjects`` in the fmri entry
     trs : (start, stop) requested (the span of the ranges given); sample_trs : the span of the TRs served
@@ -120,6 +120,7 @@ class SamplePlan:
         was ingested with runs (samples then carry ``run``)
     censored : (served subject, tr) bool, the (subject, tr) samples left out (the entry's ``censored``),
         or None when none are (nothing censored, or ``include_censored=True``)
+    space : the fmri entry's brain dim, ``voxel`` or ``parcel`` (a parcellated entry)
     """
 
     url: str
@@ -141,6 +142,7 @@ class SamplePlan:
     ranges: tuple
     has_runs: bool
     censored: np.ndarray | None = None
+    space: str = "voxel"
 
     @property
     def n_samples(self) -> int:
@@ -202,7 +204,7 @@ def plan_samples(store: Store | str, fmri: Entry | str, features: Any = None, *,
         units=_run_units(index[0], ranges, chunk_trs), runs=tuple(str(r["run"]) for r in table),
         run_offsets=np.array([int(r["tr_offset"]) for r in table], dtype=np.int64),
         run_features=tuple(run_features), ranges=tuple(ranges), has_runs="runs" in fe.attrs,
-        censored=censored_mask(fds, index[0], include_censored),
+        censored=censored_mask(fds, index[0], include_censored), space=space_dim(fds),
     )
 
 

@@ -180,7 +180,8 @@ def encoding_scores(pred: np.ndarray, fmri: np.ndarray, r: np.ndarray, subjects:
     subjects : the subjects along the first axis of ``pred``
     all_fmri : (subject, tr, voxel) float, every subject of the fmri entry on the same TRs
     all_subjects : the subjects of ``all_fmri``
-    dim : the space dimension of the variables made ("voxel", or "vertex" on a surface)
+    dim : the space dimension of the variables made ("voxel"; "vertex" on a surface; "parcel" for a parcellated
+        target)
 
     Returns
     -------

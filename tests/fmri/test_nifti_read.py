@@ -86,3 +86,31 @@ def test_hdr_img_pair_falls_back_and_gives_the_same_entry_values(store, tmp_path
         da, db = store.open(a), store.open(b)
         for var in ("fmri", "mask", "zscore_mean", "zscore_std"):
             np.testing.assert_array_equal(da[var].values, db[var].values)
+
+
+def test_threads_reading_one_uncompressed_series_share_one_open_file(tmp_path, monkeypatch):
+    """Unchained reads (uncompressed series) reach raw_rows from several threads at once; nibabel opens a kept-open
+    file on a proxy's first read without a lock, so each racing thread opened (and leaked) its own file."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nibabel.openers as op
+
+    opened = []
+
+    class SlowOpener(op.ImageOpener):
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.05)  # widen the window in which a second thread finds no opener yet
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(op, "ImageOpener", SlowOpener)
+    path = tmp_path / "s.nii"
+    data = np.random.default_rng(0).standard_normal((4, 3, 2, 12)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    series = open_series(path)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: raw_rows(series, t, t + 3), range(0, 12, 3)))
+    assert len(opened) == 1
+    opened[0].fobj.close()  # (the proxy keeps it open for the series' lifetime)
+    np.testing.assert_array_equal(np.concatenate(got), data.reshape(-1, 12, order="F").T)

@@ -12,7 +12,7 @@ import giblet_store as gs
 from giblet_store.cli import main
 from giblet_store.errors import ParameterError
 from giblet_store.testing import make_bids
-from helpers import snapshot
+from helpers import labels_masker_signals, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -36,31 +36,11 @@ def study(tmp_path_factory):
     return root, st, fe, labels
 
 
-def _masker_signals(st, fe, atlas_path, resample=False):
-    """Per subject (tr, label) from NiftiLabelsMasker on the entry's voxels as NIfTI, and the label values."""
-    from nilearn.maskers import NiftiLabelsMasker
-
-    ds = st.open(fe)
-    ijk = ds["voxel_ijk"].values
-    mask = ds["mask"].values
-    affine = np.asarray(fe.attrs["affine"])
-    out, ids = [], None
-    for i in range(ds.sizes["subject"]):
-        vol = np.zeros(mask.shape + (ds.sizes["tr"],), np.float32)
-        vol[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = ds["fmri"].values[i].T
-        masker = NiftiLabelsMasker(labels_img=str(atlas_path), mask_img=nib.Nifti1Image(mask.astype(np.int8), affine),
-                                   strategy="mean", keep_masked_labels=False, standardize=None,
-                                   resampling_target="data" if resample else None)
-        out.append(masker.fit_transform(nib.Nifti1Image(vol, affine)))
-        ids = [int(v) for k, v in masker.region_ids_.items() if k != "background"]
-    return np.stack(out), ids
-
-
 def test_parcel_means_equal_nilearn_labels_masker(study):
     root, st, fe, labels = study
     pe = st.derive(fe, gs.Parcellate(atlas=str(root / "atlas.nii.gz")))
     ds = st.open(pe)
-    want, ids = _masker_signals(st, fe, root / "atlas.nii.gz")
+    want, ids = labels_masker_signals(st, fe, root / "atlas.nii.gz")
     assert ds["fmri"].dims == ("subject", "tr", "parcel") and ds["fmri"].dtype == np.float32
     assert ds["parcel"].values.tolist() == ids and 40 in ids and 3 not in ids
     np.testing.assert_allclose(ds["fmri"].values, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
@@ -93,7 +73,7 @@ def test_atlas_on_another_grid_is_refused_unless_resampling_is_asked(study):
         st.derive(fe, gs.Parcellate(atlas=str(root / "atlas_1mm.nii.gz")))
     assert snapshot(root / "st") == before
     pe = st.derive(fe, gs.Parcellate(atlas=str(root / "atlas_1mm.nii.gz"), resample=True))
-    want, ids = _masker_signals(st, fe, root / "atlas_1mm.nii.gz", resample=True)
+    want, ids = labels_masker_signals(st, fe, root / "atlas_1mm.nii.gz", resample=True)
     ds = st.open(pe)
     assert ds["parcel"].values.tolist() == ids and pe.attrs["atlas"]["resampled"] is True
     np.testing.assert_allclose(ds["fmri"].values, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
