@@ -59,7 +59,7 @@ from ..store.verify import cache_hit
 
 __all__ = [
     "FmriError", "FmriParams", "MaskParams", "IngestResult", "ingest_fmri", "fmri_entry_of", "to_nifti",
-    "fmri_encoding", "write_staged", "auto_chunk_trs",
+    "fmri_encoding", "write_staged", "with_provenance", "auto_chunk_trs",
 ]
 
 #: target bytes of one fmri chunk (1 subject x chunk_trs x every voxel, float32)
@@ -206,7 +206,7 @@ def ingest_fmri(
         ``{run: key}``), referenced, never copied; another TR count than its run's warns (PairingWarning)
     chunk_trs, block_bytes, parallel_reads, scheduler : stored chunk TRs (default ~4 MiB chunks),
         bound on one read block, files read at once, Dask scheduler (name or distributed Client)
-    provenance : what the files came from (:mod:`giblet_store.fmri.bids`; see :func:`_with_provenance`)
+    provenance : what the files came from (:mod:`giblet_store.fmri.bids`; see :func:`with_provenance`)
 
     Returns
     -------
@@ -253,10 +253,10 @@ def _finish(ds, attrs: dict, key: str, inputs: dict, mask_params, prov: dict):
     attrs.update(key=key, inputs=inputs, onset_s=inputs["onset_s"], mask_rule="given", mask_params=None)
     if mask_params is not None:
         attrs.update(mask_rule="std_percentile_vote", mask_params=mask_params.to_dict())
-    return _with_provenance(ds, attrs, prov)
+    return with_provenance(ds, attrs, prov)
 
 
-def _with_provenance(ds, attrs: dict, prov: dict):
+def with_provenance(ds, attrs: dict, prov: dict):
     """Merge what ``prov`` says of the files behind the series: ``key`` (replaced the key), ``inputs`` and
     ``attrs`` (merged), ``sources`` and ``runs`` (merged into each record), ``onsets`` (each run's
     ``onset_s``), ``censored`` (subject, tr) bool (stored as a variable)."""

@@ -40,7 +40,7 @@ from ..store.core import Store
 from ..store.schema import FORMAT_VERSION
 from ..store.verify import cache_hit
 from ..validate import NanPolicy, file_name_text
-from .ingest import FmriParams, IngestResult, auto_chunk_trs, fmri_encoding, write_staged
+from .ingest import FmriParams, IngestResult, auto_chunk_trs, fmri_encoding, with_provenance, write_staged
 from .inputs import check_stimuli, layout_of, order_inputs
 from .nifti import done
 from .runs import DEFAULT_RUN, run_coords
@@ -269,19 +269,6 @@ def _attrs(layout, ds, tr_s, params: FmriParams, records, n_dropped: int, chunk_
     return out
 
 
-def _with_provenance(ds, attrs: dict, prov: dict):
-    """``prov``'s ``attrs`` merged, its ``sources``/``runs`` merged into each record, ``censored`` stored."""
-    attrs.update(prov.get("attrs", {}))
-    for rec, more in zip(attrs["sources"], prov.get("sources", [])):
-        rec.update(more)
-    for rec, more in zip(attrs.get("runs") or [], prov.get("runs", [])):
-        rec.update(more)
-    if prov.get("censored") is not None:
-        ds["censored"] = (("subject", "tr"), np.asarray(prov["censored"], dtype=bool))
-        ds["censored"].attrs["description"] = "True: the TR was scrubbed (no part of the cleaning; values 0)"
-    return ds
-
-
 def ingest_surface(
     store: Store, files: Sequence, subjects: Sequence[str], *, runs: Sequence[str] | None = None,
     params: FmriParams | None = None, stimulus: Any = None, chunk_trs: int | None = None, scheduler: Any = "threads",
@@ -337,5 +324,5 @@ def ingest_surface(
     ds = _dataset(layout, _lazy(layout, keep, cleaner, mean, std, c), keep, mean, std, records, tr_s)
     attrs = _attrs(layout, ds, tr_s, params, records, dropped, c)
     attrs.update(key=key, inputs=inputs)
-    ds = _with_provenance(ds, attrs, prov)
+    ds = with_provenance(ds, attrs, prov)
     return IngestResult(*write_staged(store, ds, attrs, fmri_encoding(ds, ["fmri"], c), scheduler))
