@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from s3_fixture import s3_server, s3_url  # noqa: F401  (a moto S3 server on 127.0.0.1)
 from hypothesis_profiles import register as _register_hypothesis_profiles
+from cluster_fixture import two_worker_cluster, two_workers
 
 # HYPOTHESIS_PROFILE=ci (default: the same cases on every machine) or explore (random, 25x the examples);
 # tests with their own budget use @settings(budget(n), ...) so that explore scales it (hypothesis_profiles.py)
@@ -113,10 +113,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def client():
-    """A real two-process cluster, shared by the batch and crash tests."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster, set_as_default=False) as c:
+def session_client():
+    """A real two-process cluster, shared by the batch and crash tests (cluster_fixture.py)."""
+    with two_worker_cluster() as c:
         yield c
+
+
+@pytest.fixture
+def client(session_client):
+    """The shared cluster, with both workers running (a test before this one may have killed one)."""
+    return two_workers(session_client)

@@ -37,10 +37,10 @@ def job(tmp_path_factory, model_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(client, job, tmp_path_factory) -> dict:
+def reference(session_client, job, tmp_path_factory) -> dict:
     """An uninterrupted run."""
     root = tmp_path_factory.mktemp("ref") / "s"
-    assert run_batch(job / "m.json", root, scheduler=client, progress=False).counts["created"] == 2
+    assert run_batch(job / "m.json", root, scheduler=session_client, progress=False).counts["created"] == 2
     return tree(root / "codes")
 
 
@@ -133,9 +133,8 @@ def _arm(point: str, nth: int, flag: str) -> None:
 
 
 def _arm_every_worker(client, *args) -> None:
-    """:func:`_arm` on both workers of the cluster. A test before this one may have killed a worker: wait until the
-    nanny's restarted one has joined, else only one worker is armed and may never reach its ``nth`` write."""
-    client.wait_for_workers(2, timeout=180)
+    """:func:`_arm` on both workers of the cluster (the ``client`` fixture waited for a killed worker's restart:
+    with one worker armed, the trap may never see its ``nth`` write)."""
     assert len(client.run(_arm, *args)) == 2
 
 
@@ -240,7 +239,6 @@ def test_worker_killed_mid_write_48khz(client, job48, tmp_path, point, nth):
 
 def test_client_killed_mid_batch_resumes(client, job, reference, tmp_path):
     blocked, release = tmp_path / "blocked", tmp_path / "release"
-    client.wait_for_workers(2, timeout=180)  # a worker killed by an earlier test has rejoined: both are blocked
     assert len(client.run(_block_chunk, 2, str(blocked), str(release))) == 2
     root = tmp_path / "s"
     code = ("import sys\nfrom giblet_store.batch.run import run_batch\n"
