@@ -423,7 +423,8 @@ def publish_group(store, target: str, final: str, key: str, kind: str) -> "Entry
     """
     from .verify import quarantine
 
-    for attempt in range(2):
+    quarantined = False
+    for attempt in range(3):
         try:
             store.storage.move(target, final)
             return None
@@ -431,7 +432,11 @@ def publish_group(store, target: str, final: str, key: str, kind: str) -> "Entry
             if (existing := store.lookup(key, kind)) is not None:  # lost a race: same bytes
                 store.storage.delete(target)
                 return existing
-            if attempt or not os.path.isdir(store.storage.path(final)):
+            if attempt < 2 and not os.path.isdir(store.storage.path(kind)):  # a failed first write of this kind
+                store.storage.ensure_group(kind)  # removed the empty kind folder after our ensure_group: again
+                continue
+            if attempt == 2 or quarantined or not os.path.isdir(store.storage.path(final)):
                 raise
             quarantine(store, final, "it is not a complete entry with its own key; rebuilt")
+            quarantined = True
     return None  # pragma: no cover

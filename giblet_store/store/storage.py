@@ -197,18 +197,21 @@ class Storage:
         folder a failed write made); local disk only. Anything else in it, a link, or absent: left as it is."""
         if not self.local or not rel.strip("/"):
             return
+        removed_doc = False
         if self.names(rel) == ["zarr.json"]:
             attrs = self.read_group_attrs(rel)
             if attrs != {} or self.link_in(f"{rel}/zarr.json"):
                 return
             self.delete(f"{rel}/zarr.json")
+            removed_doc = True
         parent, name = self._open_parent(rel)
         if parent is None:
             return
         try:
             os.rmdir(name, dir_fd=parent)
-        except OSError:  # not empty (another writer's), absent, or not a folder
-            pass
+        except OSError as exc:  # not empty (another writer's), absent, or not a folder
+            if removed_doc and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                self.ensure_group(rel)  # another writer published into it after our look: its group document back
         finally:
             os.close(parent)
 

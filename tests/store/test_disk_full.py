@@ -144,3 +144,59 @@ def test_store_creation_with_a_full_disk_leaves_nothing(tmp_path, monkeypatch, c
 
             open_store(st)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
+
+
+# ---- a failed first write of a kind racing another writer's first entry of that kind (both orders; helpers.write
+# writes `features` entries)
+def test_a_failed_first_write_leaves_the_group_of_an_entry_published_meanwhile(tmp_path, monkeypatch):
+    """The failed write looked (only an empty group document), deleted it; the other writer then renamed its entry
+    in: the folder is no longer empty, so the document it deleted is put back."""
+    import zarr
+
+    from giblet_store import open_store
+    from giblet_store.store.storage import Storage
+    from helpers import write
+
+    other = open_store(tmp_path / "other")
+    ready = tmp_path / "other" / write(other, 1).path  # the other writer's entry, whole, about to be renamed in
+    st = open_store(tmp_path / "st")
+    st.storage.ensure_group("features")  # the other writer's ensure_group, after the failed write's first look
+    delete = Storage.delete
+
+    def delete_then_publish(self, rel):
+        delete(self, rel)
+        if rel == "features/zarr.json":
+            ready.rename(tmp_path / "st" / "features" / ready.name)
+
+    monkeypatch.setattr(Storage, "delete", delete_then_publish)
+    st.storage.remove_unused_group("features")  # the failed write's clean-up
+    monkeypatch.undo()
+    assert (tmp_path / "st" / "features" / "zarr.json").is_file()
+    assert zarr.open_group(str(tmp_path / "st"), path="features", mode="r").attrs.asdict() == {}
+    assert [e.path for e in open_store(tmp_path / "st").entries()] == [f"features/{ready.name}"]
+
+
+def test_a_first_entry_is_published_when_a_failed_write_removed_the_kind_folder_under_it(tmp_path, monkeypatch):
+    """The other order: the failed write removed the empty kind folder between this writer's ensure_group and
+    its rename; the rename makes the group again and publishes."""
+    from giblet_store import open_store, verify_store
+    from giblet_store.store.storage import Storage
+    from helpers import write
+
+    st = open_store(tmp_path / "st")
+    move, raced = Storage.move, []
+
+    def remove_kind_then_move(self, src, dst):
+        if src.startswith("_staging/") and not raced:
+            raced.append(dst)
+            self.remove_unused_group("features")  # exactly the failed write's clean-up: the folder goes
+            assert not (tmp_path / "st" / "features").exists()
+        return move(self, src, dst)
+
+    monkeypatch.setattr(Storage, "move", remove_kind_then_move)
+    entry = write(st, 1)
+    monkeypatch.undo()
+    assert raced == [entry.path]
+    assert (tmp_path / "st" / "features" / "zarr.json").is_file()
+    assert [e.path for e in open_store(tmp_path / "st").entries()] == [entry.path]
+    assert verify_store(open_store(tmp_path / "st")).ok
