@@ -86,8 +86,9 @@ def add_derive(sub) -> None:
     what.add_argument("--embeddings", action="store_true", help="dequantise a codes entry (RVQ decode)")
     what.add_argument("--quantise", type=float, metavar="KBPS",
                       help="greedy RVQ of a reconstruction of embeddings at this bandwidth (-> codes)")
-    what.add_argument("--parcellate", metavar="ATLAS",
-                      help="average an fmri entry's voxels within each label of this atlas NIfTI (0: background)")
+    what.add_argument("--parcellate", metavar="ATLAS", nargs="+",
+                      help="average an fmri entry's voxels within each label of this atlas NIfTI (0: background); "
+                           "a surface entry: one .label.gii or .annot per hemisphere (two paths)")
     p.add_argument("--resample-atlas", action="store_true",
                    help="--parcellate: resample an atlas on another grid to the data's (nearest neighbour)")
     p.add_argument("--hrf-length", type=float, default=_default(Hrf, "length_s"), help="HRF kernel length (s)")
@@ -122,7 +123,8 @@ def _transform(args):
     if args.parcellate is not None:
         from ..fmri.parcels import Parcellate
 
-        return Parcellate(atlas=args.parcellate, resample=args.resample_atlas)
+        atlas = args.parcellate[0] if len(args.parcellate) == 1 else tuple(args.parcellate)
+        return Parcellate(atlas=atlas, resample=args.resample_atlas)
     if args.quantise is not None:
         from ..features.quantise import Quantise
 

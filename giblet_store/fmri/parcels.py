@@ -7,6 +7,11 @@ is the mean of those voxels. The parcels are ordered by label value, and the lab
 ``parcel`` coordinate. The atlas must lie on the data's grid (shape and affine); ``resample=True``
 resamples it first with ``nilearn.image.resample_to_img(..., interpolation="nearest")``.
 
+A surface entry (GIFTI or CIFTI, on ``vertex``) takes a surface atlas instead, one file per hemisphere
+(``Parcellate(atlas=("lh.NAME.annot", "rh.NAME.annot"))`` or ``.label.gii``), on the data's mesh: nilearn's
+``SurfaceLabelsMasker`` semantics (one label value is one parcel, bilateral when both hemispheres hold
+it), :mod:`giblet_store.fmri.surface_atlas`.
+
 The atlas is named in the key by its sha256 (not its path): the same atlas file anywhere gives the
 same entry. The result is an ``fmri`` entry whose brain dim is ``parcel`` instead of ``voxel``, so
 everything that takes an fmri entry (``StoreDataset``, ``join``, ``write_predictions``, ``evaluate``, the
@@ -27,6 +32,7 @@ from ..params import Params
 from ..store.entry import Entry
 from ..store.hashing import sha256_file
 from ..validate import flag
+from .surface_atlas import is_surface_atlas, surface_atlas_hemis, surface_labels
 
 __all__ = ["Parcellate", "parcel_plan", "atlas_labels"]
 
@@ -40,29 +46,47 @@ class Parcellate(Params):
 
     Parameters
     ----------
-    atlas : path of the label image (integer labels; a 4-D image with one volume is taken as 3-D)
+    atlas : path of the label image (integer labels; a 4-D image with one volume is taken as 3-D); for a
+        surface entry, two paths: one ``.label.gii`` or FreeSurfer ``.annot`` per hemisphere (any order)
     resample : False (default): an atlas on another grid than the data is refused; True: resample it
-        to the data's grid with nearest-neighbour interpolation (nilearn ``resample_to_img``)
+        to the data's grid with nearest-neighbour interpolation (nilearn ``resample_to_img``); volumes only
 
-    ``to_dict()`` (attributes and key) holds the atlas' sha256, not its path.
+    ``to_dict()`` (attributes and key) holds the atlas' sha256 (a surface atlas: {hemi: sha256}), not its path.
     """
 
     name: ClassVar[str] = "parcellate"
-    atlas: str = ""
+    atlas: Any = ""
     resample: bool = False
-    atlas_sha256: str = field(default="", init=False)
+    atlas_sha256: Any = field(default="", init=False)
 
     def __post_init__(self):
-        path = os.fspath(self.atlas) if self.atlas else ""
-        if not path or not os.path.isfile(path):
-            raise ParameterError(f"atlas {self.atlas!r} is not a file; give the path of a label image "
-                                 "(NIfTI, e.g. a Schaefer or Harvard-Oxford atlas)")
+        paths = [self.atlas] if isinstance(self.atlas, (str, os.PathLike)) else list(self.atlas or [])
+        paths = [os.fspath(p) for p in paths]
+        for path in paths or [""]:
+            if not path or not os.path.isfile(path):
+                raise ParameterError(f"atlas {path!r} is not a file; give the path of a label image (NIfTI, e.g. a "
+                                     "Schaefer or Harvard-Oxford atlas), or for a surface entry one label file per "
+                                     "hemisphere (.label.gii or FreeSurfer .annot)")
         flag("resample", self.resample)
-        object.__setattr__(self, "atlas", path)
-        object.__setattr__(self, "atlas_sha256", sha256_file(path))
+        if len(paths) == 1 and not is_surface_atlas(paths[0]):
+            object.__setattr__(self, "atlas", paths[0])
+            object.__setattr__(self, "atlas_sha256", sha256_file(paths[0]))
+            return
+        if self.resample:
+            raise ParameterError("resample=True resamples a volume atlas to the data's grid; a surface atlas must be "
+                                 "on the data's mesh already (give the atlas for the entry's surface space)")
+        pairs = surface_atlas_hemis(paths)
+        object.__setattr__(self, "atlas", pairs)  # ((hemi, path), ...), L then R
+        object.__setattr__(self, "atlas_sha256", tuple((h, sha256_file(p)) for h, p in pairs))
+
+    @property
+    def on_surface(self) -> bool:
+        """Whether this is a surface atlas (one file per hemisphere)."""
+        return not isinstance(self.atlas, str)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"atlas_sha256": self.atlas_sha256, "resample": self.resample}
+        sha = dict(self.atlas_sha256) if self.on_surface else self.atlas_sha256
+        return {"atlas_sha256": sha, "resample": self.resample}
 
 
 def _load_atlas(path: str):
@@ -118,37 +142,67 @@ def atlas_labels(parent: Entry, ds, transform: Parcellate) -> np.ndarray:
     return np.asarray(data[ijk[:, 0], ijk[:, 1], ijk[:, 2]]).astype(np.int64)
 
 
-def parcel_plan(parent: Entry, ds, transform: Parcellate) -> tuple[dict, Any]:
-    """(options hashed into the key, build) for :func:`giblet_store.training.parcel_derive` (checks first)."""
-    if parent.kind == "fmri" and "vertex" in ds.dims:
-        raise ParameterError(f"fmri entry {parent.key[:16]} is on a surface (vertices); Parcellate takes a NIfTI "
-                             "atlas of a volume entry (surface atlases, .label.gii, are not supported)")
+def _labels(parent: Entry, ds, transform: Parcellate) -> np.ndarray:
+    """(voxel,) or (vertex,) int64 atlas label of each of the entry's voxels or vertices (checks first)."""
     if parent.kind != "fmri":
         raise ParameterError(f"Parcellate averages the voxels of an fmri entry; entry {parent.key[:16]} is a "
                              f"{parent.kind!r} entry")
+    surface = "vertex" in ds.dims
+    if surface != transform.on_surface:
+        have = ("a surface atlas (one file per hemisphere)" if transform.on_surface
+                else f"the volume atlas {transform.atlas}")
+        raise ParameterError(f"fmri entry {parent.key[:16]} is {'on a surface (vertices)' if surface else 'a volume'}"
+                             f" but Parcellate was given {have}; give "
+                             f"{'one .label.gii or .annot per hemisphere' if surface else 'a NIfTI label image'}")
+    if surface:
+        return surface_labels(parent.key, dict(parent.attrs.get("surface") or {}), ds["hemi"].values,
+                              ds["vertex_index"].values, transform.atlas)
     if "voxel_ijk" not in ds.variables:
         raise ParameterError(f"Parcellate averages the voxels of an fmri entry; entry {parent.key[:16]} is already "
                              f"over {list(ds['fmri'].dims)[-1]!r}, not voxels: parcellate its parent "
                              f"{str(parent.attrs.get('parent', '?'))[:16]} instead")
-    labels = atlas_labels(parent, ds, transform)
+    return atlas_labels(parent, ds, transform)
+
+
+def parcel_plan(parent: Entry, ds, transform: Parcellate) -> tuple[dict, Any]:
+    """(options hashed into the key, build) for :func:`giblet_store.training.parcel_derive` (checks first)."""
+    labels = _labels(parent, ds, transform)
+    unit = "vertices" if transform.on_surface else "voxels"
     values = np.unique(labels[labels != 0])
     if values.size == 0:
-        raise ParameterError(f"atlas {transform.atlas} labels none of the {labels.size} voxels of fmri entry "
+        raise ParameterError(f"atlas {transform.atlas} labels none of the {labels.size} {unit} of fmri entry "
                              f"{parent.key[:16]} (every one is background, 0); give an atlas of the data's space")
     order = np.argsort(labels, kind="stable")
     order = order[labels[order] != 0]  # the labelled voxels, grouped by label
     starts = np.searchsorted(labels[order], values)
     counts = np.diff(np.append(starts, order.size))
-    options = {"axis": "tr", "atlas_sha256": transform.atlas_sha256, "strategy": "mean",
+    options = {"axis": "tr", "atlas_sha256": transform.to_dict()["atlas_sha256"], "strategy": "mean",
                "background_label": 0}
+    hemis = _parcel_hemis(ds, order, starts, values) if transform.on_surface else None
+    paths = dict(transform.atlas) if transform.on_surface else transform.atlas
 
     def build():
-        return _parcel_dataset(ds, order, starts, counts, values), {
-            "atlas": {"path": transform.atlas, "sha256": transform.atlas_sha256, "resampled": transform.resample},
-            "n_parcels": int(values.size), "n_voxels_in_parcels": int(order.size), "variables": ["fmri"],
+        return _parcel_dataset(ds, order, starts, counts, values, unit, hemis), {
+            "atlas": {"path": paths, "sha256": options["atlas_sha256"], "resampled": transform.resample},
+            "n_parcels": int(values.size), f"n_{unit}_in_parcels": int(order.size), "variables": ["fmri"],
             "axis": "tr", "hrf": "none"}
 
     return options, build
+
+
+def _parcel_hemis(ds, order, starts, values) -> np.ndarray:
+    """(parcel,) "L", "R" or "L+R": the hemispheres each parcel's vertices lie on (warns for bilateral ones)."""
+    import warnings
+
+    hemi = np.asarray(ds["hemi"].values)[order]
+    out = np.array(["+".join(sorted(set(part))) for part in np.split(hemi, starts[1:])], dtype=object)
+    both = values[out == "L+R"]
+    if both.size:
+        warnings.warn(f"{both.size} atlas label(s) ({both[:8].tolist()}{' ...' if both.size > 8 else ''}) lie on "
+                      "both hemispheres: each is one bilateral parcel, as in nilearn's SurfaceLabelsMasker "
+                      "(parcel_hemi says L+R); number the right hemisphere's labels apart for one parcel per "
+                      "hemisphere", stacklevel=3)
+    return out
 
 
 def _parcel_means(block: np.ndarray, order: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -157,7 +211,7 @@ def _parcel_means(block: np.ndarray, order: np.ndarray, starts: np.ndarray, coun
     return (np.add.reduceat(x, starts, axis=-1) / counts).astype(np.float32)
 
 
-def _parcel_dataset(ds, order, starts, counts, values):
+def _parcel_dataset(ds, order, starts, counts, values, unit: str = "voxels", hemis=None):
     import xarray as xr
 
     x = ds["fmri"].data.rechunk({2: -1})
@@ -167,7 +221,10 @@ def _parcel_dataset(ds, order, starts, counts, values):
     out = xr.Dataset({"fmri": (("subject", "tr", "parcel"), means), **keep},
                      coords={c: ds.coords[c] for c in ds.coords if set(ds.coords[c].dims) <= {"subject", "tr"}})
     out = out.assign_coords(parcel=values.astype(np.int64))
-    out["parcel_n_voxels"] = (("parcel",), counts.astype(np.int64))
-    out["fmri"].attrs["description"] = "mean of the entry's voxels within each atlas label (parcel = label value)"
-    out["parcel_n_voxels"].attrs["description"] = "voxels of the entry averaged into each parcel"
+    out[f"parcel_n_{unit}"] = (("parcel",), counts.astype(np.int64))
+    out["fmri"].attrs["description"] = f"mean of the entry's {unit} within each atlas label (parcel = label value)"
+    out[f"parcel_n_{unit}"].attrs["description"] = f"{unit} of the entry averaged into each parcel"
+    if hemis is not None:
+        out["parcel_hemi"] = (("parcel",), np.asarray(hemis, dtype=object))  # variable-length strings
+        out["parcel_hemi"].attrs["description"] = "hemispheres of the parcel's vertices: L, R or L+R (bilateral)"
     return out
