@@ -161,7 +161,18 @@ def add_to_nifti(sub) -> None:
     p.add_argument("--run", default=None, metavar="RUN",
                    help="only this run's TRs (an entry with runs; --trs then counts within the run), or "
                         "this run's map of an evaluation (r_run, r_run_mean)")
+    _add_atlas(p)
     p.set_defaults(func=_cmd_to_nifti)
+
+
+def _add_atlas(p) -> None:
+    p.add_argument("--atlas", nargs="+", default=None, metavar="ATLAS",
+                   help="a parcel entry's atlas (surface: one file per hemisphere), when it is no longer where it "
+                        "was when derived: the parcels are painted back onto the voxels or vertices they average")
+
+
+def _atlas(args):
+    return None if args.atlas is None else (args.atlas[0] if len(args.atlas) == 1 else tuple(args.atlas))
 
 
 def _cmd_to_nifti(args) -> int:
@@ -174,7 +185,8 @@ def _cmd_to_nifti(args) -> int:
         run = args.run  # a per-run map (r_run, r_run_mean): no TRs to select
     elif args.run is not None:
         trs = _run_trs(store, args.key, args.run, trs)
-    out = entry_to_nifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs, run=run)
+    out = entry_to_nifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs, run=run,
+                         atlas=_atlas(args))
     print(f"wrote {out}")
     return 0
 
@@ -190,6 +202,7 @@ def add_to_gifti(sub) -> None:
     p.add_argument("--var", default=None, help="variable (default: fmri, predictions, r or r_mean)")
     p.add_argument("--trs", default=None, metavar="START:STOP", help="TR range of a time-series export")
     p.add_argument("--run", default=None, metavar="RUN", help="only this run's TRs, or this run's map (r_run)")
+    _add_atlas(p)
     p.set_defaults(func=_cmd_to_gifti)
 
 
@@ -204,7 +217,7 @@ def _cmd_to_gifti(args) -> int:
     elif args.run is not None:
         trs = _run_trs(store, args.key, args.run, trs)
     left, right = entry_to_gifti(store, args.key, args.output, subject=args.subject, variable=args.var, trs=trs,
-                                 run=run)
+                                 run=run, atlas=_atlas(args))
     print(f"wrote {left}\nwrote {right}")
     return 0
 

@@ -34,7 +34,7 @@ from ..store.hashing import sha256_file
 from ..validate import flag
 from .surface_atlas import is_surface_atlas, surface_atlas_hemis, surface_labels
 
-__all__ = ["Parcellate", "parcel_plan", "atlas_labels"]
+__all__ = ["Parcellate", "parcel_plan", "atlas_labels", "parcels_on_space"]
 
 #: how far (mm) an atlas affine may differ from the data's and still be the same grid
 AFFINE_ATOL = 1e-4
@@ -228,3 +228,38 @@ def _parcel_dataset(ds, order, starts, counts, values, unit: str = "voxels", hem
         out["parcel_hemi"] = (("parcel",), np.asarray(hemis, dtype=object))  # variable-length strings
         out["parcel_hemi"].attrs["description"] = "hemispheres of the parcel's vertices: L, R or L+R (bilateral)"
     return out
+
+
+def parcels_on_space(store, parcel_entry: Entry, x, atlas: Any = None, fill: float = 0.0):
+    """``x`` (..., parcel) of a parcel entry painted back onto the voxels or vertices it averaged.
+
+    Returns (the voxel or surface fmri entry ``parcel_entry`` was derived from, an (..., voxel|vertex) DataArray):
+    each voxel or vertex takes its parcel's value; one in no parcel (background, or a label ``x`` lacks) takes
+    ``fill``. The atlas is read from the path its attributes record, or from ``atlas`` (a moved copy); its sha256
+    must be the one in the entry's key.
+    """
+    import xarray as xr
+
+    rec = dict(parcel_entry.attrs.get("atlas") or {})
+    path = rec.get("path") if atlas is None else atlas
+    path = tuple(path.values()) if isinstance(path, dict) else path
+    try:
+        transform = Parcellate(atlas=path, resample=bool(rec.get("resampled", False)))
+    except ParameterError as e:
+        raise ParameterError(f"cannot read the atlas of parcel entry {parcel_entry.key[:16]} to paint its parcels "
+                             f"back: {e}. Give the atlas it was made with (atlas=..., CLI --atlas)") from None
+    want = dict(parcel_entry.attrs.get("inputs") or {}).get("options", {}).get("atlas_sha256")
+    if transform.to_dict()["atlas_sha256"] != want:
+        raise ParameterError(f"atlas {path} is not the atlas parcel entry {parcel_entry.key[:16]} was made with (its "
+                             "sha256 differs from the one in the entry's key); give that atlas (atlas=..., --atlas)")
+    parent = store.get(parcel_entry.attrs["parent"])
+    labels = _labels(parent, store.open(parent), transform)
+    values = np.asarray(x["parcel"].values)
+    idx = np.clip(np.searchsorted(values, labels), 0, max(values.size - 1, 0))
+    hit = (labels != 0) & (values[idx] == labels) if values.size else np.zeros(labels.shape, bool)
+    data = np.asarray(x.transpose(..., "parcel").values)[..., idx].astype(np.float32)
+    data[..., ~hit] = fill
+    dim = "vertex" if transform.on_surface else "voxel"
+    dims = (*[d for d in x.dims if d != "parcel"], dim)
+    coords = {c: x.coords[c] for c in x.coords if "parcel" not in x.coords[c].dims}
+    return parent, xr.DataArray(data, dims=dims, coords=coords, name=x.name)

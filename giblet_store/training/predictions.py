@@ -147,7 +147,7 @@ def _attrs(fe: Entry, key: str, inputs: dict, tr: np.ndarray, n_vox: int) -> dic
 
 def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | None = None,
                    variable: str | None = None, trs: tuple[int, int] | None = None, run: str | None = None,
-                   fill: float = 0.0):
+                   fill: float = 0.0, atlas=None):
     """Export an fmri, predictions or evaluation entry to NIfTI with the fmri entry's mask and affine.
 
     Parameters
@@ -161,28 +161,40 @@ def entry_to_nifti(store: Store, entry: Entry | str, path, *, subject: str | Non
     run : the run of a per-run variable (``r_run``, ``r_run_mean``: dim ``run_id``), or of a 4D
         export (its TRs, by the ``run`` coordinate)
 
-    A surface entry (dimension ``vertex``) is refused with a pointer to :func:`entry_to_gifti`.
+    fill : value outside the mask (and, for a parcel entry, of voxels in no parcel)
+    atlas : a parcel entry's atlas, when it is no longer at the path recorded when it was derived
+
+    A parcel entry's values (``parcel``) are painted back onto the voxels of the entry it was derived from,
+    each voxel taking its parcel's value (:func:`giblet_store.fmri.parcels.parcels_on_space`). A surface entry
+    (dimension ``vertex``) is refused with a pointer to :func:`entry_to_gifti`.
     """
     from ..errors import ParameterError
     from ..validate import parse_output_path
 
     parse_output_path(path, "output NIfTI")
     entry, x = _export_array(store, entry, subject, variable, trs, run, "NIfTI")
+    fe, x = _painted(store, entry, x, atlas, fill)
     if "vertex" in x.dims:
         raise ParameterError(f"entry {entry.key[:16]} is on a surface (dimension vertex), which has no NIfTI "
                              "grid; export it per hemisphere to GIFTI: entry_to_gifti (CLI: giblet-store to-gifti)")
-    if "parcel" in x.dims:
-        raise ParameterError(f"variable {x.name!r} of entry {entry.key[:16]} is per parcel {x.dims}, not per voxel: a "
-                             "parcellated entry has no voxels to write; read it with gs.open_dataset (the parcel "
-                             "coordinate holds the atlas labels) or export the voxel entry it was derived from")
     if x.dims not in (("voxel",), ("tr", "voxel")):
         raise ParameterError(f"variable {x.name!r} has dims {x.dims}; NIfTI export needs (voxel,) or (tr, voxel)")
-    return to_nifti(store, fmri_entry_of(store, entry), x, path, fill=fill)
+    return to_nifti(store, fe, x, path, fill=fill)
+
+
+def _painted(store: Store, entry: Entry, x, atlas, fill: float):
+    """(the fmri entry to export on, x): a parcel entry's ``x`` painted onto the voxels or vertices it averaged."""
+    from ..fmri.parcels import parcels_on_space
+
+    fe = fmri_entry_of(store, entry)
+    if "parcel" not in x.dims:
+        return fe, x
+    return parcels_on_space(store, fe, x, atlas=atlas, fill=fill)
 
 
 def entry_to_gifti(store: Store, entry: Entry | str, path, *, subject: str | None = None,
                    variable: str | None = None, trs: tuple[int, int] | None = None, run: str | None = None,
-                   fill: float = 0.0):
+                   fill: float = 0.0, atlas=None):
     """Export a surface fmri, predictions or evaluation entry as a func.gii per hemisphere.
 
     The selection (``subject``, ``variable``, ``trs``, ``run``) is :func:`entry_to_nifti`'s; ``path`` is
@@ -194,12 +206,13 @@ def entry_to_gifti(store: Store, entry: Entry | str, path, *, subject: str | Non
 
     gifti_paths(path)
     entry, x = _export_array(store, entry, subject, variable, trs, run, "GIFTI")
+    fe, x = _painted(store, entry, x, atlas, fill)
     if "voxel" in x.dims:
         raise ParameterError(f"entry {entry.key[:16]} is a volume (dimension voxel); export it with "
                              "entry_to_nifti (CLI: giblet-store to-nifti)")
     if x.dims not in (("vertex",), ("tr", "vertex")):
         raise ParameterError(f"variable {x.name!r} has dims {x.dims}; GIFTI export needs (vertex,) or (tr, vertex)")
-    return to_gifti(store, fmri_entry_of(store, entry), x, path, fill=fill)
+    return to_gifti(store, fe, x, path, fill=fill)
 
 
 def _export_array(store: Store, entry, subject, variable, trs, run, what: str):

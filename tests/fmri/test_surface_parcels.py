@@ -197,7 +197,17 @@ def test_surface_parcels_of_a_bids_study_are_a_model_target(tmp_path):
     pred = np.stack([np.outer(drive[40:], np.polyfit(drive[:40], y[s, :40], 1)[0]) for s in range(2)])
     pred_entry, _ = gs.write_predictions(st, pred.astype(np.float32), pe, model_name="slope",
                                          checkpoint_sha256="2" * 64, trs=(40, 80))
-    ev = st.open(gs.evaluate(st, pred_entry, trs=(40, 80))[0])
+    ev_entry = gs.evaluate(st, pred_entry, trs=(40, 80))[0]
+    ev = st.open(ev_entry)
     assert ev["r"].dims == ("subject", "parcel") and ev["parcel"].values.tolist() == [1, 2, 3, 4]
     assert ev["r"].values[:, [0, 2]].min() > 0.5  # the planted halves
+    # the r map painted back onto each hemisphere's mesh: every vertex its parcel's r
+    import nibabel as nib
+
+    left, right = gs.entry_to_gifti(st, ev_entry, tmp_path / "r", subject="02")
+    r = ev["r"].sel(subject="02").values
+    for f, lab in ((left, planted), (right, planted + 2)):
+        np.testing.assert_array_equal(nib.load(str(f)).darrays[0].data, r[lab - 1].astype(np.float32))
+    with pytest.raises(ParameterError, match="is on a surface .* export it per hemisphere to GIFTI"):
+        gs.entry_to_nifti(st, ev_entry, tmp_path / "r.nii.gz", subject="02")
     assert verify_store(st).ok

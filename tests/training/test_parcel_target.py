@@ -139,10 +139,36 @@ def test_cli_evaluate_on_parcel_predictions(parcelled, capsys):
     out = json.loads(capsys.readouterr().out)
     ev = st.get(out["entries"][0]["key"])
     assert ev.attrs["fmri_key"] == pe.key and st.open(ev)["r_run"].dims == ("subject", "run_id", "parcel")
+    # the r map per parcel, painted back onto the voxels (each voxel its parcel's r; voxels in no parcel: fill)
     before = snapshot(root / "st")
-    assert main(["to-nifti", str(root / "st"), ev.key[:12], "-o", str(root / "r.nii.gz")]) == 2
-    assert "is per parcel" in capsys.readouterr().err and snapshot(root / "st") == before
-    assert not (root / "r.nii.gz").exists()
+    assert main(["to-nifti", str(root / "st"), ev.key[:12], "-o", str(root / "r.nii.gz")]) == 0
+    capsys.readouterr()
+    assert snapshot(root / "st") == before
+    img = nib.load(root / "r.nii.gz")
+    labels = np.asarray(nib.load(root / "atlas.nii.gz").dataobj)
+    r_mean = st.open(ev)["r_mean"].values
+    parcels = st.open(pe)["parcel"].values.tolist()
+    mask = st.open(st.get(pe.attrs["parent"]))["mask"].values
+    got = np.asarray(img.dataobj)
+    np.testing.assert_array_equal(img.affine, np.asarray(pe.attrs["affine"]))
+    for i, lab in enumerate(parcels):
+        np.testing.assert_array_equal(got[mask & (labels == lab)], np.float32(r_mean[i]))
+    assert (got[~mask | (labels == 0)] == 0).all() and (got[mask & (labels == 9)] > 0.5).all()
+    # a moved atlas: refused, then given with --atlas; another atlas (not the key's): refused, store unchanged
+    (root / "atlas.nii.gz").rename(root / "moved.nii.gz")
+    try:
+        assert main(["to-nifti", str(root / "st"), ev.key[:12], "-o", str(root / "r2.nii.gz")]) == 2
+        assert "Give the atlas it was made with" in capsys.readouterr().err and not (root / "r2.nii.gz").exists()
+        assert main(["to-nifti", str(root / "st"), ev.key[:12], "-o", str(root / "r2.nii.gz"),
+                     "--atlas", str(root / "moved.nii.gz")]) == 0
+        np.testing.assert_array_equal(np.asarray(nib.load(root / "r2.nii.gz").dataobj), got)
+        nib.save(nib.Nifti1Image((labels > 0).astype(np.int16), img.affine), root / "other.nii.gz")
+        assert main(["to-nifti", str(root / "st"), ev.key[:12], "-o", str(root / "r3.nii.gz"),
+                     "--atlas", str(root / "other.nii.gz")]) == 2
+        assert "is not the atlas parcel entry" in capsys.readouterr().err and not (root / "r3.nii.gz").exists()
+    finally:
+        (root / "moved.nii.gz").rename(root / "atlas.nii.gz")
+    assert snapshot(root / "st") == before
 
 
 def test_predictions_with_the_voxel_count_are_refused_for_a_parcel_target(parcelled):
