@@ -32,7 +32,7 @@ from ..params import Params
 from ..store.entry import Entry
 from ..store.hashing import sha256_file
 from ..validate import flag
-from .surface_atlas import is_surface_atlas, surface_atlas_hemis, surface_labels
+from .surface_atlas import integer_labels, is_surface_atlas, surface_atlas_hemis, surface_labels
 
 __all__ = ["Parcellate", "parcel_plan", "atlas_labels", "parcels_on_space"]
 
@@ -131,15 +131,9 @@ def _on_grid(img, data: np.ndarray, parent: Entry, transform: Parcellate) -> np.
 def atlas_labels(parent: Entry, ds, transform: Parcellate) -> np.ndarray:
     """(voxel,) int64 label of each of the entry's voxels (0: background) from the atlas on its grid."""
     img, data = _load_atlas(transform.atlas)
-    data = _on_grid(img, data, parent, transform)
-    if data.dtype.kind == "f":
-        if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
-            raise ParameterError(f"atlas {transform.atlas} holds non-integer values; a label atlas holds whole "
-                                 "numbers (0 = background)")
-    elif data.dtype.kind not in "iub":
-        raise ParameterError(f"atlas {transform.atlas} has dtype {data.dtype}; give integer labels")
+    data = integer_labels(_on_grid(img, data, parent, transform), f"atlas {transform.atlas}")
     ijk = np.asarray(ds["voxel_ijk"].values, dtype=np.int64)
-    return np.asarray(data[ijk[:, 0], ijk[:, 1], ijk[:, 2]]).astype(np.int64)
+    return data[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
 
 
 def _labels(parent: Entry, ds, transform: Parcellate) -> np.ndarray:

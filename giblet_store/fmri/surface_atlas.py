@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["SURFACE_ATLAS_SUFFIXES", "is_surface_atlas", "surface_atlas_hemis", "surface_labels"]
+__all__ = ["SURFACE_ATLAS_SUFFIXES", "integer_labels", "is_surface_atlas", "surface_atlas_hemis", "surface_labels"]
 
 #: file name endings read as a surface atlas (one hemisphere each)
 SURFACE_ATLAS_SUFFIXES = (".label.gii", ".gii", ".annot")
@@ -89,13 +89,18 @@ def _read(path: str) -> tuple[str, np.ndarray]:
         raise ParameterError(f"surface atlas {path}: which hemisphere it labels is unknown (no AnatomicalStructure"
                              "Primary CortexLeft/CortexRight, and no hemi-L, lh./rh. or .L./.R. in its name); "
                              "name it as FreeSurfer (lh.NAME.annot) or HCP (NAME.L.label.gii) does")
+    return hemi, integer_labels(data, f"surface atlas {path}")
+
+
+def integer_labels(data, what: str) -> np.ndarray:
+    """``data`` as int64 labels; float data must hold whole numbers (``what`` names the atlas in the error)."""
+    data = np.asarray(data)
     if data.dtype.kind == "f":
         if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
-            raise ParameterError(f"surface atlas {path} holds non-integer values; a label atlas holds whole "
-                                 "numbers (0 = background)")
+            raise ParameterError(f"{what} holds non-integer values; a label atlas holds whole numbers (0 = background)")
     elif data.dtype.kind not in "iub":
-        raise ParameterError(f"surface atlas {path} has dtype {data.dtype}; give integer labels")
-    return hemi, np.asarray(data).astype(np.int64)
+        raise ParameterError(f"{what} has dtype {data.dtype}; give integer labels")
+    return data.astype(np.int64)
 
 
 def surface_atlas_hemis(paths) -> tuple[tuple[str, str], ...]:
