@@ -4,7 +4,8 @@ The kill tests SIGKILL a worker and its nanny starts a new one. distributed's Lo
 watches for lost workers: when no worker of the lost one's name is in its (lagging) copy of the scheduler's state
 ``distributed.deploy.lost-worker-timeout`` after the loss (15 s by default), it closes that worker's nanny for good.
 A restart slower than that (a loaded machine) lost a worker for the rest of a CI run: every later two-worker test
-waited 180 s and failed on one worker. Here the cluster never gives a killed worker up, and :func:`two_workers`
+waited 180 s and failed on one worker. Here the cluster never gives a killed worker up (as the batch's own
+LocalCluster does not: giblet_store.batch.cluster), and :func:`two_workers`
 waits for a restarting worker and otherwise starts the missing ones again from the cluster's own spec."""
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ RESTART_WAIT_S = 120.0
 
 
 @contextmanager
-def two_worker_cluster(lost_worker_timeout: str = "1h", workers: int = WORKERS):
-    """A Client on a real ``LocalCluster(processes=True)`` of ``workers`` one-thread workers."""
+def two_worker_cluster(lost_worker_timeout: str | None = None, workers: int = WORKERS):
+    """A Client on a real ``LocalCluster(processes=True)`` of ``workers`` one-thread workers (``lost_worker_timeout``:
+    the batch's own, which gives no worker up)."""
     import dask
     from distributed import Client, LocalCluster
+
+    from giblet_store.batch.cluster import LOST_WORKER_TIMEOUT
+
+    lost_worker_timeout = LOST_WORKER_TIMEOUT if lost_worker_timeout is None else lost_worker_timeout
 
     with dask.config.set({"distributed.deploy.lost-worker-timeout": lost_worker_timeout}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",

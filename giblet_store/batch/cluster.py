@@ -15,6 +15,10 @@ __all__: list[str] = []
 
 #: A local cluster runs one process per worker, each loading the model: at most this many per CPU core.
 WORKERS_PER_CORE = 4
+#: How long a local cluster waits for a killed worker's restart before closing its nanny for good. distributed's
+#: default (15 s) drops a worker whose restart joins late (a loaded machine, a slow model load): the rest of the
+#: batch then runs on fewer workers, silently. The batch's own cluster never gives a worker up.
+LOST_WORKER_TIMEOUT = "1h"
 
 
 def local_workers(workers: int | None) -> int | None:
@@ -102,7 +106,10 @@ def _connect(scheduler, workers: int | None, in_process: bool, timeout: float, s
             raise ParameterError("workers sets the size of a local cluster; the given Client has its own workers")
         return scheduler, False
     if scheduler in (None, "local"):
+        import dask
+
         n = local_workers(workers) or os.cpu_count() or 1
+        stack.enter_context(dask.config.set({"distributed.deploy.lost-worker-timeout": LOST_WORKER_TIMEOUT}))
         try:
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=not in_process, dashboard_address=":0",
